@@ -1,0 +1,1 @@
+"""audit: see docs/CONTRACTS.md for the public surface."""

@@ -1,0 +1,1 @@
+"""connectors: see docs/CONTRACTS.md for the public surface."""

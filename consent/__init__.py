@@ -1,0 +1,1 @@
+"""consent: see docs/CONTRACTS.md for the public surface."""

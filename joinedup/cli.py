@@ -1,0 +1,71 @@
+"""The `joinedup` command. Each user task is one command; each concern registers its own
+commands from `joinedup/commands/<concern>.py` so this file stays a table of contents."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from joinedup import __version__
+from joinedup.home import HomeError, default_home, init_home
+
+
+@click.group()
+@click.version_option(__version__, prog_name="joinedup")
+def cli() -> None:
+    """Privacy-preserving data sharing and record linkage for joined-up employment support."""
+
+
+home_option = click.option(
+    "--home",
+    "home",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Deployment home (default: $JOINEDUP_HOME, else ./joinedup-home).",
+)
+
+
+@cli.command("init")
+@home_option
+@click.option("--project-id", default=None, help="Linkage project id (default: random).")
+@click.option("--force", is_flag=True, help="Re-create an existing home (new keys!).")
+def init_command(home: Path | None, project_id: str | None, force: bool) -> None:
+    """Create a deployment home: configuration, master secret, derived key ids, store."""
+    root = home or default_home()
+    try:
+        h = init_home(root, project_id=project_id, force=force)
+    except HomeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"initialised {h.root} (project {h.project_id}); secrets in {h.secrets_dir} (0600)")
+
+
+def _register_commands() -> None:
+    from joinedup.commands import (
+        audit_commands,
+        collation_commands,
+        connector_commands,
+        consent_commands,
+        linkage_commands,
+        policy_commands,
+        service_commands,
+    )
+
+    for module in (
+        connector_commands,
+        linkage_commands,
+        consent_commands,
+        policy_commands,
+        audit_commands,
+        collation_commands,
+        service_commands,
+    ):
+        module.register(cli)
+
+
+_register_commands()
+
+
+def main() -> None:
+    sys.exit(cli.main(standalone_mode=True))

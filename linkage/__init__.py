@@ -1,0 +1,1 @@
+"""linkage: see docs/CONTRACTS.md for the public surface."""

@@ -1,0 +1,1 @@
+"""policies: see docs/CONTRACTS.md for the public surface."""
