@@ -50,9 +50,11 @@ def _register_commands() -> None:
         linkage_commands,
         policy_commands,
         service_commands,
+        synth_commands,
     )
 
     for module in (
+        synth_commands,
         connector_commands,
         linkage_commands,
         consent_commands,

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs joinedup into ./.venv. With --test, also the system packages the tests use
+# (PostgreSQL server for the council connector, Chromium for page tests), from Debian.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+if [ "${1:-}" = "--test" ]; then
+  .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  bash scripts/system-deps.sh
+else
+  .venv/bin/python -m pip install -q -e . 2>&1 | grep -v "^WARNING: Location" || true
+fi
+.venv/bin/joinedup --version
