@@ -126,6 +126,7 @@ def init_home(root: Path, project_id: str | None = None, force: bool = False) ->
     home = Home(root, settings)
     for party in ("audit", "consent"):
         home.signing_key_path(party)
+    _create_store(home.store_path)
     _write_atomic(settings_path, tomli_w.dumps(settings).encode())
     public = {"project_id": project_id, "key_scheme": "hkdf-sha256/v1", "key_ids": home.keyring().key_ids()}
     _write_atomic(root / "keys.json", json.dumps(public, indent=2).encode())
@@ -149,6 +150,20 @@ def load_home(root: Path | None = None) -> Home:
     if not isinstance(settings.get("project_id"), str) or not settings["project_id"]:
         raise HomeError(f"{settings_path}: project_id must be a non-empty string")
     return Home(root, settings)
+
+
+def _create_store(path: Path) -> None:
+    """Create the embedded DuckDB store with its metadata table; each concern adds its own."""
+    import duckdb
+
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+        )
+        con.execute(
+            "INSERT OR REPLACE INTO store_meta VALUES ('schema_version', ?)",
+            [str(CONFIG_SCHEMA_VERSION)],
+        )
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
