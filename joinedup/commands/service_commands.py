@@ -1,9 +1,129 @@
-"""CLI commands of the service concern (registered by joinedup.cli)."""
+"""CLI commands of the service concern: `serve`, `demo`, `users add|list|revoke`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from joinedup.home import HomeError, default_home, load_home
+from joinedup.users import ROLES, UserError, open_user_store
+
+home_option = click.option(
+    "--home",
+    "home",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Deployment home (default: $JOINEDUP_HOME, else ./joinedup-home).",
+)
+
+
+def _home(path: Path | None):
+    try:
+        return load_home(path or default_home())
+    except HomeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _audit_user_event(home, event: dict) -> None:
+    """Record user management in the ledger when the audit concern is available."""
+    try:
+        from joinedup.service_context import NotAvailable, _open_ledger, now_iso
+
+        ledger = _open_ledger(home)
+    except NotAvailable:
+        click.echo("note: audit ledger not available yet; user event not recorded", err=True)
+        return
+    event.setdefault("time", now_iso())
+    ledger.append(event)
+    close = getattr(ledger, "close", None)
+    if callable(close):
+        close()
 
 
 def register(cli: click.Group) -> None:
     """Add this concern's commands to the root group."""
+
+    @cli.group("users")
+    def users() -> None:
+        """API users: tokens are shown once and stored only as a keyed hash."""
+
+    @users.command("add")
+    @home_option
+    @click.option("--role", required=True, type=click.Choice(ROLES), help="The user's role.")
+    @click.option("--org", "org", required=True, help="The user's organisation id.")
+    @click.option("--name", default="", help="A display name (optional).")
+    def users_add(home: Path | None, role: str, org: str, name: str) -> None:
+        """Create an API user and print its token ONCE."""
+        h = _home(home)
+        try:
+            user, token = open_user_store(h).add(role, org, name)
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from exc
+        operator = {"id": "cli", "role": "admin", "organisation": "operator"}
+        _audit_user_event(h, {"type": "user.added", "actor": operator, "user_id": user.id,
+                              "role": user.role, "organisation": user.organisation})
+        click.echo(f"user {user.id} ({user.role} @ {user.organisation})")
+        click.echo(f"token (shown once, keep it secret): {token}")
+
+    @users.command("list")
+    @home_option
+    def users_list(home: Path | None) -> None:
+        """List users (never their tokens)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        try:
+            rows = open_user_store(_home(home)).list()
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from exc
+        table = Table("id", "role", "organisation", "name", "created", "revoked")
+        for u in rows:
+            table.add_row(u.id, u.role, u.organisation, u.name, u.created_at, u.revoked_at or "")
+        Console().print(table)
+
+    @users.command("revoke")
+    @home_option
+    @click.argument("user_id")
+    def users_revoke(home: Path | None, user_id: str) -> None:
+        """Revoke a user's token (takes effect on the server's next request)."""
+        h = _home(home)
+        try:
+            user = open_user_store(h).revoke(user_id)
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from exc
+        operator = {"id": "cli", "role": "admin", "organisation": "operator"}
+        _audit_user_event(h, {"type": "user.revoked", "actor": operator, "user_id": user.id})
+        click.echo(f"revoked {user.id} at {user.revoked_at}")
+
+    @cli.command("serve")
+    @home_option
+    @click.option("--host", default="127.0.0.1", show_default=True)
+    @click.option("--port", default=8000, show_default=True, type=int)
+    @click.option("--access-log/--no-access-log", default=True, show_default=True)
+    def serve(home: Path | None, host: str, port: int, access_log: bool) -> None:
+        """Serve the HTTP API (OpenAPI docs at /docs)."""
+        import uvicorn
+
+        from joinedup.api import create_app
+
+        app = create_app(_home(home))
+        click.echo(f"joinedup API on http://{host}:{port}/ (docs at /docs)")
+        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+
+    @cli.command("demo")
+    @click.option("--home", "home", type=click.Path(path_type=Path), default=None,
+                  help="Where to build the demo deployment (default: ./joinedup-demo).")
+    @click.option("--people", default=2000, show_default=True, type=click.IntRange(50, 1_000_000),
+                  help="Size of the synthetic population.")
+    @click.option("--seed", default=7, show_default=True, type=int)
+    @click.option("--force", is_flag=True, help="Replace an existing demo home.")
+    def demo(home: Path | None, people: int, seed: int, force: bool) -> None:
+        """The whole job on synthetic data, no server: synthesise, extract, ingest, link,
+        consent, summaries, a referral, area counts, verify the ledger, one HTML overview."""
+        from joinedup.demo import DemoError, run_demo
+
+        try:
+            run_demo(home or Path("joinedup-demo"), people=people, seed=seed, force=force)
+        except DemoError as exc:
+            raise click.ClickException(str(exc)) from exc

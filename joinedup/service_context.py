@@ -1,0 +1,275 @@
+"""What one service process holds open: the home, one DuckDB connection, the policy
+engine, the ledger, the consent store, the users. Shared by the HTTP API and the demo.
+
+DuckDB: one connection per process; each request takes its own `.cursor()` (a cursor is a
+separate connection to the same database, safe to use from one thread), so requests in
+the thread pool never share a cursor. The ledger is itself thread and process safe.
+
+Pieces from other concerns are imported lazily: while one has not landed, the part of the
+service that needs it answers "not available yet" (HTTP 503) instead of pretending.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from joinedup.home import Home
+from joinedup.users import Authenticator, User, open_authenticator
+
+DEFAULT_PURPOSE = "employment_support"
+
+
+class NotAvailable(Exception):
+    """A piece of the system this request needs has not been built/configured yet."""
+
+
+class Refused(Exception):
+    """The policy said no: carries its plain-English reasons and the decision id."""
+
+    def __init__(self, reasons: list[str], decision_id: str | None = None) -> None:
+        super().__init__("; ".join(reasons) or "not allowed")
+        self.reasons = reasons or ["not allowed"]
+        self.decision_id = decision_id
+
+
+class NotFound(Exception):
+    """The thing asked for does not exist (or the caller may not know it exists)."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+REFERRALS_DDL = """
+CREATE TABLE IF NOT EXISTS referrals (
+    referral_id VARCHAR PRIMARY KEY,
+    person_key VARCHAR NOT NULL,
+    entity_id VARCHAR,
+    provider VARCHAR NOT NULL,
+    barriers VARCHAR NOT NULL,      -- JSON list of barrier codes the provider is asked to address
+    purpose VARCHAR NOT NULL,
+    created_by VARCHAR NOT NULL,
+    created_by_org VARCHAR NOT NULL,
+    created_at VARCHAR NOT NULL,
+    decision_id VARCHAR
+)
+"""
+
+
+@dataclass
+class Referral:
+    referral_id: str
+    person_key: str
+    entity_id: str | None
+    provider: str
+    barriers: list[str]
+    purpose: str
+    created_by: str
+    created_by_org: str
+    created_at: str
+    decision_id: str | None
+
+    def public(self) -> dict:
+        """What a caller sees of the referral record (person key is pseudonymous)."""
+        return {
+            "referral_id": self.referral_id,
+            "provider": self.provider,
+            "barriers": self.barriers,
+            "purpose": self.purpose,
+            "created_by_org": self.created_by_org,
+            "created_at": self.created_at,
+        }
+
+
+class ServiceContext:
+    """Opened once per process; every request and the demo go through it."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self._con = duckdb.connect(str(home.store_path))
+        self._con.execute(REFERRALS_DDL)
+        self._tls = threading.local()
+        self._lazy_lock = threading.Lock()
+        self.auth: Authenticator = open_authenticator(home)
+        self._policy = None
+        self._ledger = None
+        self._consent = None
+        self._keyring = home.keyring()
+
+    # -- shared handles -------------------------------------------------------------
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's own cursor on the process's one connection."""
+        cur = getattr(self._tls, "cursor", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._tls.cursor = cur
+        return cur
+
+    @property
+    def keyring(self):
+        return self._keyring
+
+    @property
+    def policy(self):
+        if self._policy is None:
+            with self._lazy_lock:
+                if self._policy is None:
+                    self._policy = _open_policy_engine(self.home)
+        return self._policy
+
+    @property
+    def ledger(self):
+        if self._ledger is None:
+            with self._lazy_lock:
+                if self._ledger is None:
+                    self._ledger = _open_ledger(self.home)
+        return self._ledger
+
+    @property
+    def consent(self):
+        if self._consent is None:
+            with self._lazy_lock:
+                if self._consent is None:
+                    self._consent = _open_consent(self.home)
+        return self._consent
+
+    def close(self) -> None:
+        for obj in (self._ledger, self._consent):
+            close = getattr(obj, "close", None)
+            if callable(close):
+                close()
+        self._con.close()
+
+    # -- identities -----------------------------------------------------------------
+    def person_key(self, identifiers: dict) -> str:
+        """Pseudonymise the identifiers of the person in front of the adviser at once."""
+        try:
+            from connectors.pseudonymise import person_key
+        except ImportError as exc:
+            raise NotAvailable("person pseudonymisation (connectors.pseudonymise)") from exc
+        return person_key(self.keyring, identifiers)
+
+    # -- decisions ------------------------------------------------------------------
+    def decide(
+        self,
+        user: User,
+        action: str,
+        resource: dict | None = None,
+        purpose: str | None = None,
+        consent: dict | None = None,
+    ):
+        """Ask the policy engine; every decision goes to the ledger; refuse on deny."""
+        policy_input: dict[str, Any] = {
+            "subject": user.subject(),
+            "action": action,
+            "purpose": purpose or DEFAULT_PURPOSE,
+            "resource": resource or {},
+            "consent": consent or {"status": "none"},
+            "time": now_iso(),
+        }
+        decision = self.policy.decide(policy_input)
+        self.audit(decision.to_audit_event(self.keyring.audit_hash_key()))
+        if not decision.allow:
+            raise Refused(list(decision.reasons), decision.decision_id)
+        return decision
+
+    def audit(self, event: dict) -> str:
+        event.setdefault("time", now_iso())
+        return self.ledger.append(event)
+
+    def actor(self, user: User) -> dict:
+        return user.subject()
+
+    # -- referrals (this concern's own table) ----------------------------------------
+    def add_referral(self, referral: Referral) -> None:
+        self.cursor().execute(
+            "INSERT INTO referrals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                referral.referral_id,
+                referral.person_key,
+                referral.entity_id,
+                referral.provider,
+                json.dumps(referral.barriers),
+                referral.purpose,
+                referral.created_by,
+                referral.created_by_org,
+                referral.created_at,
+                referral.decision_id,
+            ],
+        )
+
+    def get_referral(self, referral_id: str) -> Referral:
+        rows = self.cursor().execute(
+            "SELECT * FROM referrals WHERE referral_id = ?", [referral_id]
+        ).fetchall()
+        if not rows:
+            raise NotFound(f"no referral {referral_id}")
+        return _referral(rows[0])
+
+    def referrals_for(self, provider: str) -> list[Referral]:
+        rows = self.cursor().execute(
+            "SELECT * FROM referrals WHERE provider = ? ORDER BY created_at, referral_id",
+            [provider],
+        ).fetchall()
+        return [_referral(r) for r in rows]
+
+    # -- linkage run -----------------------------------------------------------------
+    def current_run_dir(self) -> Path:
+        marker = self.home.runs_dir / "CURRENT"
+        if not marker.exists():
+            raise NotFound("no link run yet (run `joinedup link`)")
+        run = self.home.runs_dir / marker.read_text().strip()
+        if not run.is_dir():
+            raise NotFound("the current link run is missing")
+        return run
+
+
+def _referral(row) -> Referral:
+    return Referral(
+        referral_id=row[0],
+        person_key=row[1],
+        entity_id=row[2],
+        provider=row[3],
+        barriers=json.loads(row[4]),
+        purpose=row[5],
+        created_by=row[6],
+        created_by_org=row[7],
+        created_at=row[8],
+        decision_id=row[9],
+    )
+
+
+# -- openers of other concerns' objects (composition only) ---------------------------
+def _open_policy_engine(home: Home):
+    try:
+        from policies import PolicyEngine
+    except ImportError as exc:
+        raise NotAvailable("the policy engine (policies.PolicyEngine)") from exc
+    opener = getattr(PolicyEngine, "from_home_config", None)
+    settings = home.settings.get("policy", {})
+    if callable(opener):
+        return opener(home.config_dir, settings)
+    return PolicyEngine(engine=settings.get("engine", "embedded"), data_dir=home.config_dir)
+
+
+def _open_ledger(home: Home):
+    try:
+        from audit import Ledger
+    except ImportError as exc:
+        raise NotAvailable("the audit ledger (audit.Ledger)") from exc
+    return Ledger(home.ledger_dir, home.signing_key_path("audit"))
+
+
+def _open_consent(home: Home):
+    try:
+        from consent import ConsentStore
+    except ImportError as exc:
+        raise NotAvailable("the consent store (consent.ConsentStore)") from exc
+    return ConsentStore(home.store_path)
