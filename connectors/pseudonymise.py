@@ -1,0 +1,413 @@
+"""Pseudonymisation: keyed tokens, Bloom-filter encodings (CLKs) and keyed blocking keys.
+
+Everything here is keyed (keys from `connectors.keys.KeyRing`, HKDF per linkage project):
+- Token = first 8 bytes of HMAC-SHA256(token_key(group), value) as a signed big-endian
+  int64. Columns that should be comparable with each other share a key group:
+  tk_given / tk_given_canon / tk_middle / tk_family use group "name" (so a given/family
+  swap or a nickname can be spotted by equality across columns), tk_given_phon /
+  tk_family_phon use "name_phon", tk_dob / tk_dob_swap use "dob"; every other column has
+  its own group named after the column (tk_nhs -> "nhs_number", tk_pc_sector ->
+  "pc_sector", ...).
+- CLK: the bigrams of the standardised value padded with "_" ("_bill_" -> _b bi il ll l_);
+  each distinct bigram gets k bit positions from HMAC-SHA256(clk_key(field), i || bigram)
+  (independent positions, not double hashing, which is known to be attackable), set in a
+  filter of `clk_bits` bits. clk_name is the union of the given- and family-name bigrams
+  (so it survives a given/family swap). Defaults: 1024 bits, k = 20 (k = 10 for the
+  address, whose strings are long and would otherwise saturate the filter).
+- Blocking key = int64 of HMAC-SHA256(blocking_key(), rule | parts...).
+
+Hardening (`hardening = "blip"`): BLIP randomised response (Schnell & Borgs 2016): after
+encoding, each bit of every CLK is flipped with probability `blip_f` (default 0.02) from a
+random source that is not reproducible. It blunts frequency attacks on the filters (the
+same name no longer gives the same filter) at some cost in Dice separation; see
+`dice_separation` and bench/RESULTS-extract.md.
+
+Speed: every distinct value is tokenised once per key (per-field caches), every distinct
+bigram is hashed once per key, and CLKs of a batch are built with numpy (OR-reduce of the
+cached bigram bit vectors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from connectors.keys import KeyRing
+from connectors.mapping import Mapping
+from connectors.standardise import (
+    StandardIdentity,
+    StandardisationError,
+    standardise_identity,
+    swap_day_month,
+)
+
+TOKEN_BYTES = 8
+_CACHE_LIMIT = 300_000  # entries per field cache before it is cleared (bounds memory)
+
+# (column, key group, how to get the standardised value)
+TOKEN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("tk_nhs", "nhs_number"),
+    ("tk_nino", "nino"),
+    ("tk_given", "name"),
+    ("tk_given_canon", "name"),
+    ("tk_given_phon", "name_phon"),
+    ("tk_middle", "name"),
+    ("tk_family", "name"),
+    ("tk_family_phon", "name_phon"),
+    ("tk_dob", "dob"),
+    ("tk_dob_swap", "dob"),
+    ("tk_dob_year", "dob_year"),
+    ("tk_dob_month", "dob_month"),
+    ("tk_dob_day", "dob_day"),
+    ("tk_sex", "sex"),
+    ("tk_postcode", "postcode"),
+    ("tk_pc_sector", "pc_sector"),
+    ("tk_pc_district", "pc_district"),
+    ("tk_locality", "locality"),
+)
+CLK_COLUMNS = ("clk_name", "clk_given", "clk_family", "clk_address")
+BLOCKING_COLUMNS = ("bk_fam_yob", "bk_given_dob", "bk_pc_given", "bk_fam_dob_md")
+LINKAGE_COLUMNS = ("ref",) + tuple(c for c, _ in TOKEN_COLUMNS) + CLK_COLUMNS + BLOCKING_COLUMNS
+
+
+def _dob_iso(i: StandardIdentity) -> str | None:
+    return i.dob.isoformat() if i.dob else None
+
+
+def _dob_swap(i: StandardIdentity) -> str | None:
+    swapped = swap_day_month(i.dob) if i.dob else None
+    return swapped.isoformat() if swapped else None
+
+
+# How each token column's value is read from a StandardIdentity.
+_TOKEN_VALUE = {
+    "tk_nhs": lambda i: i.nhs_number,
+    "tk_nino": lambda i: i.nino,
+    "tk_given": lambda i: i.given,
+    "tk_given_canon": lambda i: i.given_canon,
+    "tk_given_phon": lambda i: i.given_phon,
+    "tk_middle": lambda i: i.middle,
+    "tk_family": lambda i: i.family,
+    "tk_family_phon": lambda i: i.family_phon,
+    "tk_dob": _dob_iso,
+    "tk_dob_swap": _dob_swap,
+    "tk_dob_year": lambda i: f"{i.dob.year:04d}" if i.dob else None,
+    "tk_dob_month": lambda i: f"{i.dob.month:02d}" if i.dob else None,
+    "tk_dob_day": lambda i: f"{i.dob.day:02d}" if i.dob else None,
+    "tk_sex": lambda i: i.sex,
+    "tk_postcode": lambda i: i.postcode,
+    "tk_pc_sector": lambda i: i.pc_sector,
+    "tk_pc_district": lambda i: i.pc_district,
+    "tk_locality": lambda i: i.locality,
+}
+
+
+def _blocking_value(column: str, i: StandardIdentity) -> str | None:
+    """The string a blocking key hashes, or None when a part is missing."""
+    if column == "bk_fam_yob":
+        return f"fam_yob|{i.family_phon}|{i.dob.year}" if i.family_phon and i.dob else None
+    if column == "bk_given_dob":
+        return f"given_dob|{i.given_canon}|{i.dob.isoformat()}" if i.given_canon and i.dob else None
+    if column == "bk_pc_given":
+        return f"pc_given|{i.postcode}|{i.given_phon}" if i.postcode and i.given_phon else None
+    if column == "bk_fam_dob_md":
+        if i.family_phon and i.dob:
+            return f"fam_dob_md|{i.family_phon}|{i.dob.month:02d}{i.dob.day:02d}"
+        return None
+    raise KeyError(column)
+
+
+def hmac_int64(key: bytes, value: str) -> int:
+    digest = hmac.digest(key, value.encode("utf-8"), "sha256")
+    return int.from_bytes(digest[:TOKEN_BYTES], "big", signed=True)
+
+
+@dataclass(frozen=True)
+class EncodingSettings:
+    """Encoding parameters; recorded in every manifest so the linkage side knows them."""
+
+    clk_bits: int = 1024
+    clk_k: int = 20
+    clk_k_fields: dict[str, int] = field(default_factory=lambda: {"address": 10})
+    hardening: str = "none"  # "none" | "blip"
+    blip_f: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.clk_bits <= 0 or self.clk_bits % 64:
+            raise ValueError("clk_bits must be a positive multiple of 64")
+        ks = [self.clk_k, *self.clk_k_fields.values()]
+        if any(not isinstance(k, int) or not 1 <= k <= 64 for k in ks):
+            raise ValueError("clk_k values must be integers in 1..64")
+        unknown = set(self.clk_k_fields) - {"name", "given", "family", "address"}
+        if unknown:
+            raise ValueError(f"clk_k_fields: unknown field(s) {sorted(unknown)}")
+        if self.hardening not in ("none", "blip"):
+            raise ValueError("hardening must be 'none' or 'blip'")
+        if not 0.0 < self.blip_f < 0.5:
+            raise ValueError("blip_f must be in (0, 0.5)")
+
+    def k_for(self, clk_field: str) -> int:
+        return self.clk_k_fields.get(clk_field, self.clk_k)
+
+    def manifest(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "clk_bits": self.clk_bits,
+            "clk_k": self.clk_k,
+            "clk_k_fields": dict(self.clk_k_fields),
+            "hardening": self.hardening,
+            "token_bytes": TOKEN_BYTES,
+        }
+        if self.hardening == "blip":
+            out["blip_f"] = self.blip_f
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any] | None) -> EncodingSettings:
+        if not doc:
+            return cls()
+        allowed = {"clk_bits", "clk_k", "clk_k_fields", "hardening", "blip_f"}
+        unknown = set(doc) - allowed - {"token_bytes"}
+        if unknown:
+            raise ValueError(f"encoding settings: unknown key(s) {sorted(unknown)}")
+        return cls(**{k: v for k, v in doc.items() if k in allowed})
+
+
+class _ClkField:
+    """One CLK field: cached bit vectors per distinct bigram, and per distinct value."""
+
+    def __init__(self, key: bytes, bits: int, k: int):
+        self.key, self.bits, self.k = key, bits, k
+        self.words = bits // 64
+        self.bigram_ids: dict[str, int] = {}
+        self.table = np.zeros((256, self.words), dtype=np.uint64)
+        self.value_ids: dict[str, list[int]] = {}
+
+    def _positions(self, bigram: str) -> list[int]:
+        # Independent positions: counter-mode HMAC blocks, 4 bytes per position.
+        need = self.k * 4
+        stream = b""
+        counter = 0
+        while len(stream) < need:
+            stream += hmac.digest(self.key, bytes([counter]) + bigram.encode("utf-8"), "sha256")
+            counter += 1
+        return [int.from_bytes(stream[4 * i : 4 * i + 4], "big") % self.bits for i in range(self.k)]
+
+    def _bigram_id(self, bigram: str) -> int:
+        idx = self.bigram_ids.get(bigram)
+        if idx is None:
+            idx = len(self.bigram_ids)
+            if idx >= len(self.table):
+                self.table = np.vstack([self.table, np.zeros_like(self.table)])
+            row = self.table[idx].view(np.uint8)
+            for p in self._positions(bigram):
+                row[p >> 3] |= np.uint8(1 << (7 - (p & 7)))  # bit p, most significant first
+            self.bigram_ids[bigram] = idx
+        return idx
+
+    def ids(self, value: str) -> list[int]:
+        got = self.value_ids.get(value)
+        if got is None:
+            padded = f"_{value}_"
+            got = sorted({self._bigram_id(padded[j : j + 2]) for j in range(len(padded) - 1)})
+            if len(self.value_ids) > _CACHE_LIMIT:
+                self.value_ids.clear()
+            self.value_ids[value] = got
+        return got
+
+    def encode(self, id_lists: Sequence[list[int] | None]) -> tuple[np.ndarray, np.ndarray]:
+        """(filters as (n, bits/8) uint8, present mask) for per-record bigram id lists."""
+        n = len(id_lists)
+        out = np.zeros((n, self.words), dtype=np.uint64)
+        present = np.fromiter((bool(x) for x in id_lists), dtype=bool, count=n)
+        if present.any():
+            kept = [x for x in id_lists if x]
+            lengths = np.fromiter((len(x) for x in kept), dtype=np.int64, count=len(kept))
+            flat = np.fromiter((i for x in kept for i in x), dtype=np.int64, count=int(lengths.sum()))
+            starts = np.zeros(len(kept), dtype=np.int64)
+            np.cumsum(lengths[:-1], out=starts[1:])
+            out[present] = np.bitwise_or.reduceat(self.table[flat], starts, axis=0)
+        return out.view(np.uint8).reshape(n, self.bits // 8), present
+
+
+def blip(filters: np.ndarray, present: np.ndarray, f: float, rng: np.random.Generator) -> None:
+    """Flip each bit of each present filter with probability about f, in place.
+
+    Flip counts per filter are Binomial(bits, f) and positions uniform; a position drawn
+    twice flips back, so the effective rate is a hair under f (about f - f^2/2).
+    """
+    rows = np.flatnonzero(present)
+    if rows.size == 0:
+        return
+    bits = filters.shape[1] * 8
+    counts = rng.binomial(bits, f, size=rows.size)
+    row_of = np.repeat(rows, counts)
+    pos = rng.integers(0, bits, size=row_of.size)
+    masks = (1 << (7 - (pos & 7))).astype(np.uint8)
+    np.bitwise_xor.at(filters, (row_of, pos >> 3), masks)
+
+
+def _binary_column(filters: np.ndarray, present: np.ndarray) -> pa.Array:
+    n, width = filters.shape
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    validity = None
+    if not present.all():
+        validity = pa.array(present).buffers()[1]
+    data = np.ascontiguousarray(filters).tobytes()
+    return pa.Array.from_buffers(
+        pa.binary(), n, [validity, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data)],
+        null_count=int(n - present.sum()),
+    )
+
+
+class IdentityEncoder:
+    """Encodes standardised identities into linkage rows (tokens, CLKs, blocking keys)."""
+
+    def __init__(
+        self,
+        keyring: KeyRing,
+        settings: EncodingSettings | None = None,
+        rng: np.random.Generator | None = None,
+    ):
+        self.keyring = keyring
+        self.settings = settings or EncodingSettings()
+        self._token_keys = {group: keyring.token_key(group) for _, group in TOKEN_COLUMNS}
+        self._token_cache: dict[str, dict[str, int]] = {g: {} for g in self._token_keys}
+        self._blocking_key = keyring.blocking_key()
+        self._blocking_cache: dict[str, int] = {}
+        bits = self.settings.clk_bits
+        self._clk = {
+            f: _ClkField(keyring.clk_key(f), bits, self.settings.k_for(f))
+            for f in ("name", "given", "family", "address")
+        }
+        # BLIP must not be reproducible by anyone: seed from the OS unless a test injects one.
+        self._rng = rng or np.random.default_rng(secrets.randbits(128))
+
+    # -------------------------------------------------------------- tokens
+
+    def _tokens(self, group: str, values: list[str | None]) -> list[int | None]:
+        cache, key = self._token_cache[group], self._token_keys[group]
+        out: list[int | None] = []
+        append = out.append
+        for v in values:
+            if v is None:
+                append(None)
+                continue
+            t = cache.get(v)
+            if t is None:
+                t = hmac_int64(key, v)
+                if len(cache) > _CACHE_LIMIT:
+                    cache.clear()
+                cache[v] = t
+            append(t)
+        return out
+
+    def _blocking(self, values: list[str | None]) -> list[int | None]:
+        cache, key = self._blocking_cache, self._blocking_key
+        out: list[int | None] = []
+        for v in values:
+            if v is None:
+                out.append(None)
+                continue
+            t = cache.get(v)
+            if t is None:
+                t = hmac_int64(key, v)
+                if len(cache) > _CACHE_LIMIT:
+                    cache.clear()
+                cache[v] = t
+            out.append(t)
+        return out
+
+    # -------------------------------------------------------------- CLKs
+
+    def _clks(self, idents: Sequence[StandardIdentity]) -> dict[str, pa.Array]:
+        name_f, given_f, family_f, addr_f = (self._clk[f] for f in ("name", "given", "family", "address"))
+        given_ids = [given_f.ids(i.given) if i.given else None for i in idents]
+        family_ids = [family_f.ids(i.family) if i.family else None for i in idents]
+        name_ids = [
+            (name_f.ids(i.given) if i.given else []) + (name_f.ids(i.family) if i.family else [])
+            for i in idents
+        ]
+        addr_ids = [addr_f.ids(i.address) if i.address else None for i in idents]
+        out = {}
+        for column, f, lists in (
+            ("clk_name", name_f, name_ids),
+            ("clk_given", given_f, given_ids),
+            ("clk_family", family_f, family_ids),
+            ("clk_address", addr_f, addr_ids),
+        ):
+            filters, present = f.encode(lists)
+            if self.settings.hardening == "blip":
+                blip(filters, present, self.settings.blip_f, self._rng)
+            out[column] = _binary_column(filters, present)
+        return out
+
+    # -------------------------------------------------------------- public
+
+    def encode_batch(self, idents: Sequence[StandardIdentity]) -> dict[str, pa.Array]:
+        """Linkage columns (all but `ref`) for a batch of standardised identities."""
+        columns: dict[str, pa.Array] = {}
+        for column, group in TOKEN_COLUMNS:
+            getter = _TOKEN_VALUE[column]
+            columns[column] = pa.array(self._tokens(group, [getter(i) for i in idents]), pa.int64())
+        columns.update(self._clks(idents))
+        for column in BLOCKING_COLUMNS:
+            values = [_blocking_value(column, i) for i in idents]
+            columns[column] = pa.array(self._blocking(values), pa.int64())
+        return columns
+
+    def encode_standardised(self, ident: StandardIdentity) -> dict[str, Any]:
+        batch = self.encode_batch([ident])
+        return {name: arr[0].as_py() for name, arr in batch.items()}
+
+    def encode_identity(self, raw: dict[str, str | None], mapping: Mapping | None = None) -> dict[str, Any]:
+        """One linkage row without `ref`, from a raw identity (fields that fail are left null)."""
+        ident, _problems = standardise_identity(raw, mapping)
+        return self.encode_standardised(ident)
+
+
+def person_key(keyring: KeyRing, raw_identity: dict[str, str | None]) -> str:
+    """The pseudonymous person key: HMAC over canonical given name, family name and DOB.
+
+    Raises StandardisationError when one of the three is missing or invalid.
+    """
+    ident, problems = standardise_identity(raw_identity)
+    return person_key_of(keyring, ident, problems)
+
+
+def person_key_of(keyring: KeyRing, ident: StandardIdentity, problems: list | None = None) -> str:
+    from connectors.standardise import Problem
+
+    missing = [
+        Problem(name, "missing or invalid (needed for a person key)", True)
+        for name, value in (
+            ("given_name", ident.given_canon),
+            ("family_name", ident.family),
+            ("date_of_birth", ident.dob),
+        )
+        if not value
+    ]
+    if missing:
+        raise StandardisationError(missing + [p for p in (problems or []) if not p.fatal])
+    message = f"person|{ident.given_canon}|{ident.family}|{_iso(ident.dob)}"
+    return hmac.new(keyring.person_key(), message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _iso(d: date | None) -> str:
+    return d.isoformat() if d else ""
+
+
+def dice(a: bytes, b: bytes) -> float:
+    """Dice coefficient of two equal-length filters (as the linkage SQL computes it)."""
+    x = np.frombuffer(a, dtype=np.uint8)
+    y = np.frombuffer(b, dtype=np.uint8)
+    both = int(np.unpackbits(x & y).sum())
+    total = int(np.unpackbits(x).sum()) + int(np.unpackbits(y).sum())
+    return 2.0 * both / total if total else 0.0
