@@ -1,1 +1,15 @@
-"""audit: see docs/CONTRACTS.md for the public surface."""
+"""audit: the tamper-evident ledger (see docs/CONTRACTS.md "Audit events" and docs/AUDIT.md).
+
+Public surface:
+    Ledger(ledger_dir, signing_key_path).append(event) -> event_id   (durable on return)
+    Ledger.append_many, checkpoint, inclusion_proof, consistency_proof, events, get
+    verify_ledger(ledger_dir, public_key_pem) -> VerifyResult
+    build_report(ledger, from, to) -> dict; render_report_html(report) -> str
+    subject_access(ledger, person_key) -> list[dict]
+    EventRejected (raised by append for a malformed event or a raw identifier)
+"""
+
+from audit.guard import EventRejected, check_event
+from audit.ledger import Ledger, LedgerError
+
+__all__ = ["EventRejected", "Ledger", "LedgerError", "check_event"]
