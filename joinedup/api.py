@@ -53,7 +53,9 @@ def _error(status: int, error: str, message: str, **extra: Any) -> JSONResponse:
 
 
 class BodyLimit:
-    """ASGI middleware: refuse bodies over the limit (declared or streamed) with 413."""
+    """ASGI middleware: a body over the limit gets 413 before any route sees it, whether
+    its size is declared (Content-Length) or streamed (chunked). The body is buffered,
+    which is cheap at this limit, and replayed to the app."""
 
     def __init__(self, app, limit: int = MAX_BODY_BYTES) -> None:
         self.app, self.limit = app, limit
@@ -69,33 +71,29 @@ class BodyLimit:
                     too_big = True
                 if too_big:
                     return await _send_413(send, self.limit)
-        received = 0
-        response_started = False
-
-        async def limited_receive():
-            nonlocal received
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLarge()
-            return message
+            if message["type"] != "http.request":  # client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return await _send_413(send, self.limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        async def tracking_send(message):
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not response_started:
-                await _send_413(send, self.limit)
-
-
-class _BodyTooLarge(Exception):
-    pass
+        return await self.app(scope, replay, send)
 
 
 async def _send_413(send, limit: int) -> None:
@@ -158,6 +156,19 @@ class SubjectAccessRequest(Strict):
 
 
 # -- the app ----------------------------------------------------------------------------
+def current_user(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> User:
+    """Who is asking (401 if we cannot tell)."""
+    try:
+        return request.app.state.ctx.auth.authenticate(authorization)
+    except AuthError as exc:
+        raise ApiError(401, "unauthenticated", str(exc)) from exc
+
+
+Caller = Annotated[User, Depends(current_user)]
+
+
 def create_app(home: Home | Path | str, context: ServiceContext | None = None) -> FastAPI:
     """The API of one deployment home (one ServiceContext per process)."""
     if not isinstance(home, Home):
@@ -173,14 +184,6 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
     app.state.ctx = ctx
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     _install_error_handlers(app)
-
-    def current_user(authorization: Annotated[str | None, Header()] = None) -> User:
-        try:
-            return ctx.auth.authenticate(authorization)
-        except AuthError as exc:
-            raise ApiError(401, "unauthenticated", str(exc)) from exc
-
-    Caller = Annotated[User, Depends(current_user)]
 
     # -- pages and meta -----------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -402,6 +405,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 413:
+            return _error(413, "request_too_large",
+                          f"request body is larger than {MAX_BODY_BYTES} bytes")
         return _error(exc.status_code, "http_error", str(exc.detail))
 
     @app.exception_handler(Exception)

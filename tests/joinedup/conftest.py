@@ -1,0 +1,70 @@
+"""Fixtures for the service tests: a fresh home, and the real API served by uvicorn on a
+free loopback port in a background thread (driven with httpx over real HTTP)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from joinedup.home import Home, init_home
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: object
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def serve(app) -> LiveServer:
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    return LiveServer(f"http://127.0.0.1:{port}", app, server, thread)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    return init_home(tmp_path / "home", project_id="test-project")
+
+
+@pytest.fixture
+def live(home: Home) -> Iterator[LiveServer]:
+    from joinedup.api import create_app
+
+    server = serve(create_app(home))
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.app.state.ctx.close()

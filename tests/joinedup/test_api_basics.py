@@ -1,0 +1,82 @@
+"""The API's who-are-you, input and size checks, over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+
+from joinedup.users import open_user_store
+
+PERSON = {"given_name": "Ann", "family_name": "Smith", "date_of_birth": "1990-02-03"}
+
+
+def test_health_status_page_and_openapi(live):
+    with live.client() as c:
+        assert c.get("/v1/health").json()["status"] == "ok"
+        page = c.get("/")
+        assert page.status_code == 200 and "joinedup service" in page.text
+        assert "test-project" in page.text
+        paths = c.get("/openapi.json").json()["paths"]
+        for path in ("/v1/consent", "/v1/summaries", "/v1/referrals", "/v1/area-counts",
+                     "/v1/linkage/status", "/v1/audit/verify", "/v1/audit/subject-access"):
+            assert path in paths
+
+
+def test_401_without_or_with_a_bad_or_revoked_token(live, home):
+    store = open_user_store(home)
+    user, token = store.add("adviser", "csc-margate")
+    with live.client() as c:
+        r = c.get("/v1/me")
+        assert r.status_code == 401 and r.json()["error"] == "unauthenticated"
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert c.get("/v1/me", headers={"Authorization": "Basic abc"}).status_code == 401
+        assert c.get("/v1/me", headers={"Authorization": "Bearer ju_nope"}).status_code == 401
+        ok = c.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200 and ok.json() == user.subject()
+        store.revoke(user.id)
+        assert c.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_422_names_the_field(live, home):
+    _, token = open_user_store(home).add("adviser", "csc-margate")
+    with live.client(token) as c:
+        r = c.post("/v1/summaries", json={"identifiers": {**PERSON, "date_of_birth": "3/2/1990"}})
+        assert r.status_code == 422
+        fields = [p["field"] for p in r.json()["problems"]]
+        assert "body.identifiers.date_of_birth" in fields
+        r = c.post("/v1/summaries", json={"identifiers": PERSON, "colour": "blue"})
+        assert r.status_code == 422 and "body.colour" in [p["field"] for p in r.json()["problems"]]
+        r = c.post("/v1/summaries", content=b"{not json", headers={"content-type": "application/json"})
+        assert r.status_code == 422
+        r = c.get("/v1/area-counts", params={"level": "galaxy"})
+        assert r.status_code == 422 and "query.level" in [p["field"] for p in r.json()["problems"]]
+
+
+def test_413_for_a_large_body_declared_or_streamed(live, home):
+    _, token = open_user_store(home).add("adviser", "csc-margate")
+    big = json.dumps({"identifiers": PERSON, "pad": "x" * 70_000}).encode()
+    with live.client(token) as c:
+        r = c.post("/v1/summaries", content=big, headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["error"] == "request_too_large"
+
+        def chunks():  # no Content-Length: chunked transfer
+            for i in range(0, len(big), 8192):
+                yield big[i : i + 8192]
+
+        r = c.post("/v1/summaries", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413
+
+
+def test_unexpected_errors_are_a_generic_500_without_details(live, home, monkeypatch):
+    _, token = open_user_store(home).add("adviser", "csc-margate")
+    ctx = live.app.state.ctx
+
+    def boom(identifiers):
+        raise RuntimeError("secret detail Ann Smith")
+
+    monkeypatch.setattr(ctx, "person_key", boom)
+    with live.client(token) as c:
+        r = c.post("/v1/audit/subject-access", json={"identifiers": PERSON})
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal_error",
+                        "message": "internal error; the operator's log has details"}
+    assert "Ann" not in r.text and "Traceback" not in r.text
