@@ -1,0 +1,278 @@
+"""Writing the split extract: linkage, content, keymap, rejects and manifest, atomically.
+
+Everything is written into a temporary directory beside the output directory and moved
+into place only when complete (files fsynced, hashes in the manifest). An existing
+complete output is replaced only by a new complete one: a failure at any point leaves the
+old output as it was and removes the temporary directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from connectors.content import content_plaintext, encrypt_rows
+from connectors.keys import KeyRing
+from connectors.mapping import Mapping
+from connectors.pseudonymise import (
+    BLOCKING_COLUMNS,
+    CLK_COLUMNS,
+    TOKEN_COLUMNS,
+    EncodingSettings,
+    IdentityEncoder,
+)
+from connectors.records import SourceRecord
+from connectors.sources import effective_mapping, read_records
+from connectors.standardise import StandardIdentity, standardise_identity
+
+SCHEMA_VERSION = 1
+BATCH_SIZE = 20_000
+FILES = ("linkage.parquet", "content.parquet", "keymap.parquet", "rejects.csv")
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+LINKAGE_SCHEMA = pa.schema(
+    [pa.field("ref", pa.string(), nullable=False)]
+    + [pa.field(c, pa.int64()) for c, _ in TOKEN_COLUMNS]
+    + [pa.field(c, pa.binary()) for c in CLK_COLUMNS]
+    + [pa.field(c, pa.int64()) for c in BLOCKING_COLUMNS]
+)
+CONTENT_SCHEMA = pa.schema([("ref", pa.string()), ("nonce", pa.binary()), ("ciphertext", pa.binary())])
+KEYMAP_SCHEMA = pa.schema([("local_id", pa.string()), ("ref", pa.string())])
+
+
+class ExtractError(Exception):
+    """The extract cannot be written (bad arguments or output location)."""
+
+
+def _batches(records: Iterator[SourceRecord], size: int) -> Iterator[list[SourceRecord]]:
+    batch: list[SourceRecord] = []
+    for rec in records:
+        batch.append(rec)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _indicator_doc(ind: Any) -> dict[str, Any]:
+    d = ind.date
+    return {"code": ind.code, "value": ind.value, "date": d.isoformat() if d is not None else None}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_replaceable(out: Path) -> None:
+    """Refuse to replace something that is not a previous extract (never delete user data)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ExtractError(f"{out}: exists and is not a directory")
+    if any(out.iterdir()) and not (out / "manifest.json").exists():
+        raise ExtractError(f"{out}: exists, is not empty and holds no extract; not replacing it")
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+    dir_fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class _Writers:
+    """The open output files of one extract in its temporary directory."""
+
+    def __init__(self, tmp: Path):
+        self.linkage = pq.ParquetWriter(tmp / "linkage.parquet", LINKAGE_SCHEMA, compression="zstd")
+        self.content = pq.ParquetWriter(tmp / "content.parquet", CONTENT_SCHEMA, compression="zstd")
+        self.keymap = pq.ParquetWriter(tmp / "keymap.parquet", KEYMAP_SCHEMA, compression="zstd")
+        self._rejects_fh = (tmp / "rejects.csv").open("w", newline="")
+        self.rejects = csv.writer(self._rejects_fh)
+        self.rejects.writerow(["row_number", "field", "reason", "action"])
+
+    def close(self) -> None:
+        self.linkage.close()
+        self.content.close()
+        self.keymap.close()
+        self._rejects_fh.close()
+
+
+def pseudonymise_extract(
+    keyring: KeyRing,
+    kind: str,
+    source_name: str,
+    input: str,
+    mapping_override: Mapping | None,
+    out_dir: str | Path,
+    settings: EncodingSettings | dict | None = None,
+    progress: Callable[[int], None] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> dict[str, Any]:
+    """Read, standardise, pseudonymise and write one split extract; returns the manifest.
+
+    Raises SourceError / MappingError (input unreadable, wrong schema, mapped column
+    missing) or ExtractError, with nothing written to `out_dir`.
+    """
+    if not _SOURCE_NAME.match(source_name or ""):
+        raise ExtractError(f"source name {source_name!r}: use letters, digits, '.', '_', '-' (max 64)")
+    if not isinstance(settings, EncodingSettings):
+        settings = EncodingSettings.from_dict(settings)
+    out = Path(out_dir).absolute()
+    _check_replaceable(out)
+    mapping = effective_mapping(kind, mapping_override)
+    records = read_records(kind, str(input), mapping_override)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
+    tmp.mkdir()
+    try:
+        manifest = _write_extract(
+            tmp, keyring, kind, source_name, records, mapping, settings, progress, batch_size
+        )
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _write_extract(
+    tmp: Path,
+    keyring: KeyRing,
+    kind: str,
+    source_name: str,
+    records: Iterator[SourceRecord],
+    mapping: Mapping,
+    settings: EncodingSettings,
+    progress: Callable[[int], None] | None,
+    batch_size: int,
+) -> dict[str, Any]:
+    extract_id = uuid.uuid4().hex
+    encoder = IdentityEncoder(keyring, settings)
+    content_key = keyring.content_key()
+    counts = {"read": 0, "accepted": 0, "rejected": 0, "fields_dropped": 0}
+    writers = _Writers(tmp)
+    try:
+        for batch in _batches(records, batch_size):
+            idents: list[StandardIdentity] = []
+            kept: list[SourceRecord] = []
+            for rec in batch:
+                ident, problems = standardise_identity(rec.identity, mapping)
+                rejected = any(p.fatal for p in problems)
+                for p in problems:
+                    action = "rejected" if rejected else "field_dropped"
+                    writers.rejects.writerow([rec.row_number, p.field, p.reason, action])
+                if rejected:
+                    counts["rejected"] += 1
+                    continue
+                counts["fields_dropped"] += len(problems)
+                idents.append(ident)
+                kept.append(rec)
+            counts["read"] += len(batch)
+            counts["accepted"] += len(idents)
+            if idents:
+                _write_batch(writers, encoder, content_key, extract_id, source_name, kind, idents, kept)
+            if progress is not None:
+                progress(counts["read"])
+    finally:
+        writers.close()
+
+    files = {}
+    for name in FILES:
+        _fsync(tmp / name)
+        files[name] = _sha256(tmp / name)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "extract_id": extract_id,
+        "source": source_name,
+        "kind": kind,
+        "linkage_project_id": keyring.project_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "key_ids": {k: v for k, v in keyring.key_ids().items() if k != "person"},
+        "encoding": settings.manifest(),
+        "counts": counts,
+        "files": files,
+    }
+    manifest_path = tmp / "manifest.json"
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    _fsync(manifest_path)
+    return manifest
+
+
+def _write_batch(
+    writers: _Writers,
+    encoder: IdentityEncoder,
+    content_key: bytes,
+    extract_id: str,
+    source_name: str,
+    kind: str,
+    idents: list[StandardIdentity],
+    kept: list[SourceRecord],
+) -> None:
+    refs = [secrets.token_hex(12) for _ in idents]
+    columns = encoder.encode_batch(idents)
+    columns["ref"] = pa.array(refs, pa.string())
+    writers.linkage.write_table(pa.Table.from_pydict(columns, schema=LINKAGE_SCHEMA))
+
+    # The area code is the postcode sector and district, never the full postcode.
+    docs = (
+        content_plaintext(
+            ref,
+            source_name,
+            kind,
+            {"postcode_sector": ident.pc_sector, "postcode_district": ident.pc_district},
+            [_indicator_doc(i) for i in rec.indicators],
+        )
+        for ref, ident, rec in zip(refs, idents, kept, strict=True)
+    )
+    rows = encrypt_rows(content_key, extract_id, docs)
+    writers.content.write_table(pa.Table.from_pylist(rows, schema=CONTENT_SCHEMA))
+    writers.keymap.write_table(
+        pa.Table.from_pydict(
+            {"local_id": [i.local_id for i in idents], "ref": refs}, schema=KEYMAP_SCHEMA
+        )
+    )
+
+
+def summary_line(manifest: dict[str, Any], out_dir: str | Path) -> str:
+    c = manifest["counts"]
+    return (
+        f"extract {manifest['extract_id']} ({manifest['source']}, {manifest['kind']}): "
+        f"read {c['read']}, accepted {c['accepted']}, rejected {c['rejected']}, "
+        f"fields dropped {c['fields_dropped']} -> {out_dir}"
+    )
