@@ -14,7 +14,6 @@ are pseudonymised at once; they are not stored, logged, or passed on.
 from __future__ import annotations
 
 import logging
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,10 +28,10 @@ from joinedup.home import Home, load_home
 from joinedup.service_context import (
     NotAvailable,
     NotFound,
-    Referral,
     Refused,
     ServiceContext,
     now_iso,
+    referral_resource,
 )
 from joinedup.users import AuthError, User
 
@@ -203,24 +202,11 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
     # -- consent ------------------------------------------------------------------------
     @app.post("/v1/consent", status_code=201, tags=["consent"])
     def grant_consent(body: ConsentGrant, user: Caller) -> dict:
-        person_key = ctx.person_key(body.identifiers.raw())
-        ctx.decide(
-            user,
-            "consent.record",
-            {"person_key": person_key, "categories": body.categories},
-            purpose=body.purposes[0],
+        return ctx.grant_consent(
+            user, body.identifiers.raw(), body.purposes, body.categories,
+            controllers=body.controllers, collection_method=body.collection_method,
+            privacy_notice_version=body.privacy_notice_version, expires_at=body.expires_at,
         )
-        record = ctx.consent.grant(
-            person_key=person_key,
-            purposes=body.purposes,
-            categories=body.categories,
-            controllers=body.controllers or [user.organisation],
-            collection_method=body.collection_method,
-            privacy_notice_version=body.privacy_notice_version,
-            expires_at=body.expires_at,
-            recorded_by=user.id,
-        )
-        return {"receipt_id": record.receipt_id, "receipt": ctx.consent.receipt(record.receipt_id)}
 
     @app.post("/v1/consent/{receipt_id}/withdraw", tags=["consent"])
     def withdraw_consent(receipt_id: Code, user: Caller) -> dict:
@@ -250,55 +236,23 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
     # -- referrals ----------------------------------------------------------------------
     @app.post("/v1/referrals", status_code=201, tags=["referrals"])
     def create_referral(body: ReferralRequest, user: Caller) -> dict:
-        person_key = ctx.person_key(body.identifiers.raw())
-        consent = ctx.consent.current(person_key, body.purpose, now_iso())
-        decision = ctx.decide(
-            user,
-            "referral.create",
-            {
-                "person_key": person_key,
-                "categories": body.barriers,
-                "provider": body.provider,
-                "referred_to": [body.provider],
-            },
-            purpose=body.purpose,
-            consent=consent,
-        )
-        referral = Referral(
-            referral_id=f"ref-{uuid.uuid4().hex}",
-            person_key=person_key,
-            entity_id=None,
-            provider=body.provider,
-            barriers=sorted(set(body.barriers)),
-            purpose=body.purpose,
-            created_by=user.id,
-            created_by_org=user.organisation,
-            created_at=now_iso(),
-            decision_id=decision.decision_id,
-        )
-        ctx.add_referral(referral)
-        ctx.audit(
-            {
-                "type": "referral.created",
-                "actor": user.subject(),
-                "person_key": person_key,
-                "referral_id": referral.referral_id,
-                "provider": referral.provider,
-                "categories": referral.barriers,
-                "decision_id": decision.decision_id,
-            }
-        )
+        referral = ctx.create_referral(user, body.identifiers.raw(), body.provider,
+                                       body.barriers, body.purpose)
         return referral.public()
 
     @app.get("/v1/referrals", tags=["referrals"])
     def list_referrals(user: Caller) -> dict:
-        """The referrals addressed to the caller's organisation (records, not summaries)."""
-        ctx.decide(
-            user,
-            "referral.read",
-            {"provider": user.organisation, "referred_to": [user.organisation]},
-        )
-        return {"referrals": [r.public() for r in ctx.referrals_for(user.organisation)]}
+        """The referrals addressed to the caller's organisation that the policy lets it
+        read now (each one decided, so a withdrawn consent drops it from the list)."""
+        visible = []
+        for referral in ctx.referrals_for(user.organisation):
+            decision = ctx.decide(user, "referral.read", referral_resource(referral),
+                                  purpose=referral.purpose,
+                                  consent=ctx.consent_state(referral.person_key, referral.purpose),
+                                  refuse=False)
+            if decision.allow:
+                visible.append(referral.public())
+        return {"referrals": visible}
 
     @app.get("/v1/referrals/{referral_id}", tags=["referrals"])
     def read_referral(referral_id: Code, user: Caller) -> dict:
@@ -331,14 +285,14 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
     # -- linkage ------------------------------------------------------------------------
     @app.get("/v1/linkage/status", tags=["linkage"])
     def linkage_status(user: Caller) -> dict:
-        ctx.decide(user, "linkage.report.read", {}, purpose="linkage")
+        ctx.decide(user, "linkage.report.read", {}, purpose="linkage_operations")
         run = ctx.current_run_dir()
         summary = _read_json(run / "summary.json")
         return {"run": run.name, "summary": summary}
 
     @app.get("/v1/linkage/report", response_class=HTMLResponse, tags=["linkage"])
     def linkage_report(user: Caller) -> HTMLResponse:
-        ctx.decide(user, "linkage.report.read", {}, purpose="linkage")
+        ctx.decide(user, "linkage.report.read", {}, purpose="linkage_operations")
         report = ctx.current_run_dir() / "report.html"
         if not report.exists():
             raise NotFound("the current run has no report")
@@ -347,7 +301,7 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
     # -- audit --------------------------------------------------------------------------
     @app.get("/v1/audit/verify", tags=["audit"])
     def audit_verify(user: Caller) -> dict:
-        ctx.decide(user, "audit.verify", {}, purpose="governance")
+        ctx.decide(user, "audit.verify", {}, purpose="oversight")
         return _audit().verify_for_api(ctx, user.subject())
 
     @app.get("/v1/audit/report", tags=["audit"])
@@ -356,12 +310,12 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
         from_: Annotated[str | None, Query(alias="from", pattern=r"^\d{4}-\d{2}-\d{2}")] = None,
         to: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}")] = None,
     ) -> dict:
-        ctx.decide(user, "audit.report.read", {}, purpose="governance")
+        ctx.decide(user, "audit.report.read", {}, purpose="oversight")
         return _audit().report_for_api(ctx, from_, to)
 
     @app.get("/v1/audit/proof/{event_id}", tags=["audit"])
     def audit_proof(event_id: Code, user: Caller) -> dict:
-        ctx.decide(user, "audit.verify", {}, purpose="governance")
+        ctx.decide(user, "audit.verify", {}, purpose="oversight")
         return _audit().proof_for_api(ctx, event_id)
 
     @app.post("/v1/audit/subject-access", tags=["audit"])

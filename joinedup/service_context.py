@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,8 +165,10 @@ class ServiceContext:
         resource: dict | None = None,
         purpose: str | None = None,
         consent: dict | None = None,
+        refuse: bool = True,
     ):
-        """Ask the policy engine; every decision goes to the ledger; refuse on deny."""
+        """Ask the policy engine; every decision goes to the ledger; on deny raise Refused
+        (or, with refuse=False, return the denying decision)."""
         policy_input: dict[str, Any] = {
             "subject": user.subject(),
             "action": action,
@@ -176,9 +179,13 @@ class ServiceContext:
         }
         decision = self.policy.decide(policy_input)
         self.audit(decision.to_audit_event(self.keyring.audit_hash_key()))
-        if not decision.allow:
+        if refuse and not decision.allow:
             raise Refused(list(decision.reasons), decision.decision_id)
         return decision
+
+    def consent_state(self, person_key: str, purpose: str) -> dict:
+        """The policy input's `consent` object for this person and purpose, now."""
+        return self.consent.current(person_key, purpose, now_iso())
 
     def audit(self, event: dict) -> str:
         event.setdefault("time", now_iso())
@@ -186,6 +193,49 @@ class ServiceContext:
 
     def actor(self, user: User) -> dict:
         return user.subject()
+
+    # -- operations shared by the API and the demo -------------------------------------
+    def grant_consent(self, user: User, identifiers: dict, purposes: list[str],
+                      categories: list[str], **details: Any) -> dict:
+        """Record a person's consent (decided by policy first); returns the signed receipt."""
+        person_key = self.person_key(identifiers)
+        self.decide(user, "consent.record", {"person_key": person_key, "categories": categories},
+                    purpose=purposes[0])
+        record = self.consent.grant(
+            person_key=person_key,
+            purposes=purposes,
+            categories=categories,
+            controllers=details.get("controllers") or [user.organisation],
+            collection_method=details.get("collection_method", "in_person"),
+            privacy_notice_version=details.get("privacy_notice_version", "1"),
+            expires_at=details.get("expires_at"),
+            recorded_by=user.id,
+        )
+        return {"receipt_id": record.receipt_id, "receipt": self.consent.receipt(record.receipt_id)}
+
+    def create_referral(self, user: User, identifiers: dict, provider: str,
+                        barriers: list[str], purpose: str) -> Referral:
+        person_key = self.person_key(identifiers)
+        referral = Referral(
+            referral_id=f"ref-{uuid.uuid4().hex}",
+            person_key=person_key,
+            entity_id=None,
+            provider=provider,
+            barriers=sorted(set(barriers)),
+            purpose=purpose,
+            created_by=user.id,
+            created_by_org=user.organisation,
+            created_at=now_iso(),
+            decision_id=None,
+        )
+        decision = self.decide(user, "referral.create", referral_resource(referral),
+                               purpose=purpose, consent=self.consent_state(person_key, purpose))
+        referral.decision_id = decision.decision_id
+        self.add_referral(referral)
+        self.audit({"type": "referral.created", "actor": user.subject(), "person_key": person_key,
+                    "referral_id": referral.referral_id, "provider": provider,
+                    "categories": referral.barriers, "decision_id": decision.decision_id})
+        return referral
 
     # -- referrals (this concern's own table) ----------------------------------------
     def add_referral(self, referral: Referral) -> None:
@@ -229,6 +279,16 @@ class ServiceContext:
         if not run.is_dir():
             raise NotFound("the current link run is missing")
         return run
+
+
+def referral_resource(referral: Referral) -> dict:
+    """The policy input's `resource` for an action on this referral."""
+    return {
+        "person_key": referral.person_key,
+        "categories": referral.barriers,
+        "provider": referral.provider,
+        "referred_to": [referral.provider],
+    }
 
 
 def _referral(row) -> Referral:
