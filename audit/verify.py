@@ -1,0 +1,254 @@
+"""verify_ledger: recompute the whole ledger from its log and check every signed checkpoint.
+
+Trusts nothing in the ledger directory except the public key given by the caller (and,
+optionally, checkpoints the caller kept elsewhere, e.g. the governance board's copies,
+which is what catches a truncation that also removed the checkpoints file). The caches
+(offsets, tree levels) are ignored: every leaf hash and root is recomputed.
+
+What it catches and how it names the first bad entry:
+- modified entry: its event no longer hashes to its leaf hash -> that entry; if the leaf
+  was rewritten too, the first checkpoint covering it fails -> the range since the last
+  good checkpoint (checkpoints are signed automatically every `checkpoint_every` appends);
+- deleted, inserted, reordered entry: the index/event_id sequence breaks at that position;
+- truncated log: a checkpoint covers more entries than the log holds;
+- forged checkpoint: its Ed25519 signature or key id does not verify;
+- a torn write at the tail (crash mid-append) is reported separately: earlier entries are
+  still checked and valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audit.ledger import DEFAULT_CHECKPOINT_EVERY, event_id_for
+from audit.records import RecordError, decode_record
+from audit.verifier import (
+    EMPTY_ROOT,
+    VerificationError,
+    leaf_hash,
+    load_public_key,
+    node_hash,
+    verify_checkpoint,
+)
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    entries: int
+    first_bad: int | None = None
+    problems: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    checkpoints_checked: int = 0
+    root_hash: str = ""
+    torn_tail: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "first_bad_entry": None if self.first_bad is None else event_id_for(self.first_bad),
+            "first_bad_index": self.first_bad,
+            "problems": self.problems,
+            "notices": self.notices,
+            "checkpoints_checked": self.checkpoints_checked,
+            "root_hash": self.root_hash,
+            "torn_tail": self.torn_tail,
+        }
+
+
+class _MerkleAccumulator:
+    """Roots of every prefix in one pass: a stack of perfect subtree roots (binary counter)."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.stack: list[tuple[int, bytes]] = []  # (height, root)
+
+    def add(self, leaf: bytes) -> None:
+        height, node = 0, leaf
+        while self.stack and self.stack[-1][0] == height:
+            _, left = self.stack.pop()
+            node = node_hash(left, node)
+            height += 1
+        self.stack.append((height, node))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self.stack:
+            return EMPTY_ROOT
+        node = self.stack[-1][1]
+        for _, left in reversed(self.stack[:-1]):
+            node = node_hash(left, node)
+        return node
+
+
+def _read_checkpoints(path: Path, problems: list[str]) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for n, line in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            value = json.loads(line)
+            if not isinstance(value, dict):
+                raise ValueError("not an object")
+            out.append(value)
+        except ValueError:
+            problems.append(f"checkpoints.jsonl line {n}: not a checkpoint (unreadable JSON)")
+    return out
+
+
+def verify_ledger(
+    ledger_dir: Path | str,
+    public_key_pem: bytes,
+    trusted_checkpoints: list[dict] | None = None,
+    checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
+) -> VerifyResult:
+    """Recompute everything; the result names the first bad entry if any check fails."""
+    ledger_dir = Path(ledger_dir)
+    key = load_public_key(public_key_pem)
+    problems: list[str] = []
+    notices: list[str] = []
+    bad_positions: list[int] = []
+
+    stored = _read_checkpoints(ledger_dir / "checkpoints.jsonl", problems)
+    checkpoints: list[tuple[str, dict]] = [
+        (f"checkpoint #{i + 1}", c) for i, c in enumerate(stored)
+    ] + [(f"trusted checkpoint #{i + 1}", c) for i, c in enumerate(trusted_checkpoints or [])]
+    valid: list[tuple[str, dict]] = []
+    for label, checkpoint in checkpoints:
+        try:
+            verify_checkpoint(checkpoint, key)
+            valid.append((label, checkpoint))
+        except VerificationError as exc:
+            problems.append(f"{label}: forged or damaged: {exc}")
+    previous = None
+    for label, checkpoint in (c for c in valid if not c[0].startswith("trusted")):
+        if previous is not None and checkpoint["tree_size"] < previous["tree_size"]:
+            problems.append(
+                f"{label}: tree size {checkpoint['tree_size']} is smaller than an earlier "
+                f"checkpoint's ({previous['tree_size']})"
+            )
+        previous = checkpoint
+    by_size: dict[int, list[tuple[str, dict]]] = {}
+    for label, checkpoint in valid:
+        by_size.setdefault(checkpoint["tree_size"], []).append((label, checkpoint))
+
+    acc = _MerkleAccumulator()
+    torn_tail = None
+    last_good_checkpoint_size = 0
+
+    def check_roots_at(size: int) -> None:
+        nonlocal last_good_checkpoint_size
+        root = acc.root().hex()
+        for label, checkpoint in by_size.get(size, []):
+            if checkpoint["root_hash"] != root:
+                problems.append(
+                    f"{label} (size {size}): root does not match the log: an entry at index "
+                    f">= {last_good_checkpoint_size} and < {size} was altered, removed or inserted"
+                )
+                bad_positions.append(last_good_checkpoint_size)
+            else:
+                last_good_checkpoint_size = size
+
+    check_roots_at(0)
+    log_path = ledger_dir / "log.jsonl"
+    position = 0
+    offset = 0
+    seen_index: set[int] = set()
+    with open(log_path, "rb") if log_path.exists() else open("/dev/null", "rb") as fh:
+        for line in fh:
+            where = f"entry {event_id_for(position)} (line {position + 1}, byte {offset})"
+            is_last_line = not line.endswith(b"\n")
+            try:
+                record = decode_record(line)
+            except RecordError as exc:
+                if is_last_line:
+                    torn_tail = {"log_offset": offset, "bytes": len(line), "reason": str(exc)}
+                    notices.append(
+                        f"torn write at the tail: {len(line)} bytes at byte {offset} after "
+                        f"{position} complete entries ({exc}); it was never acknowledged and "
+                        "the next append quarantines it"
+                    )
+                    break
+                problems.append(f"{where}: damaged record: {exc}")
+                bad_positions.append(position)
+                acc.add(hashlib.sha256(b"damaged" + line).digest())
+            else:
+                event = record.event
+                leaf = leaf_hash(event) if isinstance(event, dict) else b""
+                if record.index != position:
+                    if record.index in seen_index or record.index < position:
+                        problems.append(
+                            f"{where}: holds index {record.index} again: an entry was inserted "
+                            f"or entries reordered at or after index {record.index}"
+                        )
+                        bad_positions.append(min(record.index, position))
+                    else:
+                        problems.append(
+                            f"{where}: holds index {record.index}: entries "
+                            f"{position}..{record.index - 1} were deleted or reordered"
+                        )
+                        bad_positions.append(position)
+                elif not isinstance(event, dict) or event.get("event_id") != event_id_for(position):
+                    problems.append(f"{where}: event_id does not match its position")
+                    bad_positions.append(position)
+                if leaf != record.leaf:
+                    problems.append(f"{where}: modified: the event does not match its leaf hash")
+                    bad_positions.append(position)
+                seen_index.add(record.index)
+                acc.add(leaf)
+            position += 1
+            offset += len(line)
+            check_roots_at(position)
+
+    n = position
+    for size, labelled in sorted(by_size.items()):
+        if size > n:
+            for label, _ in labelled:
+                problems.append(
+                    f"{label} covers {size} entries but the log holds {n}: the log was "
+                    f"truncated (entries {event_id_for(n)}..{event_id_for(size - 1)} are missing)"
+                )
+            bad_positions.append(n)
+    covered = max((c["tree_size"] for _, c in valid), default=0)
+    if checkpoint_every and covered < (n // checkpoint_every) * checkpoint_every:
+        # The ledger signs a checkpoint every `checkpoint_every` appends: missing ones mean
+        # the checkpoints file was cut or replaced.
+        problems.append(
+            f"checkpoints missing: the ledger signs one every {checkpoint_every} entries, so "
+            f"one of size >= {(n // checkpoint_every) * checkpoint_every} should exist; the "
+            f"latest valid one covers {covered}"
+        )
+        bad_positions.append(covered)
+    if valid:
+        if covered < n:
+            notices.append(
+                f"{n - covered} entries after the latest checkpoint are not yet covered by a "
+                "signature (run `joinedup audit checkpoint`)"
+            )
+    else:
+        notices.append("no signed checkpoint: run `joinedup audit checkpoint`")
+    recovery = ledger_dir / "recovery.jsonl"
+    if recovery.exists():
+        for line in recovery.read_text().splitlines():
+            if line.strip():
+                note = json.loads(line)
+                notices.append(
+                    f"recovered torn tail of {note.get('bytes')} bytes after "
+                    f"{note.get('entries_before')} entries at {note.get('time')} "
+                    f"({note.get('reason')}); quarantined in {note.get('quarantined_to')}"
+                )
+
+    return VerifyResult(
+        ok=not problems,
+        entries=n,
+        first_bad=min(bad_positions) if bad_positions else None,
+        problems=problems,
+        notices=notices,
+        checkpoints_checked=len(valid),
+        root_hash=acc.root().hex(),
+        torn_tail=torn_tail,
+    )
