@@ -19,8 +19,8 @@ Everything here is keyed (keys from `connectors.keys.KeyRing`, HKDF per linkage 
 Hardening (`hardening = "blip"`): BLIP randomised response (Schnell & Borgs 2016): after
 encoding, each bit of every CLK is flipped with probability `blip_f` (default 0.02) from a
 random source that is not reproducible. It blunts frequency attacks on the filters (the
-same name no longer gives the same filter) at some cost in Dice separation; see
-`dice_separation` and bench/RESULTS-extract.md.
+same name no longer gives the same filter) at some cost in Dice separation (measured by
+bench/bench_extract.py --separation, figures in bench/RESULTS-extract.md).
 
 Speed: every distinct value is tokenised once per key (per-field caches), every distinct
 bigram is hashed once per key, and CLKs of a batch are built with numpy (OR-reduce of the

@@ -8,7 +8,8 @@ Rules (documented in docs/CONNECTORS.md too):
   hyphens and runs of spaces become one space, titles (mr, mrs, dr ...) and suffixes
   (jr, snr, iii ...) removed. The first given name is `given`; further given names join
   the middle names. `given_canon` is the nickname table's canonical form (bill -> william,
-  `connectors/data/nicknames.csv`), else the name itself. Phonetic codes: NYSIIS (jellyfish).
+  `connectors/data/nicknames.csv`), else the name itself. Phonetic codes: Metaphone (jellyfish; it
+  groups Smith/Smyth and Catherine/Kathryn, which NYSIIS does not).
   recordlinkage's `preprocessing.clean` works on whole pandas Series; the same steps are
   done here per distinct value with a cache, which is what makes the batch path fast.
 - Dates of birth: the mapping's `format` when given, else ISO (1990-03-15), UK
@@ -148,8 +149,8 @@ def canonical_given(given: str) -> str:
 
 @lru_cache(maxsize=200_000)
 def phonetic(name: str) -> str:
-    """NYSIIS of the name without spaces (multi-word family names coded as one)."""
-    return jellyfish.nysiis(name.replace(" ", ""))
+    """Metaphone of the name without spaces (multi-word family names coded as one)."""
+    return jellyfish.metaphone(name.replace(" ", ""))
 
 
 # ---------------------------------------------------------------- dates
