@@ -308,15 +308,15 @@ def _referral(row) -> Referral:
 
 # -- openers of other concerns' objects (composition only) ---------------------------
 def _open_policy_engine(home: Home):
+    """The engine named by the home's `[policy]` settings; policy data from the home's
+    `config/policy/` when the deployment has its own copy, else the shipped documents."""
     try:
-        from policies import PolicyEngine
+        from policies.engine import engine_from_settings
     except ImportError as exc:
         raise NotAvailable("the policy engine (policies.PolicyEngine)") from exc
-    opener = getattr(PolicyEngine, "from_home_config", None)
-    settings = home.settings.get("policy", {})
-    if callable(opener):
-        return opener(home.config_dir, settings)
-    return PolicyEngine(engine=settings.get("engine", "embedded"), data_dir=home.config_dir)
+    data_dir = home.config_dir / "policy"
+    return engine_from_settings(home.settings.get("policy", {}),
+                                data_dir=data_dir if data_dir.is_dir() else None)
 
 
 def _open_ledger(home: Home):

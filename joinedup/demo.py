@@ -1,0 +1,448 @@
+"""`joinedup demo`: the whole job on synthetic data, embedded defaults, no server.
+
+synthesise four agencies' sources (council in a SQLite file) → extract each (split,
+pseudonymised) → ingest → link → demo users → consent for some people → summaries as an
+adviser (plus a refusal and a withdrawal) → refer one person to a provider → area counts
+→ verify the ledger → ONE offline HTML overview.
+
+It calls the other concerns' public functions through the same ServiceContext the HTTP
+API uses. A step whose piece has not been built yet is reported as "not available yet";
+nothing is faked.
+
+The demo picks *which* synthetic people to show from the synthetic truth files (so the
+sample summaries are interesting); everything it shows is computed by the real pipeline.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from joinedup.home import Home, init_home
+from joinedup.service_context import NotAvailable, Refused, ServiceContext, now_iso
+from joinedup.users import User, open_user_store
+
+DEMO_MARKER = ".joinedup-demo"
+SOURCES = (  # kind, source name, input under sources/
+    ("dwp", "dwp-thanet", "dwp_claimants.csv"),
+    ("council", "council-thanet", "council.sqlite"),
+    ("nhs", "nhs-kent", "nhs"),
+    ("housing", "housing-thanet", "housing_tenancies.csv"),
+)
+DEMO_USERS = (  # role, organisation, name
+    ("adviser", "csc-margate", "demo adviser"),
+    ("provider", "provider-a", "demo provider"),
+    ("governance", "governance-board", "demo board member"),
+    ("data_officer", "linkage-unit", "demo data officer"),
+)
+CONSENT_CATEGORIES = ["dwp", "council", "nhs", "housing",
+                      "MH", "PH", "DIS", "SUB", "HOU", "FIN", "SKL", "CAR", "CLV", "FAM", "WRK"]
+SAMPLE_SUMMARIES = 5
+
+
+class DemoError(Exception):
+    """The demo cannot start (e.g. the target directory is not a demo home)."""
+
+
+class StepUnavailable(Exception):
+    """A step cannot run because the piece it needs has not been built yet."""
+
+
+@dataclass
+class Step:
+    name: str
+    status: str = "pending"
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class DemoState:
+    root: Path
+    home: Home
+    people: int
+    seed: int
+    console: Console
+    steps: list[Step] = field(default_factory=list)
+    ctx: ServiceContext | None = None
+    users: dict[str, User] = field(default_factory=dict)
+    extract_dirs: list[Path] = field(default_factory=list)
+    sample: list[dict] = field(default_factory=list)  # {"label", "identifiers"}
+    overview: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sources_dir(self) -> Path:
+        return self.root / "sources"
+
+    @property
+    def outgoing_dir(self) -> Path:
+        return self.root / "outgoing"
+
+
+def run_demo(root: Path, people: int = 2000, seed: int = 7, force: bool = False,
+             console: Console | None = None) -> DemoState:
+    """Run every step; returns the state (steps and outputs). Raises DemoError only when it
+    cannot start; a failing step is reported and the demo goes on where it can."""
+    console = console or Console()
+    root = Path(root).absolute()
+    _prepare(root, force)
+    home = init_home(root, project_id=f"demo-{seed}")
+    (root / DEMO_MARKER).write_text("created by joinedup demo; safe to delete\n")
+    state = DemoState(root=root, home=home, people=people, seed=seed, console=console)
+    console.rule(f"[bold]joinedup demo[/] — {people} synthetic people, seed {seed}, home {root}")
+    started = time.monotonic()
+    try:
+        for name, fn in _STEPS:
+            _run_step(state, name, fn)
+        _run_step(state, "write the HTML overview", _write_overview)
+    finally:
+        if state.ctx is not None:
+            state.ctx.close()
+    _closing_summary(state, time.monotonic() - started)
+    return state
+
+
+def _prepare(root: Path, force: bool) -> None:
+    if root.exists() and any(root.iterdir()):
+        if (root / DEMO_MARKER).exists() or force:
+            shutil.rmtree(root)
+        else:
+            raise DemoError(f"{root} exists and is not a demo home; choose another --home or --force")
+
+
+def _run_step(state: DemoState, name: str, fn: Callable[[DemoState], str]) -> None:
+    step = Step(name)
+    state.steps.append(step)
+    t0 = time.monotonic()
+    try:
+        step.detail = fn(state) or ""
+        step.status = "done"
+        mark = "[green]✓[/]"
+    except (StepUnavailable, NotAvailable) as exc:
+        step.status = "not available yet"
+        step.detail = str(exc)
+        mark = "[yellow]–[/]"
+    except Exception as exc:  # report and carry on: later steps say what they lack
+        step.status = "failed"
+        step.detail = f"{type(exc).__name__}: {exc}"
+        mark = "[red]✗[/]"
+        (state.root / "demo-errors.log").open("a").write(
+            f"--- {name}\n{traceback.format_exc()}\n"
+        )
+    step.seconds = time.monotonic() - t0
+    state.console.print(f"{mark} {name} [dim]({step.seconds:.1f}s)[/] {step.detail}")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+def _need(module: str, attr: str | None = None):
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise StepUnavailable(f"{module} is not built yet") from exc
+    if attr is None:
+        return mod
+    if not hasattr(mod, attr):
+        raise StepUnavailable(f"{module}.{attr} is not built yet")
+    return getattr(mod, attr)
+
+
+# -- the steps --------------------------------------------------------------------------
+def _synthesise(state: DemoState) -> str:
+    write = _need("connectors.synth", "write_synthetic_sources")
+    with state.console.status("synthesising four agencies' sources..."):
+        write(state.sources_dir, state.people, state.seed)
+    return f"sources in {state.sources_dir}"
+
+
+def _extract(state: DemoState) -> str:
+    extract = _need("connectors.extract", "pseudonymise_extract")
+    keyring = state.home.keyring()
+    counts = []
+    with _progress(state.console) as progress:
+        for kind, name, input_name in SOURCES:
+            task = progress.add_task(f"extract {name}", total=None)
+            out = state.outgoing_dir / name
+            manifest = extract(keyring, kind, name, str(state.sources_dir / input_name), None, out,
+                               progress=lambda n, t=task: progress.update(t, advance=n))
+            state.extract_dirs.append(out)
+            counts.append(f"{name} {manifest['counts']['accepted']}")
+    return "accepted: " + ", ".join(counts)
+
+
+def _cli(args: list[str]) -> None:
+    """Run another concern's CLI command in-process (its documented public surface)."""
+    from joinedup.cli import cli
+
+    command = cli.commands.get(args[0])
+    if command is None:
+        raise StepUnavailable(f"`joinedup {args[0]}` is not built yet")
+    try:
+        cli.main(args, standalone_mode=False, prog_name="joinedup")
+    except SystemExit as exc:
+        if exc.code:
+            raise RuntimeError(f"`joinedup {' '.join(args[:1])}` exited {exc.code}") from exc
+
+
+def _ingest(state: DemoState) -> str:
+    if not state.extract_dirs:
+        raise StepUnavailable("no extracts (the extract step did not run)")
+    _cli(["ingest", "--home", str(state.root), *map(str, state.extract_dirs)])
+    return f"{len(state.extract_dirs)} extracts registered"
+
+
+def _link(state: DemoState) -> str:
+    run_dir = state.home.runs_dir / "demo-run"
+    _cli(["link", "--home", str(state.root), "--out", str(run_dir)])
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    report = run_dir / "report.html"
+    state.overview["linkage"] = {
+        "summary": _flat(summary),
+        "report_href": str(report.relative_to(state.root)) if report.exists() else None,
+    }
+    return f"run in {run_dir}"
+
+
+def _open_service(state: DemoState) -> str:
+    state.ctx = ServiceContext(state.home)
+    store = open_user_store(state.home)
+    tokens = {}
+    for role, org, name in DEMO_USERS:
+        user, token = store.add(role, org, name)
+        state.users[role] = user
+        tokens[role] = {"user_id": user.id, "organisation": org, "token": token}
+    # Kept so a newcomer can try `joinedup serve` with these users; 0600, demo only.
+    from connectors.keys import write_secret_file
+
+    write_secret_file(state.home.secrets_dir / "demo-tokens.json",
+                      json.dumps(tokens, indent=2).encode())
+    return f"{len(tokens)} users; their tokens in secrets/demo-tokens.json (0600)"
+
+
+def _pick_people(state: DemoState) -> list[dict]:
+    """Some DWP claimants with several planted barriers (truth files: demo choice only),
+    with the raw identifiers an adviser would be told across the desk."""
+    from connectors.sources import read_records
+
+    truth_people = state.sources_dir / "people_truth.csv"
+    truth_records = state.sources_dir / "ground_truth.csv"
+    if not truth_people.exists() or not truth_records.exists():
+        raise StepUnavailable("synthetic sources missing")
+    with truth_people.open() as fh:
+        rows = list(csv.DictReader(fh))
+    codes = [c for c in ("MH", "PH", "DIS", "SUB", "HOU", "FIN", "SKL", "CAR", "CLV", "FAM", "WRK")
+             if rows and c in rows[0]]
+    load = {r["person_id"]: sum(1 for c in codes if r[c] not in ("", "0")) for r in rows}
+    with truth_records.open() as fh:
+        dwp_local = {r["local_id"]: r["person_id"] for r in csv.DictReader(fh) if r["source"] == "dwp"}
+    wanted = sorted(dwp_local.items(), key=lambda kv: (-load.get(kv[1], 0), kv[0]))[:40]
+    wanted_ids = {local for local, _ in wanted}
+    found: dict[str, dict] = {}
+    for record in read_records("dwp", str(state.sources_dir / "dwp_claimants.csv")):
+        local = record.identity.get("local_id")
+        if local in wanted_ids:
+            found[local] = {k: v for k, v in record.identity.items() if v and k != "local_id"}
+    people, seen = [], set()
+    for local, person_id in wanted:
+        if local in found and person_id not in seen:
+            seen.add(person_id)
+            people.append({"label": f"synthetic person {len(people) + 1}", "identifiers": found[local]})
+    return people
+
+
+def _consent(state: DemoState) -> str:
+    ctx = _ctx(state)
+    state.sample = _pick_people(state)[: SAMPLE_SUMMARIES + 2]
+    if not state.sample:
+        raise StepUnavailable("no sample people found in the synthetic sources")
+    adviser = state.users["adviser"]
+    consenting = state.sample[:-1]  # the last person does not consent (a refusal to show)
+    for person in consenting:
+        receipt = ctx.grant_consent(adviser, person["identifiers"], ["employment_support"],
+                                    CONSENT_CATEGORIES)
+        person["receipt_id"] = receipt["receipt_id"]
+    return f"{len(consenting)} people consented; 1 did not"
+
+
+def _summaries(state: DemoState) -> str:
+    ctx = _ctx(state)
+    request_summary = _need("joinedup.collate", "request_summary")
+    adviser = state.users["adviser"]
+    shown, notes = [], []
+    for person in state.sample:
+        try:
+            summary = request_summary(ctx, adviser.subject(), person["identifiers"],
+                                      purpose="employment_support")
+            shown.append({**summary, "_label": person["label"]})
+        except Refused as exc:
+            notes.append(f"{person['label']}: refused — {'; '.join(exc.reasons)}")
+    # Withdrawal takes effect at once: withdraw one consent, ask again.
+    withdrawn = next((p for p in state.sample if p.get("receipt_id")), None)
+    if withdrawn is not None:
+        ctx.consent.withdraw(withdrawn["receipt_id"], by=adviser.id)
+        try:
+            request_summary(ctx, adviser.subject(), withdrawn["identifiers"],
+                            purpose="employment_support")
+            notes.append(f"{withdrawn['label']}: after withdrawal a summary was STILL given (defect)")
+        except Refused as exc:
+            notes.append(f"{withdrawn['label']}: consent withdrawn, next request refused — "
+                         f"{'; '.join(exc.reasons)}")
+        withdrawn["withdrawn"] = True
+    state.overview["summaries"] = shown[:SAMPLE_SUMMARIES]
+    state.overview["summary_notes"] = notes
+    return f"{len(shown)} summaries, {len(notes)} refusals"
+
+
+def _referral(state: DemoState) -> str:
+    ctx = _ctx(state)
+    summaries = state.overview.get("summaries") or []
+    person = next((p for p in state.sample if p.get("receipt_id") and not p.get("withdrawn")), None)
+    if person is None or not summaries:
+        raise StepUnavailable("no consented summary to refer from")
+    shown = next((s for s in summaries if s["_label"] == person["label"]), summaries[0])
+    barriers = [b["code"] for b in shown.get("barriers", [])][:2] or ["WRK"]
+    referral = ctx.create_referral(state.users["adviser"], person["identifiers"], "provider-a",
+                                   barriers, "employment_support")
+    record = referral.public()
+    provider_view = None
+    read = _need("joinedup.collate", "request_referral_summary")
+    provider_view = read(ctx, state.users["provider"].subject(), referral)
+    state.overview["referral"] = {"record": record,
+                                  "provider_view": {**provider_view, "_label": "provider-a reads"}}
+    return f"{referral.referral_id} to provider-a for {', '.join(barriers)}"
+
+
+def _area_counts(state: DemoState) -> str:
+    ctx = _ctx(state)
+    request_area_counts = _need("joinedup.collate", "request_area_counts")
+    result = request_area_counts(ctx, state.users["governance"].subject(), level="sector",
+                                 purpose="service_planning")
+    state.overview["areas"] = _area_view(result)
+    return f"{len(state.overview['areas']['rows'])} areas"
+
+
+def _verify(state: DemoState) -> str:
+    ctx = _ctx(state)
+    verify_ledger = _need("audit", "verify_ledger")
+    ctx.decide(state.users["governance"], "audit.verify", {}, purpose="oversight")
+    pem = (state.home.ledger_dir / "audit-public.pem").read_bytes()
+    result = verify_ledger(state.home.ledger_dir, pem)
+    facts = _flat(result.to_dict() if hasattr(result, "to_dict") else vars(result))
+    by_type: dict[str, int] = {}
+    for event in ctx.ledger.events():
+        by_type[event["type"]] = by_type.get(event["type"], 0) + 1
+    audit = {"verified": bool(getattr(result, "ok", False)), "facts": facts, "by_type": by_type,
+             "problem": getattr(result, "problem", None) or getattr(result, "first_bad", None)}
+    build_report = getattr(_need("audit"), "build_report", None)
+    render = getattr(_need("audit"), "render_report_html", None)
+    if build_report and render:
+        report = build_report(ctx.ledger, None, None)
+        path = state.root / "audit-report.html"
+        path.write_text(render(report))
+        audit["report_href"] = path.name
+    state.overview["audit"] = audit
+    return f"{sum(by_type.values())} events, verified={audit['verified']}"
+
+
+def _write_overview(state: DemoState) -> str:
+    from joinedup.pages import render_overview
+
+    data = {**state.overview, "steps": [vars(s) for s in state.steps],
+            "generated_at": now_iso(), "project_id": state.home.project_id}
+    path = state.root / "overview.html"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render_overview(data))
+    tmp.replace(path)
+    return str(path)
+
+
+_STEPS: list[tuple[str, Callable[[DemoState], str]]] = [
+    ("synthesise the four agencies' sources", _synthesise),
+    ("extract (split, pseudonymised) at each agency", _extract),
+    ("ingest the extracts", _ingest),
+    ("link them into people", _link),
+    ("open the service and create demo users", _open_service),
+    ("record consent at the Citizen Support centre", _consent),
+    ("request barrier summaries as an adviser", _summaries),
+    ("refer one person to a provider", _referral),
+    ("area counts for the governance board", _area_counts),
+    ("verify the audit ledger", _verify),
+]
+
+
+# -- helpers ----------------------------------------------------------------------------
+def _ctx(state: DemoState) -> ServiceContext:
+    if state.ctx is None:
+        raise StepUnavailable("the service context did not open")
+    return state.ctx
+
+
+def _flat(doc: dict, prefix: str = "") -> dict:
+    """Nested JSON to dotted keys (for a two-column table)."""
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _area_view(result: dict) -> dict:
+    """Area counts → rows for the table and an inline SVG of multiple disadvantage."""
+    from joinedup.pages import bar_chart_svg, image_data_uri
+
+    rows = result.get("rows") or []
+    columns = result.get("columns") or (list(rows[0].keys()) if rows else [])
+    measure = "multiple_disadvantage" if "multiple_disadvantage" in columns else (
+        columns[-1] if columns else None)
+    bars = []
+    if measure:
+        for row in rows:
+            value = row.get(measure)
+            if isinstance(value, int | float):
+                bars.append((str(row.get(columns[0])), value))
+    view = {"rows": rows, "columns": columns, "numeric": columns[1:],
+            "chart_svg": bar_chart_svg(bars, f"people with {measure} by area (published values)"),
+            "note": "Counts 1–7 are suppressed (shown blank), others rounded to the nearest 5, "
+                    "with secondary suppression so totals reveal nothing."}
+    chart = result.get("chart_path")
+    if chart and Path(chart).exists():
+        view["chart_png"] = image_data_uri(Path(chart))
+    return view
+
+
+def _closing_summary(state: DemoState, seconds: float) -> None:
+    console = state.console
+    table = Table("step", "result", "detail", title=f"joinedup demo finished in {seconds:.0f}s")
+    colours = {"done": "green", "not available yet": "yellow", "failed": "red"}
+    for step in state.steps:
+        colour = colours.get(step.status, "white")
+        table.add_row(step.name, f"[{colour}]{step.status}[/]", step.detail)
+    console.print(table)
+    console.print(f"[bold]Overview (open in a browser, works offline):[/] {state.root / 'overview.html'}")
+    console.print(f"Deployment home: {state.root}  (sources/, outgoing/, runs/, ledger/, store.duckdb)")
+    tokens = state.home.secrets_dir / "demo-tokens.json"
+    if tokens.exists():
+        console.print(f"Try the API: joinedup serve --home {state.root}  (tokens: {tokens})")
+    if any(s.status == "failed" for s in state.steps):
+        console.print(f"[red]Some steps failed; details in {state.root / 'demo-errors.log'}[/]")
