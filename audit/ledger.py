@@ -212,8 +212,11 @@ class Ledger:
                 self._tree.append(start, leaves)
                 self._n, self._log_end = index, end
                 every = self.checkpoint_every
-                if self._private_key is not None and every and start // every != index // every:
-                    self._sign_and_store(index)
+                if self._private_key is not None and every:
+                    # A checkpoint at every multiple of `every` this batch crossed, so that
+                    # verify can narrow a rewritten entry down to one interval.
+                    for size in range((start // every + 1) * every, index + 1, every):
+                        self._sign_and_store(size)
         except BaseException as exc:
             for pending in batch:
                 pending.error = exc

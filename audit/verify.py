@@ -111,7 +111,8 @@ def verify_ledger(
     key = load_public_key(public_key_pem)
     problems: list[str] = []
     notices: list[str] = []
-    bad_positions: list[int] = []
+    bad_positions: list[int] = []  # entries named exactly
+    bad_ranges: list[tuple[int, int]] = []  # [lo, hi) ranges a failed checkpoint points at
 
     stored = _read_checkpoints(ledger_dir / "checkpoints.jsonl", problems)
     checkpoints: list[tuple[str, dict]] = [
@@ -149,7 +150,7 @@ def verify_ledger(
                     f"{label} (size {size}): root does not match the log: an entry at index "
                     f">= {last_good_checkpoint_size} and < {size} was altered, removed or inserted"
                 )
-                bad_positions.append(last_good_checkpoint_size)
+                bad_ranges.append((last_good_checkpoint_size, size))
             else:
                 last_good_checkpoint_size = size
 
@@ -245,10 +246,20 @@ def verify_ledger(
     return VerifyResult(
         ok=not problems,
         entries=n,
-        first_bad=min(bad_positions) if bad_positions else None,
+        first_bad=_first_bad(bad_positions, bad_ranges),
         problems=problems,
         notices=notices,
         checkpoints_checked=len(valid),
         root_hash=acc.root().hex(),
         torn_tail=torn_tail,
     )
+
+
+def _first_bad(exact: list[int], ranges: list[tuple[int, int]]) -> int | None:
+    """The earliest named entry; a failed checkpoint's range counts only if no named entry
+    in it explains the failure (then its first index is the best that can be said)."""
+    candidates = set(exact)
+    for lo, hi in ranges:
+        if not any(lo <= p < hi for p in exact):
+            candidates.add(lo)
+    return min(candidates) if candidates else None
