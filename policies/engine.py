@@ -1,0 +1,258 @@
+"""Policy engines: one interface, two back ends, the same Rego files and data documents.
+
+`EmbeddedEngine` evaluates with regopy, compiling the policies and data once into a bundle
+(regopy's plain `query` recompiles on every call; the bundle path does not). `OpaServerEngine`
+asks an OPA server through opa-python-client. Both normalise the input the same way first,
+so a decision does not depend on the engine.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from policies.bundle import DECISION_PATH, PolicyBundle, load_bundle
+
+# The one decision entry point: data.joinedup.authz.decision.
+ENTRYPOINT = DECISION_PATH
+
+
+class PolicyError(Exception):
+    """The policies or their data could not be loaded or evaluated."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to one request, with what the recipient must respect if it is allowed."""
+
+    allow: bool
+    reasons: list[str]
+    obligations: dict[str, Any]
+    decision_id: str
+    bundle_revision: str
+    input: dict[str, Any] = field(repr=False)
+    decided_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "allow": self.allow,
+            "reasons": list(self.reasons),
+            "obligations": copy.deepcopy(self.obligations),
+            "bundle_revision": self.bundle_revision,
+            "decided_at": self.decided_at,
+        }
+
+    def to_audit_event(self, hash_key: bytes) -> dict[str, Any]:
+        """A `policy.decision` ledger event. The input appears only as a keyed hash; the ids
+        it carries are pseudonymous (person key, receipt id), never raw identifiers."""
+        subject = self.input.get("subject") if isinstance(self.input.get("subject"), dict) else {}
+        resource = self.input.get("resource") if isinstance(self.input.get("resource"), dict) else {}
+        consent = self.input.get("consent") if isinstance(self.input.get("consent"), dict) else {}
+        event: dict[str, Any] = {
+            "type": "policy.decision",
+            "time": self.decided_at,
+            "actor": {
+                "id": subject.get("id"),
+                "role": subject.get("role"),
+                "organisation": subject.get("organisation"),
+            },
+            "decision_id": self.decision_id,
+            "action": self.input.get("action"),
+            "purpose": self.input.get("purpose"),
+            "allow": self.allow,
+            "reasons": list(self.reasons),
+            "obligations": copy.deepcopy(self.obligations),
+            "bundle_revision": self.bundle_revision,
+            "input_hash": keyed_input_hash(hash_key, self.input),
+        }
+        if isinstance(resource.get("person_key"), str):
+            event["person_key"] = resource["person_key"]
+        if isinstance(consent.get("receipt_id"), str):
+            event["receipt_id"] = consent["receipt_id"]
+        if isinstance(resource.get("categories"), list):
+            event["categories_requested"] = sorted(str(c) for c in resource["categories"])
+        return event
+
+
+def keyed_input_hash(hash_key: bytes, policy_input: dict[str, Any]) -> str:
+    """HMAC-SHA256 of the canonical JSON of the input (never an unkeyed hash)."""
+    canonical = json.dumps(policy_input, sort_keys=True, separators=(",", ":"), default=str)
+    return hmac.new(hash_key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def normalise_time(value: Any) -> str | None:
+    """An ISO 8601 time as UTC "YYYY-MM-DDTHH:MM:SSZ" (the form the policies compare as
+    strings), or None if it is not a time. A time without a zone is taken as UTC."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def normalise_input(policy_input: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the input with its times in canonical UTC form; a missing time becomes now."""
+    if not isinstance(policy_input, dict):
+        raise PolicyError("the policy input must be a JSON object")
+    prepared = dict(policy_input)
+    if "time" not in prepared or prepared["time"] in (None, ""):
+        prepared["time"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    else:
+        # An unparseable time stays unparseable-looking so the policy refuses it.
+        prepared["time"] = normalise_time(prepared["time"]) or "invalid"
+    consent = prepared.get("consent")
+    if isinstance(consent, dict) and "expires_at" in consent:
+        consent = dict(consent)
+        consent["expires_at"] = normalise_time(consent["expires_at"]) or "invalid"
+        prepared["consent"] = consent
+    return prepared
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class PolicyEngine(ABC):
+    """Decides every request. Use `PolicyEngine.embedded()` or `PolicyEngine.opa(url)`."""
+
+    bundle_revision: str
+
+    @abstractmethod
+    def _evaluate(self, prepared: dict[str, Any]) -> Any:
+        """The raw value of data.joinedup.authz.decision for a normalised input."""
+
+    def decide(self, policy_input: dict[str, Any]) -> Decision:
+        prepared = normalise_input(policy_input)
+        raw = self._evaluate(prepared)
+        return _decision_from(raw, prepared, self.bundle_revision)
+
+    @staticmethod
+    def embedded(policy_dir: Path | None = None, data_dir: Path | None = None) -> EmbeddedEngine:
+        return EmbeddedEngine(load_bundle(policy_dir, data_dir))
+
+    @staticmethod
+    def opa(url: str, policy_dir: Path | None = None, data_dir: Path | None = None,
+            **client_options: Any) -> OpaServerEngine:
+        return OpaServerEngine(url, load_bundle(policy_dir, data_dir), **client_options)
+
+
+def _decision_from(raw: Any, prepared: dict[str, Any], revision: str) -> Decision:
+    """Turn the policy's answer into a Decision; anything malformed is a denial (default deny)."""
+    decision_id = uuid.uuid4().hex
+    if not isinstance(raw, dict) or not isinstance(raw.get("allow"), bool):
+        return Decision(False, ["The policy gave no decision, so the request is refused."], {},
+                        decision_id, revision, prepared, _now())
+    allow = raw["allow"] is True
+    reasons = [str(r) for r in raw.get("reasons") or []]
+    obligations = raw.get("obligations") if isinstance(raw.get("obligations"), dict) else {}
+    if not allow and not reasons:
+        reasons = ["The request is not permitted."]
+    return Decision(allow, reasons, obligations if allow else {}, decision_id, revision,
+                    prepared, _now())
+
+
+class EmbeddedEngine(PolicyEngine):
+    """regopy, compiled once. One interpreter runs the bundle; a lock keeps it to one thread
+    at a time (each decision takes a fraction of a millisecond)."""
+
+    def __init__(self, bundle: PolicyBundle):
+        import regopy
+
+        self.policy_bundle = bundle
+        self.bundle_revision = bundle.revision
+        self._compiled = bundle.compile([ENTRYPOINT])
+        self._interpreter = regopy.Interpreter()
+        self._lock = threading.Lock()
+
+    def _evaluate(self, prepared: dict[str, Any]) -> Any:
+        from regopy.rego_shared import rego_bundle_query_entrypoint, rego_output_string
+
+        with self._lock:
+            self._interpreter.set_input(prepared)
+            # The low-level call avoids regopy's Output wrapper, which parses the JSON twice.
+            out = rego_bundle_query_entrypoint(
+                self._interpreter._impl, self._compiled._impl, ENTRYPOINT
+            )
+            text = rego_output_string(out)
+        return _first_expression(text)
+
+
+def _first_expression(text: str) -> Any:
+    if text.strip() == "undefined":
+        return None
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PolicyError(f"policy evaluation failed: {text[:500]}") from exc
+    expressions = parsed.get("expressions") if isinstance(parsed, dict) else None
+    if not expressions:
+        return None
+    return expressions[0]
+
+
+class OpaServerEngine(PolicyEngine):
+    """An OPA server's data API (`POST /v1/data/joinedup/authz/decision`). `publish()` uploads
+    this bundle's policies and data, so the server runs exactly the files the revision names."""
+
+    def __init__(self, url: str, bundle: PolicyBundle, timeout: float = 1.5, token: str | None = None):
+        from urllib.parse import urlparse
+
+        from opa_client.opa import OpaClient
+
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise PolicyError(f"OPA url must look like http://host:port, got {url!r}")
+        port = parsed.port or (443 if parsed.scheme == "https" else 8181)
+        self.policy_bundle = bundle
+        self.bundle_revision = bundle.revision
+        self._client = OpaClient(host=parsed.hostname, port=port, ssl=parsed.scheme == "https",
+                                 timeout=timeout, token=token)
+
+    def publish(self) -> None:
+        """Upload every policy module and data document to the server."""
+        for name, source in self.policy_bundle.modules.items():
+            self._client.update_policy_from_string(source, name.removesuffix(".rego"),
+                                                   rego_compat=False)
+        for key, value in self.policy_bundle.data.items():
+            self._client.update_or_create_data(value, key)
+
+    def _evaluate(self, prepared: dict[str, Any]) -> Any:
+        import requests
+
+        package, rule = ENTRYPOINT.rsplit("/", 1)
+        try:
+            answer = self._client.query_rule(prepared, package.replace("/", "."), rule)
+        except requests.RequestException as exc:
+            raise PolicyError(f"OPA server did not answer: {exc}") from exc
+        return answer.get("result") if isinstance(answer, dict) else None
+
+    def close(self) -> None:
+        self._client.close_connection()
+
+
+def engine_from_settings(policy_settings: dict[str, Any], policy_dir: Path | None = None,
+                         data_dir: Path | None = None) -> PolicyEngine:
+    """The engine a deployment's `[policy]` settings name (`engine = "embedded" | "opa"`)."""
+    kind = policy_settings.get("engine", "embedded")
+    if kind == "embedded":
+        return PolicyEngine.embedded(policy_dir, data_dir)
+    if kind == "opa":
+        url = policy_settings.get("opa_url") or ""
+        if not url:
+            raise PolicyError("policy.engine is 'opa' but policy.opa_url is empty")
+        return PolicyEngine.opa(url, policy_dir, data_dir)
+    raise PolicyError(f"policy.engine must be 'embedded' or 'opa', got {kind!r}")
