@@ -225,13 +225,16 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
     @app.post("/v1/summaries", tags=["summaries"])
     def request_summary(body: SummaryRequest, user: Caller) -> dict:
         collate = _collate()
-        return collate.request_summary(
-            ctx,
-            user.subject(),
-            body.identifiers.raw(),
-            purpose=body.purpose,
-            categories=body.categories,
-        )
+        try:
+            return collate.request_summary(
+                ctx,
+                user.subject(),
+                body.identifiers.raw(),
+                purpose=body.purpose,
+                categories=body.categories,
+            )
+        except collate.CollationInputError as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from exc
 
     # -- referrals ----------------------------------------------------------------------
     @app.post("/v1/referrals", status_code=201, tags=["referrals"])
@@ -302,7 +305,7 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
     @app.get("/v1/audit/verify", tags=["audit"])
     def audit_verify(user: Caller) -> dict:
         ctx.decide(user, "audit.verify", {}, purpose="oversight")
-        return _audit().verify_for_api(ctx, user.subject())
+        return ctx.verify_ledger()
 
     @app.get("/v1/audit/report", tags=["audit"])
     def audit_report(
@@ -311,18 +314,18 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
         to: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}")] = None,
     ) -> dict:
         ctx.decide(user, "audit.report.read", {}, purpose="oversight")
-        return _audit().report_for_api(ctx, from_, to)
+        return ctx.audit_report(from_, to)
 
     @app.get("/v1/audit/proof/{event_id}", tags=["audit"])
     def audit_proof(event_id: Code, user: Caller) -> dict:
         ctx.decide(user, "audit.verify", {}, purpose="oversight")
-        return _audit().proof_for_api(ctx, event_id)
+        return ctx.inclusion_proof(event_id)
 
     @app.post("/v1/audit/subject-access", tags=["audit"])
     def audit_subject_access(body: SubjectAccessRequest, user: Caller) -> dict:
         person_key = ctx.person_key(body.identifiers.raw())
         ctx.decide(user, "audit.subject_access", {"person_key": person_key}, purpose="subject_access")
-        return _audit().subject_access_for_api(ctx, person_key)
+        return {"person_key": person_key, "disclosures": ctx.subject_access(person_key)}
 
     return app
 
@@ -392,14 +395,6 @@ def _collate():
     except ImportError as exc:
         raise NotAvailable("collation (joinedup.collate)") from exc
     return collate
-
-
-def _audit():
-    try:
-        from joinedup import audit_service
-    except ImportError as exc:
-        raise NotAvailable("audit service adapter") from exc
-    return audit_service
 
 
 def _read_json(path: Path) -> dict:

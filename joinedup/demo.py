@@ -289,13 +289,18 @@ def _summaries(state: DemoState) -> str:
     shown, notes = [], []
     for person in state.sample:
         try:
-            summary = request_summary(ctx, adviser.subject(), person["identifiers"],
-                                      purpose="employment_support")
-            shown.append({**summary, "_label": person["label"]})
+            result = request_summary(ctx, adviser.subject(), person["identifiers"],
+                                     purpose="employment_support")
+            if result.get("summary"):
+                shown.append({**result["summary"], "_label": person["label"]})
+                person["summary_shown"] = True
+            else:
+                notes.append(f"{person['label']}: no summary — {result.get('outcome')}: "
+                             f"{result.get('reason', '')}")
         except Refused as exc:
             notes.append(f"{person['label']}: refused — {'; '.join(exc.reasons)}")
     # Withdrawal takes effect at once: withdraw one consent, ask again.
-    withdrawn = next((p for p in state.sample if p.get("receipt_id")), None)
+    withdrawn = next((p for p in reversed(state.sample) if p.get("receipt_id")), None)
     if withdrawn is not None:
         ctx.consent.withdraw(withdrawn["receipt_id"], by=adviser.id)
         try:
@@ -314,7 +319,8 @@ def _summaries(state: DemoState) -> str:
 def _referral(state: DemoState) -> str:
     ctx = _ctx(state)
     summaries = state.overview.get("summaries") or []
-    person = next((p for p in state.sample if p.get("receipt_id") and not p.get("withdrawn")), None)
+    person = next((p for p in state.sample if p.get("summary_shown") and not p.get("withdrawn")),
+                  None)
     if person is None or not summaries:
         raise StepUnavailable("no consented summary to refer from")
     shown = next((s for s in summaries if s["_label"] == person["label"]), summaries[0])
@@ -322,11 +328,12 @@ def _referral(state: DemoState) -> str:
     referral = ctx.create_referral(state.users["adviser"], person["identifiers"], "provider-a",
                                    barriers, "employment_support")
     record = referral.public()
-    provider_view = None
     read = _need("joinedup.collate", "request_referral_summary")
     provider_view = read(ctx, state.users["provider"].subject(), referral)
-    state.overview["referral"] = {"record": record,
-                                  "provider_view": {**provider_view, "_label": "provider-a reads"}}
+    state.overview["referral"] = {
+        "record": record,
+        "provider_view": {**(provider_view.get("summary") or {}), "_label": "provider-a reads"},
+    }
     return f"{referral.referral_id} to provider-a for {', '.join(barriers)}"
 
 
@@ -341,23 +348,22 @@ def _area_counts(state: DemoState) -> str:
 
 def _verify(state: DemoState) -> str:
     ctx = _ctx(state)
-    verify_ledger = _need("audit", "verify_ledger")
     ctx.decide(state.users["governance"], "audit.verify", {}, purpose="oversight")
-    pem = (state.home.ledger_dir / "audit-public.pem").read_bytes()
-    result = verify_ledger(state.home.ledger_dir, pem)
-    facts = _flat(result.to_dict() if hasattr(result, "to_dict") else vars(result))
+    result = ctx.verify_ledger()
     by_type: dict[str, int] = {}
     for event in ctx.ledger.events():
         by_type[event["type"]] = by_type.get(event["type"], 0) + 1
-    audit = {"verified": bool(getattr(result, "ok", False)), "facts": facts, "by_type": by_type,
-             "problem": getattr(result, "problem", None) or getattr(result, "first_bad", None)}
-    build_report = getattr(_need("audit"), "build_report", None)
-    render = getattr(_need("audit"), "render_report_html", None)
-    if build_report and render:
-        report = build_report(ctx.ledger, None, None)
+    audit = {"verified": bool(result.get("ok")), "facts": _flat(result), "by_type": by_type,
+             "problem": "; ".join(result.get("problems") or [])}
+    try:
+        from joinedup.service_context import _audit_function
+
+        render = _audit_function("render_report_html", "report")
         path = state.root / "audit-report.html"
-        path.write_text(render(report))
+        path.write_text(render(ctx.audit_report(None, None)))
         audit["report_href"] = path.name
+    except NotAvailable:
+        audit["facts"]["governance report"] = "not available yet"
     state.overview["audit"] = audit
     return f"{sum(by_type.values())} events, verified={audit['verified']}"
 

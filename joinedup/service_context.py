@@ -219,7 +219,7 @@ class ServiceContext:
         referral = Referral(
             referral_id=f"ref-{uuid.uuid4().hex}",
             person_key=person_key,
-            entity_id=None,
+            entity_id=self._resolve_entity(identifiers),
             provider=provider,
             barriers=sorted(set(barriers)),
             purpose=purpose,
@@ -236,6 +236,39 @@ class ServiceContext:
                     "referral_id": referral.referral_id, "provider": provider,
                     "categories": referral.barriers, "decision_id": decision.decision_id})
         return referral
+
+    def _resolve_entity(self, identifiers: dict) -> str:
+        """The linked person these identifiers name (collation's resolver), or NotFound."""
+        try:
+            from joinedup.collate import resolve_identifiers
+        except ImportError as exc:
+            raise NotAvailable("person resolution (joinedup.collate)") from exc
+        resolution = resolve_identifiers(self, identifiers)
+        if resolution.entity_id is None:
+            raise NotFound(f"no single linked person for these identifiers ({resolution.outcome}: "
+                           f"{resolution.reason})")
+        return resolution.entity_id
+
+    # -- audit (the audit concern's public functions) ------------------------------------
+    def verify_ledger(self) -> dict:
+        verify = _audit_function("verify_ledger", "verify")
+        pem = (self.home.ledger_dir / "audit-public.pem").read_bytes()
+        return verify(self.home.ledger_dir, pem).to_dict()
+
+    def audit_report(self, start: str | None, end: str | None) -> dict:
+        return _audit_function("build_report", "report")(self.ledger, start, end)
+
+    def subject_access(self, person_key: str) -> list[dict]:
+        return _audit_function("subject_access", "report")(self.ledger, person_key)
+
+    def inclusion_proof(self, event_id: str) -> dict:
+        from audit import LedgerError
+
+        try:
+            proof = self.ledger.inclusion_proof(event_id)
+        except (LedgerError, IndexError, KeyError) as exc:
+            raise NotFound(f"no event {event_id} in the ledger") from exc
+        return proof
 
     # -- referrals (this concern's own table) ----------------------------------------
     def add_referral(self, referral: Referral) -> None:
@@ -325,6 +358,20 @@ def _open_ledger(home: Home):
     except ImportError as exc:
         raise NotAvailable("the audit ledger (audit.Ledger)") from exc
     return Ledger(home.ledger_dir, home.signing_key_path("audit"))
+
+
+def _audit_function(name: str, module: str):
+    """A function of the audit concern's public surface (its package, else its module)."""
+    import importlib
+
+    for where in ("audit", f"audit.{module}"):
+        try:
+            fn = getattr(importlib.import_module(where), name, None)
+        except ImportError:
+            fn = None
+        if fn is not None:
+            return fn
+    raise NotAvailable(f"audit.{name}")
 
 
 def _open_consent(home: Home):
