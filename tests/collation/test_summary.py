@@ -42,14 +42,14 @@ def test_barriers_severities_evidence_and_last_seen():
     got = {b.code: (b.severity, b.evidenced_by, b.last_seen) for b in s.barriers}
     assert got == {
         "MH": (3, ("dwp", "nhs"), "2026-09-01"),
-        "PH": (2, ("nhs",), "2026-02-01"),
+        "PH": (1, ("nhs",), "2026-02-01"),
         "FIN": (2, ("housing",), "2026-08-15"),
         "WRK": (3, ("dwp",), "2026-10-01"),
     }
     assert "HOU" not in got  # the eviction notice is outside the recency window
     assert s.multiple_disadvantage
     assert s.service_needs[0] == "mental health support"
-    assert s.outcome_payment.tariff_gbp == 1000 + 400 + 300 + 700
+    assert s.outcome_payment.tariff_gbp == 1000 + 200 + 300 + 700
     assert s.taxonomy_version == TAX.version
     assert (s.consent_receipt_id, s.policy_decision_id) == ("rcpt-1", "dec-1")
 
@@ -86,10 +86,10 @@ def test_text_view_says_no_record_for_missing_barriers():
 
 
 def test_adjustment_is_bounded_and_needs_a_reason():
-    # tariff 2400: bound = min(25% = 600, 500) = 500
+    # tariff 2200: bound = min(25% = 550, 500) = 500
     ok = build_barrier_summary(PERSON, TAX, as_of=AS_OF, adjustment_gbp=-500,
                                adjustment_reason="already in housing support")
-    assert ok.outcome_payment.total_gbp == 1900
+    assert ok.outcome_payment.total_gbp == 1700
     assert "adjustment GBP -500.00" in ok.to_text()
     with pytest.raises(AdjustmentError, match="exceeds the approved bound of GBP 500.00"):
         build_barrier_summary(PERSON, TAX, as_of=AS_OF, adjustment_gbp=501, adjustment_reason="x")

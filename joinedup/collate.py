@@ -1,0 +1,410 @@
+"""Collation requests, composed from every concern (shared by the CLI and the HTTP API).
+
+A summary request: pseudonymise the identifiers at once (person key + encoding), look up
+consent, resolve the person against the current link run, ask the policy engine, apply its
+obligations (barrier categories and agency kinds), decrypt only that person's content rows
+of the permitted kinds, build the summary, and record the decision and the disclosure in
+the audit ledger. A refusal is recorded too (the policy decision event) and raised as
+`Refused`. Area counts: ask the policy, count every linked person by area, apply
+disclosure control, record the disclosure.
+
+Raw identifiers live only in the caller's memory for the length of the request: they are
+never logged, stored or put in an event.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from joinedup.service_context import NotFound, Refused, ServiceContext, now_iso
+from joinedup.users import User
+from linkage.collation import (
+    DisclosureSettings,
+    Taxonomy,
+    area_of,
+    area_profiles,
+    assess_barriers,
+    build_barrier_summary,
+    count_by_area,
+    load_taxonomy,
+    protect,
+    read_area_lookup,
+    write_outputs,
+)
+from linkage.collation.area_counts import ROW_TOTAL_COLUMN, SUPPRESSED_MARK, TOTAL_ROW
+from linkage.collation.resolve import MATCHED, Resolution, Scorer, resolve_person
+from linkage.collation.taxonomy import parse_date
+
+TAXONOMY_FILE = "taxonomy.toml"
+AREA_LOOKUP_FILE = "areas-lookup.csv"
+SUMMARY_PURPOSE = "employment_support"
+AREA_PURPOSE = "service_planning"
+LEVELS = ("sector", "district", "ward", "lsoa")
+
+
+class CollationInputError(ValueError):
+    """The request itself is unusable (bad identifiers, adjustment, level)."""
+
+
+@dataclass(frozen=True)
+class ExtractInfo:
+    source: str
+    kind: str
+    extract_id: str
+    directory: Path
+    encoding: dict[str, Any]
+
+
+class RunIndex:
+    """The current run's entity -> (source, ref) map and the active extracts' content."""
+
+    def __init__(self, run_dir: Path, extracts: dict[str, ExtractInfo]) -> None:
+        self.run_dir = run_dir
+        self.extracts = extracts
+        table = pq.read_table(run_dir / "entities.parquet", columns=["entity_id", "source", "ref"])
+        self._refs: dict[str, list[tuple[str, str]]] = {}
+        self._entity: dict[tuple[str, str], str] = {}
+        for entity, source, ref in zip(*(table.column(c).to_pylist() for c in ("entity_id", "source", "ref")), strict=True):
+            self._refs.setdefault(entity, []).append((source, ref))
+            self._entity[(source, ref)] = entity
+
+    def refs_of(self, entity_id: str) -> list[tuple[str, str]]:
+        return list(self._refs.get(entity_id, []))
+
+    def entity_of(self, source: str, ref: str) -> str | None:
+        return self._entity.get((source, ref))
+
+    def kind_of(self, source: str) -> str | None:
+        info = self.extracts.get(source)
+        return info.kind if info else None
+
+    def entities(self) -> dict[str, list[tuple[str, str]]]:
+        return self._refs
+
+    def encoding(self) -> dict[str, Any]:
+        for info in self.extracts.values():
+            if info.encoding:
+                return info.encoding
+        return {}
+
+
+_cache_lock = threading.Lock()
+_run_cache: dict[tuple, RunIndex] = {}
+_encoder_cache: dict[tuple, Any] = {}
+
+
+def load_collation_taxonomy(home) -> Taxonomy:
+    return load_taxonomy(home.config_file(TAXONOMY_FILE))
+
+
+def current_run_index(ctx: ServiceContext) -> RunIndex:
+    """The current run's index, cached until the run or the active extracts change."""
+    run_dir = ctx.current_run_dir()
+    if not (run_dir / "entities.parquet").exists():
+        raise NotFound(f"the current link run {run_dir.name} has no entities.parquet")
+    extracts = active_extracts(ctx)
+    stamp = (str(run_dir), (run_dir / "entities.parquet").stat().st_mtime_ns,
+             tuple(sorted((s, e.extract_id) for s, e in extracts.items())))
+    with _cache_lock:
+        index = _run_cache.get(stamp)
+        if index is None:
+            index = RunIndex(run_dir, extracts)
+            _run_cache.clear()
+            _run_cache[stamp] = index
+    return index
+
+
+def active_extracts(ctx: ServiceContext) -> dict[str, ExtractInfo]:
+    """source -> its active extract: the store's `extracts` table, else the newest on disk."""
+    found: dict[str, ExtractInfo] = {}
+    try:
+        rows = ctx.cursor().execute(
+            "SELECT source, kind, extract_id, manifest FROM extracts WHERE active"
+        ).fetchall()
+    except Exception:  # the table appears with the first ingest; until then scan the disk
+        rows = None
+    if rows is not None:
+        for source, kind, extract_id, manifest in rows:
+            doc = manifest if isinstance(manifest, dict) else json.loads(manifest or "{}")
+            found[source] = ExtractInfo(source, kind, extract_id,
+                                        ctx.home.extracts_dir / source / extract_id,
+                                        doc.get("encoding") or {})
+        return found
+    for manifest_path in sorted(ctx.home.extracts_dir.glob("*/*/manifest.json")):
+        doc = json.loads(manifest_path.read_text())
+        prior = found.get(doc["source"])
+        if prior is None or doc.get("created_at", "") >= prior.encoding.get("_created_at", ""):
+            found[doc["source"]] = ExtractInfo(
+                doc["source"], doc["kind"], doc["extract_id"], manifest_path.parent,
+                {**doc.get("encoding", {}), "_created_at": doc.get("created_at", "")},
+            )
+    return found
+
+
+def decrypt_content(ctx: ServiceContext, index: RunIndex, refs: list[tuple[str, str]]) -> list[dict]:
+    """Decrypt exactly the content rows of these (source, ref) pairs, nothing else."""
+    from connectors.content import decrypt_rows
+
+    wanted: dict[str, list[str]] = {}
+    for source, ref in refs:
+        wanted.setdefault(source, []).append(ref)
+    key = ctx.keyring.content_key()
+    docs: list[dict] = []
+    for source, source_refs in sorted(wanted.items()):
+        info = index.extracts.get(source)
+        if info is None:
+            continue  # the source's extract was withdrawn since the run
+        # Read only the ciphertexts of these refs (a filtered read), then decrypt them.
+        table = pq.read_table(info.directory / "content.parquet",
+                              filters=[("ref", "in", sorted(set(source_refs)))])
+        docs.extend(decrypt_rows(key, info.extract_id, table))
+    return docs
+
+
+def encode_identity(ctx: ServiceContext, index: RunIndex, identifiers: dict) -> dict:
+    from connectors.pseudonymise import EncodingSettings, IdentityEncoder
+
+    encoding = {k: v for k, v in index.encoding().items() if not k.startswith("_")}
+    stamp = (ctx.home.project_id, json.dumps(encoding, sort_keys=True))
+    with _cache_lock:
+        encoder = _encoder_cache.get(stamp)
+        if encoder is None:
+            encoder = IdentityEncoder(ctx.keyring, EncodingSettings.from_dict(encoding or None))
+            _encoder_cache[stamp] = encoder
+    return encoder.encode_identity(identifiers)
+
+
+def resolve_identifiers(
+    ctx: ServiceContext, identifiers: dict, scorer: Scorer | None = None
+) -> Resolution:
+    """Which entity of the current run these identifiers belong to (for referrals too)."""
+    index = current_run_index(ctx)
+    encoded = encode_identity(ctx, index, identifiers)
+    return resolve_person(encoded, index.run_dir, scorer=scorer, entity_of=index.entity_of)
+
+
+def person_key_of(ctx: ServiceContext, identifiers: dict) -> str:
+    try:
+        return ctx.person_key(identifiers)
+    except ValueError as exc:  # StandardisationError names the fields, never their values
+        raise CollationInputError(f"the identifiers cannot identify a person: {exc}") from exc
+
+
+def request_summary(
+    ctx: ServiceContext,
+    subject: dict,
+    identifiers: dict,
+    purpose: str = SUMMARY_PURPOSE,
+    categories: list[str] | None = None,
+    provider: str | None = None,
+    adjustment_gbp: float = 0.0,
+    adjustment_reason: str | None = None,
+    action: str = "summary.request",
+    scorer: Scorer | None = None,
+    as_of: date | None = None,
+) -> dict[str, Any]:
+    """A consented barrier summary of the person these identifiers resolve to.
+
+    Returns {"outcome": "matched", "summary": {...}, "text": "...", "decision_id"} or, when
+    the identifiers do not resolve to exactly one person, {"outcome": "no_match" |
+    "needs_review", "reason", "decision_id"} with no summary. Raises `Refused` when the
+    policy says no (the refusal is in the ledger).
+    """
+    user = _user(subject)
+    person_key = person_key_of(ctx, identifiers)
+    consent = ctx.consent.current(person_key, purpose, now_iso())
+    index = current_run_index(ctx)
+    resolution = resolve_person(encode_identity(ctx, index, identifiers), index.run_dir,
+                                scorer=scorer, entity_of=index.entity_of)
+    refs = index.refs_of(resolution.entity_id) if resolution.outcome == MATCHED else []
+    kinds = sorted({k for s, _ in refs if (k := index.kind_of(s))})
+    resource: dict[str, Any] = {"person_key": person_key, "categories": list(categories or []),
+                                "sources": kinds}
+    if provider:
+        resource.update(provider=provider, referred_to=[provider])
+    decision = ctx.decide(user, action, resource, purpose=purpose, consent=consent)
+    if resolution.outcome != MATCHED:
+        return {**resolution.public(), "decision_id": decision.decision_id, "summary": None}
+    return _disclose_summary(
+        ctx, user, index, person_key, resolution.entity_id, refs, decision, consent, purpose,
+        adjustment_gbp, adjustment_reason, as_of, provider=provider,
+    )
+
+
+def request_referral_summary(ctx: ServiceContext, subject: dict, referral: Any,
+                             as_of: date | None = None) -> dict[str, Any]:
+    """A provider's view of a referral: only the barriers it was asked to address."""
+    user = _user(subject)
+    if not getattr(referral, "entity_id", None):
+        raise NotFound(f"referral {referral.referral_id} has no resolved person")
+    consent = ctx.consent.current(referral.person_key, referral.purpose, now_iso())
+    index = current_run_index(ctx)
+    refs = index.refs_of(referral.entity_id)
+    kinds = sorted({k for s, _ in refs if (k := index.kind_of(s))})
+    resource = {"person_key": referral.person_key, "categories": list(referral.barriers),
+                "sources": kinds, "provider": referral.provider, "referred_to": [referral.provider]}
+    decision = ctx.decide(user, "referral.read", resource, purpose=referral.purpose, consent=consent)
+    result = _disclose_summary(ctx, user, index, referral.person_key, referral.entity_id, refs,
+                               decision, consent, referral.purpose, 0.0, None, as_of,
+                               provider=referral.provider, event_type="referral.read",
+                               referral_id=referral.referral_id)
+    result["referral"] = referral.public() if hasattr(referral, "public") else None
+    return result
+
+
+def _disclose_summary(ctx, user, index, person_key, entity_id, refs, decision, consent, purpose,
+                      adjustment_gbp, adjustment_reason, as_of, provider=None,
+                      event_type="summary.disclosed", referral_id=None) -> dict[str, Any]:
+    obligations = decision.obligations or {}
+    allowed_categories = list(obligations.get("categories") or [])
+    allowed_kinds = set(obligations.get("sources") or [])
+    # Minimisation before decryption: only the rows of agency kinds the decision allows.
+    refs = [(s, r) for s, r in refs if index.kind_of(s) in allowed_kinds]
+    docs = decrypt_content(ctx, index, refs)
+    taxonomy = load_collation_taxonomy(ctx.home)
+    try:
+        summary = build_barrier_summary(
+            docs, taxonomy, categories=allowed_categories,
+            consent_receipt_id=consent.get("receipt_id"), policy_decision_id=decision.decision_id,
+            adjustment_gbp=adjustment_gbp, adjustment_reason=adjustment_reason, as_of=as_of,
+        )
+    except ValueError as exc:  # AdjustmentError: nothing disclosed
+        raise CollationInputError(str(exc)) from exc
+    event = {
+        "type": event_type,
+        "actor": user.subject(),
+        "person_key": person_key,
+        "entity_id": entity_id,
+        "summary_id": summary.summary_id,
+        "decision_id": decision.decision_id,
+        "receipt_id": consent.get("receipt_id"),
+        "purpose": purpose,
+        "categories": list(summary.categories_in_scope),
+        "sources": sorted(allowed_kinds),
+        "taxonomy_version": taxonomy.version,
+        "rows_decrypted": len(docs),
+    }
+    if summary.outcome_payment.adjustment_gbp:
+        event["payment_adjustment_gbp"] = summary.outcome_payment.adjustment_gbp
+    if provider:
+        event["provider"] = provider
+    if referral_id:
+        event["referral_id"] = referral_id
+    ctx.audit(event)
+    return {
+        "outcome": MATCHED,
+        "summary": summary.to_dict(),
+        "text": summary.to_text(taxonomy),
+        "decision_id": decision.decision_id,
+        "rows_decrypted": len(docs),
+    }
+
+
+def request_area_counts(
+    ctx: ServiceContext,
+    subject: dict,
+    level: str = "sector",
+    purpose: str = AREA_PURPOSE,
+    categories: list[str] | None = None,
+    out_dir: Path | None = None,
+    lookup_path: Path | None = None,
+    as_of: date | None = None,
+) -> dict[str, Any]:
+    """People with each barrier and with multiple disadvantage by area, suppressed and rounded."""
+    if level not in LEVELS:
+        raise CollationInputError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    user = _user(subject)
+    decision = ctx.decide(user, "area_counts.read", {"categories": list(categories or [])},
+                          purpose=purpose)
+    obligations = decision.obligations or {}
+    settings = DisclosureSettings(
+        min_count=int(obligations.get("suppression_threshold", 8)),
+        rounding_base=int(obligations.get("rounding_base", 5)),
+    )
+    taxonomy = load_collation_taxonomy(ctx.home)
+    columns = [c for c in taxonomy.barriers if c in set(obligations.get("categories") or [])]
+    lookup = None
+    if level in ("ward", "lsoa"):
+        lookup = read_area_lookup(lookup_path or ctx.home.config_file(AREA_LOOKUP_FILE), level)
+    index = current_run_index(ctx)
+    as_of = as_of or date.today()
+    people = []
+    docs = decrypt_content(ctx, index, [ref for refs in index.entities().values() for ref in refs])
+    by_ref = {(d.get("source"), d.get("ref")): d for d in docs}
+    for refs in index.entities().values():
+        person_docs = [by_ref[r] for r in refs if r in by_ref]
+        if not person_docs:
+            continue
+        found = assess_barriers(person_docs, taxonomy, as_of)
+        codes = [c for c in found if c in columns]
+        people.append((area_of(_latest_area(person_docs), level, lookup), codes))
+    table = protect(count_by_area(area_profiles(people, taxonomy.multiple_disadvantage_min),
+                                  columns, level, settings, taxonomy.version))
+    meta = table.metadata()
+    event_id = ctx.audit({
+        "type": "area_counts.disclosed",
+        "actor": user.subject(),
+        "decision_id": decision.decision_id,
+        "purpose": purpose,
+        "level": level,
+        "categories": columns,
+        "taxonomy_version": taxonomy.version,
+        "areas": meta["areas"],
+        "suppressed_primary": meta["suppressed_primary"],
+        "suppressed_secondary": meta["suppressed_secondary"],
+    })
+    result: dict[str, Any] = {
+        "level": level,
+        "decision_id": decision.decision_id,
+        "audit_event_id": event_id,
+        "metadata": meta,
+        "columns": table.columns,
+        "rows": [
+            {"area": row, **{c: table.published((row, c)) for c in table.columns}}
+            for row in table.rows
+        ],
+        "csv": table.to_csv(),
+    }
+    if out_dir is not None:
+        paths = write_outputs(table, out_dir, {"decision_id": decision.decision_id})
+        result["files"] = {k: str(v) for k, v in paths.items()}
+    return result
+
+
+def _latest_area(docs: list[dict]) -> dict | None:
+    """The area of the record seen most recently (a person who moved counts once, where
+    they are now)."""
+    def latest(doc: dict) -> date:
+        dates = [parse_date(i.get("date")) for i in doc.get("indicators") or []]
+        return max((d for d in dates if d), default=date.min)
+
+    ranked = sorted((d for d in docs if d.get("area")), key=lambda d: (latest(d), d.get("source", "")),
+                    reverse=True)
+    return ranked[0]["area"] if ranked else None
+
+
+def _user(subject: dict | User) -> User:
+    if isinstance(subject, User):
+        return subject
+    return User(id=str(subject.get("id")), role=str(subject.get("role")),
+                organisation=str(subject.get("organisation")))
+
+
+__all__ = [
+    "CollationInputError",
+    "ROW_TOTAL_COLUMN",
+    "Refused",
+    "SUPPRESSED_MARK",
+    "TOTAL_ROW",
+    "request_area_counts",
+    "request_referral_summary",
+    "request_summary",
+    "resolve_identifiers",
+]

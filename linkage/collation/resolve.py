@@ -1,0 +1,128 @@
+"""Person resolution: which linked entity is the person in front of the adviser?
+
+The adviser's identifiers are encoded by the connectors' `IdentityEncoder` (the same keys
+and settings as the extracts) and scored against the current run's records by the
+linkage model, without re-running the linkage. This module only turns the scored
+candidates into one of three answers, and never merges two people:
+
+- matched: exactly one plausible entity, scored at or above the match threshold;
+- needs_review: two or more plausible entities, or one plausible but weak candidate;
+- no_match: nobody plausible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MATCHED = "matched"
+NO_MATCH = "no_match"
+NEEDS_REVIEW = "needs_review"
+
+# (run_dir, encoded identity row) -> scored candidates, each with entity_id (or source and
+# ref) and match_probability. The linkage package provides the real one.
+Scorer = Callable[[Path, dict[str, Any]], Iterable[Any]]
+
+
+class ResolutionUnavailable(RuntimeError):
+    """The scorer (linkage model) is not available, or the run cannot be scored."""
+
+
+@dataclass(frozen=True)
+class ResolutionSettings:
+    match_probability: float = 0.95  # a single candidate at/above this is the person
+    plausible_probability: float = 0.5  # candidates at/above this are plausible people
+
+    def __post_init__(self) -> None:
+        if not 0 < self.plausible_probability <= self.match_probability <= 1:
+            raise ValueError("need 0 < plausible_probability <= match_probability <= 1")
+
+
+@dataclass(frozen=True)
+class Resolution:
+    outcome: str  # MATCHED | NO_MATCH | NEEDS_REVIEW
+    entity_id: str | None = None  # only when matched
+    match_probability: float | None = None  # of the best candidate
+    plausible: int = 0  # how many distinct entities were plausible
+    reason: str = ""
+    candidates: tuple[tuple[str, float], ...] = field(default=(), repr=False)  # never shown
+
+    def public(self) -> dict[str, Any]:
+        """What the adviser is told (no other entity's id)."""
+        out: dict[str, Any] = {"outcome": self.outcome, "reason": self.reason}
+        if self.match_probability is not None:
+            out["match_probability"] = round(self.match_probability, 4)
+        return out
+
+
+def decide_resolution(
+    scored: Iterable[Any],
+    settings: ResolutionSettings | None = None,
+    entity_of: Callable[[str, str], str | None] | None = None,
+) -> Resolution:
+    """Turn scored candidates into matched / no_match / needs_review."""
+    settings = settings or ResolutionSettings()
+    best: dict[str, float] = {}
+    for cand in scored:
+        entity, prob = _candidate(cand, entity_of)
+        if entity is not None and prob > best.get(entity, -1.0):
+            best[entity] = prob
+    ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
+    plausible = [(e, p) for e, p in ranked if p >= settings.plausible_probability]
+    top = ranked[0][1] if ranked else None
+    if not plausible:
+        return Resolution(NO_MATCH, None, top, 0, "no linked record matches these identifiers",
+                          tuple(ranked))
+    if len(plausible) > 1:
+        return Resolution(
+            NEEDS_REVIEW, None, top, len(plausible),
+            f"{len(plausible)} different people match these identifiers; a data officer must "
+            "review them (no summary is given, and no data are combined)",
+            tuple(ranked),
+        )
+    entity, prob = plausible[0]
+    if prob < settings.match_probability:
+        return Resolution(
+            NEEDS_REVIEW, None, prob, 1,
+            "the best match is not certain enough; check the identifiers or ask for review",
+            tuple(ranked),
+        )
+    return Resolution(MATCHED, entity, prob, 1, "one linked person matches", tuple(ranked))
+
+
+def resolve_person(
+    encoded_identity: dict[str, Any],
+    run_dir: Path,
+    scorer: Scorer | None = None,
+    settings: ResolutionSettings | None = None,
+    entity_of: Callable[[str, str], str | None] | None = None,
+) -> Resolution:
+    """Score an encoded identity against a run and decide who it is."""
+    scorer = scorer or default_scorer()
+    return decide_resolution(scorer(Path(run_dir), encoded_identity), settings, entity_of)
+
+
+def default_scorer() -> Scorer:
+    """The linkage package's scorer (`score_identity_against_run`)."""
+    try:
+        from linkage import score_identity_against_run  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise ResolutionUnavailable(
+            "person resolution needs linkage.score_identity_against_run, which is not available"
+        ) from exc
+    return score_identity_against_run
+
+
+def _candidate(cand: Any, entity_of: Callable[[str, str], str | None] | None) -> tuple[str | None, float]:
+    """Read one scored candidate, whatever its shape (dict, object or tuple)."""
+    if isinstance(cand, tuple):
+        entity, prob = cand[0], cand[1]
+        return str(entity), float(prob)
+    get = cand.get if isinstance(cand, dict) else (lambda k, d=None: getattr(cand, k, d))
+    prob = float(get("match_probability", 0.0) or 0.0)
+    entity = get("entity_id")
+    if entity is None and entity_of is not None and get("ref") is not None:
+        entity = entity_of(str(get("source")), str(get("ref")))
+    return (str(entity) if entity is not None else None), prob
