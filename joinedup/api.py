@@ -132,7 +132,7 @@ class ConsentGrant(Strict):
     purposes: list[Code] = Field(min_length=1, max_length=20)
     categories: list[Code] = Field(min_length=1, max_length=40)
     controllers: list[Code] = Field(default_factory=list, max_length=20)
-    collection_method: str = Field(default="in_person", max_length=64)
+    collection_method: str = Field(default="in_person_signed", max_length=64)
     privacy_notice_version: str = Field(default="1", max_length=32)
     expires_at: str | None = Field(default=None, max_length=40)
 
@@ -155,9 +155,7 @@ class SubjectAccessRequest(Strict):
 
 
 # -- the app ----------------------------------------------------------------------------
-def current_user(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> User:
+def current_user(request: Request, authorization: Annotated[str | None, Header()] = None) -> User:
     """Who is asking (401 if we cannot tell)."""
     try:
         return request.app.state.ctx.auth.authenticate(authorization)
@@ -202,23 +200,36 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
     # -- consent ------------------------------------------------------------------------
     @app.post("/v1/consent", status_code=201, tags=["consent"])
     def grant_consent(body: ConsentGrant, user: Caller) -> dict:
-        return ctx.grant_consent(
-            user, body.identifiers.raw(), body.purposes, body.categories,
-            controllers=body.controllers, collection_method=body.collection_method,
-            privacy_notice_version=body.privacy_notice_version, expires_at=body.expires_at,
-        )
+        from consent import ConsentError
+
+        try:
+            return ctx.grant_consent(
+                user,
+                body.identifiers.raw(),
+                body.purposes,
+                body.categories,
+                controllers=body.controllers,
+                collection_method=body.collection_method,
+                privacy_notice_version=body.privacy_notice_version,
+                expires_at=body.expires_at,
+            )
+        except ConsentError as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from exc
 
     @app.post("/v1/consent/{receipt_id}/withdraw", tags=["consent"])
     def withdraw_consent(receipt_id: Code, user: Caller) -> dict:
-        record = _consent_record(ctx, receipt_id)
-        ctx.decide(user, "consent.record", {"person_key": record.person_key})
-        record = ctx.consent.withdraw(receipt_id, by=user.id)
+        record = ctx.withdraw_consent(user, receipt_id)
         return {"receipt_id": receipt_id, "withdrawn_at": record.withdrawn_at}
 
     @app.get("/v1/consent/{receipt_id}/receipt", tags=["consent"])
     def consent_receipt(receipt_id: Code, user: Caller) -> dict:
-        record = _consent_record(ctx, receipt_id)
-        ctx.decide(user, "consent.record", {"person_key": record.person_key})
+        record = ctx.consent_record(receipt_id)
+        ctx.decide(
+            user,
+            "consent.record",
+            {"person_key": record.person_key},
+            purpose=record.purposes[0] if record.purposes else None,
+        )
         return ctx.consent.receipt(receipt_id)
 
     # -- summaries ----------------------------------------------------------------------
@@ -239,8 +250,9 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
     # -- referrals ----------------------------------------------------------------------
     @app.post("/v1/referrals", status_code=201, tags=["referrals"])
     def create_referral(body: ReferralRequest, user: Caller) -> dict:
-        referral = ctx.create_referral(user, body.identifiers.raw(), body.provider,
-                                       body.barriers, body.purpose)
+        referral = ctx.create_referral(
+            user, body.identifiers.raw(), body.provider, body.barriers, body.purpose
+        )
         return referral.public()
 
     @app.get("/v1/referrals", tags=["referrals"])
@@ -249,10 +261,14 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
         read now (each one decided, so a withdrawn consent drops it from the list)."""
         visible = []
         for referral in ctx.referrals_for(user.organisation):
-            decision = ctx.decide(user, "referral.read", referral_resource(referral),
-                                  purpose=referral.purpose,
-                                  consent=ctx.consent_state(referral.person_key, referral.purpose),
-                                  refuse=False)
+            decision = ctx.decide(
+                user,
+                "referral.read",
+                referral_resource(referral),
+                purpose=referral.purpose,
+                consent=ctx.consent_state(referral.person_key, referral.purpose),
+                refuse=False,
+            )
             if decision.allow:
                 visible.append(referral.public())
         return {"referrals": visible}
@@ -324,7 +340,9 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
     @app.post("/v1/audit/subject-access", tags=["audit"])
     def audit_subject_access(body: SubjectAccessRequest, user: Caller) -> dict:
         person_key = ctx.person_key(body.identifiers.raw())
-        ctx.decide(user, "audit.subject_access", {"person_key": person_key}, purpose="subject_access")
+        ctx.decide(
+            user, "audit.subject_access", {"person_key": person_key}, purpose="subject_access"
+        )
         return {"person_key": person_key, "disclosures": ctx.subject_access(person_key)}
 
     return app
@@ -338,8 +356,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> Response:
-        return _error(403, "forbidden", "; ".join(exc.reasons), reasons=exc.reasons,
-                      decision_id=exc.decision_id)
+        return _error(
+            403,
+            "forbidden",
+            "; ".join(exc.reasons),
+            reasons=exc.reasons,
+            decision_id=exc.decision_id,
+        )
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> Response:
@@ -363,8 +386,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 413:
-            return _error(413, "request_too_large",
-                          f"request body is larger than {MAX_BODY_BYTES} bytes")
+            return _error(
+                413, "request_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes"
+            )
         return _error(exc.status_code, "http_error", str(exc.detail))
 
     @app.exception_handler(Exception)
@@ -374,19 +398,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
         where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
-        log.error("internal error %s at %s on %s %s", type(exc).__name__, where,
-                  request.method, request.url.path)
+        log.error(
+            "internal error %s at %s on %s %s",
+            type(exc).__name__,
+            where,
+            request.method,
+            request.url.path,
+        )
         return _error(500, "internal_error", "internal error; the operator's log has details")
-
-
-def _consent_record(ctx: ServiceContext, receipt_id: str):
-    getter = getattr(ctx.consent, "record", None) or getattr(ctx.consent, "get", None)
-    if getter is None:
-        raise NotAvailable("consent record lookup")
-    record = getter(receipt_id)
-    if record is None:
-        raise NotFound(f"no consent receipt {receipt_id}")
-    return record
 
 
 def _collate():
@@ -411,5 +430,9 @@ def _status(ctx: ServiceContext) -> dict:
         run = ctx.current_run_dir().name
     except NotFound:
         run = None
-    return {"version": __version__, "project_id": ctx.home.project_id, "current_run": run,
-            "time": now_iso()}
+    return {
+        "version": __version__,
+        "project_id": ctx.home.project_id,
+        "current_run": run,
+        "time": now_iso(),
+    }

@@ -283,7 +283,7 @@ def _consent(state: DemoState) -> str:
 
 
 def _summaries(state: DemoState) -> str:
-    ctx = _ctx(state)
+    ctx = _ctx(state, needs_run=True)
     request_summary = _need("joinedup.collate", "request_summary")
     adviser = state.users["adviser"]
     shown, notes = [], []
@@ -302,7 +302,7 @@ def _summaries(state: DemoState) -> str:
     # Withdrawal takes effect at once: withdraw one consent, ask again.
     withdrawn = next((p for p in reversed(state.sample) if p.get("receipt_id")), None)
     if withdrawn is not None:
-        ctx.consent.withdraw(withdrawn["receipt_id"], by=adviser.id)
+        ctx.withdraw_consent(adviser, withdrawn["receipt_id"])
         try:
             request_summary(ctx, adviser.subject(), withdrawn["identifiers"],
                             purpose="employment_support")
@@ -317,7 +317,7 @@ def _summaries(state: DemoState) -> str:
 
 
 def _referral(state: DemoState) -> str:
-    ctx = _ctx(state)
+    ctx = _ctx(state, needs_run=True)
     summaries = state.overview.get("summaries") or []
     person = next((p for p in state.sample if p.get("summary_shown") and not p.get("withdrawn")),
                   None)
@@ -338,7 +338,7 @@ def _referral(state: DemoState) -> str:
 
 
 def _area_counts(state: DemoState) -> str:
-    ctx = _ctx(state)
+    ctx = _ctx(state, needs_run=True)
     request_area_counts = _need("joinedup.collate", "request_area_counts")
     result = request_area_counts(ctx, state.users["governance"].subject(), level="sector",
                                  purpose="service_planning")
@@ -395,9 +395,11 @@ _STEPS: list[tuple[str, Callable[[DemoState], str]]] = [
 
 
 # -- helpers ----------------------------------------------------------------------------
-def _ctx(state: DemoState) -> ServiceContext:
+def _ctx(state: DemoState, needs_run: bool = False) -> ServiceContext:
     if state.ctx is None:
         raise StepUnavailable("the service context did not open")
+    if needs_run and not (state.home.runs_dir / "CURRENT").exists():
+        raise StepUnavailable("no link run (the link step did not run)")
     return state.ctx
 
 

@@ -206,12 +206,34 @@ class ServiceContext:
             purposes=purposes,
             categories=categories,
             controllers=details.get("controllers") or [user.organisation],
-            collection_method=details.get("collection_method", "in_person"),
+            collection_method=details.get("collection_method", "in_person_signed"),
             privacy_notice_version=details.get("privacy_notice_version", "1"),
             expires_at=details.get("expires_at"),
             recorded_by=user.id,
         )
+        self.audit({"type": "consent.granted", "actor": user.subject(), "person_key": person_key,
+                    "receipt_id": record.receipt_id, "purposes": list(purposes),
+                    "categories": list(categories)})
         return {"receipt_id": record.receipt_id, "receipt": self.consent.receipt(record.receipt_id)}
+
+    def consent_record(self, receipt_id: str):
+        """A consent record by receipt id, else NotFound."""
+        from consent import ConsentError
+
+        try:
+            return self.consent.record(receipt_id)
+        except ConsentError as exc:
+            raise NotFound(f"no consent receipt {receipt_id}") from exc
+
+    def withdraw_consent(self, user: User, receipt_id: str):
+        """Withdraw a consent (decided by policy first); effective for the next request."""
+        record = self.consent_record(receipt_id)
+        self.decide(user, "consent.record", {"person_key": record.person_key},
+                    purpose=record.purposes[0] if record.purposes else None)
+        record = self.consent.withdraw(receipt_id, by=user.id)
+        self.audit({"type": "consent.withdrawn", "actor": user.subject(),
+                    "person_key": record.person_key, "receipt_id": receipt_id})
+        return record
 
     def create_referral(self, user: User, identifiers: dict, provider: str,
                         barriers: list[str], purpose: str) -> Referral:
@@ -376,7 +398,8 @@ def _audit_function(name: str, module: str):
 
 def _open_consent(home: Home):
     try:
-        from consent import ConsentStore
+        from consent import ConsentStore, load_catalogue
     except ImportError as exc:
         raise NotAvailable("the consent store (consent.ConsentStore)") from exc
-    return ConsentStore(home.store_path)
+    return ConsentStore(home.store_path, signing_key_path=home.signing_key_path("consent"),
+                        catalogue=load_catalogue(home.config_file("consent-catalogue.toml")))
