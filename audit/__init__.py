@@ -11,5 +11,19 @@ Public surface:
 
 from audit.guard import EventRejected, check_event
 from audit.ledger import Ledger, LedgerError
+from audit.report import ReportError, build_report, subject_access
+from audit.report_html import render_report_html
+from audit.verify import VerifyResult, verify_ledger
 
-__all__ = ["EventRejected", "Ledger", "LedgerError", "check_event"]
+__all__ = [
+    "EventRejected",
+    "Ledger",
+    "LedgerError",
+    "ReportError",
+    "VerifyResult",
+    "build_report",
+    "check_event",
+    "render_report_html",
+    "subject_access",
+    "verify_ledger",
+]

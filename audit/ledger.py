@@ -87,7 +87,7 @@ class Ledger:
         self.checkpoint_every = checkpoint_every
         self._private_key = None
         if signing_key_path is not None:
-            self._private_key = _load_private_key(Path(signing_key_path))
+            self._private_key = load_private_key(Path(signing_key_path))
             self._write_public_key()
         self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         self._log_fd = os.open(self.dir / "log.jsonl", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
@@ -158,7 +158,8 @@ class Ledger:
         prepared = []
         for event in events:
             event = dict(event)
-            event.setdefault("time", utc_now())
+            if not event.get("time"):
+                event["time"] = utc_now()
             check_event(event)
             prepared.append(event)
         if not prepared:
@@ -471,7 +472,7 @@ class Ledger:
             }
 
 
-def _load_private_key(path: Path):
+def load_private_key(path: Path):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
