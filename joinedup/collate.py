@@ -21,6 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow.parquet as pq
 
 from joinedup.service_context import NotFound, Refused, ServiceContext, now_iso
@@ -122,29 +123,19 @@ def current_run_index(ctx: ServiceContext) -> RunIndex:
 
 
 def active_extracts(ctx: ServiceContext) -> dict[str, ExtractInfo]:
-    """source -> its active extract: the store's `extracts` table, else the newest on disk."""
-    found: dict[str, ExtractInfo] = {}
+    """source -> its active extract, from the store's `extracts` table (linkage ingest)."""
     try:
         rows = ctx.cursor().execute(
             "SELECT source, kind, extract_id, manifest FROM extracts WHERE active"
         ).fetchall()
-    except Exception:  # the table appears with the first ingest; until then scan the disk
-        rows = None
-    if rows is not None:
-        for source, kind, extract_id, manifest in rows:
-            doc = manifest if isinstance(manifest, dict) else json.loads(manifest or "{}")
-            found[source] = ExtractInfo(source, kind, extract_id,
-                                        ctx.home.extracts_dir / source / extract_id,
-                                        doc.get("encoding") or {})
-        return found
-    for manifest_path in sorted(ctx.home.extracts_dir.glob("*/*/manifest.json")):
-        doc = json.loads(manifest_path.read_text())
-        prior = found.get(doc["source"])
-        if prior is None or doc.get("created_at", "") >= prior.encoding.get("_created_at", ""):
-            found[doc["source"]] = ExtractInfo(
-                doc["source"], doc["kind"], doc["extract_id"], manifest_path.parent,
-                {**doc.get("encoding", {}), "_created_at": doc.get("created_at", "")},
-            )
+    except duckdb.CatalogException as exc:  # the table appears with the first ingest
+        raise NotFound("no extract has been ingested yet (run `joinedup ingest`)") from exc
+    found: dict[str, ExtractInfo] = {}
+    for source, kind, extract_id, manifest in rows:
+        doc = manifest if isinstance(manifest, dict) else json.loads(manifest or "{}")
+        found[source] = ExtractInfo(source, kind, extract_id,
+                                    ctx.home.extracts_dir / source / extract_id,
+                                    doc.get("encoding") or {})
     return found
 
 
@@ -171,7 +162,7 @@ def decrypt_content(ctx: ServiceContext, index: RunIndex, refs: list[tuple[str, 
 def encode_identity(ctx: ServiceContext, index: RunIndex, identifiers: dict) -> dict:
     from connectors.pseudonymise import EncodingSettings, IdentityEncoder
 
-    encoding = {k: v for k, v in index.encoding().items() if not k.startswith("_")}
+    encoding = index.encoding()
     stamp = (ctx.home.project_id, json.dumps(encoding, sort_keys=True))
     with _cache_lock:
         encoder = _encoder_cache.get(stamp)

@@ -1,20 +1,17 @@
 """Test-only stand-ins for the linkage unit's pieces collation needs, following
 docs/CONTRACTS.md, used while (or where) the real ones are not the subject of the test:
 
-- `install_extracts`: what `joinedup ingest` does to the disk layout
-  (HOME/extracts/<source>/<extract_id>/{linkage,content}.parquet + manifest.json);
 - `write_truth_run`: a link run whose entities are the synthetic ground truth
   (RUN_DIR/entities.parquet + HOME/runs/CURRENT), i.e. a perfect linkage;
 - `TokenScorer`: scores an encoded identity against the ingested linkage files with
   exact keyed-token agreement (a crude Fellegi-Sunter stand-in).
 
-The connectors (synth, readers, encoder, content encryption), consent, policies, audit
-and the users store are all the real ones.
+The connectors (synth, readers, encoder, content encryption), ingest, consent, policies,
+audit and the users store are all the real ones.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -44,11 +41,11 @@ def build_linked_home(home, people: int = 600, seed: int = 5) -> dict:
 
 
 def install_extracts(home, staged: Path, manifests: dict) -> None:
-    for kind, manifest in manifests.items():
-        target = home.extracts_dir / manifest["source"] / manifest["extract_id"]
-        target.mkdir(parents=True)
-        for name in ("linkage.parquet", "content.parquet", "manifest.json"):
-            shutil.copyfile(staged / kind / name, target / name)
+    """The linkage unit's real ingest (verifies hashes and key ids, registers, copies)."""
+    from linkage.ingest import ingest_extracts
+
+    ingest_extracts([staged / kind for kind in manifests], home.extracts_dir, home.store_path,
+                    home.project_id, home.keyring().key_ids())
 
 
 def write_truth_run(home, src: Path, staged: Path, manifests: dict) -> pd.DataFrame:

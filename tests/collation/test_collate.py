@@ -229,3 +229,35 @@ def test_cli_summary_and_hotspots(world, ctx, tmp_path):
     cells = [c for r in rows[1:] for c in r[1:]]
     assert "[c]" in cells
     assert not any(c.isdigit() and 1 <= int(c) <= 7 for c in cells)
+
+
+def test_provider_sees_only_the_referred_barriers_of_people_referred_to_it(world, ctx):
+    from joinedup.users import User
+
+    _, built = world
+    people = pick_people(built, 12)
+    ids = identifiers_of(built, people[9])
+    grant(ctx, ids)
+    adviser = User(**ADVISER)
+    full = collate.request_summary(ctx, ADVISER, ids, as_of=AS_OF)["summary"]
+    found = [b["code"] for b in full["barriers"]]
+    asked = found[:1] + ["CLV"]
+    referral = ctx.create_referral(adviser, ids, "provider-a", asked, "employment_support")
+    assert referral.entity_id == "E" + people[9][1:]
+    provider = {"id": "p-1", "role": "provider", "organisation": "provider-a"}
+    result = collate.request_referral_summary(ctx, provider, referral, as_of=AS_OF)
+    summary = result["summary"]
+    assert set(summary["categories_in_scope"]) <= set(asked)
+    assert [b["code"] for b in summary["barriers"]] == found[:1]
+    events = [e for e in ledger_events(ctx) if e["type"] == "referral.read"]
+    assert events[-1]["referral_id"] == referral.referral_id
+    other = {"id": "p-2", "role": "provider", "organisation": "provider-b"}
+    with pytest.raises(Refused):
+        collate.request_referral_summary(ctx, other, _retarget(referral, "provider-a"), as_of=AS_OF)
+
+
+def _retarget(referral, provider):
+    """The same referral as a provider-b user would present it: still addressed to provider-a."""
+    from dataclasses import replace
+
+    return replace(referral, provider=provider)
