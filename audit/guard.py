@@ -116,3 +116,12 @@ def check_event(event: Any) -> None:
         raise EventRejected("event field event_id: assigned by the ledger, do not set it")
     # The time string is exempt from the pattern scan (it is a timestamp by contract).
     _scan("", {k: v for k, v in event.items() if k != "time"})
+
+
+def scan_for_identifiers(event: dict) -> str | None:
+    """The reason an already-stored event looks like it carries a raw identifier, or None."""
+    try:
+        _scan("", {k: v for k, v in event.items() if k != "time"})
+    except EventRejected as exc:
+        return str(exc)
+    return None

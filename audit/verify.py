@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audit.guard import scan_for_identifiers
 from audit.ledger import DEFAULT_CHECKPOINT_EVERY, event_id_for
 from audit.records import RecordError, decode_record
 from audit.verifier import (
@@ -201,6 +202,9 @@ def verify_ledger(
                     bad_positions.append(position)
                 seen_index.add(record.index)
                 acc.add(leaf)
+                privacy = scan_for_identifiers(event) if isinstance(event, dict) else None
+                if privacy:
+                    notices.append(f"{where}: privacy: {privacy}")
             position += 1
             offset += len(line)
             check_roots_at(position)

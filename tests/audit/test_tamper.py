@@ -167,3 +167,13 @@ def test_deleted_checkpoints_file_is_caught(filled):
     (ledger_dir / "checkpoints.jsonl").unlink()
     result = verify(ledger_dir, pem)
     assert not result.ok and any("checkpoints missing" in p for p in result.problems)
+
+
+def test_verify_flags_a_stored_event_that_carries_a_raw_identifier(filled):
+    ledger_dir, pem = filled
+    lines = lines_of(ledger_dir)
+    record = decode_record(lines[3])
+    lines[3] = encode_record(3, {**record.event, "note": "AB123456C"})[0]
+    write_lines(ledger_dir, lines)
+    result = verify(ledger_dir, pem)
+    assert any("privacy" in n and "National Insurance" in n for n in result.notices)
