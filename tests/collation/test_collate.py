@@ -261,3 +261,48 @@ def _retarget(referral, provider):
     from dataclasses import replace
 
     return replace(referral, provider=provider)
+
+
+def test_payment_adjustment_bounded_and_audited(world, ctx):
+    _, built = world
+    person = pick_people(built, 14)[12]
+    ids = identifiers_of(built, person)
+    grant(ctx, ids)
+    before = len([e for e in ledger_events(ctx) if e["type"] == "summary.disclosed"])
+    with pytest.raises(collate.CollationInputError, match="exceeds the approved bound"):
+        collate.request_summary(ctx, ADVISER, ids, as_of=AS_OF, adjustment_gbp=10_000,
+                                adjustment_reason="very complex case")
+    assert len([e for e in ledger_events(ctx) if e["type"] == "summary.disclosed"]) == before
+    result = collate.request_summary(ctx, ADVISER, ids, as_of=AS_OF, adjustment_gbp=-10,
+                                     adjustment_reason="travel already funded")
+    payment = result["summary"]["outcome_payment"]
+    assert payment["total_gbp"] == payment["tariff_gbp"] - 10
+    event = [e for e in ledger_events(ctx) if e["type"] == "summary.disclosed"][-1]
+    assert event["payment_adjustment_gbp"] == -10
+    assert "travel" not in json.dumps(event)  # free text stays out of the ledger
+
+
+def test_cli_as_a_stored_user_and_bad_input(world, ctx, tmp_path):
+    from joinedup.users import open_user_store
+
+    home, built = world
+    user, _token = open_user_store(home).add("governance", "governance-board", "Board member")
+    ctx.close()
+    runner = CliRunner()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"given_name": "A"')
+    out = runner.invoke(cli, ["summary", "--home", str(home.root), "--identifiers", str(bad),
+                              "--as", user.id])
+    assert out.exit_code == 1 and "bad.json: not JSON" in out.output
+    person = tmp_path / "p.json"
+    person.write_text(json.dumps(identifiers_of(built, pick_people(built, 1)[0])))
+    refused = runner.invoke(cli, ["summary", "--home", str(home.root), "--identifiers", str(person),
+                                  "--as", user.id])
+    assert refused.exit_code == 3 and "never an individual" in refused.output
+    nobody = runner.invoke(cli, ["hotspots", "--home", str(home.root), "--as", "nobody",
+                                 "--out", str(tmp_path / "x")])
+    assert nobody.exit_code == 1 and "no such user" in nobody.output
+    hot = runner.invoke(cli, ["hotspots", "--home", str(home.root), "--as", user.id, "--level", "lsoa",
+                              "--out", str(tmp_path / "lsoa")])
+    assert hot.exit_code == 0, hot.output
+    assert "(synthetic)" in (tmp_path / "lsoa" / "hotspots-lsoa.csv").read_text()
