@@ -1,9 +1,236 @@
-"""CLI commands of the consent concern (registered by joinedup.cli)."""
+"""CLI commands of the consent concern: `joinedup consent grant|withdraw|show|history`.
+
+Identifiers (given name, family name, date of birth) come from a JSON file or a prompt, are
+turned into the pseudonymous person key at once (connectors.pseudonymise.person_key) and are
+never stored, printed or logged. Each command is decided by the policy (action
+`consent.record`) and, when the audit ledger is available, recorded in it.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any
+
 import click
+
+IDENTITY_PROMPTS = (("given_name", "Given name"), ("family_name", "Family name"),
+                    ("date_of_birth", "Date of birth (YYYY-MM-DD)"))
+
+home_option = click.option("--home", "home", type=click.Path(path_type=Path), default=None,
+                           help="Deployment home (default: $JOINEDUP_HOME, else ./joinedup-home).")
+actor_options = [
+    click.option("--as", "actor_id", required=True, help="Your user id (recorded as 'recorded by')."),
+    click.option("--role", "actor_role", default="adviser", show_default=True,
+                 help="Your role (adviser, or citizen acting for themselves)."),
+    click.option("--org", "actor_org", default="csc-margate", show_default=True, help="Your organisation."),
+]
+identity_option = click.option(
+    "--identity", "identity_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    help="JSON file with given_name, family_name, date_of_birth (else you are prompted).")
+
+
+def _with(options):
+    def wrap(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return wrap
+
+
+def _home(home: Path | None):
+    from joinedup.home import HomeError, load_home
+
+    try:
+        return load_home(home)
+    except HomeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _store(h):
+    from consent import CatalogueError, ConsentStore, load_catalogue
+
+    try:
+        catalogue = load_catalogue(h.config_file("consent-catalogue.toml"))
+    except CatalogueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return ConsentStore(h.store_path, h.signing_key_path("consent"), catalogue)
+
+
+def _person_key(h, identity_file: Path | None) -> str:
+    """Read identifiers, derive the person key, and drop the identifiers."""
+    from connectors.pseudonymise import person_key
+    from connectors.standardise import StandardisationError
+
+    if identity_file is not None:
+        try:
+            raw = json.loads(identity_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise click.ClickException(f"{identity_file}: cannot read identity JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise click.ClickException(f"{identity_file}: must be a JSON object")
+    else:
+        raw = {field: click.prompt(label) for field, label in IDENTITY_PROMPTS}
+    identity = {k: (str(v) if v is not None else None) for k, v in raw.items()}
+    try:
+        return person_key(h.keyring(), identity)
+    except StandardisationError as exc:
+        source = identity_file or "prompt"
+        raise click.ClickException(f"{source}: identity not usable: {exc}") from exc
+    finally:
+        raw.clear()
+        identity.clear()
+
+
+def _decide(h, actor: dict[str, str], person_key: str, purpose: str) -> None:
+    """Ask the policy whether this actor may record consent; refuse in plain words if not."""
+    from policies import engine_from_settings
+
+    policy_input: dict[str, Any] = {
+        "subject": dict(actor), "action": "consent.record", "purpose": purpose,
+        "resource": {"person_key": person_key},
+    }
+    if actor["role"] == "citizen":
+        policy_input["subject"]["person_key"] = person_key
+    data_dir = h.config_dir / "policy-data"
+    engine = engine_from_settings(h.settings.get("policy", {}),
+                                  data_dir=data_dir if data_dir.is_dir() else None)
+    decision = engine.decide(policy_input)
+    _audit(h, decision.to_audit_event(h.keyring().audit_hash_key()))
+    if not decision.allow:
+        raise click.ClickException("refused: " + " ".join(decision.reasons))
+
+
+def _audit(h, event: dict[str, Any]) -> str | None:
+    """Append to the audit ledger if that package is installed (it is built in parallel)."""
+    try:
+        from audit import Ledger
+    except ImportError:
+        return None
+    ledger = Ledger(h.ledger_dir, h.signing_key_path("audit"))
+    try:
+        return ledger.append(event)
+    finally:
+        close = getattr(ledger, "close", None)
+        if close:
+            close()
+
+
+def _consent_event(kind: str, record, actor: dict[str, str], at: str) -> dict[str, Any]:
+    return {"type": kind, "time": at, "actor": dict(actor), "person_key": record.person_key,
+            "receipt_id": record.receipt_id, "purposes": list(record.purposes),
+            "categories": list(record.categories)}
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def register(cli: click.Group) -> None:
     """Add this concern's commands to the root group."""
+
+    @cli.group("consent")
+    def consent_group() -> None:
+        """Record, withdraw and look up citizens' consent (signed receipts)."""
+
+    @consent_group.command("grant")
+    @home_option
+    @identity_option
+    @_with(actor_options)
+    @click.option("--purpose", "purposes", multiple=True, required=True, help="Purpose (repeat).")
+    @click.option("--category", "categories", multiple=True, required=True,
+                  help="Agency kind or barrier category, e.g. dwp, nhs, MH (repeat).")
+    @click.option("--method", "method", default="in_person_signed", show_default=True,
+                  help="How consent was collected.")
+    @click.option("--expires-at", default=None, help="ISO time (default: catalogue duration).")
+    @click.option("--receipt-out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                  help="Write the signed receipt JSON here.")
+    def grant(home, identity_file, actor_id, actor_role, actor_org, purposes, categories, method,
+              expires_at, receipt_out) -> None:
+        """Record a person's consent and issue a signed receipt."""
+        from consent import ConsentError
+
+        h = _home(home)
+        actor = {"id": actor_id, "role": actor_role, "organisation": actor_org}
+        key = _person_key(h, identity_file)
+        for purpose in purposes:
+            _decide(h, actor, key, purpose)
+        with _store(h) as store:
+            try:
+                record = store.grant(key, list(purposes), list(categories), recorded_by=actor_id,
+                                     collection_method=method, expires_at=expires_at)
+            except ConsentError as exc:
+                raise click.ClickException(str(exc)) from exc
+            receipt = store.receipt(record.receipt_id)
+        _audit(h, _consent_event("consent.granted", record, actor, record.given_at))
+        if receipt_out:
+            _write_json(receipt_out, receipt)
+        click.echo(json.dumps({"receipt_id": record.receipt_id, "person_key": key,
+                               "purposes": record.purposes, "categories": record.categories,
+                               "expires_at": record.expires_at,
+                               "receipt": str(receipt_out) if receipt_out else None}, indent=2))
+
+    @consent_group.command("withdraw")
+    @home_option
+    @identity_option
+    @_with(actor_options)
+    @click.option("--receipt", "receipt_id", default=None, help="Withdraw this consent only.")
+    def withdraw(home, identity_file, actor_id, actor_role, actor_org, receipt_id) -> None:
+        """Withdraw consent (one receipt, or every active consent of the person). Immediate."""
+        from consent import ConsentError
+
+        h = _home(home)
+        actor = {"id": actor_id, "role": actor_role, "organisation": actor_org}
+        with _store(h) as store:
+            try:
+                if receipt_id:
+                    targets = [store.record(receipt_id)]
+                else:
+                    key = _person_key(h, identity_file)
+                    targets = [r for r in store.records(key) if r.withdrawn_at is None]
+                if not targets:
+                    raise click.ClickException("this person has no consent to withdraw")
+                done = []
+                for record in targets:
+                    _decide(h, actor, record.person_key, record.purposes[0])
+                    withdrawn = store.withdraw(record.receipt_id, by=actor_id)
+                    _audit(h, _consent_event("consent.withdrawn", withdrawn, actor, withdrawn.withdrawn_at))
+                    done.append({"receipt_id": withdrawn.receipt_id, "withdrawn_at": withdrawn.withdrawn_at})
+            except ConsentError as exc:
+                raise click.ClickException(str(exc)) from exc
+        click.echo(json.dumps({"withdrawn": done}, indent=2))
+
+    @consent_group.command("show")
+    @home_option
+    @identity_option
+    @click.option("--receipt", "receipt_id", default=None, help="Print this signed receipt.")
+    @click.option("--purpose", "purposes", multiple=True, help="Purpose(s) (default: all).")
+    def show(home, identity_file, receipt_id, purposes) -> None:
+        """Show a person's current consent per purpose, or one signed receipt."""
+        from consent import ConsentError
+
+        h = _home(home)
+        with _store(h) as store:
+            try:
+                if receipt_id:
+                    click.echo(json.dumps(store.receipt(receipt_id), indent=2, sort_keys=True))
+                    return
+                key = _person_key(h, identity_file)
+                wanted = purposes or tuple(store.catalogue.purposes)
+                click.echo(json.dumps({p: store.current(key, p) for p in wanted}, indent=2))
+            except ConsentError as exc:
+                raise click.ClickException(str(exc)) from exc
+
+    @consent_group.command("history")
+    @home_option
+    @identity_option
+    def history(home, identity_file) -> None:
+        """The append-only consent history of a person."""
+        h = _home(home)
+        key = _person_key(h, identity_file)
+        with _store(h) as store:
+            click.echo(json.dumps(store.history(key), indent=2))
