@@ -1,0 +1,120 @@
+"""Entities with stable ids across runs.
+
+Clusters come from Splink's connected components at the cluster threshold. Each new
+cluster inherits the id of the previous run's entity it shares most records with; a
+record is "the same" as in the previous run when it has the same (source, ref), or, for
+a re-extracted source (new random refs), the same source and the same token fingerprint.
+Ids are handed out greedily by overlap, so when a previous entity splits, the largest
+part keeps its id; when two merge, the one contributing most records survives.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+# Tokens that identify a record's identity; equal fingerprints = same identity values.
+FINGERPRINT_COLUMNS = (
+    "tk_nhs", "tk_nino", "tk_given", "tk_middle", "tk_family", "tk_dob", "tk_sex",
+    "tk_postcode", "tk_locality",
+)
+
+
+def fingerprint_sql(alias: str) -> str:
+    parts = ", ".join(f"coalesce({alias}.{c}::VARCHAR, '')" for c in FINGERPRINT_COLUMNS)
+    return f"md5(concat_ws('|', {parts}))"
+
+
+def new_entity_id() -> str:
+    return "E" + secrets.token_hex(8)
+
+
+def assign_stable_ids(
+    con: duckdb.DuckDBPyConnection,
+    clusters_table: str,
+    previous_records: Path | None,
+) -> dict[str, Any]:
+    """Create table `entities` (unique_id, source, ref, entity_id) from `clusters_table`
+    (unique_id, source, ref, fingerprint, cluster_id); returns the change report."""
+    if previous_records is not None and Path(previous_records).exists():
+        con.execute(
+            "CREATE TEMP TABLE prev AS SELECT source, ref, fingerprint, entity_id "
+            f"FROM read_parquet('{_q(str(previous_records))}')"
+        )
+    else:
+        con.execute(
+            "CREATE TEMP TABLE prev (source VARCHAR, ref VARCHAR, fingerprint VARCHAR, "
+            "entity_id VARCHAR)"
+        )
+    # The previous entity of each record: by (source, ref), else by (source, fingerprint).
+    con.execute(
+        f"""
+        CREATE TEMP TABLE carried AS
+        SELECT c.unique_id, c.cluster_id,
+               coalesce(by_ref.entity_id, by_fp.entity_id) AS prev_entity
+        FROM {clusters_table} c
+        LEFT JOIN prev by_ref ON by_ref.source = c.source AND by_ref.ref = c.ref
+        LEFT JOIN (SELECT source, fingerprint, min(entity_id) AS entity_id
+                   FROM prev GROUP BY ALL) by_fp
+               ON by_fp.source = c.source AND by_fp.fingerprint = c.fingerprint
+        """
+    )
+    overlaps = con.execute(
+        """
+        SELECT cluster_id::VARCHAR AS cluster, prev_entity, count(*) AS n FROM carried
+        WHERE prev_entity IS NOT NULL GROUP BY ALL
+        ORDER BY n DESC, prev_entity, cluster
+        """
+    ).fetchall()
+    assigned: dict[str, str] = {}
+    taken: set[str] = set()
+    prev_clusters: dict[str, set[str]] = {}
+    cluster_prevs: dict[str, set[str]] = {}
+    for cluster, prev, _n in overlaps:
+        prev_clusters.setdefault(prev, set()).add(cluster)
+        cluster_prevs.setdefault(cluster, set()).add(prev)
+        if cluster not in assigned and prev not in taken:
+            assigned[cluster] = prev
+            taken.add(prev)
+    all_clusters = [
+        r[0] for r in con.execute(f"SELECT DISTINCT cluster_id::VARCHAR FROM {clusters_table}").fetchall()
+    ]
+    for cluster in all_clusters:
+        if cluster not in assigned:
+            assigned[cluster] = new_entity_id()
+    con.execute("CREATE TEMP TABLE id_map (cluster_id VARCHAR, entity_id VARCHAR)")
+    _bulk_insert(con, assigned)
+    con.execute(
+        f"""
+        CREATE TABLE entities AS
+        SELECT c.unique_id, c.source, c.ref, m.entity_id
+        FROM {clusters_table} c JOIN id_map m ON m.cluster_id = c.cluster_id::VARCHAR
+        """
+    )
+    previous_ids = {r[0] for r in con.execute("SELECT DISTINCT entity_id FROM prev").fetchall()}
+    kept = previous_ids & set(assigned.values())
+    return {
+        "entities": len(all_clusters),
+        "previous_entities": len(previous_ids),
+        "kept": len(kept),
+        "new": sum(1 for c in all_clusters if c not in cluster_prevs),
+        "merged": sum(1 for prevs in cluster_prevs.values() if len(prevs) > 1),
+        "split": sum(1 for clusters in prev_clusters.values() if len(clusters) > 1),
+        "retired": len(previous_ids - kept),
+    }
+
+
+def _bulk_insert(con: duckdb.DuckDBPyConnection, assigned: dict[str, str]) -> None:
+    import pyarrow as pa
+
+    table = pa.table({"cluster_id": list(assigned.keys()), "entity_id": list(assigned.values())})
+    con.register("id_map_arrow", table)
+    con.execute("INSERT INTO id_map SELECT * FROM id_map_arrow")
+    con.unregister("id_map_arrow")
+
+
+def _q(value: str) -> str:
+    return value.replace("'", "''")

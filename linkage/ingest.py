@@ -1,0 +1,222 @@
+"""Ingest: verify split extracts and register them for the linkage unit.
+
+An extract is accepted only when its manifest's file hashes match, it belongs to this
+linkage project (same project id and key ids as the home's keyring) and it has not been
+ingested before. All extracts given in one call are verified before anything is copied
+or registered, so a bad one leaves the store untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from linkage.settings import BLOCKING_COLUMNS, CLK_COLUMNS, TOKEN_COLUMNS
+
+# What the linkage unit keeps of an extract (the keymap and rejects stay at the source).
+KEPT_FILES = ("linkage.parquet", "content.parquet", "manifest.json")
+CHECKED_KEY_IDS = ("token", "clk", "blocking", "content")
+
+EXTRACTS_DDL = """
+CREATE TABLE IF NOT EXISTS extracts (
+    extract_id VARCHAR PRIMARY KEY,
+    source VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    ingested_at VARCHAR NOT NULL,
+    manifest JSON NOT NULL,
+    active BOOLEAN NOT NULL
+)
+"""
+
+
+class IngestError(Exception):
+    """An extract cannot be ingested (message names the extract and the reason)."""
+
+
+@dataclass(frozen=True)
+class IngestedExtract:
+    extract_id: str
+    source: str
+    kind: str
+    path: Path  # HOME/extracts/<source>/<extract_id>/
+
+    @property
+    def linkage_path(self) -> Path:
+        return self.path / "linkage.parquet"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(extract_dir: Path) -> dict[str, Any]:
+    path = Path(extract_dir) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise IngestError(f"{extract_dir}: no manifest.json (not a split extract)") from exc
+    except json.JSONDecodeError as exc:
+        raise IngestError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    for key in ("extract_id", "source", "kind", "linkage_project_id", "key_ids", "files"):
+        if key not in manifest:
+            raise IngestError(f"{path}: manifest has no {key!r}")
+    return manifest
+
+
+def verify_extract(extract_dir: Path, project_id: str, key_ids: dict[str, str]) -> dict[str, Any]:
+    """Check one extract's manifest against its files and this project's keys."""
+    extract_dir = Path(extract_dir)
+    manifest = read_manifest(extract_dir)
+    where = f"{extract_dir} (extract {manifest['extract_id']})"
+    if manifest["linkage_project_id"] != project_id:
+        raise IngestError(
+            f"{where}: belongs to linkage project {manifest['linkage_project_id']!r}, "
+            f"not this home's {project_id!r}"
+        )
+    for name in CHECKED_KEY_IDS:
+        if manifest["key_ids"].get(name) != key_ids.get(name):
+            raise IngestError(
+                f"{where}: {name} key id {manifest['key_ids'].get(name)!r} is not this "
+                f"project's ({key_ids.get(name)!r}); it was encoded with another key"
+            )
+    for name in ("linkage.parquet", "content.parquet"):
+        expected = manifest["files"].get(name)
+        path = extract_dir / name
+        if expected is None:
+            raise IngestError(f"{where}: manifest lists no hash for {name}")
+        if not path.is_file():
+            raise IngestError(f"{where}: {name} is missing")
+        if _sha256(path) != expected:
+            raise IngestError(f"{where}: {name} does not match its manifest hash (altered?)")
+    return manifest
+
+
+def _connect(store_path: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(store_path))
+    con.execute(EXTRACTS_DDL)
+    return con
+
+
+def ingest_extracts(
+    extract_dirs: list[Path],
+    extracts_dir: Path,
+    store_path: Path,
+    project_id: str,
+    key_ids: dict[str, str],
+) -> list[IngestedExtract]:
+    """Verify every extract, then copy and register them all (a newer extract of a source
+    replaces the previous one as active). Raises IngestError with nothing registered."""
+    manifests = [verify_extract(Path(d), project_id, key_ids) for d in extract_dirs]
+    ids = [m["extract_id"] for m in manifests]
+    if len(set(ids)) != len(ids):
+        raise IngestError("the same extract is given twice")
+    con = _connect(store_path)
+    try:
+        for d, m in zip(extract_dirs, manifests, strict=True):
+            seen = con.execute(
+                "SELECT ingested_at FROM extracts WHERE extract_id = ?", [m["extract_id"]]
+            ).fetchall()
+            if seen:
+                raise IngestError(
+                    f"{d}: extract {m['extract_id']} was already ingested at {seen[0][0]}"
+                )
+        placed: list[Path] = []
+        in_transaction = False
+        try:
+            out = [_place(Path(d), m, Path(extracts_dir), placed) for d, m in zip(extract_dirs, manifests, strict=True)]
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            con.execute("BEGIN TRANSACTION")
+            in_transaction = True
+            for m in sorted(manifests, key=lambda m: m.get("created_at", "")):
+                con.execute(
+                    "UPDATE extracts SET active = false WHERE source = ? AND active", [m["source"]]
+                )
+                con.execute(
+                    "INSERT INTO extracts VALUES (?, ?, ?, ?, ?, true)",
+                    [m["extract_id"], m["source"], m["kind"], now, json.dumps(m)],
+                )
+            con.execute("COMMIT")
+        except BaseException:
+            if in_transaction:
+                con.execute("ROLLBACK")
+            for p in placed:
+                shutil.rmtree(p, ignore_errors=True)
+            raise
+    finally:
+        con.close()
+    return out
+
+
+def _place(src: Path, manifest: dict[str, Any], extracts_dir: Path, placed: list[Path]) -> IngestedExtract:
+    """Copy the kept files to HOME/extracts/<source>/<extract_id>/ through a temp dir."""
+    dest = extracts_dir / manifest["source"] / manifest["extract_id"]
+    if dest.exists():
+        raise IngestError(f"{dest} already exists")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{secrets.token_hex(4)}")
+    tmp.mkdir()
+    try:
+        for name in KEPT_FILES:
+            shutil.copyfile(src / name, tmp / name)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    placed.append(dest)
+    return IngestedExtract(manifest["extract_id"], manifest["source"], manifest["kind"], dest)
+
+
+def active_extracts(store_path: Path, extracts_dir: Path) -> list[IngestedExtract]:
+    """The active extract of every source, in source order."""
+    if not Path(store_path).exists():
+        return []
+    con = _connect(store_path)
+    try:
+        rows = con.execute(
+            "SELECT extract_id, source, kind FROM extracts WHERE active ORDER BY source"
+        ).fetchall()
+    finally:
+        con.close()
+    return [IngestedExtract(e, s, k, Path(extracts_dir) / s / e) for e, s, k in rows]
+
+
+def extract_from_dir(extract_dir: Path) -> IngestedExtract:
+    """An extract directory given directly (`joinedup link --extracts DIR`)."""
+    m = read_manifest(Path(extract_dir))
+    return IngestedExtract(m["extract_id"], m["source"], m["kind"], Path(extract_dir))
+
+
+def stack_sql(extracts: list[IngestedExtract]) -> str:
+    """SQL stacking every extract's linkage rows into one table for the model.
+
+    Each record gets an integer unique_id and its source; CLKs are cast to BIT once, with
+    their popcount beside them (see `linkage.settings.dice_sql`).
+    """
+    clks = ", ".join(
+        f"{c}::BIT AS {c}, bit_count({c}::BIT) AS {c}_n" for c in CLK_COLUMNS
+    )
+    plain = ", ".join(TOKEN_COLUMNS + BLOCKING_COLUMNS)
+    parts = [
+        f"SELECT '{_sql_str(e.source)}' AS source, ref, {plain}, {clks} "
+        f"FROM read_parquet('{_sql_str(str(e.linkage_path))}')"
+        for e in extracts
+    ]
+    union = " UNION ALL ".join(parts)
+    return f"SELECT row_number() OVER () AS unique_id, * FROM ({union})"
+
+
+def _sql_str(value: str) -> str:
+    return value.replace("'", "''")

@@ -1,0 +1,204 @@
+"""A link run: stack the extracts' linkage files, train, score, cluster, write RUN_DIR.
+
+Outputs (docs/CONTRACTS.md "Linkage unit"): links.parquet, entities.parquet, model.json,
+summary.json, report.html; plus settings.json (the settings document used) and
+records.parquet (each record's encodings and entity id, which person resolution scores
+against). Everything is written to a temporary directory beside RUN_DIR and renamed into
+place, so a failed run leaves any previous run intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from linkage import model
+from linkage.clustering import assign_stable_ids, fingerprint_sql
+from linkage.ingest import IngestedExtract, stack_sql
+from linkage.settings import CLK_COLUMNS, default_settings, save_settings, validate_settings
+
+Progress = Callable[[str], None]
+
+
+class LinkError(Exception):
+    """A link run cannot start or failed (the previous run is untouched)."""
+
+
+def link_extracts(
+    extracts: list[IngestedExtract],
+    out_dir: Path,
+    settings: dict[str, Any] | None = None,
+    previous_run: Path | None = None,
+    progress: Progress | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Link (and deduplicate) the extracts' records into entities; returns the summary.
+
+    One extract: deduplicate it. Several: link across and deduplicate within all of them.
+    `previous_run` (a run dir) gives the entity ids to keep stable.
+    """
+    if not extracts:
+        raise LinkError("no extracts to link (ingest some first, or pass --extracts)")
+    sources = [e.source for e in extracts]
+    if len(set(sources)) != len(sources):
+        raise LinkError(f"two extracts of the same source: {sorted(sources)}")
+    settings = validate_settings(settings or default_settings())
+    step = progress or (lambda _s: None)
+    out_dir = Path(out_dir).absolute()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{secrets.token_hex(4)}")
+    tmp.mkdir()
+    try:
+        summary = _run(extracts, tmp, settings, previous_run, step, threads)
+        summary["run_id"] = out_dir.name
+        _write_json(tmp / "summary.json", summary)
+        _swap_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+def _run(
+    extracts: list[IngestedExtract],
+    tmp: Path,
+    settings: dict[str, Any],
+    previous_run: Path | None,
+    step: Progress,
+    threads: int | None,
+) -> dict[str, Any]:
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    mark = started
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        timings[name] = round(now - mark, 3)
+        mark = now
+
+    con = duckdb.connect()
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    step("loading linkage files")
+    con.execute(f"CREATE TABLE records AS {stack_sql(extracts)}")
+    n_records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
+    lap("load")
+
+    linker = model.make_linker(con, settings)
+    model.train(linker, settings, lambda s: step(f"training: {s}"))
+    lap("train")
+
+    step("scoring pairs")
+    thresholds = settings["thresholds"]
+    report_t = min(thresholds["report_match_probability"], thresholds["cluster_match_probability"])
+    predictions = model.predict(linker, report_t)
+    pred_table = predictions.physical_name
+    con.execute(
+        f"""COPY (SELECT source_l, ref_l, source_r, ref_r, match_probability, match_weight
+                  FROM {pred_table}
+                  WHERE match_probability >= {thresholds['report_match_probability']}
+                  ORDER BY source_l, ref_l, source_r, ref_r)
+            TO '{tmp / 'links.parquet'}' (FORMAT parquet)"""
+    )
+    lap("predict")
+
+    step("clustering")
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        predictions, threshold_match_probability=thresholds["cluster_match_probability"]
+    )
+    con.execute(
+        f"""CREATE TABLE clustered AS
+            SELECT c.cluster_id, r.unique_id, r.source, r.ref, {fingerprint_sql('r')} AS fingerprint
+            FROM {clusters.physical_name} c JOIN records r USING (unique_id)"""
+    )
+    previous_records = Path(previous_run) / "records.parquet" if previous_run else None
+    changes = assign_stable_ids(con, "clustered", previous_records)
+    con.execute(
+        f"COPY (SELECT entity_id, source, ref FROM entities ORDER BY entity_id, source, ref) "
+        f"TO '{tmp / 'entities.parquet'}' (FORMAT parquet)"
+    )
+    blobs = ", ".join(f"{c}::BLOB AS {c}" for c in CLK_COLUMNS)
+    drop = ", ".join(CLK_COLUMNS + tuple(f"{c}_n" for c in CLK_COLUMNS))
+    con.execute(
+        f"""COPY (SELECT r.* EXCLUDE ({drop}), {blobs}, e.entity_id, c.fingerprint
+                  FROM records r JOIN entities e USING (unique_id)
+                  JOIN clustered c USING (unique_id))
+            TO '{tmp / 'records.parquet'}' (FORMAT parquet)"""
+    )
+    lap("cluster")
+
+    step("writing the model and report")
+    trained = model.trained_model(linker)
+    _write_json(tmp / "model.json", trained)
+    save_settings(settings, tmp / "settings.json")
+    summary = _summary(con, extracts, n_records, changes, settings, tmp / "links.parquet")
+    summary["timings_s"] = timings
+    try:
+        from linkage.report import write_report
+
+        write_report(linker, predictions, con, summary, tmp / "report.html")
+    finally:
+        lap("report")
+        summary["timings_s"]["total"] = round(time.perf_counter() - started, 3)
+        con.close()
+    return summary
+
+
+def _summary(
+    con: duckdb.DuckDBPyConnection,
+    extracts: list[IngestedExtract],
+    n_records: int,
+    changes: dict[str, Any],
+    settings: dict[str, Any],
+    links_path: Path,
+) -> dict[str, Any]:
+    per_source = dict(
+        con.execute("SELECT source, count(*) FROM records GROUP BY ALL ORDER BY 1").fetchall()
+    )
+    links = con.execute(
+        "SELECT least(source_l, source_r), greatest(source_l, source_r), count(*) "
+        "FROM read_parquet(?) GROUP BY ALL ORDER BY 1, 2",
+        [str(links_path)],
+    ).fetchall()
+    sizes = con.execute(
+        "SELECT n, count(*) FROM (SELECT entity_id, count(*) AS n FROM entities GROUP BY ALL) "
+        "GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    return {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "extracts": [{"extract_id": e.extract_id, "source": e.source, "kind": e.kind} for e in extracts],
+        "records": n_records,
+        "records_per_source": per_source,
+        "entities": changes["entities"],
+        "entity_changes": changes,
+        "cluster_sizes": {str(n): c for n, c in sizes},
+        "thresholds": settings["thresholds"],
+        "links_per_source_pair": [{"source_l": a, "source_r": b, "links": n} for a, b, n in links],
+    }
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished run into place; an existing run dir is replaced only now."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)

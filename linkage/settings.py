@@ -1,0 +1,327 @@
+"""Linkage settings: one plain JSON document, saved with every run, reloadable and diffable.
+
+    {"schema_version": 1,
+     "thresholds": {"cluster_match_probability": 0.9, "report_match_probability": 0.5},
+     "training": {...},          # how u, m and lambda are estimated
+     "splink": {...}}            # a Splink 5 settings dictionary over the encoded columns
+
+The Splink part compares encodings only (docs/CONTRACTS.md "The split extract"): exact
+agreement on keyed tokens (term-frequency adjusted), partial levels on token parts and
+phonetic / canonical forms, and Dice similarity of the Bloom filters computed in DuckDB.
+Every record of every extract is stacked into one table, so one `dedupe_only` model finds
+both cross-source links and duplicates inside a source.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# The encoded columns a linkage.parquet carries (besides `ref`).
+TOKEN_COLUMNS = (
+    "tk_nhs", "tk_nino", "tk_given", "tk_given_canon", "tk_given_phon", "tk_middle",
+    "tk_family", "tk_family_phon", "tk_dob", "tk_dob_swap", "tk_dob_year", "tk_dob_month",
+    "tk_dob_day", "tk_sex", "tk_postcode", "tk_pc_sector", "tk_pc_district", "tk_locality",
+)
+CLK_COLUMNS = ("clk_name", "clk_given", "clk_family", "clk_address")
+BLOCKING_COLUMNS = ("bk_fam_yob", "bk_given_dob", "bk_pc_given", "bk_fam_dob_md")
+ENCODED_COLUMNS = TOKEN_COLUMNS + CLK_COLUMNS + BLOCKING_COLUMNS
+
+
+class SettingsError(Exception):
+    """A linkage settings document is unreadable or invalid."""
+
+
+def dice_sql(column: str) -> str:
+    """Dice coefficient of two CLKs in DuckDB.
+
+    The stacked records table holds each CLK already cast to BIT and its popcount in
+    `<column>_n` (see `linkage.ingest.stack_extracts`): casting a BLOB per comparison
+    costs as much again as the comparison itself.
+    """
+    return (
+        f"(2.0 * bit_count({column}_l & {column}_r) / "
+        f"nullif({column}_n_l + {column}_n_r, 0))"
+    )
+
+
+def _null(*columns: str) -> dict[str, Any]:
+    cond = " OR ".join(f"{c}_l IS NULL OR {c}_r IS NULL" for c in columns)
+    return {"sql_condition": cond, "label_for_charts": "missing", "is_null_level": True}
+
+
+def _exact(column: str, label: str, tf: bool = False) -> dict[str, Any]:
+    level: dict[str, Any] = {"sql_condition": f"{column}_l = {column}_r", "label_for_charts": label}
+    if tf:
+        level["tf_adjustment_column"] = column
+        level["tf_adjustment_weight"] = 1.0
+    return level
+
+
+def _dice(column: str, at_least: float) -> dict[str, Any]:
+    return {
+        "sql_condition": f"{dice_sql(column)} >= {at_least}",
+        "label_for_charts": f"Dice >= {at_least}",
+    }
+
+
+def _name_swapped() -> dict[str, Any]:
+    # Given and family names transposed: the full-name CLK still agrees (same bigrams
+    # but the ones at the join), while the per-field ones do not.
+    return {
+        "sql_condition": f"{dice_sql('clk_name')} >= 0.8",
+        "label_for_charts": "full name Dice >= 0.8 (swapped?)",
+    }
+
+
+_ELSE = {"sql_condition": "ELSE", "label_for_charts": "all other"}
+
+
+def _comparison(name: str, description: str, levels: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "output_column_name": name,
+        "comparison_description": description,
+        "comparison_levels": [*levels, dict(_ELSE)],
+    }
+
+
+def _default_comparisons() -> list[dict[str, Any]]:
+    return [
+        _comparison("nhs_number", "NHS number token", [_null("tk_nhs"), _exact("tk_nhs", "exact")]),
+        _comparison("nino", "NI number token", [_null("tk_nino"), _exact("tk_nino", "exact")]),
+        _comparison(
+            "given_name",
+            "given name: token, nickname form, CLK Dice, phonetic code",
+            [
+                _null("clk_given"),
+                _exact("tk_given", "exact", tf=True),
+                _exact("tk_given_canon", "same canonical (nickname) form"),
+                _dice("clk_given", 0.8),
+                _exact("tk_given_phon", "same phonetic code"),
+                _name_swapped(),
+                _dice("clk_given", 0.6),
+            ],
+        ),
+        _comparison(
+            "middle_names", "middle names token", [_null("tk_middle"), _exact("tk_middle", "exact")]
+        ),
+        _comparison(
+            "family_name",
+            "family name: token, CLK Dice, phonetic code",
+            [
+                _null("clk_family"),
+                _exact("tk_family", "exact", tf=True),
+                _dice("clk_family", 0.8),
+                _exact("tk_family_phon", "same phonetic code"),
+                _name_swapped(),
+                _dice("clk_family", 0.6),
+            ],
+        ),
+        _comparison(
+            "date_of_birth",
+            "date of birth: token, day/month swap, parts",
+            [
+                _null("tk_dob"),
+                _exact("tk_dob", "exact"),
+                {"sql_condition": "tk_dob_l = tk_dob_swap_r", "label_for_charts": "day and month swapped"},
+                {
+                    "sql_condition": (
+                        "(tk_dob_year_l = tk_dob_year_r AND tk_dob_month_l = tk_dob_month_r) OR "
+                        "(tk_dob_year_l = tk_dob_year_r AND tk_dob_day_l = tk_dob_day_r) OR "
+                        "(tk_dob_month_l = tk_dob_month_r AND tk_dob_day_l = tk_dob_day_r)"
+                    ),
+                    "label_for_charts": "two of year, month, day",
+                },
+                _exact("tk_dob_year", "same year"),
+            ],
+        ),
+        _comparison("sex", "sex token", [_null("tk_sex"), _exact("tk_sex", "exact")]),
+        # Postcode, address and locality in one comparison: they move together (a whole
+        # household shares them), so scoring them separately would count one fact thrice.
+        _comparison(
+            "address",
+            "where they live: postcode token and parts, address CLK Dice, locality",
+            [
+                {
+                    "sql_condition": "(clk_address_l IS NULL OR clk_address_r IS NULL) AND "
+                    "(tk_postcode_l IS NULL OR tk_postcode_r IS NULL)",
+                    "label_for_charts": "missing",
+                    "is_null_level": True,
+                },
+                {
+                    "sql_condition": f"tk_postcode_l = tk_postcode_r AND {dice_sql('clk_address')} >= 0.9",
+                    "label_for_charts": "same postcode, address Dice >= 0.9",
+                    "tf_adjustment_column": "tk_postcode",
+                    "tf_adjustment_weight": 0.5,
+                },
+                _dice("clk_address", 0.9),
+                _exact("tk_postcode", "same postcode, other address"),
+                _dice("clk_address", 0.75),
+                _exact("tk_pc_sector", "same sector"),
+                {
+                    "sql_condition": f"tk_pc_district_l = tk_pc_district_r OR {dice_sql('clk_address')} >= 0.55",
+                    "label_for_charts": "same district or address Dice >= 0.55",
+                },
+                _exact("tk_locality", "same locality"),
+            ],
+        ),
+    ]
+
+
+def _default_blocking_rules() -> list[str]:
+    # The keyed blocking keys the connectors compute, plus exact identifier tokens and
+    # two combinations that catch what the keys miss (a day/month swap, a moved person).
+    return [
+        "l.bk_fam_yob = r.bk_fam_yob",
+        "l.bk_given_dob = r.bk_given_dob",
+        "l.bk_pc_given = r.bk_pc_given",
+        "l.bk_fam_dob_md = r.bk_fam_dob_md",
+        "l.tk_nhs = r.tk_nhs",
+        "l.tk_nino = r.tk_nino",
+        "l.tk_given = r.tk_given AND l.tk_family = r.tk_family",
+        "l.tk_dob = r.tk_dob_swap AND l.tk_family_phon = r.tk_family_phon",
+        "l.tk_postcode = r.tk_postcode AND l.tk_dob_year = r.tk_dob_year",
+        "l.tk_dob = r.tk_dob AND l.tk_locality = r.tk_locality",
+        "l.tk_dob = r.tk_dob AND l.tk_pc_sector = r.tk_pc_sector",
+        "l.tk_family = r.tk_family AND l.tk_postcode = r.tk_postcode",
+        "l.tk_postcode = r.tk_postcode AND l.tk_locality = r.tk_locality",
+    ]
+
+
+def default_settings() -> dict[str, Any]:
+    """The default linkage settings (no file needed)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "thresholds": {"cluster_match_probability": 0.9, "report_match_probability": 0.5},
+        "training": {
+            "u_max_pairs": 2e6,
+            "seed": 42,
+            # Deterministic rules used to estimate the prior (lambda), with their recall.
+            "prior_rules": [
+                "l.tk_nhs = r.tk_nhs",
+                "l.tk_nino = r.tk_nino",
+                "l.tk_given = r.tk_given AND l.tk_family = r.tk_family AND l.tk_dob = r.tk_dob",
+            ],
+            "prior_recall": 0.8,
+            # Each EM pass blocks on some fields and estimates m for the others. Not on
+            # postcode or address: pairs sharing an address are mostly household members,
+            # and EM would learn "same household" instead of "same person".
+            "em_blocking_rules": [
+                "l.tk_dob = r.tk_dob",
+                "l.tk_given = r.tk_given AND l.tk_family = r.tk_family",
+            ],
+            "em_max_pairs": 2e6,
+        },
+        "splink": {
+            "link_type": "dedupe_only",
+            "unique_id_column_name": "unique_id",
+            "additional_columns_to_retain": ["source", "ref"],
+            "retain_matching_columns": False,
+            "retain_intermediate_calculation_columns": False,
+            "probability_two_random_records_match": 1e-4,
+            "em_convergence": 1e-4,
+            "max_iterations": 25,
+            "comparisons": _default_comparisons(),
+            "blocking_rules_to_generate_predictions": _default_blocking_rules(),
+        },
+    }
+
+
+def _require(cond: bool, where: str, message: str) -> None:
+    if not cond:
+        raise SettingsError(f"{where}: {message}")
+
+
+def validate_settings(doc: Any, where: str = "settings") -> dict[str, Any]:
+    """Check the document's shape; return it. Splink validates its own part on use."""
+    _require(isinstance(doc, dict), where, "must be a JSON object")
+    _require(
+        doc.get("schema_version") == SCHEMA_VERSION,
+        where,
+        f"schema_version must be {SCHEMA_VERSION}, got {doc.get('schema_version')!r}",
+    )
+    unknown = sorted(set(doc) - {"schema_version", "thresholds", "training", "splink"})
+    _require(not unknown, where, f"unknown key(s): {', '.join(unknown)}")
+    thresholds = doc.get("thresholds")
+    _require(isinstance(thresholds, dict), where, "thresholds must be an object")
+    for name in ("cluster_match_probability", "report_match_probability"):
+        value = thresholds.get(name)
+        _require(
+            isinstance(value, int | float) and 0 < value < 1,
+            where,
+            f"thresholds.{name} must be a number strictly between 0 and 1, got {value!r}",
+        )
+    training = doc.get("training")
+    _require(isinstance(training, dict), where, "training must be an object")
+    for name in ("u_max_pairs", "em_max_pairs"):
+        _require(
+            isinstance(training.get(name), int | float) and training[name] > 0,
+            where,
+            f"training.{name} must be a positive number",
+        )
+    for name in ("prior_rules", "em_blocking_rules"):
+        rules = training.get(name)
+        _require(
+            isinstance(rules, list) and rules and all(isinstance(r, str) for r in rules),
+            where,
+            f"training.{name} must be a non-empty list of SQL strings",
+        )
+    _require(
+        isinstance(training.get("prior_recall"), int | float) and 0 < training["prior_recall"] <= 1,
+        where,
+        "training.prior_recall must be in (0, 1]",
+    )
+    splink = doc.get("splink")
+    _require(isinstance(splink, dict), where, "splink must be a Splink settings object")
+    comparisons = splink.get("comparisons")
+    _require(
+        isinstance(comparisons, list) and comparisons,
+        where,
+        "splink.comparisons must be a non-empty list",
+    )
+    for i, comp in enumerate(comparisons):
+        _require(
+            isinstance(comp, dict) and isinstance(comp.get("comparison_levels"), list),
+            where,
+            f"splink.comparisons[{i}] must have comparison_levels",
+        )
+    _require(
+        isinstance(splink.get("blocking_rules_to_generate_predictions"), list)
+        and splink["blocking_rules_to_generate_predictions"],
+        where,
+        "splink.blocking_rules_to_generate_predictions must be a non-empty list",
+    )
+    return doc
+
+
+def load_settings(path: Path | None) -> dict[str, Any]:
+    """Load and validate a settings document; None gives the defaults."""
+    if path is None:
+        return default_settings()
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    return validate_settings(doc, str(path))
+
+
+def save_settings(doc: dict[str, Any], path: Path) -> None:
+    """Write a settings document (sorted keys, so two runs' settings diff cleanly)."""
+    validate_settings(doc)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def splink_settings(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the Splink part, safe to hand to a Linker (which mutates what it gets)."""
+    return copy.deepcopy(doc["splink"])
