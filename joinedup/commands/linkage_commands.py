@@ -1,9 +1,138 @@
-"""CLI commands of the linkage concern (registered by joinedup.cli)."""
+"""CLI commands of the linkage concern (registered by joinedup.cli):
+
+    joinedup ingest --home H DIR...
+    joinedup link --home H [--extracts DIR...] [--settings FILE.json] --out RUN_DIR
+"""
 
 from __future__ import annotations
 
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
 import click
+
+HOME_HELP = "Deployment home (default: $JOINEDUP_HOME, else ./joinedup-home)."
+DATA_OFFICER = {"id": "cli", "role": "data_officer", "organisation": "linkage-unit"}
+
+
+def _load_home(home: Path | None):
+    from connectors.keys import SecretError
+    from joinedup.home import HomeError, load_home
+
+    try:
+        return load_home(home)
+    except (HomeError, SecretError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _audit(h, event: dict[str, Any]) -> None:
+    """Append an audit event when the ledger is available (it is another concern's)."""
+    try:
+        from audit import Ledger
+    except ImportError:
+        return
+    event = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "actor": DATA_OFFICER, **event}
+    ledger = Ledger(h.ledger_dir, h.signing_key_path("audit"))
+    try:
+        ledger.append(event)
+    finally:
+        ledger.close()
+
+
+@click.command("ingest")
+@click.option("--home", "home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
+@click.argument("extract_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+def ingest_command(home: Path | None, extract_dirs: tuple[Path, ...]) -> None:
+    """Verify split extracts (hashes, project and key ids) and register them for linkage."""
+    from connectors.keys import SecretError
+    from linkage.ingest import IngestError, ingest_extracts
+
+    h = _load_home(home)
+    try:
+        done = ingest_extracts(
+            list(extract_dirs), h.extracts_dir, h.store_path, h.project_id, h.keyring().key_ids()
+        )
+    except (IngestError, SecretError) as exc:
+        raise click.ClickException(f"nothing ingested: {exc}") from exc
+    for e in done:
+        _audit(h, {"type": "extract.ingested", "extract_id": e.extract_id, "source": e.source,
+                   "kind": e.kind})
+        click.echo(f"ingested {e.source} extract {e.extract_id} (now active for {e.source})")
+
+
+@click.command("link")
+@click.option("--home", "home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
+@click.option("--extracts", "extract_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="Extract directories to link (default: every source's active ingested extract).")
+@click.option("--settings", "settings_file", type=click.Path(path_type=Path), default=None,
+              help="Linkage settings JSON (default: the built-in settings).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Run directory to write (under HOME/runs/ when a bare name).")
+def link_command(
+    home: Path | None, extract_dirs: tuple[Path, ...], settings_file: Path | None, out_dir: Path
+) -> None:
+    """Link the extracts into entities; writes links, entities, model, summary and report."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from linkage.ingest import IngestError, active_extracts, extract_from_dir
+    from linkage.run import LinkError, link_extracts
+    from linkage.settings import SettingsError, load_settings
+
+    h = _load_home(home)
+    if not out_dir.is_absolute() and out_dir.parent == Path("."):
+        out_dir = h.runs_dir / out_dir
+    try:
+        settings = load_settings(settings_file)
+        if extract_dirs:
+            extracts = [extract_from_dir(d) for d in extract_dirs]
+        else:
+            extracts = active_extracts(h.store_path, h.extracts_dir)
+    except (SettingsError, IngestError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    previous = _current_run(h)
+    started = time.perf_counter()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  transient=True) as bar:
+        task = bar.add_task("linking", total=None)
+        try:
+            summary = link_extracts(
+                extracts, out_dir, settings, previous_run=previous,
+                progress=lambda stage: bar.update(task, description=stage),
+            )
+        except (LinkError, SettingsError) as exc:
+            raise click.ClickException(f"link failed (previous run untouched): {exc}") from exc
+    # A run under HOME/runs is named by its directory name; one elsewhere by its path.
+    in_runs = out_dir.absolute().parent.resolve() == h.runs_dir.resolve()
+    _write_current(h.runs_dir, out_dir.name if in_runs else str(out_dir.absolute()))
+    changes = summary["entity_changes"]
+    _audit(h, {"type": "linkage.run", "run_id": summary["run_id"],
+               "extract_ids": [e["extract_id"] for e in summary["extracts"]],
+               "records": summary["records"], "entities": summary["entities"]})
+    click.echo(
+        f"linked {summary['records']} records into {summary['entities']} entities "
+        f"({changes['new']} new, {changes['merged']} merged, {changes['split']} split, "
+        f"{changes['kept']} kept) in {time.perf_counter() - started:.1f}s -> {out_dir}"
+    )
+
+
+def _current_run(h) -> Path | None:
+    marker = h.runs_dir / "CURRENT"
+    if not marker.exists():
+        return None
+    run = h.runs_dir / marker.read_text().strip()
+    return run if (run / "records.parquet").exists() else None
+
+
+def _write_current(runs_dir: Path, name: str) -> None:
+    tmp = runs_dir / "CURRENT.tmp"
+    tmp.write_text(name + "\n")
+    os.replace(tmp, runs_dir / "CURRENT")
 
 
 def register(cli: click.Group) -> None:
     """Add this concern's commands to the root group."""
+    cli.add_command(ingest_command)
+    cli.add_command(link_command)

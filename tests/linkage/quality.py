@@ -46,7 +46,7 @@ def pair_quality(run_dir: Path, src: Path, staged: Path) -> dict[str, dict[str, 
     )
     out = {}
     for name, cond in (("cross_source", "a.source <> b.source"), ("within_source", "a.source = b.source")):
-        def count(join: str) -> int:
+        def count(join: str, cond: str = cond) -> int:
             return con.execute(
                 f"SELECT count(*) FROM rec a JOIN rec b ON {join} AND {cond} "
                 "AND (a.source, a.ref) < (b.source, b.ref)"
