@@ -215,29 +215,77 @@ def determined_cells(table: AreaCountTable, suppressed: Iterable[Cell] | None = 
 def _secondary_suppression(table: AreaCountTable) -> None:
     """Suppress complementary cells until no suppressed cell is determined.
 
-    For a determined cell, try the published cells that share a relation with it, smallest
-    non-zero body cell first (they lose the least information), then zeros, then totals;
-    take the first that frees the cell, else the smallest candidate, and repeat.
+    Every cell is in one or two additive relations (its row's and its column's). A hidden
+    cell stays undetermined when it lies on a cycle of hidden cells through those
+    relations (the classic "rectangle" of complementary suppressions), so for a determined
+    cell we add the cheapest path of published cells that closes such a cycle (cost: the
+    cell's value; zeros and totals cost more), then check again with linear algebra.
     """
+    relations = table.relations()
+    member_of: dict[Cell, list[int]] = {}
+    for n, (cells, total) in enumerate(relations):
+        for c in (*cells, total):
+            member_of.setdefault(c, []).append(n)
     while True:
         stuck = determined_cells(table)
         if not stuck:
             return
         target = min(stuck, key=lambda c: (table.raw[c], c))
-        candidates = _complement_candidates(table, target)
-        if not candidates:  # the related cells are all hidden: widen to every published cell
-            candidates = sorted(
-                (c for c in table.raw if c not in table.suppressed),
-                key=lambda c: _preference(table, c),
-            )
-        if not candidates:  # nothing left to hide: every cell is already suppressed
+        lines = member_of.get(target, [])
+        if len(lines) == 2:
+            path = _cheapest_cycle_path(table, relations, member_of, target, lines[0], lines[1])
+        else:  # a cell in one relation only: one more hidden cell in that relation
+            path = _complement_candidates(table, target)[:1]
+        if not path:  # no way to close a cycle: widen to every published cell
+            path = sorted((c for c in table.raw if c not in table.suppressed),
+                          key=lambda c: _preference(table, c))[:1]
+        if not path:  # nothing left to hide: every cell is already suppressed
             return
-        chosen = None
-        for cand in candidates:
-            if target not in determined_cells(table, [*table.suppressed, cand]):
-                chosen = cand
-                break
-        table.suppressed[chosen or candidates[0]] = "secondary"
+        for cell in path:
+            table.suppressed[cell] = "secondary"
+
+
+def _cell_cost(table: AreaCountTable, cell: Cell) -> float:
+    if cell in table.suppressed:
+        return 0.0
+    is_total = cell[0] == TOTAL_ROW or cell[1] == ROW_TOTAL_COLUMN
+    value = table.raw[cell]
+    return value + (table.settings.min_count if value == 0 else 0) + (1e6 if is_total else 0)
+
+
+def _cheapest_cycle_path(table, relations, member_of, target: Cell, start: int, goal: int) -> list[Cell]:
+    """Published cells on the cheapest path of cells from relation `start` to `goal`
+    (not through `target`); with `target` it closes a cycle of hidden cells."""
+    import heapq
+
+    best = {start: 0.0}
+    came: dict[int, tuple[int, Cell]] = {}
+    heap = [(0.0, start)]
+    while heap:
+        cost, node = heapq.heappop(heap)
+        if node == goal:
+            break
+        if cost > best.get(node, float("inf")):
+            continue
+        cells, total = relations[node]
+        for cell in (*cells, total):
+            if cell == target:
+                continue
+            for nxt in member_of[cell]:
+                if nxt == node:
+                    continue
+                new = cost + _cell_cost(table, cell)
+                if new < best.get(nxt, float("inf")):
+                    best[nxt] = new
+                    came[nxt] = (node, cell)
+                    heapq.heappush(heap, (new, nxt))
+    if goal not in came:
+        return []
+    path, node = [], goal
+    while node != start:
+        node, cell = came[node]
+        path.append(cell)
+    return [c for c in path if c not in table.suppressed]
 
 
 def _complement_candidates(table: AreaCountTable, target: Cell) -> list[Cell]:

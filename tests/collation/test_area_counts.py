@@ -21,6 +21,7 @@ from linkage.collation.area_counts import (
     area_of,
     area_profiles,
     count_by_area,
+    determined_cells,
     protect,
     read_area_lookup,
     write_outputs,
@@ -171,3 +172,19 @@ def test_lookup_levels_and_outputs(tmp_path):
     assert "[c]" in paths["csv"].read_text()
     assert '"decision_id": "dec-1"' in paths["metadata"].read_text()
     assert not list((tmp_path / "out").glob(".*tmp"))
+
+
+def test_secondary_suppression_closes_rectangles_instead_of_cascading():
+    # One area with three small counts: the cheapest protection is the same three
+    # columns in one other area (a rectangle), not a cascade across the table.
+    people = []
+    for area, n in (("A", 40), ("B", 60), ("C", 90), ("D", 120)):
+        people += [(area, ["MH", "PH", "FIN"])] * n
+    people += [("U", ["SUB"])] * 3 + [("U", ["CLV"])] * 2 + [("U", ["FAM"])] * 5 + [("U", ["MH"])] * 50
+    for area, n in (("A", 30), ("B", 40), ("C", 50), ("D", 60)):
+        people += [(area, ["SUB", "CLV", "FAM"])] * n
+    table = protect(count_by_area(area_profiles(people, 99), ["MH", "PH", "FIN", "SUB", "CLV", "FAM"],
+                                  "sector", DisclosureSettings(rounding_base=1)))
+    secondary = sorted(c for c, kind in table.suppressed.items() if kind == "secondary")
+    assert secondary == [("A", "CLV"), ("A", "FAM"), ("A", "SUB")]
+    assert not determined_cells(table)
