@@ -199,7 +199,7 @@ def default_settings() -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "thresholds": {"cluster_match_probability": 0.9, "report_match_probability": 0.5},
         "training": {
-            "u_max_pairs": 2e6,
+            "u_max_pairs": 1e6,
             "seed": 42,
             # Deterministic rules used to estimate the prior (lambda), with their recall.
             "prior_rules": [

