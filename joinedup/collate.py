@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow.parquet as pq
 
 from joinedup.service_context import NotFound, Refused, ServiceContext, now_iso
@@ -48,6 +49,7 @@ AREA_LOOKUP_FILE = "areas-lookup.csv"
 SUMMARY_PURPOSE = "employment_support"
 AREA_PURPOSE = "service_planning"
 LEVELS = ("sector", "district", "ward", "lsoa")
+STRONG_TOKENS = ("tk_nino", "tk_nhs")  # unique per person: an exact match elsewhere needs review
 
 
 class CollationInputError(ValueError):
@@ -70,6 +72,7 @@ class RunIndex:
         self.run_dir = run_dir
         self.extracts = extracts
         table = pq.read_table(run_dir / "entities.parquet", columns=["entity_id", "source", "ref"])
+        self._strong: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
         self._refs: dict[str, list[tuple[str, str]]] = {}
         self._entity: dict[tuple[str, str], str] = {}
         for entity, source, ref in zip(*(table.column(c).to_pylist() for c in ("entity_id", "source", "ref")), strict=True):
@@ -88,6 +91,38 @@ class RunIndex:
 
     def entities(self) -> dict[str, list[tuple[str, str]]]:
         return self._refs
+
+    def sharing_strong_identifier(self, encoded: dict[str, Any]) -> set[str]:
+        """Entities with a record whose NI or NHS number token equals the probe's."""
+        if self._strong is None:
+            self._strong = self._load_strong_index()
+        found: set[str] = set()
+        for column, (tokens, entities) in self._strong.items():
+            value = encoded.get(column)
+            if value is None or len(tokens) == 0:
+                continue
+            lo = int(np.searchsorted(tokens, value, side="left"))
+            hi = int(np.searchsorted(tokens, value, side="right"))
+            found.update(entities[lo:hi].tolist())
+        return found
+
+    def _load_strong_index(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Sorted token arrays of the active extracts' linkage files (tokens only)."""
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for column in STRONG_TOKENS:
+            tokens, entities = [], []
+            for info in self.extracts.values():
+                table = pq.read_table(info.directory / "linkage.parquet", columns=["ref", column])
+                for ref, token in zip(table.column("ref").to_pylist(),
+                                      table.column(column).to_pylist(), strict=True):
+                    entity = self._entity.get((info.source, ref))
+                    if token is not None and entity is not None:
+                        tokens.append(token)
+                        entities.append(entity)
+            order = np.argsort(np.array(tokens, dtype=np.int64), kind="stable")
+            out[column] = (np.array(tokens, dtype=np.int64)[order],
+                           np.array(entities, dtype=object)[order])
+        return out
 
     def encoding(self) -> dict[str, Any]:
         for info in self.extracts.values():
@@ -178,7 +213,8 @@ def resolve_identifiers(
     """Which entity of the current run these identifiers belong to (for referrals too)."""
     index = current_run_index(ctx)
     encoded = encode_identity(ctx, index, identifiers)
-    return resolve_person(encoded, index.run_dir, scorer=scorer, entity_of=index.entity_of)
+    return resolve_person(encoded, index.run_dir, scorer=scorer, entity_of=index.entity_of,
+                          sharing_strong_identifier=index.sharing_strong_identifier(encoded))
 
 
 def person_key_of(ctx: ServiceContext, identifiers: dict) -> str:
@@ -211,9 +247,8 @@ def request_summary(
     user = _user(subject)
     person_key = person_key_of(ctx, identifiers)
     consent = ctx.consent.current(person_key, purpose, now_iso())
+    resolution = resolve_identifiers(ctx, identifiers, scorer=scorer)
     index = current_run_index(ctx)
-    resolution = resolve_person(encode_identity(ctx, index, identifiers), index.run_dir,
-                                scorer=scorer, entity_of=index.entity_of)
     refs = index.refs_of(resolution.entity_id) if resolution.outcome == MATCHED else []
     kinds = sorted({k for s, _ in refs if (k := index.kind_of(s))})
     resource: dict[str, Any] = {"person_key": person_key, "categories": list(categories or []),

@@ -6,8 +6,10 @@ linkage model, without re-running the linkage. This module only turns the scored
 candidates into one of three answers, and never merges two people:
 
 - matched: exactly one plausible entity, scored at or above the match threshold;
-- needs_review: two or more plausible entities, or one plausible but weak candidate;
-- no_match: nobody plausible.
+- needs_review: two or more plausible entities, or one plausible but weak candidate, or
+  an exact NI / NHS number given that belongs to another linked person (a probabilistic
+  model may explain such a conflict away as a typo; a person's data must not be);
+- no_match: nobody plausible and no identifier shared with anyone.
 """
 
 from __future__ import annotations
@@ -61,9 +63,15 @@ def decide_resolution(
     scored: Iterable[Any],
     settings: ResolutionSettings | None = None,
     entity_of: Callable[[str, str], str | None] | None = None,
+    sharing_strong_identifier: Iterable[str] = (),
 ) -> Resolution:
-    """Turn scored candidates into matched / no_match / needs_review."""
+    """Turn scored candidates into matched / no_match / needs_review.
+
+    `sharing_strong_identifier`: entities holding a record with exactly the NI or NHS
+    number given (keyed tokens compared); any of them other than the match forces review.
+    """
     settings = settings or ResolutionSettings()
+    sharing = set(sharing_strong_identifier)
     best: dict[str, float] = {}
     for cand in scored:
         entity, prob = _candidate(cand, entity_of)
@@ -72,7 +80,13 @@ def decide_resolution(
     ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
     plausible = [(e, p) for e, p in ranked if p >= settings.plausible_probability]
     top = ranked[0][1] if ranked else None
+    conflict = (
+        "an NI or NHS number given belongs to another linked person; a data officer must "
+        "review it (no summary is given, and no data are combined)"
+    )
     if not plausible:
+        if sharing:
+            return Resolution(NEEDS_REVIEW, None, top, 0, conflict, tuple(ranked))
         return Resolution(NO_MATCH, None, top, 0, "no linked record matches these identifiers",
                           tuple(ranked))
     if len(plausible) > 1:
@@ -89,6 +103,9 @@ def decide_resolution(
             "the best match is not certain enough; check the identifiers or ask for review",
             tuple(ranked),
         )
+    if sharing - {entity}:
+        return Resolution(NEEDS_REVIEW, None, prob, 1 + len(sharing - {entity}), conflict,
+                          tuple(ranked))
     return Resolution(MATCHED, entity, prob, 1, "one linked person matches", tuple(ranked))
 
 
@@ -98,10 +115,12 @@ def resolve_person(
     scorer: Scorer | None = None,
     settings: ResolutionSettings | None = None,
     entity_of: Callable[[str, str], str | None] | None = None,
+    sharing_strong_identifier: Iterable[str] = (),
 ) -> Resolution:
     """Score an encoded identity against a run and decide who it is."""
     scorer = scorer or default_scorer()
-    return decide_resolution(scorer(Path(run_dir), encoded_identity), settings, entity_of)
+    return decide_resolution(scorer(Path(run_dir), encoded_identity), settings, entity_of,
+                             sharing_strong_identifier)
 
 
 def default_scorer() -> Scorer:

@@ -64,3 +64,12 @@ def test_resolve_person_uses_the_given_scorer_and_reports_a_missing_one(monkeypa
     monkeypatch.delattr(linkage, "score_identity_against_run", raising=False)
     with pytest.raises(ResolutionUnavailable, match="score_identity_against_run"):
         resolve_person({}, Path("/runs/r1"))
+
+
+def test_a_strong_identifier_of_another_person_forces_review():
+    strong_match = [("E1", 0.9999)]
+    assert decide_resolution(strong_match, sharing_strong_identifier={"E1"}).outcome == MATCHED
+    r = decide_resolution(strong_match, sharing_strong_identifier={"E1", "E7"})
+    assert r.outcome == NEEDS_REVIEW and r.entity_id is None and "NI or NHS" in r.reason
+    nobody = decide_resolution([("E2", 0.01)], sharing_strong_identifier={"E7"})
+    assert nobody.outcome == NEEDS_REVIEW

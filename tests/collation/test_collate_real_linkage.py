@@ -1,0 +1,69 @@
+"""The same summary flow with the linkage unit's real link run and real scorer (no
+stand-ins at all): synth -> extracts -> ingest -> link -> consent -> summary."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from connectors import content
+from joinedup import collate
+from joinedup.home import init_home
+from joinedup.service_context import ServiceContext
+from linkage import active_extracts, link_extracts
+from linkage.collation.resolve import MATCHED, NEEDS_REVIEW, NO_MATCH
+from tests.collation.standins import build_linked_home
+from tests.collation.test_collate import ADVISER, AS_OF, grant, identifiers_of, pick_people
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    home = init_home(tmp_path_factory.mktemp("real") / "home", project_id="collate-real")
+    built = build_linked_home(home, people=800, seed=9)
+    link_extracts(active_extracts(home.store_path, home.extracts_dir), home.runs_dir / "run-1")
+    (home.runs_dir / "CURRENT").write_text("run-1\n")
+    entities = pq.read_table(home.runs_dir / "run-1" / "entities.parquet").to_pandas()
+    ctx = ServiceContext(home)
+    yield home, built, entities, ctx
+    ctx.close()
+
+
+def test_real_resolution_gives_that_persons_rows_only(real):
+    home, built, entities, ctx = real
+    truth = built["entities"][["source", "ref", "person_id"]]
+    matched = 0
+    for person in pick_people(built, 6):
+        ids = identifiers_of(built, person)
+        grant(ctx, ids)
+        before = content.decrypted_row_count()
+        result = collate.request_summary(ctx, ADVISER, ids, as_of=AS_OF)
+        if result["outcome"] != MATCHED:
+            assert result["summary"] is None and content.decrypted_row_count() == before
+            continue
+        matched += 1
+        decrypted = content.decrypted_row_count() - before
+        event = [e for e in ctx.ledger.events() if e["type"] == "summary.disclosed"][-1]
+        rows = entities[entities.entity_id == event["entity_id"]]
+        assert decrypted == len(rows) == result["rows_decrypted"]
+        # Every decrypted row belongs to the person asked about (no other person pooled).
+        owners = set(rows.merge(truth, on=["source", "ref"]).person_id)
+        assert owners == {person}
+    assert matched >= 5
+
+
+def test_real_resolution_no_match_and_ambiguity(real):
+    home, built, entities, ctx = real
+    stranger = {"given_name": "Zebedee", "family_name": "Quorncroft", "date_of_birth": "1950-02-03",
+                "postcode": "CT9 1AA"}
+    grant(ctx, stranger)
+    assert collate.request_summary(ctx, ADVISER, stranger, as_of=AS_OF)["outcome"] == NO_MATCH
+    a, b = pick_people(built, 8)[6:8]
+    ids_a, ids_b = identifiers_of(built, a), identifiers_of(built, b)
+    mixed = {**ids_b, "nino": ids_a["nino"], "postcode": ids_a["postcode"]}
+    grant(ctx, mixed)
+    before = content.decrypted_row_count()
+    result = collate.request_summary(ctx, ADVISER, mixed, as_of=AS_OF)
+    assert result["outcome"] == NEEDS_REVIEW, result
+    assert content.decrypted_row_count() == before
