@@ -1,7 +1,7 @@
 """Linkage settings: one plain JSON document, saved with every run, reloadable and diffable.
 
     {"schema_version": 1,
-     "thresholds": {"cluster_match_probability": 0.9, "report_match_probability": 0.5},
+     "thresholds": {"cluster_match_probability": 0.95, "report_match_probability": 0.5},
      "training": {...},          # how u, m and lambda are estimated
      "splink": {...}}            # a Splink 5 settings dictionary over the encoded columns
 
@@ -197,7 +197,7 @@ def default_settings() -> dict[str, Any]:
     """The default linkage settings (no file needed)."""
     return {
         "schema_version": SCHEMA_VERSION,
-        "thresholds": {"cluster_match_probability": 0.9, "report_match_probability": 0.5},
+        "thresholds": {"cluster_match_probability": 0.95, "report_match_probability": 0.5},
         "training": {
             "u_max_pairs": 1e6,
             "seed": 42,
