@@ -12,9 +12,16 @@ Everything here is keyed (keys from `connectors.keys.KeyRing`, HKDF per linkage 
   each distinct bigram gets k bit positions from HMAC-SHA256(clk_key(field), i || bigram)
   (independent positions, not double hashing, which is known to be attackable), set in a
   filter of `clk_bits` bits. clk_name is the union of the given- and family-name bigrams
-  (so it survives a given/family swap). Defaults: 1024 bits, k = 20 (k = 10 for the
-  address, whose strings are long and would otherwise saturate the filter).
-- Blocking key = int64 of HMAC-SHA256(blocking_key(), rule | parts...).
+  (so it survives a given/family swap). clk_address is the union over the address's words,
+  each word padded on its own ("_12_ _high_ _street_"), so word order does not matter.
+  Defaults: 1024 bits, k = 20 (k = 10 for the address, whose strings are long and would
+  otherwise saturate the filter).
+- Blocking key = a keyed 64-bit mix of tokens the row already carries: a per-rule seed
+  HMAC-SHA256(blocking_key(), "blocking-rule|<column>") folded with each part token by the
+  splitmix64 finaliser (bk_fam_yob = tk_family_phon + tk_dob_year; bk_given_dob =
+  tk_given_canon + tk_dob; bk_pc_given = tk_postcode + tk_given_phon; bk_fam_dob_md =
+  tk_family_phon + tk_dob_month + tk_dob_day). It reveals nothing the tokens do not, is
+  unlinkable across projects (keyed seed, keyed tokens) and needs no hashing per record.
 
 Hardening (`hardening = "blip"`): BLIP randomised response (Schnell & Borgs 2016): after
 encoding, each bit of every CLK is flipped with probability `blip_f` (default 0.02) from a
@@ -110,19 +117,23 @@ _TOKEN_VALUE = {
 }
 
 
-def _blocking_value(column: str, i: StandardIdentity) -> str | None:
-    """The string a blocking key hashes, or None when a part is missing."""
-    if column == "bk_fam_yob":
-        return f"fam_yob|{i.family_phon}|{i.dob.year}" if i.family_phon and i.dob else None
-    if column == "bk_given_dob":
-        return f"given_dob|{i.given_canon}|{i.dob.isoformat()}" if i.given_canon and i.dob else None
-    if column == "bk_pc_given":
-        return f"pc_given|{i.postcode}|{i.given_phon}" if i.postcode and i.given_phon else None
-    if column == "bk_fam_dob_md":
-        if i.family_phon and i.dob:
-            return f"fam_dob_md|{i.family_phon}|{i.dob.month:02d}{i.dob.day:02d}"
-        return None
-    raise KeyError(column)
+# Each blocking key mixes tokens the row already carries (see the module docstring).
+BLOCKING_PARTS: dict[str, tuple[str, ...]] = {
+    "bk_fam_yob": ("tk_family_phon", "tk_dob_year"),
+    "bk_given_dob": ("tk_given_canon", "tk_dob"),
+    "bk_pc_given": ("tk_postcode", "tk_given_phon"),
+    "bk_fam_dob_md": ("tk_family_phon", "tk_dob_month", "tk_dob_day"),
+}
+# Columns whose values are (nearly) unique per person: a cache would only cost memory.
+_UNCACHED_GROUPS = frozenset({"nhs_number", "nino"})
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser on uint64 (wrapping arithmetic)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 def hmac_int64(key: bytes, value: str) -> int:
@@ -181,14 +192,24 @@ class EncodingSettings:
 
 
 class _ClkField:
-    """One CLK field: cached bit vectors per distinct bigram, and per distinct value."""
+    """One CLK field: cached bit vectors per distinct bigram and per distinct value.
+
+    A value's filter is the OR of its bigrams' bit vectors, computed once per distinct
+    value; a batch is then a numpy gather (and an OR for multi-part fields).
+    """
+
+    _VALUE_LIMIT = 400_000  # distinct values kept before the value table is reset
 
     def __init__(self, key: bytes, bits: int, k: int):
         self.key, self.bits, self.k = key, bits, k
         self.words = bits // 64
         self.bigram_ids: dict[str, int] = {}
         self.table = np.zeros((256, self.words), dtype=np.uint64)
-        self.value_ids: dict[str, list[int]] = {}
+        self._reset_values()
+
+    def _reset_values(self) -> None:
+        self.value_ids: dict[str, int] = {}
+        self.values = np.zeros((1024, self.words), dtype=np.uint64)
 
     def _positions(self, bigram: str) -> list[int]:
         # Independent positions: counter-mode HMAC blocks, 4 bytes per position.
@@ -212,28 +233,51 @@ class _ClkField:
             self.bigram_ids[bigram] = idx
         return idx
 
-    def ids(self, value: str) -> list[int]:
-        got = self.value_ids.get(value)
-        if got is None:
-            padded = f"_{value}_"
-            got = sorted({self._bigram_id(padded[j : j + 2]) for j in range(len(padded) - 1)})
-            if len(self.value_ids) > _CACHE_LIMIT:
-                self.value_ids.clear()
-            self.value_ids[value] = got
-        return got
+    def _add_value(self, value: str) -> int:
+        idx = len(self.value_ids)
+        if idx >= len(self.values):
+            self.values = np.vstack([self.values, np.zeros_like(self.values)])
+        padded = f"_{value}_"
+        ids = [self._bigram_id(padded[j : j + 2]) for j in range(len(padded) - 1)]
+        self.values[idx] = np.bitwise_or.reduce(self.table[ids], axis=0)
+        self.value_ids[value] = idx
+        return idx
 
-    def encode(self, id_lists: Sequence[list[int] | None]) -> tuple[np.ndarray, np.ndarray]:
-        """(filters as (n, bits/8) uint8, present mask) for per-record bigram id lists."""
-        n = len(id_lists)
+    def value_index(self, values: Sequence[str | None]) -> np.ndarray:
+        """Row of each value in the value table (-1 for None). Adds unseen values first."""
+        missing = {v for v in values if v is not None and v not in self.value_ids}
+        if len(self.value_ids) + len(missing) > self._VALUE_LIMIT:
+            self._reset_values()
+            missing = {v for v in values if v is not None}
+        for v in missing:
+            self._add_value(v)
+        get = self.value_ids.get
+        return np.fromiter((-1 if v is None else get(v) for v in values), dtype=np.int64, count=len(values))
+
+    def gather(self, *indexes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """OR of the value vectors at each index array; (filters as (n, bits/8) uint8, present)."""
+        n = len(indexes[0])
         out = np.zeros((n, self.words), dtype=np.uint64)
-        present = np.fromiter((bool(x) for x in id_lists), dtype=bool, count=n)
-        if present.any():
-            kept = [x for x in id_lists if x]
-            lengths = np.fromiter((len(x) for x in kept), dtype=np.int64, count=len(kept))
-            flat = np.fromiter((i for x in kept for i in x), dtype=np.int64, count=int(lengths.sum()))
-            starts = np.zeros(len(kept), dtype=np.int64)
-            np.cumsum(lengths[:-1], out=starts[1:])
-            out[present] = np.bitwise_or.reduceat(self.table[flat], starts, axis=0)
+        present = np.zeros(n, dtype=bool)
+        for idx in indexes:
+            ok = idx >= 0
+            out[ok] |= self.values[idx[ok]]
+            present |= ok
+        return out.view(np.uint8).reshape(n, self.bits // 8), present
+
+    def encode_words(self, texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Filters of multi-word texts as the OR of per-word filters (each word padded)."""
+        word_lists = [t.split() if t else [] for t in texts]
+        flat_words = [w for ws in word_lists for w in ws]
+        n = len(texts)
+        out = np.zeros((n, self.words), dtype=np.uint64)
+        lengths = np.fromiter((len(ws) for ws in word_lists), dtype=np.int64, count=n)
+        present = lengths > 0
+        if flat_words:
+            flat = self.value_index(flat_words)
+            starts = np.zeros(int(present.sum()), dtype=np.int64)
+            np.cumsum(lengths[present][:-1], out=starts[1:])
+            out[present] = np.bitwise_or.reduceat(self.values[flat], starts, axis=0)
         return out.view(np.uint8).reshape(n, self.bits // 8), present
 
 
@@ -280,8 +324,11 @@ class IdentityEncoder:
         self.settings = settings or EncodingSettings()
         self._token_keys = {group: keyring.token_key(group) for _, group in TOKEN_COLUMNS}
         self._token_cache: dict[str, dict[str, int]] = {g: {} for g in self._token_keys}
-        self._blocking_key = keyring.blocking_key()
-        self._blocking_cache: dict[str, int] = {}
+        blocking_key = keyring.blocking_key()
+        self._blocking_seeds = {
+            c: np.uint64(hmac_int64(blocking_key, f"blocking-rule|{c}") & (2**64 - 1))
+            for c in BLOCKING_COLUMNS
+        }
         bits = self.settings.clk_bits
         self._clk = {
             f: _ClkField(keyring.clk_key(f), bits, self.settings.k_for(f))
@@ -294,6 +341,8 @@ class IdentityEncoder:
 
     def _tokens(self, group: str, values: list[str | None]) -> list[int | None]:
         cache, key = self._token_cache[group], self._token_keys[group]
+        if group in _UNCACHED_GROUPS:
+            return [None if v is None else hmac_int64(key, v) for v in values]
         out: list[int | None] = []
         append = out.append
         for v in values:
@@ -309,41 +358,32 @@ class IdentityEncoder:
             append(t)
         return out
 
-    def _blocking(self, values: list[str | None]) -> list[int | None]:
-        cache, key = self._blocking_cache, self._blocking_key
-        out: list[int | None] = []
-        for v in values:
-            if v is None:
-                out.append(None)
-                continue
-            t = cache.get(v)
-            if t is None:
-                t = hmac_int64(key, v)
-                if len(cache) > _CACHE_LIMIT:
-                    cache.clear()
-                cache[v] = t
-            out.append(t)
-        return out
+    def _blocking(self, column: str, tokens: dict[str, pa.Array]) -> pa.Array:
+        """A keyed blocking key: the rule's secret seed mixed with the row's part tokens."""
+        seed = self._blocking_seeds[column]
+        x = np.full(len(tokens["tk_dob"]), seed, dtype=np.uint64)
+        valid = np.ones(len(x), dtype=bool)
+        for part in BLOCKING_PARTS[column]:
+            arr = tokens[part]
+            valid &= arr.is_valid().to_numpy(zero_copy_only=False)
+            x = _mix64(x ^ arr.fill_null(0).to_numpy().view(np.uint64))
+        return pa.array(x.view(np.int64), pa.int64(), mask=~valid)
 
     # -------------------------------------------------------------- CLKs
 
     def _clks(self, idents: Sequence[StandardIdentity]) -> dict[str, pa.Array]:
-        name_f, given_f, family_f, addr_f = (self._clk[f] for f in ("name", "given", "family", "address"))
-        given_ids = [given_f.ids(i.given) if i.given else None for i in idents]
-        family_ids = [family_f.ids(i.family) if i.family else None for i in idents]
-        name_ids = [
-            (name_f.ids(i.given) if i.given else []) + (name_f.ids(i.family) if i.family else [])
-            for i in idents
-        ]
-        addr_ids = [addr_f.ids(i.address) if i.address else None for i in idents]
+        givens = [i.given for i in idents]
+        families = [i.family for i in idents]
+        name_f = self._clk["name"]
+        results = {
+            # clk_name: the union of given- and family-name bigrams (survives a swap).
+            "clk_name": name_f.gather(name_f.value_index(givens), name_f.value_index(families)),
+            "clk_given": self._clk["given"].gather(self._clk["given"].value_index(givens)),
+            "clk_family": self._clk["family"].gather(self._clk["family"].value_index(families)),
+            "clk_address": self._clk["address"].encode_words([i.address for i in idents]),
+        }
         out = {}
-        for column, f, lists in (
-            ("clk_name", name_f, name_ids),
-            ("clk_given", given_f, given_ids),
-            ("clk_family", family_f, family_ids),
-            ("clk_address", addr_f, addr_ids),
-        ):
-            filters, present = f.encode(lists)
+        for column, (filters, present) in results.items():
             if self.settings.hardening == "blip":
                 blip(filters, present, self.settings.blip_f, self._rng)
             out[column] = _binary_column(filters, present)
@@ -359,8 +399,7 @@ class IdentityEncoder:
             columns[column] = pa.array(self._tokens(group, [getter(i) for i in idents]), pa.int64())
         columns.update(self._clks(idents))
         for column in BLOCKING_COLUMNS:
-            values = [_blocking_value(column, i) for i in idents]
-            columns[column] = pa.array(self._blocking(values), pa.int64())
+            columns[column] = self._blocking(column, columns)
         return columns
 
     def encode_standardised(self, ident: StandardIdentity) -> dict[str, Any]:

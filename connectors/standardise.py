@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import re
 import unicodedata
+from operator import mul
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -60,6 +61,7 @@ _UK = re.compile(r"^(\d{1,2})[/\-.](\d{1,2})[/\-.](\d{4})$")
 _COMPACT = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})$")
 _NINO = re.compile(r"^([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z])(\d{6})([A-D]?)$")
+_NHS_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 _NINO_BAD_PREFIXES = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
 _TEXT_DATE_FORMATS = ("%d %b %Y", "%d %B %Y", "%Y/%m/%d", "%d/%m/%y")
 
@@ -225,9 +227,10 @@ def standard_nino(raw: str) -> str:
 
 def nhs_check_digit_ok(digits: str) -> bool:
     """Modulus 11: weights 10..2 over the first nine digits; 11 -> 0, 10 -> invalid."""
-    if len(digits) != 10 or not digits.isdigit():
+    if len(digits) != 10 or not digits.isdigit() or not digits.isascii():
         return False
-    total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
+    # ASCII codes minus 48 are the digits: one C-level pass instead of nine int() calls.
+    total = sum(map(mul, digits.encode()[:9], _NHS_WEIGHTS)) - 48 * 54
     check = 11 - total % 11
     if check == 11:
         check = 0
