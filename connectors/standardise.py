@@ -35,10 +35,10 @@ from __future__ import annotations
 import csv
 import re
 import unicodedata
-from operator import mul
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
+from operator import mul
 from pathlib import Path
 
 import jellyfish
