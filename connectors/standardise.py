@@ -25,9 +25,18 @@ Rules (documented in docs/CONNECTORS.md too):
 - Sex: M / F / X (other, indeterminate); unknown -> none.
 
 Which problems are fatal (the row is rejected), which only drop the field (row kept,
-with a `field_dropped` note): a row is unusable when it has no local id, no name at all
-(neither given nor family name), or neither a valid date of birth nor a valid NHS
-number or NINO. Everything else that is invalid is dropped from the row.
+with a `field_dropped` note). A row is usable when it has
+  1. a local id (without one the source could never map a link back to its record),
+  2. at least one name part, given or family, and
+  3. at least one further identifying value: a valid date of birth, NHS number or NINO,
+     or a postcode, or an address.
+Why: a name plus a postcode or an address still links (the linkage compares the name
+and address CLKs and the postcode tokens; FEBRL-style sources have many rows without a
+date of birth that are still true matches), whereas a bare name matches everybody of
+that name and would only add false links. Locality and sex alone are too coarse to
+count. The fatal problem names the field `date_of_birth` (the usual missing piece) and
+lists the alternatives in its reason. Everything else that is invalid is dropped from
+the row and the row kept.
 """
 
 from __future__ import annotations
@@ -287,8 +296,16 @@ def unusable_reason(ident: StandardIdentity) -> Problem | None:
         return Problem("local_id", "missing local id", True)
     if not ident.given and not ident.family:
         return Problem("name", "no given or family name", True)
-    if ident.dob is None and not ident.nhs_number and not ident.nino:
-        return Problem("date_of_birth", "no valid date of birth, NHS number or NINO", True)
+    if (
+        ident.dob is None
+        and not ident.nhs_number
+        and not ident.nino
+        and not ident.postcode
+        and not ident.address
+    ):
+        return Problem(
+            "date_of_birth", "no valid date of birth, NHS number, NINO, postcode or address", True
+        )
     return None
 
 

@@ -25,6 +25,7 @@ from tests.connectors.extract_fixtures import (
     keyring,
     person_rows,
     read_table,
+    tokens_by_local_id,
     write_csv,
     write_mapping,
 )
@@ -33,8 +34,8 @@ from tests.connectors.extract_fixtures import (
 @pytest.fixture
 def source(tmp_path: Path):
     rows = person_rows(40)
-    rows[3]["dob"] = "31/02/1990"  # impossible date, no NHS/NINO either -> rejected
-    rows[3]["nhs"] = rows[3]["ni"] = ""
+    rows[3]["dob"] = "31/02/1990"  # impossible date, no NHS/NINO/postcode/address -> rejected
+    rows[3]["nhs"] = rows[3]["ni"] = rows[3]["pc"] = rows[3]["house"] = rows[3]["street"] = ""
     rows[5]["first"] = rows[5]["surname"] = ""  # no name -> rejected
     rows[8]["nhs"] = rows[8]["nhs"][:-1] + str((int(rows[8]["nhs"][-1]) + 1) % 10)  # bad check digit
     rows[9]["pc"] = "NOT A POSTCODE"  # dropped, row kept
@@ -209,10 +210,29 @@ def test_missing_mapped_column_fails_before_writing(tmp_path):
 def test_csv_without_mapping_uses_identity_named_columns(tmp_path):
     path = tmp_path / "plain.csv"
     path.write_text("given_name,family_name,date_of_birth,postcode\n"
-                    "Ann,Ng,1980-01-02,CT9 1AB\nBob,Ng,,CT9 1AB\n")
+                    "Ann,Ng,1980-01-02,CT9 1AB\nBob,Ng,,\n")  # Bob: a bare name -> rejected
     manifest = pseudonymise_extract(keyring(), "csv", "plain", str(path), None, tmp_path / "out")
     assert manifest["counts"] == {"read": 2, "accepted": 1, "rejected": 1, "fields_dropped": 0}
     assert read_table(tmp_path / "out" / "keymap.parquet")[0]["local_id"] == "1"
+
+
+def test_row_without_dob_is_kept_when_postcode_or_address_remains(tmp_path):
+    path = tmp_path / "nodob.csv"
+    path.write_text("local_id,given_name,family_name,date_of_birth,postcode,address\n"
+                    "a,Ann,Ng,,CT9 1AB,\n"  # name + postcode
+                    "b,Bob,Ng,,,12 High St\n"  # name + address
+                    "c,Cy,Ng,,,\n")  # bare name
+    out = tmp_path / "out"
+    manifest = pseudonymise_extract(keyring(), "csv", "nodob", str(path), None, out)
+    assert manifest["counts"] == {"read": 3, "accepted": 2, "rejected": 1, "fields_dropped": 0}
+    rows = tokens_by_local_id(out)
+    assert set(rows) == {"a", "b"}
+    assert rows["a"]["tk_dob"] is None and rows["a"]["tk_postcode"] is not None
+    assert rows["b"]["tk_dob"] is None and rows["b"]["clk_address"] is not None
+    with (out / "rejects.csv").open() as fh:
+        rejects = list(csv.DictReader(fh))
+    assert [(r["row_number"], r["field"], r["action"]) for r in rejects] == [
+        ("3", "date_of_birth", "rejected")]
 
 
 # ------------------------------------------------------------------ CLI

@@ -98,12 +98,18 @@ def test_mapping_date_format_is_used():
     m = mapping_from_dict({"identity": {"date_of_birth": {"column": "d", "format": "%m/%d/%Y"}}})
     ident, problems = standardise_identity(base(date_of_birth="03/15/1990"), m, today=TODAY)
     assert ident.dob == date(1990, 3, 15) and problems == []
-    ident, problems = standardise_identity(base(date_of_birth="1990-03-15"), m, today=TODAY)
+    ident, problems = standardise_identity(
+        base(date_of_birth="1990-03-15", postcode=None), m, today=TODAY
+    )
     assert ident.dob is None
     assert [(p.field, p.fatal) for p in problems] == [
         ("date_of_birth", False),  # the value is dropped...
-        ("date_of_birth", True),  # ...and with no NHS number or NINO the row is unusable
+        ("date_of_birth", True),  # ...and with nothing else but a name the row is unusable
     ]
+    # With a postcode the same bad date only drops the field: name + postcode still links.
+    ident, problems = standardise_identity(base(date_of_birth="1990-03-15"), m, today=TODAY)
+    assert ident.dob is None and ident.postcode == "CT9 1AB"
+    assert [(p.field, p.fatal) for p in problems] == [("date_of_birth", False)]
 
 
 def test_day_month_swap():
@@ -178,21 +184,64 @@ def test_address_abbreviations_expanded():
     [
         ({"local_id": ""}, "local_id"),
         ({"given_name": None, "family_name": " "}, "name"),
-        ({"date_of_birth": None}, "date_of_birth"),
-        ({"date_of_birth": "31/02/1990"}, "date_of_birth"),
+        ({"date_of_birth": None, "postcode": None}, "date_of_birth"),
+        ({"date_of_birth": "31/02/1990", "postcode": None}, "date_of_birth"),
+        # a bare name: locality and sex do not count as identifying
+        ({"date_of_birth": None, "postcode": None, "locality": "Margate", "sex": "F"},
+         "date_of_birth"),
+        # a local id and identifiers, but no name part at all
+        ({"given_name": "", "family_name": None, "nhs_number": "9434765919"}, "name"),
     ],
 )
 def test_unusable_rows_are_fatal(over, field):
     _, problems = standardise_identity(base(**over))
     assert problems[-1].fatal and problems[-1].field == field
+    assert sum(p.fatal for p in problems) == 1
 
 
 def test_no_dob_but_valid_nhs_number_or_nino_is_usable():
     for extra in ({"nhs_number": "9434765919"}, {"nino": "AB123456C"}):
-        _, problems = standardise_identity(base(date_of_birth=None, **extra))
+        _, problems = standardise_identity(base(date_of_birth=None, postcode=None, **extra))
         assert not any(p.fatal for p in problems)
-    _, problems = standardise_identity(base(date_of_birth=None, nhs_number="9434765918"))
+    _, problems = standardise_identity(
+        base(date_of_birth=None, postcode=None, nhs_number="9434765918")
+    )
     assert problems[-1].fatal  # the NHS number was invalid, so nothing else identifies them
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"postcode": "CT9 1AB"},  # a name and a postcode
+        {"postcode": None, "address": "12 High St"},  # a name and an address
+        {"postcode": None, "address": "12 High St", "given_name": None},  # family name only
+        {"postcode": None, "address": "Flat 3", "family_name": None},  # given name only
+    ],
+)
+def test_name_with_postcode_or_address_but_no_dob_is_usable(over):
+    ident, problems = standardise_identity(base(date_of_birth=None, **over))
+    assert ident.dob is None and not any(p.fatal for p in problems)
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    "over, dropped",
+    [
+        # the postcode fails validation and is dropped: nothing but the name is left
+        ({"postcode": "NOT A POSTCODE"}, "postcode"),
+        # the date is impossible and there is nothing else
+        ({"date_of_birth": "31/02/1990", "postcode": None}, "date_of_birth"),
+    ],
+)
+def test_identifier_dropped_as_invalid_does_not_count(over, dropped):
+    ident, problems = standardise_identity(base(**{"date_of_birth": None, **over}))
+    assert [(p.field, p.fatal) for p in problems] == [(dropped, False), ("date_of_birth", True)]
+    assert ident.postcode is None and ident.dob is None
+
+
+def test_address_that_cleans_to_nothing_does_not_count():
+    ident, problems = standardise_identity(base(date_of_birth=None, postcode=None, address=", ."))
+    assert ident.address is None and problems[-1].fatal
 
 
 def test_family_name_alone_is_enough_for_a_name():
