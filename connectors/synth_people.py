@@ -252,10 +252,11 @@ def make_copies(rng: np.random.Generator, p: People, geo: Geography, source: str
     given = p.given[pidx].tolist()
     middle = p.middle[pidx].tolist()
     family = p.family[pidx].tolist()
-    ymd = p.dob[pidx].astype(object)
-    y = np.array([v.year for v in ymd], dtype=np.int64)
-    m = np.array([v.month for v in ymd], dtype=np.int64)
-    d = np.array([v.day for v in ymd], dtype=np.int64)
+    dob = p.dob[pidx]
+    months = dob.astype("datetime64[M]")
+    y = months.astype("datetime64[Y]").astype(np.int64) + 1970
+    m = months.astype(np.int64) % 12 + 1
+    d = (dob - months).astype(np.int64) + 1
     unit = p.unit[pidx].copy()
     house = p.house[pidx].copy()
     postcode: list[str | None] = list(geo.postcode[unit])

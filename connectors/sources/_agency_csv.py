@@ -18,6 +18,28 @@ from connectors.sources import SourceError
 RowIndicators = Callable[[dict[str, str]], list[Indicator]]
 
 
+def identity_picker(mapping: Mapping) -> Callable[[dict], dict[str, str | None]]:
+    """A faster `mapping.pick_identity` with exactly its semantics, filling every
+    IDENTITY_FIELDS key (None when unmapped). Readers call it once per row, so it matters."""
+    specs = [(name, spec.columns) for name, spec in mapping.identity.items()]
+    template = dict.fromkeys(IDENTITY_FIELDS)
+
+    def pick(row: dict) -> dict[str, str | None]:
+        identity = template.copy()
+        for name, columns in specs:
+            if len(columns) == 1:
+                value = row.get(columns[0])
+                if value is None or value == "":
+                    continue
+                identity[name] = str(value).strip() or None
+            else:
+                parts = [str(row[c]).strip() for c in columns if row.get(c) not in (None, "")]
+                identity[name] = " ".join(p for p in parts if p) or None
+        return identity
+
+    return pick
+
+
 def read_csv(
     input: str,
     mapping: Mapping,
@@ -52,13 +74,12 @@ def read_csv(
 
 
 def _rows(path: Path, handle, reader: csv.DictReader, mapping: Mapping, indicators: RowIndicators) -> Iterator[SourceRecord]:
+    pick = identity_picker(mapping)
     with handle:
         row_number = 0
         try:
             for row_number, row in enumerate(reader, start=1):
-                identity = dict.fromkeys(IDENTITY_FIELDS)
-                identity.update(mapping.pick_identity(row))
-                yield SourceRecord(row_number, identity, indicators(row))
+                yield SourceRecord(row_number, pick(row), indicators(row))
         except (UnicodeDecodeError, csv.Error) as exc:
             raise SourceError(f"{path}: row {row_number + 1}: unreadable: {exc}") from exc
 

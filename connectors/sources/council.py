@@ -24,8 +24,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from connectors.mapping import Mapping, MappingError, mapping_from_dict
-from connectors.records import IDENTITY_FIELDS, Indicator, SourceRecord
+from connectors.records import Indicator, SourceRecord
 from connectors.sources import SourceError
+from connectors.sources._agency_csv import identity_picker
 
 SCHEMA = sa.MetaData()
 
@@ -261,16 +262,14 @@ def read(input: str, mapping: Mapping) -> Iterator[SourceRecord]:
 
 def _stream(engine: sa.Engine, where: str, mapping: Mapping) -> Iterator[SourceRecord]:
     query = _query(mapping)
+    pick = identity_picker(mapping)
     try:
         with engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=_BATCH).execute(query)
+            names = [(k, key[4:]) for k, key in enumerate(result.keys()) if key.startswith("id__")]
             for row_number, row in enumerate(result, start=1):
-                native = {
-                    key[4:]: value for key, value in row._mapping.items() if key.startswith("id__")
-                }
-                identity = dict.fromkeys(IDENTITY_FIELDS)
-                identity.update(mapping.pick_identity(native))
-                yield SourceRecord(row_number, identity, _indicators(row))
+                native = {name: row[k] for k, name in names}
+                yield SourceRecord(row_number, pick(native), _indicators(row))
     except SQLAlchemyError as exc:
         raise SourceError(f"{where}: query failed: {exc.__class__.__name__}: {exc}") from exc
     finally:

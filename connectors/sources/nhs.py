@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from connectors.mapping import Mapping, MappingError, mapping_from_dict
-from connectors.records import IDENTITY_FIELDS, Indicator, SourceRecord
+from connectors.records import Indicator, SourceRecord
 from connectors.sources import SourceError
+from connectors.sources._agency_csv import identity_picker
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 SERVICE_TYPE_SYSTEM = "https://joinedup.example/fhir/CodeSystem/service-type"
@@ -207,6 +208,7 @@ def read(input: str, mapping: Mapping) -> Iterator[SourceRecord]:
 
 
 def _stream(files: list[Path], first: dict[str, Any], mapping: Mapping) -> Iterator[SourceRecord]:
+    pick = identity_picker(mapping)
     row_number = 0
     for k, path in enumerate(files):
         bundle = first if k == 0 else _load(path)
@@ -231,6 +233,4 @@ def _stream(files: list[Path], first: dict[str, Any], mapping: Mapping) -> Itera
         for patient in patients:
             row_number += 1
             flat = flatten_patient(patient)
-            identity = dict.fromkeys(IDENTITY_FIELDS)
-            identity.update(mapping.pick_identity(flat))
-            yield SourceRecord(row_number, identity, found.get(flat["id"] or "", []))
+            yield SourceRecord(row_number, pick(flat), found.get(flat["id"] or "", []))

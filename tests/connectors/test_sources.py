@@ -217,3 +217,18 @@ def test_council_reader_refuses_a_file_that_is_not_a_database(tmp_path):
     path = tmp_path / "junk.sqlite"
     path.write_text("not a database at all " * 100)
     _assert_refused("council", str(path), str(path))
+
+
+def test_fast_identity_picker_agrees_with_the_mapping(synth_dir):
+    """The readers' picker must give exactly what Mapping.pick_identity gives."""
+    from connectors.sources._agency_csv import identity_picker
+
+    odd = mapping_from_dict({"identity": {"address": ["address_line_1", "address_line_2", "town"], "sex": "sex"}})
+    rows = list(csv.DictReader((synth_dir / "dwp_claimants.csv").open(newline="")))[:500]
+    rows += [{"sex": "  ", "address_line_1": " 3 X Road ", "address_line_2": None, "town": 7}, {}]
+    for mapping in (reader_module("dwp").DEFAULT_MAPPING, odd):
+        pick = identity_picker(mapping)
+        for row in rows:
+            expected = dict.fromkeys(IDENTITY_FIELDS)
+            expected.update(mapping.pick_identity(row))
+            assert pick(row) == expected
