@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from connectors.synth import REF_DATE  # noqa: E402
+from connectors.synth_people import REF_DATE  # noqa: E402
 from joinedup import collate  # noqa: E402
 from joinedup.home import init_home  # noqa: E402
 from joinedup.service_context import ServiceContext  # noqa: E402
@@ -81,6 +81,18 @@ def main() -> None:
                 outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
             print(f"resolution: n={len(times)} p50={pct(times, .5):.2f} ms p95={pct(times, .95):.2f} ms "
                   f"max={max(times):.2f} ms outcomes={outcomes}")
+            # The scorer alone (the linkage unit's part) on the same encoded probes.
+            from linkage.collation.resolve import default_scorer
+
+            index = collate.current_run_index(ctx)
+            score = scorer or default_scorer()
+            encoded = [collate.encode_identity(ctx, index, one) for one in ids]
+            parts = []
+            for enc in encoded:
+                s = time.perf_counter()
+                score(index.run_dir, enc)
+                parts.append((time.perf_counter() - s) * 1000)
+            print(f"  of which the scorer alone: p50={pct(parts, .5):.2f} ms p95={pct(parts, .95):.2f} ms")
 
             for one in ids:
                 ctx.consent.grant(ctx.person_key(one), ["employment_support"], ALL_CATEGORIES,

@@ -187,11 +187,33 @@ def decrypt_content(ctx: ServiceContext, index: RunIndex, refs: list[tuple[str, 
         info = index.extracts.get(source)
         if info is None:
             continue  # the source's extract was withdrawn since the run
-        # Read only the ciphertexts of these refs (a filtered read), then decrypt them.
-        table = pq.read_table(info.directory / "content.parquet",
-                              filters=[("ref", "in", sorted(set(source_refs)))])
-        docs.extend(decrypt_rows(key, info.extract_id, table))
+        ciphertexts = _content_rows(info)
+        # Take only the ciphertexts of these refs, then decrypt them.
+        positions = sorted({p for r in source_refs if (p := ciphertexts.position.get(r)) is not None})
+        if positions:
+            docs.extend(decrypt_rows(key, info.extract_id, ciphertexts.table.take(positions)))
     return docs
+
+
+@dataclass
+class _Ciphertexts:
+    table: Any  # pyarrow Table of {ref, nonce, ciphertext}: still encrypted
+    position: dict[str, int]
+
+
+_content_cache: dict[str, _Ciphertexts] = {}
+
+
+def _content_rows(info: ExtractInfo) -> _Ciphertexts:
+    """An extract's encrypted content rows, loaded once per process, indexed by ref."""
+    with _cache_lock:
+        cached = _content_cache.get(info.extract_id)
+        if cached is None:
+            table = pq.read_table(info.directory / "content.parquet",
+                                  columns=["ref", "nonce", "ciphertext"], memory_map=True)
+            cached = _Ciphertexts(table, {r: i for i, r in enumerate(table.column("ref").to_pylist())})
+            _content_cache[info.extract_id] = cached
+    return cached
 
 
 def encode_identity(ctx: ServiceContext, index: RunIndex, identifiers: dict) -> dict:

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from connectors import content
-from connectors.synth import REF_DATE
+from connectors.synth_people import REF_DATE
 from joinedup import collate
 from joinedup.cli import cli
 from joinedup.home import init_home

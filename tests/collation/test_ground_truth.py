@@ -27,7 +27,8 @@ import pytest
 from connectors.content import decrypt_rows
 from connectors.extract import pseudonymise_extract
 from connectors.keys import KeyRing, new_master_secret
-from connectors.synth import REF_DATE, write_synthetic_sources
+from connectors.synth import write_synthetic_sources
+from connectors.synth_people import REF_DATE
 from linkage.collation import assess_barriers, load_taxonomy
 from tests.collation.test_taxonomy import SHIPPED
 
