@@ -2,6 +2,8 @@
 #
 # An agreement covers a request when every organisation involved is a party, the purpose is
 # one of its purposes, and the request's date falls within valid_from..valid_to (inclusive).
+# data.indexes (built from data.agreements when the bundle loads) lists the agreements by
+# party and purpose, so the common request finds its agreements by key instead of scanning.
 package joinedup.agreements
 
 import data.joinedup.request
@@ -11,9 +13,33 @@ needed if request.action.needs_agreement
 # The organisations that must all be parties: the asker, and the provider a referral names.
 parties contains input.subject.organisation
 
-parties contains input.resource.provider if request.action.names_provider
+parties contains input.resource.provider if provider_party
 
-applicable contains id if {
+provider_party if {
+	request.action.names_provider
+	_ := input.resource.provider
+}
+
+# The agreements that apply (every party named, the purpose listed), as an object keyed by id.
+default covering := {}
+
+covering := data.indexes.agreements_for[input.subject.organisation][request.purpose] if {
+	is_string(input.subject.organisation)
+	not provider_party
+}
+
+covering := object.filter(
+	data.indexes.agreements_for[input.subject.organisation][request.purpose],
+	object.keys(data.indexes.agreements_for[input.resource.provider][request.purpose]),
+) if {
+	is_string(input.subject.organisation)
+	provider_party
+}
+
+# Without a named asker, every agreement for the purpose naming the other parties applies.
+covering := {id: true | some id in scanned} if not is_string(input.subject.organisation)
+
+scanned contains id if {
 	purpose := request.purpose
 	some id, agreement in data.agreements
 	every party in parties {
@@ -22,10 +48,12 @@ applicable contains id if {
 	purpose in agreement.purposes
 }
 
+applicable := object.keys(covering)
+
 in_force contains id if {
 	date := request.date
-	some id in applicable
-	agreement := data.agreements[id]
+	some id, _ in covering
+	agreement := data.indexes.agreements[id]
 	agreement.valid_from <= date
 	date <= agreement.valid_to
 }
@@ -55,14 +83,31 @@ problems contains msg if {
 # Actions that move data but disclose no one's barriers (ingest, linkage) must have every
 # named source covered; disclosing actions instead have uncovered sources withheld.
 problems contains msg if {
+	uncovered_source
+	some source in request.stated_sources
+	not sources[source]
+	msg := concat("", ["No data-sharing agreement in force covers data from '", source, "'."])
+}
+
+uncovered_source if {
 	needed
 	not request.action.discloses_content
 	count(in_force) > 0
 	some source in request.stated_sources
-	not source in sources
-	msg := concat("", ["No data-sharing agreement in force covers data from '", source, "'."])
+	not sources[source]
 }
 
-categories := {c | some id in in_force; some c in data.agreements[id].categories}
+# What the decision checks on its fast path: true exactly when `problems` is empty, for a
+# request with a known purpose and a valid time (which the decision checks first).
+ok if not needed
 
-sources := {s | some id in in_force; some s in data.agreements[id].sources}
+ok if {
+	needed
+	count(in_force) > 0
+	not uncovered_source
+}
+
+# Barrier categories and agency kinds the agreements in force cover, as objects keyed by name.
+categories := object.union_n([data.indexes.agreements[id].categories | some id in in_force])
+
+sources := object.union_n([data.indexes.agreements[id].sources | some id in in_force])

@@ -29,6 +29,8 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
                    "valid_from", "valid_to"),
 }
 LAWFUL_BASIS_KEYS = ("uk_gdpr_article_6", "uk_gdpr_article_9", "digital_economy_act_2017")
+# Derived from the documents above at load time (see derive_indexes); no data file may use it.
+INDEX_DOCUMENT = "indexes"
 
 
 class PolicyDataError(Exception):
@@ -77,6 +79,7 @@ def load_bundle(policy_dir: Path | None = None, data_dir: Path | None = None) ->
     if not modules:
         raise PolicyDataError(f"{policy_dir}: no .rego policies found")
     data = load_data(data_dir)
+    data[INDEX_DOCUMENT] = derive_indexes(data)
     return PolicyBundle(modules, tests, data, revision_of(modules, data))
 
 
@@ -95,6 +98,8 @@ def load_data(data_dir: Path) -> dict[str, Any]:
         if not isinstance(document, dict):
             raise PolicyDataError(f"{path}: must be a JSON object of named documents")
         for key, value in document.items():
+            if key == INDEX_DOCUMENT:
+                raise PolicyDataError(f"{path}: '{key}' is reserved for the indexes derived at load time")
             if key in data:
                 raise PolicyDataError(f"{path}: document '{key}' is also defined in {origin[key]}")
             data[key] = value
@@ -121,10 +126,15 @@ def validate_data(data: dict[str, Any], origin: dict[str, str] | None = None) ->
                     raise PolicyDataError(f"{where(key)}: {key}.{name} has no field '{f}'")
     actions = data["actions"]
     for name, role in data["roles"].items():
+        for f in ("organisation_kinds", "actions"):
+            if not isinstance(role[f], list) or not all(isinstance(v, str) for v in role[f]):
+                raise PolicyDataError(f"{where('roles')}: roles.{name}.{f} must be a list of names")
         for action in role["actions"]:
             if action not in actions:
                 raise PolicyDataError(f"{where('roles')}: roles.{name}.actions names unknown action '{action}'")
     for name, purpose in data["purposes"].items():
+        if not isinstance(purpose["actions"], list):
+            raise PolicyDataError(f"{where('purposes')}: purposes.{name}.actions must be a list of names")
         for action in purpose["actions"]:
             if action not in actions:
                 raise PolicyDataError(f"{where('purposes')}: purposes.{name}.actions names unknown action '{action}'")
@@ -142,8 +152,52 @@ def validate_data(data: dict[str, Any], origin: dict[str, str] | None = None) ->
             raise PolicyDataError(f"{where('disclosure')}: disclosure.{f} must be a positive integer")
 
 
+def derive_indexes(data: dict[str, Any]) -> dict[str, Any]:
+    """Lookup tables built from the validated documents so the policies find what applies to a
+    request by key instead of scanning (regopy's evaluator costs microseconds per element
+    visited). They restate the documents, nothing more:
+
+    - grants[role][action][organisation][purpose]: the role lists the action, the
+      organisation is of a kind the role may act for, and the purpose allows the action;
+    - agreements_for[party][purpose]: the ids of the agreements naming that party and purpose;
+    - agreements[id]: an agreement's dates, and the categories and sources it covers.
+    Sets are objects whose keys are the members (JSON has no sets). The entries are kept
+    small on purpose: regopy copies every value a rule or lookup produces."""
+    purposes_for = {
+        action: {p: True for p, purpose in data["purposes"].items() if action in purpose["actions"]}
+        for action in data["actions"]
+    }
+    grants: dict[str, Any] = {}
+    for role_name, role in data["roles"].items():
+        organisations = [o for o, org in data["organisations"].items()
+                         if org["kind"] in role["organisation_kinds"]]
+        grants[role_name] = {
+            action: {o: purposes_for[action] for o in organisations}
+            for action in role["actions"]
+        }
+    # Per agreement: its dates and, as objects, what it covers.
+    agreements = {
+        agreement_id: {
+            "valid_from": agreement["valid_from"],
+            "valid_to": agreement["valid_to"],
+            "categories": dict.fromkeys(agreement["categories"], True),
+            "sources": dict.fromkeys(agreement["sources"], True),
+        }
+        for agreement_id, agreement in data["agreements"].items()
+    }
+    agreements_for: dict[str, dict[str, dict[str, bool]]] = {}
+    for agreement_id, agreement in data["agreements"].items():
+        for party in agreement["parties"]:
+            for purpose in agreement["purposes"]:
+                agreements_for.setdefault(party, {}).setdefault(purpose, {})[agreement_id] = True
+    return {"grants": grants, "agreements_for": agreements_for, "agreements": agreements}
+
+
 def _validate_agreement(name: str, agreement: dict[str, Any], data: dict[str, Any], file: str) -> None:
     prefix = f"{file}: agreements.{name}"
+    for f in ("parties", "purposes", "sources", "categories"):
+        if not isinstance(agreement[f], list):
+            raise PolicyDataError(f"{prefix}.{f} must be a list")
     for party in agreement["parties"]:
         if party not in data["organisations"]:
             raise PolicyDataError(f"{prefix}.parties names unknown organisation '{party}'")

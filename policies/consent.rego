@@ -58,8 +58,26 @@ problems contains msg if {
 
 problems contains "The consent given is for a different person." if {
 	needed
+	other_person
+}
+
+other_person if {
 	is_string(input.consent.person_key)
 	input.consent.person_key != input.resource.person_key
+}
+
+# What the decision checks on its fast path: true exactly when `problems` is empty, for a
+# request with a known purpose (which the decision checks first). Each line is the negation of
+# one problem above; the equivalence tests hold the two together.
+ok if not needed
+
+ok if {
+	needed
+	input.consent.status == "active"
+	is_string(input.consent.expires_at)
+	not input.consent.expires_at <= input.time
+	request.purpose in input.consent.purposes
+	not other_person
 }
 
 # Barrier categories and agency kinds the consent covers (its categories list holds both).

@@ -33,11 +33,32 @@ stated_categories := {c | some c in input.resource.categories}
 
 requested_categories := stated_categories if count(stated_categories) > 0
 
-requested_categories := {c | some c; data.categories[c]} if count(stated_categories) == 0
+requested_categories := object.keys(data.categories) if count(stated_categories) == 0
 
 # Agency kinds asked for: those named, else every kind the service knows.
 stated_sources := {s | some s in input.resource.sources}
 
 requested_sources := stated_sources if count(stated_sources) > 0
 
-requested_sources := {s | some s; data.sources[s]} if count(stated_sources) == 0
+requested_sources := object.keys(data.sources) if count(stated_sources) == 0
+
+# The same two requests in the form object.filter takes (see visible_categories in
+# authz.rego): the list as given when it is a non-empty array (no copy into a set), else the
+# set above.
+category_filter := input.resource.categories if categories_listed
+
+category_filter := requested_categories if not categories_listed
+
+categories_listed if {
+	is_array(input.resource.categories)
+	count(input.resource.categories) > 0
+}
+
+source_filter := input.resource.sources if sources_listed
+
+source_filter := requested_sources if not sources_listed
+
+sources_listed if {
+	is_array(input.resource.sources)
+	count(input.resource.sources) > 0
+}

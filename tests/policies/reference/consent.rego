@@ -1,0 +1,68 @@
+# Whether the person's consent lets this request go ahead, and what it covers.
+#
+# input.consent is what consent.ConsentStore.current(person_key, purpose, at) returned: its
+# status is already derived from the append-only history; this policy checks it again against
+# the request (purpose, person, expiry) so a stale or mismatched consent object cannot pass.
+package joinedup.consent
+
+import data.joinedup.request
+
+# Consent is needed for any action that discloses something about one person.
+needed if request.action.needs_consent
+
+known_statuses := {"active", "withdrawn", "expired", "none"}
+
+status := input.consent.status if is_string(input.consent.status)
+
+status := "none" if not is_string(input.consent.status)
+
+problems contains "There is no record of this person's consent." if {
+	needed
+	status == "none"
+}
+
+problems contains "This person has withdrawn their consent." if {
+	needed
+	status == "withdrawn"
+}
+
+problems contains "This person's consent has expired." if {
+	needed
+	status == "expired"
+}
+
+problems contains "This person's consent has expired." if {
+	needed
+	status == "active"
+	input.consent.expires_at <= input.time
+}
+
+problems contains "The consent record has no expiry date." if {
+	needed
+	status == "active"
+	not is_string(input.consent.expires_at)
+}
+
+problems contains msg if {
+	needed
+	not status in known_statuses
+	msg := concat("", ["The consent state '", status, "' is not one this service knows."])
+}
+
+problems contains msg if {
+	needed
+	status == "active"
+	not request.purpose in input.consent.purposes
+	msg := concat("", ["This person's consent does not cover the purpose '", request.purpose, "'."])
+}
+
+problems contains "The consent given is for a different person." if {
+	needed
+	is_string(input.consent.person_key)
+	input.consent.person_key != input.resource.person_key
+}
+
+# Barrier categories and agency kinds the consent covers (its categories list holds both).
+categories := {c | some c in input.consent.categories; data.categories[c]}
+
+sources := {s | some s in input.consent.categories; data.sources[s]}
