@@ -154,6 +154,9 @@ def current_run_index(ctx: ServiceContext) -> RunIndex:
             index = RunIndex(run_dir, extracts)
             _run_cache.clear()
             _run_cache[stamp] = index
+            active = {e.extract_id for e in extracts.values()}
+            for stale in [x for x in _content_cache if x not in active]:
+                del _content_cache[stale]  # a replaced extract's ciphertexts
     return index
 
 
