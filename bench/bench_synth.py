@@ -32,13 +32,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("/tmp/joinedup-synth-bench"))
+    ap.add_argument("--council-dsn", default=None, help="write/read the council tables in this database")
     ap.add_argument("--no-read", action="store_true", help="skip the reader throughput part")
     ap.add_argument("--keep", action="store_true", help="keep the output directory")
     args = ap.parse_args()
 
     shutil.rmtree(args.out, ignore_errors=True)
     t0 = time.perf_counter()
-    summary = write_synthetic_sources(args.out, args.people, args.seed, workers=args.workers)
+    summary = write_synthetic_sources(args.out, args.people, args.seed, args.council_dsn, workers=args.workers)
     took = time.perf_counter() - t0
     total = sum(summary["records"].values())
     me, kids = _peak_mb()
@@ -51,9 +52,11 @@ def main() -> None:
     if not args.no_read:
         for kind, name in INPUTS.items():
             t0 = time.perf_counter()
-            n = sum(1 for _ in read_records(kind, str(args.out / name)))
+            source = args.council_dsn if kind == "council" and args.council_dsn else str(args.out / name)
+            n = sum(1 for _ in read_records(kind, source))
             dt = time.perf_counter() - t0
-            print(f"read {kind:8s}: {n:,} records in {dt:.1f} s ({n / dt:,.0f} records/s)")
+            where = " (PostgreSQL)" if kind == "council" and args.council_dsn else ""
+            print(f"read {kind:8s}{where}: {n:,} records in {dt:.1f} s ({n / dt:,.0f} records/s)")
     if not args.keep:
         shutil.rmtree(args.out, ignore_errors=True)
 

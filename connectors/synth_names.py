@@ -131,7 +131,7 @@ NICKNAMES: dict[str, tuple[str, ...]] = {
     "Samantha": ("Sam", "Sammy"),
     "Jacqueline": ("Jackie",),
     "Christine": ("Chris", "Chrissie"),
-    "Alexandra": ("Alex", "Sandra"),
+    "Alexandra": ("Alex", "Lexie"),
     "Josephine": ("Jo", "Josie"),
     "Joanne": ("Jo",),
     "Pamela": ("Pam",),

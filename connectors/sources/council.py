@@ -162,7 +162,7 @@ def _check_schema(engine: sa.Engine, where: str, mapping: Mapping) -> None:
                 raise SourceError(str(exc)) from exc
 
 
-def _flag(column: sa.ColumnElement, condition: sa.ColumnElement) -> sa.ColumnElement:
+def _flag(condition: sa.ColumnElement) -> sa.ColumnElement:
     """1 when any row of the person meets the condition (portable: no boolean max)."""
     return sa.func.max(sa.case((condition, 1), else_=0))
 
@@ -188,9 +188,9 @@ def _query(mapping: Mapping) -> sa.Select:
     sc = (
         sa.select(
             asc.person_ref,
-            _flag(asc.care_act_status, asc.care_act_status == "eligible").label("care_eligible"),
-            _flag(asc.care_act_status, asc.care_act_status == "assessed").label("care_assessed"),
-            _flag(asc.carer_assessment, asc.carer_assessment.is_(True)).label("carer"),
+            _flag(asc.care_act_status == "eligible").label("care_eligible"),
+            _flag(asc.care_act_status == "assessed").label("care_assessed"),
+            _flag(asc.carer_assessment.is_(True)).label("carer"),
             sa.func.max(asc.assessed_on).label("sc_assessed_on"),
         )
         .group_by(asc.person_ref)
