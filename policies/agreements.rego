@@ -58,10 +58,13 @@ in_force contains id if {
 	date <= agreement.valid_to
 }
 
+# The parties named in a refusal (a party that is not a name cannot be shown).
+named_parties := {p | some p in parties; is_string(p)}
+
 problems contains msg if {
 	needed
 	count(applicable) == 0
-	msg := concat("", ["No data-sharing agreement covers ", concat(" and ", sort(parties)), " for the purpose '", request.purpose, "'."])
+	msg := concat("", ["No data-sharing agreement covers ", concat(" and ", sort(named_parties)), " for the purpose '", request.purpose, "'."])
 }
 
 problems contains msg if {

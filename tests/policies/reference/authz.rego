@@ -1,3 +1,10 @@
+# REFERENCE COPY (tests only): the policies as they were before the indexed fast path, kept
+# as the specification the shipped policies are checked against in test_equivalence.py. One
+# change from that version: names quoted back in refusals go through as_text (and, in
+# agreements.rego, named_parties), so a refusal still has its reason when a name is not a
+# string (before, concat failed and a governance member with a numeric organisation could
+# verify the audit ledger: fail-open).
+#
 # The one decision entry point for every action in joinedup: data.joinedup.authz.decision.
 #
 # Default deny: a request is allowed only when the asker's role grants the action and no rule
@@ -23,12 +30,12 @@ reasons contains "The request does not say who is asking." if not is_string(inpu
 
 reasons contains msg if {
 	not request.role
-	msg := concat("", ["The role '", object.get(input, ["subject", "role"], ""), "' is not known to this service."])
+	msg := concat("", ["The role '", as_text(object.get(input, ["subject", "role"], "")), "' is not known to this service."])
 }
 
 reasons contains msg if {
 	not request.organisation
-	msg := concat("", ["The organisation '", object.get(input, ["subject", "organisation"], ""), "' is not known to this service."])
+	msg := concat("", ["The organisation '", as_text(object.get(input, ["subject", "organisation"], "")), "' is not known to this service."])
 }
 
 reasons contains msg if {
@@ -37,11 +44,15 @@ reasons contains msg if {
 	msg := concat("", ["Someone from ", request.organisation.name, " cannot act as a ", request.role.title, "."])
 }
 
+as_text(x) := x if is_string(x)
+
+as_text(x) := "" if not is_string(x)
+
 # --- what they ask to do -----------------------------------------------------------------
 
 reasons contains msg if {
 	not request.action
-	msg := concat("", ["The action '", object.get(input, "action", ""), "' is not one this service knows."])
+	msg := concat("", ["The action '", as_text(object.get(input, "action", "")), "' is not one this service knows."])
 }
 
 reasons contains msg if {
@@ -100,7 +111,7 @@ reasons contains "Your organisation has not been referred this person." if {
 reasons contains msg if {
 	request.action.names_provider
 	not data.organisations[input.resource.provider].kind == "provider"
-	msg := concat("", ["'", object.get(input, ["resource", "provider"], ""), "' is not a provider this service knows."])
+	msg := concat("", ["'", as_text(object.get(input, ["resource", "provider"], "")), "' is not a provider this service knows."])
 }
 
 # --- consent and agreements ----------------------------------------------------------------
