@@ -19,7 +19,8 @@ import click
     help="Where the council database goes: 'sqlite' (OUT/council.sqlite) or a SQLAlchemy DSN, "
     "e.g. postgresql+psycopg://user@127.0.0.1:55432/db (its council tables are replaced).",
 )
-def synth_command(people: int, seed: int, out: Path, council_db: str) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Generator processes (default: one per core).")
+def synth_command(people: int, seed: int, out: Path, council_db: str, workers: int | None) -> None:
     """Write a synthetic population and the DWP, council, NHS and housing sources."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,7 +30,7 @@ def synth_command(people: int, seed: int, out: Path, council_db: str) -> None:
     if dsn is not None and "://" not in dsn:
         raise click.BadParameter("expected 'sqlite' or a DSN such as postgresql+psycopg://...", param_hint="--council-db")
     try:
-        summary = write_synthetic_sources(out, people, seed, council_dsn=dsn)
+        summary = write_synthetic_sources(out, people, seed, council_dsn=dsn, workers=workers)
     except SQLAlchemyError as exc:
         raise click.ClickException(f"council database: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from exc
     except OSError as exc:

@@ -305,3 +305,11 @@ def test_true_matches_across_sources_stay_recoverable(synth_dir):
                     ok += _recoverable(a, b)
     assert pairs > 1000
     assert ok / pairs >= 0.995, (ok, pairs)
+
+
+def test_a_failed_council_write_leaves_no_partial_output(tmp_path):
+    from sqlalchemy.exc import OperationalError
+
+    with pytest.raises(OperationalError):
+        write_synthetic_sources(tmp_path, 50, 1, council_dsn="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert list(tmp_path.iterdir()) == []
