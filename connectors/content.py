@@ -79,6 +79,50 @@ def encrypt_rows(key: bytes, extract_id: str, documents: Iterable[Mapping[str, A
     return rows
 
 
+def indicators_json(indicators: Iterable[Any]) -> str:
+    """The plaintext's "indicators" list as compact sorted JSON, from `Indicator`s."""
+    docs = [
+        {"code": i.code, "date": i.date.isoformat() if i.date is not None else None, "value": i.value}
+        for i in indicators
+    ]
+    return json.dumps(docs, separators=(",", ":"), sort_keys=True) if docs else "[]"
+
+
+def encrypt_batch(
+    key: bytes,
+    extract_id: str,
+    source: str,
+    kind: str,
+    refs: list[str],
+    area_json: list[str],
+    indicator_json: list[str] | None,
+) -> tuple[list[bytes], list[bytes]]:
+    """Nonces and ciphertexts of a batch of content rows (the fast path of `encrypt_rows`).
+
+    The plaintext is assembled from pre-serialised parts and is byte for byte what
+    `json.dumps(content_plaintext(...), separators=(",", ":"), sort_keys=True)` gives
+    (keys in sorted order: area, indicators, kind, ref, source); refs are hex.
+    """
+    aes = AESGCM(key)
+    n = len(refs)
+    pool = os.urandom(NONCE_BYTES * n)
+    nonces = [pool[NONCE_BYTES * j : NONCE_BYTES * (j + 1)] for j in range(n)]
+    tail = f',"source":{json.dumps(source)}}}'
+    kind_js = json.dumps(kind)
+    inds = indicator_json or ["[]"] * n
+    aad_prefix = f"{extract_id}|"
+    encrypt = aes.encrypt
+    ciphertexts = [
+        encrypt(
+            nonce,
+            f'{{"area":{area},"indicators":{ind},"kind":{kind_js},"ref":"{ref}"{tail}'.encode(),
+            (aad_prefix + ref).encode(),
+        )
+        for nonce, ref, area, ind in zip(nonces, refs, area_json, inds, strict=True)
+    ]
+    return nonces, ciphertexts
+
+
 def decrypt_rows(key: bytes, extract_id: str, rows: Iterable[Mapping[str, Any]] | Any) -> list[dict[str, Any]]:
     """Decrypt content rows ({ref, nonce, ciphertext}, or a pyarrow table of them)."""
     global _decrypted

@@ -21,10 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.content import content_plaintext, encrypt_rows
+from connectors.columnar import ColumnarEncoder, EncodedBatch, records_to_columns
+from connectors.content import encrypt_batch, indicators_json
 from connectors.keys import KeyRing
 from connectors.mapping import Mapping
 from connectors.pseudonymise import (
@@ -35,8 +37,7 @@ from connectors.pseudonymise import (
     IdentityEncoder,
 )
 from connectors.records import SourceRecord
-from connectors.sources import effective_mapping, read_records
-from connectors.standardise import StandardIdentity, standardise_identity
+from connectors.sources import effective_mapping, reader_module
 
 SCHEMA_VERSION = 1
 BATCH_SIZE = 20_000
@@ -155,14 +156,13 @@ def pseudonymise_extract(
     out = Path(out_dir).absolute()
     _check_replaceable(out)
     mapping = effective_mapping(kind, mapping_override)
-    records = read_records(kind, str(input), mapping_override)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
     tmp.mkdir()
     try:
         manifest = _write_extract(
-            tmp, keyring, kind, source_name, records, mapping, settings, progress, batch_size
+            tmp, keyring, kind, source_name, str(input), mapping, settings, progress, batch_size
         )
         _swap_into_place(tmp, out)
     except BaseException:
@@ -171,42 +171,63 @@ def pseudonymise_extract(
     return manifest
 
 
+Batch = tuple[list[int], dict[str, list[str | None]], list[list[Any]] | None]
+
+
+def _column_batches(kind: str, input: str, mapping: Mapping, size: int) -> Iterator[Batch]:
+    """(row numbers, identity columns, indicators per row or None) per batch of the source.
+
+    A reader module with `read_batches` (the csv kind) hands over columns directly; any
+    other reader's records are gathered into batches and turned into columns here.
+    """
+    module = reader_module(kind)
+    if hasattr(module, "read_batches"):
+        yield from module.read_batches(input, mapping, size)
+        return
+    for batch in _batches(module.read(input, mapping), size):
+        yield (
+            [r.row_number for r in batch],
+            records_to_columns([r.identity for r in batch]),
+            [r.indicators for r in batch],
+        )
+
+
 def _write_extract(
     tmp: Path,
     keyring: KeyRing,
     kind: str,
     source_name: str,
-    records: Iterator[SourceRecord],
+    input: str,
     mapping: Mapping,
     settings: EncodingSettings,
     progress: Callable[[int], None] | None,
     batch_size: int,
 ) -> dict[str, Any]:
     extract_id = uuid.uuid4().hex
-    encoder = IdentityEncoder(keyring, settings)
+    encoder = ColumnarEncoder(IdentityEncoder(keyring, settings), mapping)
     content_key = keyring.content_key()
     counts = {"read": 0, "accepted": 0, "rejected": 0, "fields_dropped": 0}
     writers = _Writers(tmp)
     try:
-        for batch in _batches(records, batch_size):
-            idents: list[StandardIdentity] = []
-            kept: list[SourceRecord] = []
-            for rec in batch:
-                ident, problems = standardise_identity(rec.identity, mapping)
-                rejected = any(p.fatal for p in problems)
-                for p in problems:
-                    action = "rejected" if rejected else "field_dropped"
-                    writers.rejects.writerow([rec.row_number, p.field, p.reason, action])
-                if rejected:
-                    counts["rejected"] += 1
-                    continue
-                counts["fields_dropped"] += len(problems)
-                idents.append(ident)
-                kept.append(rec)
-            counts["read"] += len(batch)
-            counts["accepted"] += len(idents)
-            if idents:
-                _write_batch(writers, encoder, content_key, extract_id, source_name, kind, idents, kept)
+        for row_numbers, columns, indicators in _column_batches(kind, input, mapping, batch_size):
+            encoded = encoder.encode_columns(columns)
+            for i, problems in encoded.problems.items():
+                rejected = not encoded.accepted[i]
+                action = "rejected" if rejected else "field_dropped"
+                writers.rejects.writerows(
+                    [row_numbers[i], p.field, p.reason, action] for p in problems
+                )
+                if not rejected:
+                    counts["fields_dropped"] += len(problems)
+            n_accepted = len(encoded.local_ids)
+            counts["read"] += len(row_numbers)
+            counts["accepted"] += n_accepted
+            counts["rejected"] += len(row_numbers) - n_accepted
+            if n_accepted:
+                kept = None
+                if indicators is not None:
+                    kept = [indicators_json(indicators[i]) for i in np.flatnonzero(encoded.accepted)]
+                _write_batch(writers, content_key, extract_id, source_name, kind, encoded, kept)
             if progress is not None:
                 progress(counts["read"])
     finally:
@@ -236,36 +257,30 @@ def _write_extract(
 
 def _write_batch(
     writers: _Writers,
-    encoder: IdentityEncoder,
     content_key: bytes,
     extract_id: str,
     source_name: str,
     kind: str,
-    idents: list[StandardIdentity],
-    kept: list[SourceRecord],
+    encoded: EncodedBatch,
+    indicator_json: list[str] | None,
 ) -> None:
-    refs = [secrets.token_hex(12) for _ in idents]
-    columns = encoder.encode_batch(idents)
+    n = len(encoded.local_ids)
+    # Random refs, as secrets.token_hex(12) each, from one draw.
+    pool = secrets.token_hex(12 * n)
+    refs = [pool[24 * j : 24 * (j + 1)] for j in range(n)]
+    columns = dict(encoded.columns)
     columns["ref"] = pa.array(refs, pa.string())
     writers.linkage.write_table(pa.Table.from_pydict(columns, schema=LINKAGE_SCHEMA))
 
     # The area code is the postcode sector and district, never the full postcode.
-    docs = (
-        content_plaintext(
-            ref,
-            source_name,
-            kind,
-            {"postcode_sector": ident.pc_sector, "postcode_district": ident.pc_district},
-            [_indicator_doc(i) for i in rec.indicators],
-        )
-        for ref, ident, rec in zip(refs, idents, kept, strict=True)
+    nonces, ciphertexts = encrypt_batch(
+        content_key, extract_id, source_name, kind, refs, encoded.area_json, indicator_json
     )
-    rows = encrypt_rows(content_key, extract_id, docs)
-    writers.content.write_table(pa.Table.from_pylist(rows, schema=CONTENT_SCHEMA))
+    writers.content.write_table(
+        pa.Table.from_pydict({"ref": refs, "nonce": nonces, "ciphertext": ciphertexts}, schema=CONTENT_SCHEMA)
+    )
     writers.keymap.write_table(
-        pa.Table.from_pydict(
-            {"local_id": [i.local_id for i in idents], "ref": refs}, schema=KEYMAP_SCHEMA
-        )
+        pa.Table.from_pydict({"local_id": encoded.local_ids, "ref": refs}, schema=KEYMAP_SCHEMA)
     )
 
 

@@ -141,6 +141,44 @@ def hmac_int64(key: bytes, value: str) -> int:
     return int.from_bytes(digest[:TOKEN_BYTES], "big", signed=True)
 
 
+class KeyedHash:
+    """HMAC-SHA256 under one key with the key schedule done once: `h(value)` == hmac_int64(key, value).
+
+    HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m)). Copying the two pre-keyed SHA-256
+    states costs ~1 µs a value against ~3-6 µs for a one-shot `hmac.digest` (which sets
+    up the OpenSSL HMAC context on every call).
+    """
+
+    def __init__(self, key: bytes):
+        if len(key) > 64:  # RFC 2104: longer keys are hashed first
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def digest(self, data: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def __call__(self, value: str) -> int:
+        return int.from_bytes(self.digest(value.encode("utf-8"))[:TOKEN_BYTES], "big", signed=True)
+
+    def many(self, values: Sequence[str]) -> np.ndarray:
+        """Tokens of many values as int64 (the loop inlined: this is the per-row hot path)."""
+        inner, outer = self._inner, self._outer
+        out = bytearray()
+        for v in values:
+            i = inner.copy()
+            i.update(v.encode("utf-8"))
+            o = outer.copy()
+            o.update(i.digest())
+            out += o.digest()[:TOKEN_BYTES]
+        return np.frombuffer(bytes(out), dtype=">i8").astype(np.int64)
+
+
 @dataclass(frozen=True)
 class EncodingSettings:
     """Encoding parameters; recorded in every manifest so the linkage side knows them."""
@@ -323,6 +361,7 @@ class IdentityEncoder:
         self.keyring = keyring
         self.settings = settings or EncodingSettings()
         self._token_keys = {group: keyring.token_key(group) for _, group in TOKEN_COLUMNS}
+        self.hashers = {group: KeyedHash(key) for group, key in self._token_keys.items()}
         self._token_cache: dict[str, dict[str, int]] = {g: {} for g in self._token_keys}
         blocking_key = keyring.blocking_key()
         self._blocking_seeds = {
@@ -340,9 +379,9 @@ class IdentityEncoder:
     # -------------------------------------------------------------- tokens
 
     def _tokens(self, group: str, values: list[str | None]) -> list[int | None]:
-        cache, key = self._token_cache[group], self._token_keys[group]
+        cache, hasher = self._token_cache[group], self.hashers[group]
         if group in _UNCACHED_GROUPS:
-            return [None if v is None else hmac_int64(key, v) for v in values]
+            return [None if v is None else hasher(v) for v in values]
         out: list[int | None] = []
         append = out.append
         for v in values:
@@ -351,7 +390,7 @@ class IdentityEncoder:
                 continue
             t = cache.get(v)
             if t is None:
-                t = hmac_int64(key, v)
+                t = hasher(v)
                 if len(cache) > _CACHE_LIMIT:
                     cache.clear()
                 cache[v] = t

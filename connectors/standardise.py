@@ -247,7 +247,7 @@ def nhs_check_digit_ok(digits: str) -> bool:
 
 
 def standard_nhs_number(raw: str) -> str:
-    digits = "".join(ch for ch in raw if ch not in " -")
+    digits = raw.replace(" ", "").replace("-", "")
     if len(digits) != 10 or not digits.isdigit():
         raise ValueError("not 10 digits")
     if not nhs_check_digit_ok(digits):
