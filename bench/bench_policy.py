@@ -2,13 +2,20 @@
 overhead against a local stand-in of OPA's REST API (no OPA binary can be installed here; the
 stand-in evaluates with regopy, so the figure is the adapter's HTTP + JSON overhead).
 
+Besides wall-clock rates it prints CPU time per decision (the machine is shared, so wall
+figures move with other people's load), where the time goes (input conversion, query,
+output), the same requests through the reference policies (tests/policies/reference, the
+policies before the indexed fast path) and a trivial one-line policy as the engine's floor.
+
 Run: .venv/bin/python bench/bench_policy.py [--n 3000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
+import os
 import secrets
 import sys
 import threading
@@ -19,6 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from policies import PolicyEngine  # noqa: E402
+from policies.engine import _decision_from, _first_expression, normalise_input, rego_input_from  # noqa: E402
+
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "tests" / "policies" / "reference"
 
 ADVISER = {"id": "u1", "role": "adviser", "organisation": "csc-margate"}
 
@@ -49,13 +59,36 @@ def make_inputs(n: int) -> list[dict]:
     return out
 
 
-def run_embedded(n: int) -> tuple[float, int]:
-    engine = PolicyEngine.embedded()
+def run_embedded(n: int, engine=None) -> tuple[float, float, int]:
+    """(decisions/s by the wall clock, CPU seconds per decision, allowed) for one thread."""
+    engine = engine or PolicyEngine.embedded()
     inputs = make_inputs(n)
     engine.decide(inputs[0])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     allowed = sum(engine.decide(x).allow for x in inputs)
-    return n / (time.perf_counter() - start), allowed
+    return n / (time.perf_counter() - start), (time.process_time() - cpu) / n, allowed
+
+
+def run_threads(n: int, threads: int) -> float:
+    """One engine shared by several threads (each borrows its own evaluator)."""
+    engine = PolicyEngine.embedded(workers=threads)
+    inputs = make_inputs(n * threads)
+    gate = threading.Barrier(threads + 1)
+
+    def work(k: int) -> None:
+        engine.decide(inputs[k])  # make this thread's evaluator before the clock starts
+        gate.wait()
+        for x in inputs[k::threads]:
+            engine.decide(x)
+
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    gate.wait()
+    start = time.perf_counter()
+    for t in pool:
+        t.join()
+    return n * threads / (time.perf_counter() - start)
 
 
 def _worker(n: int, queue) -> None:
@@ -71,6 +104,53 @@ def run_processes(n: int, workers: int) -> float:
     for p in procs:
         p.join()
     return sum(rates)
+
+
+def time_pieces(n: int) -> dict[str, float]:
+    """CPU microseconds per decision spent in each step of EmbeddedEngine.decide."""
+    from regopy.rego_shared import rego, rego_output_string
+
+    engine = PolicyEngine.embedded()
+    interpreter, compiled = engine._take_evaluator()
+    entry = engine._entrypoint
+    totals = dict.fromkeys(("normalise", "input conversion", "query", "output", "decision object"), 0.0)
+    clock = time.process_time
+    for x in make_inputs(n):
+        t0 = clock()
+        prepared = normalise_input(x)
+        t1 = clock()
+        handle = rego_input_from(prepared)
+        rego.regoSetInput(interpreter._impl, handle)
+        rego.regoFreeInput(handle)
+        t2 = clock()
+        out = rego.regoBundleQueryEntrypoint(interpreter._impl, compiled._impl, entry)
+        t3 = clock()
+        raw = _first_expression(rego_output_string(out))
+        rego.regoFreeOutput(out)
+        t4 = clock()
+        _decision_from(raw, prepared, engine.bundle_revision)
+        t5 = clock()
+        for key, a, b in zip(totals, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5), strict=True):
+            totals[key] += b - a
+    return {k: v / n * 1e6 for k, v in totals.items()}
+
+
+def trivial_policy_floor(n: int) -> float:
+    """CPU microseconds for a bundle query of a one-line policy (`x := input.action`)."""
+    import regopy
+    from regopy.rego_shared import rego, rego_output_string
+
+    build = regopy.Interpreter()
+    build.add_module("floor.rego", "package floor\n\nx := input.action\n")
+    compiled = build.build(None, ["floor/x"])
+    runner = regopy.Interpreter()
+    runner.set_input(normalise_input(make_inputs(1)[0]))
+    start = time.process_time()
+    for _ in range(n):
+        out = rego.regoBundleQueryEntrypoint(runner._impl, compiled._impl, b"floor/x")
+        json.loads(rego_output_string(out))
+        rego.regoFreeOutput(out)
+    return (time.process_time() - start) / n * 1e6
 
 
 def run_opa(n: int) -> float:
@@ -97,8 +177,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=3000)
     args = parser.parse_args()
-    rate, allowed = run_embedded(args.n)
-    print(f"embedded, 1 process: {rate:,.0f} decisions/s ({1000 / rate:.3f} ms each; {allowed}/{args.n} allowed)")
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    rate, cpu, allowed = run_embedded(args.n)
+    print(f"embedded, 1 process, 1 thread: {rate:,.0f} decisions/s ({1000 / rate:.3f} ms each; "
+          f"{cpu * 1e6:.0f} us CPU each = {1 / cpu:,.0f}/s per CPU-second; {allowed}/{args.n} allowed)")
+    ref_rate, ref_cpu, _ = run_embedded(args.n, PolicyEngine.embedded(REFERENCE_DIR, REFERENCE_DIR.parents[2] / "policies" / "data"))
+    print(f"  same requests, reference policies (before the fast path): {ref_rate:,.0f} decisions/s "
+          f"({ref_cpu * 1e6:.0f} us CPU each)")
+    pieces = time_pieces(min(args.n, 2000))
+    print("  CPU per decision by step: " + ", ".join(f"{k} {v:.0f} us" for k, v in pieces.items()))
+    print(f"  floor: a one-line policy's bundle query costs {trivial_policy_floor(2000):.0f} us CPU")
+    threads = run_threads(args.n // 2, 2)
+    print(f"embedded, 1 process, 2 threads sharing one engine: {threads:,.0f} decisions/s in total")
     both = run_processes(args.n, 2)
     print(f"embedded, 2 processes: {both:,.0f} decisions/s in total")
     opa_n = max(200, args.n // 10)

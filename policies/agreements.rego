@@ -111,6 +111,21 @@ ok if {
 }
 
 # Barrier categories and agency kinds the agreements in force cover, as objects keyed by name.
-categories := object.union_n([data.indexes.agreements[id].categories | some id in in_force])
+# Usually one agreement is in force: its own objects are used as they are.
+default categories := {}
 
-sources := object.union_n([data.indexes.agreements[id].sources | some id in in_force])
+categories := data.indexes.agreements[id].categories if {
+	count(in_force) == 1
+	some id in in_force
+}
+
+categories := object.union_n([data.indexes.agreements[id].categories | some id in in_force]) if count(in_force) > 1
+
+default sources := {}
+
+sources := data.indexes.agreements[id].sources if {
+	count(in_force) == 1
+	some id in in_force
+}
+
+sources := object.union_n([data.indexes.agreements[id].sources | some id in in_force]) if count(in_force) > 1

@@ -199,14 +199,42 @@ content_ok if {
 # Sets here are objects keyed by their members, narrowed with object.filter (one built-in call
 # instead of a Rego loop). The agreements' categories and sources are all known to the service
 # (the data is validated on load), so they need no separate check against data.categories.
-visible_categories := object.filter(object.filter(agreements.categories, request.category_filter), consented)
+visible_categories := object.filter(asked_categories, input.consent.categories) if is_array(input.consent.categories)
 
-visible_sources := object.filter(object.filter(agreements.sources, request.source_filter), consented)
+visible_categories := object.filter(asked_categories, consent_set) if not is_array(input.consent.categories)
 
-# The consent's list (of categories and agency kinds together) as object.filter takes it.
-consented := input.consent.categories if is_array(input.consent.categories)
+visible_sources := object.filter(asked_sources, input.consent.categories) if is_array(input.consent.categories)
 
-consented := {c | some c in input.consent.categories} if not is_array(input.consent.categories)
+visible_sources := object.filter(asked_sources, consent_set) if not is_array(input.consent.categories)
+
+# The consent's list when it is not an array: its members as a set (empty if it has none).
+consent_set := {c | some c in input.consent.categories}
+
+# What the agreements cover of what was asked for. Nothing asked means everything; the
+# agreements name only categories and sources the service knows (the data is validated).
+asked_categories := object.filter(agreements.categories, input.resource.categories) if request.categories_listed
+
+asked_categories := object.filter(agreements.categories, request.requested_categories) if {
+	not request.categories_listed
+	count(request.stated_categories) > 0
+}
+
+asked_categories := agreements.categories if {
+	not request.categories_listed
+	count(request.stated_categories) == 0
+}
+
+asked_sources := object.filter(agreements.sources, input.resource.sources) if request.sources_listed
+
+asked_sources := object.filter(agreements.sources, request.requested_sources) if {
+	not request.sources_listed
+	count(request.stated_sources) > 0
+}
+
+asked_sources := agreements.sources if {
+	not request.sources_listed
+	count(request.stated_sources) == 0
+}
 
 withheld_reason(c) := "not a category this service knows" if {
 	not data.categories[c]
@@ -226,7 +254,7 @@ obligations := {
 } if request.action.discloses_content
 
 obligations := {
-	"categories": sort(object.keys(object.filter(agreements.categories, request.category_filter))),
+	"categories": sort(object.keys(asked_categories)),
 	"suppression_threshold": data.disclosure.suppression_threshold,
 	"rounding_base": data.disclosure.rounding_base,
 } if request.action.aggregate

@@ -12,6 +12,8 @@ import copy
 import hashlib
 import hmac
 import json
+import os
+import queue
 import threading
 import uuid
 from abc import ABC, abstractmethod
@@ -141,8 +143,9 @@ class PolicyEngine(ABC):
         return _decision_from(raw, prepared, self.bundle_revision)
 
     @staticmethod
-    def embedded(policy_dir: Path | None = None, data_dir: Path | None = None) -> EmbeddedEngine:
-        return EmbeddedEngine(load_bundle(policy_dir, data_dir))
+    def embedded(policy_dir: Path | None = None, data_dir: Path | None = None,
+                 workers: int | None = None) -> EmbeddedEngine:
+        return EmbeddedEngine(load_bundle(policy_dir, data_dir), workers)
 
     @staticmethod
     def opa(url: str, policy_dir: Path | None = None, data_dir: Path | None = None,
@@ -166,38 +169,59 @@ def _decision_from(raw: Any, prepared: dict[str, Any], revision: str) -> Decisio
 
 
 class EmbeddedEngine(PolicyEngine):
-    """regopy, compiled once. One interpreter runs the bundle; a lock keeps it to one thread
-    at a time (each decision takes a fraction of a millisecond)."""
+    """regopy, compiled once per evaluator. An evaluator (interpreter + compiled bundle) serves
+    one decision at a time; concurrent callers get their own, made on first need up to
+    `workers` (default: one per CPU). regopy calls into C through ctypes, which releases the
+    GIL, so decisions in different threads run on different cores."""
 
-    def __init__(self, bundle: PolicyBundle):
-        import regopy
-
+    def __init__(self, bundle: PolicyBundle, workers: int | None = None):
         self.policy_bundle = bundle
         self.bundle_revision = bundle.revision
-        self._compiled = bundle.compile([ENTRYPOINT])
-        self._interpreter = regopy.Interpreter()
         self._entrypoint = ENTRYPOINT.encode()
+        self._max_evaluators = max(1, workers or os.cpu_count() or 1)
+        self._idle: queue.LifoQueue[tuple[Any, Any]] = queue.LifoQueue()
         self._lock = threading.Lock()
+        self._made = 1
+        self._idle.put(self._new_evaluator())
+
+    def _new_evaluator(self) -> tuple[Any, Any]:
+        import regopy
+
+        return regopy.Interpreter(), self.policy_bundle.compile([ENTRYPOINT])
+
+    def _take_evaluator(self) -> tuple[Any, Any]:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            grow = self._made < self._max_evaluators
+            if grow:
+                self._made += 1
+        return self._new_evaluator() if grow else self._idle.get()
 
     def _evaluate(self, prepared: dict[str, Any]) -> Any:
         from regopy.rego_shared import rego, rego_output_string
 
         rego_input = rego_input_from(prepared)
-        with self._lock:
+        evaluator = self._take_evaluator()
+        interpreter, compiled = evaluator
+        try:
             try:
-                if rego.regoSetInput(self._interpreter._impl, rego_input) != 0:
+                if rego.regoSetInput(interpreter._impl, rego_input) != 0:
                     raise PolicyError("regopy refused the policy input")
             finally:
                 rego.regoFreeInput(rego_input)
             # The low-level call avoids regopy's Output wrapper, which parses the JSON twice.
-            out = rego.regoBundleQueryEntrypoint(self._interpreter._impl, self._compiled._impl,
-                                                 self._entrypoint)
+            out = rego.regoBundleQueryEntrypoint(interpreter._impl, compiled._impl, self._entrypoint)
             if not out:
                 raise PolicyError("policy evaluation failed (regopy returned no output)")
             try:
                 text = rego_output_string(out)
             finally:
                 rego.regoFreeOutput(out)  # regopy's Output wrapper would free it; we must
+        finally:
+            self._idle.put(evaluator)
         return _first_expression(text)
 
 

@@ -42,21 +42,11 @@ requested_sources := stated_sources if count(stated_sources) > 0
 
 requested_sources := object.keys(data.sources) if count(stated_sources) == 0
 
-# The same two requests in the form object.filter takes (see visible_categories in
-# authz.rego): the list as given when it is a non-empty array (no copy into a set), else the
-# set above.
-category_filter := input.resource.categories if categories_listed
-
-category_filter := requested_categories if not categories_listed
-
+# Whether the categories or sources asked for came as a non-empty list (the usual form).
 categories_listed if {
 	is_array(input.resource.categories)
 	count(input.resource.categories) > 0
 }
-
-source_filter := input.resource.sources if sources_listed
-
-source_filter := requested_sources if not sources_listed
 
 sources_listed if {
 	is_array(input.resource.sources)
