@@ -123,6 +123,7 @@ class ColumnarEncoder:
         spec = self._spec("postcode")
         self._pc_validate = spec.validate if spec else True
         self._caches: dict[str, dict[str, tuple]] = {}
+        self._dob_tokens: dict[date, tuple] = {}
 
     def _spec(self, name: str) -> Any:
         return self.mapping.identity.get(name) if self.mapping is not None else None
@@ -162,16 +163,30 @@ class ColumnarEncoder:
         f = " ".join(w)
         return (None, f, self.h["name"](f), self.h["name_phon"](phonetic(f)))
 
+    def _tk(self, group: str, value: str) -> int:
+        """Token of a standardised value through the encoder's per-group cache (small groups)."""
+        cache = self.enc._token_cache[group]
+        t = cache.get(value)
+        if t is None:
+            t = cache[value] = self.h[group](value)
+        return t
+
     def _dob(self, v: str) -> tuple:
         try:
             d = parse_birth_date(v, self._dob_format, self.today)
         except ValueError as exc:
             return (Problem("date_of_birth", str(exc), False), None, None, None, None, None)
-        swap = swap_day_month(d)
-        dob = self.h["dob"]
-        return (None, dob(d.isoformat()), dob(swap.isoformat()) if swap else None,
-                self.h["dob_year"](f"{d.year:04d}"), self.h["dob_month"](f"{d.month:02d}"),
-                self.h["dob_day"](f"{d.day:02d}"))
+        # The same date in another format: reuse its tokens.
+        done = self._dob_tokens.get(d)
+        if done is None:
+            swap = swap_day_month(d)
+            done = self._dob_tokens[d] = (
+                None, self.h["dob"](d.isoformat()), self.h["dob"](swap.isoformat()) if swap else None,
+                self._tk("dob_year", f"{d.year:04d}"), self._tk("dob_month", f"{d.month:02d}"),
+                self._tk("dob_day", f"{d.day:02d}"))
+            if len(self._dob_tokens) > _CACHE_LIMIT:
+                self._dob_tokens.clear()
+        return done
 
     def _postcode(self, v: str) -> tuple:
         try:
@@ -179,8 +194,8 @@ class ColumnarEncoder:
         except ValueError as exc:
             return (Problem("postcode", str(exc), False), None, None, None, _AREA_NONE)
         area = json.dumps({"postcode_district": district, "postcode_sector": sector}, separators=(",", ":"))
-        return (None, self.h["postcode"](pc), self.h["pc_sector"](sector) if sector else None,
-                self.h["pc_district"](district) if district else None, area)
+        return (None, self.h["postcode"](pc), self._tk("pc_sector", sector) if sector else None,
+                self._tk("pc_district", district) if district else None, area)
 
     def _sex(self, v: str) -> tuple:
         try:

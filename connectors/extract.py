@@ -29,6 +29,7 @@ from connectors.columnar import ColumnarEncoder, EncodedBatch, records_to_column
 from connectors.content import encrypt_batch, indicators_json
 from connectors.keys import KeyRing
 from connectors.mapping import Mapping
+from connectors.parallel import encode_in_order
 from connectors.pseudonymise import (
     BLOCKING_COLUMNS,
     CLK_COLUMNS,
@@ -143,8 +144,11 @@ def pseudonymise_extract(
     settings: EncodingSettings | dict | None = None,
     progress: Callable[[int], None] | None = None,
     batch_size: int = BATCH_SIZE,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Read, standardise, pseudonymise and write one split extract; returns the manifest.
+
+    `workers` > 1 encodes batches in that many forked worker processes (connectors.parallel).
 
     Raises SourceError / MappingError (input unreadable, wrong schema, mapped column
     missing) or ExtractError, with nothing written to `out_dir`.
@@ -162,7 +166,8 @@ def pseudonymise_extract(
     tmp.mkdir()
     try:
         manifest = _write_extract(
-            tmp, keyring, kind, source_name, str(input), mapping, settings, progress, batch_size
+            tmp, keyring, kind, source_name, str(input), mapping, settings, progress, batch_size,
+            workers,
         )
         _swap_into_place(tmp, out)
     except BaseException:
@@ -202,15 +207,19 @@ def _write_extract(
     settings: EncodingSettings,
     progress: Callable[[int], None] | None,
     batch_size: int,
+    workers: int,
 ) -> dict[str, Any]:
     extract_id = uuid.uuid4().hex
-    encoder = ColumnarEncoder(IdentityEncoder(keyring, settings), mapping)
     content_key = keyring.content_key()
     counts = {"read": 0, "accepted": 0, "rejected": 0, "fields_dropped": 0}
     writers = _Writers(tmp)
+
+    def make_encoder() -> ColumnarEncoder:
+        return ColumnarEncoder(IdentityEncoder(keyring, settings), mapping)
+
+    source = (((rows, inds), cols) for rows, cols, inds in _column_batches(kind, input, mapping, batch_size))
     try:
-        for row_numbers, columns, indicators in _column_batches(kind, input, mapping, batch_size):
-            encoded = encoder.encode_columns(columns)
+        for (row_numbers, indicators), encoded in encode_in_order(source, make_encoder, workers):
             for i, problems in encoded.problems.items():
                 rejected = not encoded.accepted[i]
                 action = "rejected" if rejected else "field_dropped"

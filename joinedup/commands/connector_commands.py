@@ -25,6 +25,8 @@ from connectors.sources import KINDS, SourceError
               help="Output directory of the split extract (replaced atomically).")
 @click.option("--hardening", type=click.Choice(["none", "blip"]), default=None,
               help="Bloom-filter hardening (default: the home's [encoding] setting, else none).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes that encode batches (2 on a 2-core machine roughly doubles speed).")
 def extract_command(
     home: Path | None,
     kind: str,
@@ -33,6 +35,7 @@ def extract_command(
     mapping_file: Path | None,
     out_dir: Path,
     hardening: str | None,
+    workers: int,
 ) -> None:
     """Pseudonymise a source into a split extract (linkage, content, keymap, rejects, manifest)."""
     from connectors.extract import ExtractError, pseudonymise_extract, summary_line
@@ -56,7 +59,8 @@ def extract_command(
     with _progress_bar() as advance:
         try:
             manifest = pseudonymise_extract(
-                keyring, kind, source_name, input_, override, out_dir, settings, progress=advance
+                keyring, kind, source_name, input_, override, out_dir, settings, progress=advance,
+                workers=workers,
             )
         except (SourceError, MappingError, ExtractError) as exc:
             raise click.ClickException(str(exc)) from exc
