@@ -72,26 +72,25 @@ def main() -> None:
             s = time.perf_counter()
             collate.resolve_identifiers(ctx, ids[0], scorer=scorer)  # loads the run once
             print(f"first resolution (loads the run): {(time.perf_counter() - s) * 1000:.0f} ms")
-            times = []
+            # Interleaved, so both see the same cache state: the whole resolution, and the
+            # scorer alone (the linkage unit's part) on the same encoded probe.
+            from linkage.collation.resolve import default_scorer
+
+            index = collate.current_run_index(ctx)
+            score = scorer or default_scorer()
+            times, parts = [], []
             outcomes: dict[str, int] = {}
             for one in ids:
                 s = time.perf_counter()
                 r = collate.resolve_identifiers(ctx, one, scorer=scorer)
                 times.append((time.perf_counter() - s) * 1000)
                 outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
-            print(f"resolution: n={len(times)} p50={pct(times, .5):.2f} ms p95={pct(times, .95):.2f} ms "
-                  f"max={max(times):.2f} ms outcomes={outcomes}")
-            # The scorer alone (the linkage unit's part) on the same encoded probes.
-            from linkage.collation.resolve import default_scorer
-
-            index = collate.current_run_index(ctx)
-            score = scorer or default_scorer()
-            encoded = [collate.encode_identity(ctx, index, one) for one in ids]
-            parts = []
-            for enc in encoded:
+                enc = collate.encode_identity(ctx, index, one)
                 s = time.perf_counter()
                 score(index.run_dir, enc)
                 parts.append((time.perf_counter() - s) * 1000)
+            print(f"resolution: n={len(times)} p50={pct(times, .5):.2f} ms p95={pct(times, .95):.2f} ms "
+                  f"max={max(times):.2f} ms outcomes={outcomes}")
             print(f"  of which the scorer alone: p50={pct(parts, .5):.2f} ms p95={pct(parts, .95):.2f} ms")
 
             for one in ids:
