@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb
 
+from linkage.clk import clk_struct_sql
 from linkage.settings import BLOCKING_COLUMNS, CLK_COLUMNS, TOKEN_COLUMNS
 
 # What the linkage unit keeps of an extract (the keymap and rejects stay at the source).
@@ -199,15 +200,29 @@ def extract_from_dir(extract_dir: Path) -> IngestedExtract:
     return IngestedExtract(m["extract_id"], m["source"], m["kind"], Path(extract_dir))
 
 
-def stack_sql(extracts: list[IngestedExtract]) -> str:
-    """SQL stacking every extract's linkage rows into one table for the model.
+def clk_bits_of(extracts: list[IngestedExtract]) -> int:
+    """The CLK size the extracts share (from their manifests); they must agree, since
+    Bloom filters of different sizes cannot be compared."""
+    sizes = {}
+    for e in extracts:
+        encoding = read_manifest(e.path).get("encoding") or {}
+        sizes[e.source] = int(encoding.get("clk_bits", 1024))
+    if len(set(sizes.values())) > 1:
+        raise IngestError(f"extracts use different CLK sizes: {sizes}")
+    return next(iter(sizes.values()))
 
-    Each record gets an integer unique_id and its source; CLKs are cast to BIT once, with
-    their popcount beside them (see `linkage.settings.dice_sql`).
+
+def stack_sql(extracts: list[IngestedExtract], clk_words: int | None = None) -> str:
+    """SQL stacking every extract's linkage rows into one table.
+
+    Each record gets an integer unique_id and its source. With `clk_words`, each CLK
+    becomes the words struct the Dice macro reads (`linkage.clk`); without, the BLOBs
+    are kept as they are (what records.parquet holds).
     """
-    clks = ", ".join(
-        f"{c}::BIT AS {c}, bit_count({c}::BIT) AS {c}_n" for c in CLK_COLUMNS
-    )
+    if clk_words is None:
+        clks = ", ".join(CLK_COLUMNS)
+    else:
+        clks = ", ".join(f"{clk_struct_sql(c, clk_words)} AS {c}" for c in CLK_COLUMNS)
     plain = ", ".join(TOKEN_COLUMNS + BLOCKING_COLUMNS)
     parts = [
         f"SELECT '{_sql_str(e.source)}' AS source, ref, {plain}, {clks} "

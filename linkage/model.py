@@ -8,11 +8,17 @@ Term-frequency adjustments apply to the token columns named in the settings.
 from __future__ import annotations
 
 import logging
+import math
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 import duckdb
 from splink import DuckDBAPI, Linker
+from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
+from splink.internals.m_u_records_to_parameters import (
+    append_u_probability_to_comparison_level_trained_probabilities,
+)
 from splink.internals.splink_dataframe import SplinkDataFrame
 
 from linkage.settings import splink_settings
@@ -47,9 +53,7 @@ def train(
         # Too few records for a deterministic match: keep the settings' prior.
         logging.getLogger(__name__).info("prior not estimated: %s", exc)
     step("u")
-    linker.training.estimate_u_using_random_sampling(
-        max_pairs=training["u_max_pairs"], seed=training.get("seed")
-    )
+    estimate_u(linker, training["u_max_pairs"], training.get("seed") or 0)
     for rule in training["em_blocking_rules"]:
         step(f"m: {rule}")
         linker.training.estimate_parameters_using_expectation_maximisation(
@@ -57,6 +61,95 @@ def train(
             estimate_without_term_frequencies=True,
             max_pairs=training["em_max_pairs"],
         )
+    floor_disagreement_m(linker, training.get("disagreement_m_floor", 0.0))
+
+
+def floor_disagreement_m(linker: Linker, floor: float) -> list[str]:
+    """Raise m of each comparison's "all other" level to at least `floor`.
+
+    EM can drive m of a disagreement level to ~0 (it did for "sex differs": 3e-13), which
+    makes that one field a veto (-40 bits) whatever else agrees; a recording error in a
+    single field must not outweigh every other field. Returns the comparisons changed.
+    """
+    changed = []
+    if floor <= 0:
+        return changed
+    for comp in linker._settings_obj.comparisons:
+        levels = comp._comparison_levels_excluding_null
+        other = [lv for lv in levels if lv._is_else_level]
+        if not other:
+            continue
+        level = other[0]
+        m = level.m_probability
+        if m is not None and m < floor:
+            level.m_probability = floor
+            level._add_trained_m_probability(floor, f"floored at {floor} (was {m:.3g})")
+            changed.append(comp.output_column_name)
+    return changed
+
+
+def _sample_size_for_pairs(pairs: float) -> int:
+    # n records give n(n-1)/2 pairs; solve for n.
+    return int(math.ceil(0.5 * (math.sqrt(8 * pairs + 1) + 1)))
+
+
+def estimate_u(linker: Linker, max_pairs: float, seed: int) -> dict[str, dict[int, int]]:
+    """u by random sampling, in one pass over the sampled pairs.
+
+    Splink's own estimator runs one chunked query per comparison (each re-joining the
+    sample, ~90 queries in all); with several Dice levels per comparison that was most
+    of a FEBRL-size link. Here every comparison's level is computed in a single scan of
+    the sampled pairs, and counted per comparison. The estimate is Splink's: u of a
+    level = its share of the sampled pairs whose comparison is not null; a level never
+    seen is recorded as "not observed" (Splink then uses u = 1e-6), as Splink does.
+    Returns the counts (comparison -> level value -> pairs) for tests and the report.
+    """
+    settings_obj = linker._settings_obj
+    comparisons = settings_obj.comparisons
+    con = linker._db_api._con
+    n_sample = _sample_size_for_pairs(max_pairs)
+    # A seeded hash order is a deterministic sample whatever the thread count.
+    sample = (
+        f"SELECT * FROM {RECORDS_TABLE} "
+        f"ORDER BY hash(unique_id + {int(seed)}), unique_id LIMIT {n_sample}"
+    )
+    columns = [
+        d[0] for d in con.execute(f"SELECT * FROM {RECORDS_TABLE} LIMIT 0").description
+        if d[0] not in ("unique_id", "source", "ref")
+    ]
+    pair_cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in columns)
+    gammas = ", ".join(c._case_statement.replace("\n", " ") for c in comparisons)
+    table = f"__jup_u_gammas_{secrets.token_hex(4)}"
+    con.execute(
+        f"""CREATE TEMP TABLE {table} AS
+            WITH s AS ({sample}),
+                 pairs AS (SELECT {pair_cols} FROM s l JOIN s r ON l.unique_id < r.unique_id)
+            SELECT {gammas} FROM pairs"""
+    )
+    counts: dict[str, dict[int, int]] = {}
+    try:
+        for comp in comparisons:
+            gamma = comp._gamma_column_name
+            rows = con.execute(
+                f"SELECT {gamma}, count(*) FROM {table} WHERE {gamma} <> -1 GROUP BY ALL"
+            ).fetchall()
+            counts[comp.output_column_name] = {int(g): int(n) for g, n in rows}
+    finally:
+        con.execute(f"DROP TABLE {table}")
+    for comp in comparisons:
+        seen = counts[comp.output_column_name]
+        total = sum(seen.values())
+        lookup = {
+            comp.output_column_name: {
+                cvv: {"u_probability": (n / total if n else LEVEL_NOT_OBSERVED_TEXT)}
+                for cvv, n in seen.items()
+            }
+        }
+        for level in comp._comparison_levels_excluding_null:
+            append_u_probability_to_comparison_level_trained_probabilities(
+                level, lookup, comp.output_column_name, "estimate u by random sampling"
+            )
+    return counts
 
 
 def predict(linker: Linker, threshold: float) -> SplinkDataFrame:

@@ -22,9 +22,10 @@ from typing import Any
 import duckdb
 
 from linkage import model
+from linkage.clk import create_dice_macro, words_for_bits
 from linkage.clustering import assign_stable_ids, fingerprint_sql
-from linkage.ingest import IngestedExtract, stack_sql
-from linkage.settings import CLK_COLUMNS, default_settings, save_settings, validate_settings
+from linkage.ingest import IngestedExtract, clk_bits_of, stack_sql
+from linkage.settings import default_settings, save_settings, validate_settings
 
 Progress = Callable[[str], None]
 
@@ -90,7 +91,9 @@ def _run(
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     step("loading linkage files")
-    con.execute(f"CREATE TABLE records AS {stack_sql(extracts)}")
+    words = words_for_bits(clk_bits_of(extracts))
+    create_dice_macro(con, words)
+    con.execute(f"CREATE TABLE records AS {stack_sql(extracts, words)}")
     n_records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
     lap("load")
 
@@ -127,12 +130,13 @@ def _run(
         f"COPY (SELECT entity_id, source, ref FROM entities ORDER BY entity_id, source, ref) "
         f"TO '{tmp / 'entities.parquet'}' (FORMAT parquet)"
     )
-    blobs = ", ".join(f"{c}::BLOB AS {c}" for c in CLK_COLUMNS)
-    drop = ", ".join(CLK_COLUMNS + tuple(f"{c}_n" for c in CLK_COLUMNS))
+    # records.parquet keeps the CLKs as the extracts' BLOBs: read them again rather than
+    # carry both forms through the run.
     con.execute(
-        f"""COPY (SELECT r.* EXCLUDE ({drop}), {blobs}, e.entity_id, c.fingerprint
-                  FROM records r JOIN entities e USING (unique_id)
-                  JOIN clustered c USING (unique_id))
+        f"""COPY (SELECT r.* EXCLUDE (unique_id), e.entity_id, c.fingerprint
+                  FROM ({stack_sql(extracts)}) r
+                  JOIN entities e USING (source, ref)
+                  JOIN clustered c ON c.unique_id = e.unique_id)
             TO '{tmp / 'records.parquet'}' (FORMAT parquet)"""
     )
     lap("cluster")

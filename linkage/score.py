@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 
+from linkage.clk import WORD_BYTES, clk_struct_sql, create_dice_macro, words_for_bits
 from linkage.settings import BLOCKING_COLUMNS, CLK_COLUMNS, TOKEN_COLUMNS
 
 _RULE_TERM = re.compile(r"^\s*l\.(\w+)\s*=\s*r\.(\w+)\s*$", re.IGNORECASE)
@@ -113,11 +114,16 @@ class RunScorer:
                 if lv.get("tf_adjustment_column")
             }
         )
-        clks = ", ".join(f"{c}::BIT AS {c}, bit_count({c}::BIT) AS {c}_n" for c in CLK_COLUMNS)
+        source = f"read_parquet('{_q(str(records))}')"
+        clk_bytes = self.con.execute(
+            f"SELECT max(greatest({', '.join(f'octet_length({c})' for c in CLK_COLUMNS)})) "
+            f"FROM {source}"
+        ).fetchall()[0][0]
+        self.words = words_for_bits(8 * (clk_bytes or WORD_BYTES))
+        create_dice_macro(self.con, self.words)
+        clks = ", ".join(f"{clk_struct_sql(c, self.words)} AS {c}" for c in CLK_COLUMNS)
         plain = ", ".join(("source", "ref", "entity_id") + TOKEN_COLUMNS + BLOCKING_COLUMNS)
-        self.con.execute(
-            f"CREATE TABLE base AS SELECT {plain}, {clks} FROM read_parquet('{_q(str(records))}')"
-        )
+        self.con.execute(f"CREATE TABLE base AS SELECT {plain}, {clks} FROM {source}")
         self.tf: dict[str, dict[int, float]] = {}
         select_tf, joins = [], []
         for col in self.tf_columns:
@@ -141,7 +147,6 @@ class RunScorer:
         self.weight_sql = _weight_sql(model)
         self.columns = (
             list(TOKEN_COLUMNS + BLOCKING_COLUMNS + CLK_COLUMNS)
-            + [f"{c}_n" for c in CLK_COLUMNS]
             + [f"tf_{c}" for c in self.tf_columns]
         )
 
@@ -161,17 +166,18 @@ class RunScorer:
             probe_cols.append(f"?::BIGINT AS {col}")
             params.append(probe.get(col))
         for col in CLK_COLUMNS:
-            probe_cols.append(f"?::BLOB::BIT AS {col}")
+            probe_cols.append(f"?::BLOB AS {col}")
             params.append(probe.get(col))
         for col in self.tf_columns:
             probe_cols.append(f"?::DOUBLE AS tf_{col}")
             params.append(self.tf[col].get(probe.get(col)))
         # Positional parameters bind in text order: the rule values (cand), then the probe.
         pair_cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in self.columns)
+        clk_structs = ", ".join(f"{clk_struct_sql(c, self.words)} AS {c}" for c in CLK_COLUMNS)
         sql = f"""
             WITH cand AS (SELECT * FROM records r WHERE {' OR '.join(conds)}),
                  l0 AS (SELECT {', '.join(probe_cols)}),
-                 l AS (SELECT *, {', '.join(f'bit_count({c}) AS {c}_n' for c in CLK_COLUMNS)} FROM l0),
+                 l AS (SELECT * REPLACE ({clk_structs}) FROM l0),
                  pairs AS (SELECT r.source, r.ref, r.entity_id, {pair_cols} FROM l, cand r)
             SELECT source, ref, entity_id, {self.weight_sql} AS match_weight FROM pairs
         """

@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from linkage.clk import DICE_FUNCTION
+
 SCHEMA_VERSION = 1
 
 # The encoded columns a linkage.parquet carries (besides `ref`).
@@ -38,16 +40,13 @@ class SettingsError(Exception):
 
 
 def dice_sql(column: str) -> str:
-    """Dice coefficient of two CLKs in DuckDB.
+    """Dice coefficient of a pair's two CLKs.
 
-    The stacked records table holds each CLK already cast to BIT and its popcount in
-    `<column>_n` (see `linkage.ingest.stack_extracts`): casting a BLOB per comparison
-    costs as much again as the comparison itself.
+    `jup_dice` is a DuckDB macro over the CLK word structs of the stacked records table
+    (`linkage.clk`): integer popcounts of 128-bit words, with each CLK's own popcount
+    computed once per record rather than once per pair.
     """
-    return (
-        f"(2.0 * bit_count({column}_l & {column}_r) / "
-        f"nullif({column}_n_l + {column}_n_r, 0))"
-    )
+    return f"{DICE_FUNCTION}({column}_l, {column}_r)"
 
 
 def _null(*columns: str) -> dict[str, Any]:
@@ -174,22 +173,28 @@ def _default_comparisons() -> list[dict[str, Any]]:
 
 
 def _default_blocking_rules() -> list[str]:
-    # The keyed blocking keys the connectors compute, plus exact identifier tokens and
-    # two combinations that catch what the keys miss (a day/month swap, a moved person).
+    # Every rule pairs a near-unique field (identifier token, full date of birth,
+    # postcode) with a second one, or three name/date parts together, so that block
+    # sizes stay flat as the population grows: rules on a name plus a birth year, or a
+    # postcode plus a locality, made 6.7M pairs from 187k synthetic records (quadratic in
+    # the population); these make 0.4M. Together they still catch a pair that has any
+    # one or two fields wrong (typo, nickname, new surname, move, date typo or swap).
     return [
-        "l.bk_fam_yob = r.bk_fam_yob",
-        "l.bk_given_dob = r.bk_given_dob",
-        "l.bk_pc_given = r.bk_pc_given",
-        "l.bk_fam_dob_md = r.bk_fam_dob_md",
         "l.tk_nhs = r.tk_nhs",
         "l.tk_nino = r.tk_nino",
-        "l.tk_given = r.tk_given AND l.tk_family = r.tk_family",
-        "l.tk_dob = r.tk_dob_swap AND l.tk_family_phon = r.tk_family_phon",
-        "l.tk_postcode = r.tk_postcode AND l.tk_dob_year = r.tk_dob_year",
-        "l.tk_dob = r.tk_dob AND l.tk_locality = r.tk_locality",
+        "l.bk_given_dob = r.bk_given_dob",
+        "l.tk_dob = r.tk_dob AND l.tk_family_phon = r.tk_family_phon",
+        "l.bk_pc_given = r.bk_pc_given",
+        "l.bk_fam_dob_md = r.bk_fam_dob_md AND l.tk_given_phon = r.tk_given_phon",
+        "l.tk_given_phon = r.tk_given_phon AND l.tk_family_phon = r.tk_family_phon "
+        "AND l.tk_dob_year = r.tk_dob_year",
         "l.tk_dob = r.tk_dob AND l.tk_pc_sector = r.tk_pc_sector",
-        "l.tk_family = r.tk_family AND l.tk_postcode = r.tk_postcode",
-        "l.tk_postcode = r.tk_postcode AND l.tk_locality = r.tk_locality",
+        "l.tk_dob = r.tk_dob AND l.tk_postcode = r.tk_postcode",
+        "l.tk_dob = r.tk_dob_swap AND l.tk_family_phon = r.tk_family_phon",
+        "l.tk_postcode = r.tk_postcode AND l.tk_family_phon = r.tk_family_phon",
+        "l.tk_dob = r.tk_dob AND l.tk_locality = r.tk_locality",
+        "l.tk_given_phon = r.tk_given_phon AND l.tk_family_phon = r.tk_family_phon "
+        "AND l.tk_locality = r.tk_locality",
     ]
 
 
@@ -199,7 +204,7 @@ def default_settings() -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "thresholds": {"cluster_match_probability": 0.95, "report_match_probability": 0.5},
         "training": {
-            "u_max_pairs": 1e6,
+            "u_max_pairs": 3e5,
             "seed": 42,
             # Deterministic rules used to estimate the prior (lambda), with their recall.
             "prior_rules": [
@@ -216,6 +221,10 @@ def default_settings() -> dict[str, Any]:
                 "l.tk_given = r.tk_given AND l.tk_family = r.tk_family",
             ],
             "em_max_pairs": 2e6,
+            # m of a comparison's "all other" level is at least this after EM, so no
+            # single disagreeing field vetoes a match (EM gave "sex differs" m = 3e-13); 0.002
+            # makes "sex differs" -8 bits: 0.01 (-5.6) let different-sex twins merge.
+            "disagreement_m_floor": 0.002,
         },
         "splink": {
             "link_type": "dedupe_only",
@@ -271,6 +280,12 @@ def validate_settings(doc: Any, where: str = "settings") -> dict[str, Any]:
             where,
             f"training.{name} must be a non-empty list of SQL strings",
         )
+    floor = training.get("disagreement_m_floor", 0.0)
+    _require(
+        isinstance(floor, int | float) and 0 <= floor < 0.5,
+        where,
+        "training.disagreement_m_floor must be a number in [0, 0.5)",
+    )
     _require(
         isinstance(training.get("prior_recall"), int | float) and 0 < training["prior_recall"] <= 1,
         where,
