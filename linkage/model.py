@@ -82,8 +82,9 @@ def floor_disagreement_m(linker: Linker, floor: float) -> list[str]:
         level = other[0]
         m = level.m_probability
         if m is not None and m < floor:
+            # Set directly, not added to the trained history: Splink would take the
+            # median of that history if anything re-populated m afterwards.
             level.m_probability = floor
-            level._add_trained_m_probability(floor, f"floored at {floor} (was {m:.3g})")
             changed.append(comp.output_column_name)
     return changed
 
@@ -149,6 +150,7 @@ def estimate_u(linker: Linker, max_pairs: float, seed: int) -> dict[str, dict[in
             append_u_probability_to_comparison_level_trained_probabilities(
                 level, lookup, comp.output_column_name, "estimate u by random sampling"
             )
+    linker._populate_m_u_from_trained_values()
     return counts
 
 

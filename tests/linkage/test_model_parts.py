@@ -1,0 +1,147 @@
+"""The parts of the linkage model that replace or adjust Splink's defaults: Dice on CLK
+words, the one-pass u estimator, the m floor, and the blocking rules person scoring uses."""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+import numpy as np
+import pytest
+from splink import DuckDBAPI, Linker
+
+from connectors.keys import KeyRing, new_master_secret
+from linkage import model
+from linkage.clk import clk_struct_sql, create_dice_macro, words_for_bits
+from linkage.ingest import clk_bits_of, extract_from_dir, stack_sql
+from linkage.score import _parse_rule
+from linkage.settings import SettingsError, default_settings, splink_settings, validate_settings
+from tests.linkage.quality import build_extracts
+
+logging.getLogger("splink").setLevel(logging.ERROR)
+
+
+def _random_clks(rng: np.random.Generator, n: int, n_bytes: int) -> list[bytes | None]:
+    # Sparse-ish filters like real CLKs (about 1/4 of bits set), high bits included.
+    out: list[bytes | None] = []
+    for i in range(n):
+        if i % 17 == 0:
+            out.append(None)
+            continue
+        bits = rng.random(n_bytes * 8) < 0.25
+        out.append(np.packbits(bits).tobytes())
+    return out
+
+
+@pytest.mark.parametrize("clk_bits", [1024, 1088, 64])
+def test_word_dice_equals_bit_string_dice(clk_bits):
+    rng = np.random.default_rng(clk_bits)
+    clks = _random_clks(rng, 60, clk_bits // 8)
+    con = duckdb.connect()
+    words = words_for_bits(clk_bits)
+    create_dice_macro(con, words)
+    con.execute("CREATE TABLE t (id INTEGER, clk BLOB)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(clks)))
+    con.execute(f"CREATE TABLE w AS SELECT id, clk, {clk_struct_sql('clk', words)} AS s FROM t")
+    rows = con.execute(
+        """SELECT jup_dice(l.s, r.s),
+                  2.0 * bit_count(l.clk::BIT & r.clk::BIT)
+                      / (bit_count(l.clk::BIT) + bit_count(r.clk::BIT)),
+                  l.clk IS NULL OR r.clk IS NULL
+           FROM w l, w r"""
+    ).fetchall()
+    assert len(rows) == 3600
+    for ours, reference, has_null in rows:
+        if has_null:
+            assert ours is None
+        else:
+            assert ours == pytest.approx(reference, abs=1e-12)
+    # a CLK against itself is 1, and some pairs are neither 0 nor 1
+    assert {round(r[0], 9) for r in rows if r[0] is not None} - {0.0, 1.0}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("model_parts")
+    dirs = build_extracts(root / "src", root / "staged", KeyRing(new_master_secret(), "p"), 150, seed=5)
+    extracts = [extract_from_dir(d) for d in dirs.values()]
+    return extracts
+
+
+def _linker(extracts, settings):
+    con = duckdb.connect()
+    words = words_for_bits(clk_bits_of(extracts))
+    create_dice_macro(con, words)
+    con.execute(f"CREATE TABLE records AS {stack_sql(extracts, words)}")
+    return con, model.make_linker(con, settings)
+
+
+def test_one_pass_u_equals_splink_on_all_pairs(small):
+    """With a budget above the number of pairs both estimators see every pair, so their u
+    must agree exactly: same levels, same shares, same 'not observed' levels."""
+    settings = default_settings()
+    con, ours = _linker(small, settings)
+    n = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
+    budget = float(n * n)  # more than n(n-1)/2
+    counts = model.estimate_u(ours, budget, seed=1)
+    assert sum(counts["date_of_birth"].values()) > 0
+    db_api = DuckDBAPI(connection=con)
+    splinks = Linker(db_api.register("records"), splink_settings(settings), log_level=None)
+    splinks.training.estimate_u_using_random_sampling(
+        max_pairs=budget, seed=1, min_count_per_level=None, num_chunks=1
+    )
+    compared = 0
+    for mine, theirs in zip(ours._settings_obj.comparisons, splinks._settings_obj.comparisons,
+                            strict=True):
+        for a, b in zip(mine._comparison_levels_excluding_null,
+                        theirs._comparison_levels_excluding_null, strict=True):
+            where = (mine.output_column_name, a.label_for_charts)
+            if b.u_probability is None:
+                assert a.u_probability is None, where
+            else:
+                assert a.u_probability == pytest.approx(b.u_probability, rel=1e-9), where
+            compared += 1
+    assert compared >= 25
+
+
+def test_disagreement_m_is_floored_and_validated(small):
+    settings = default_settings()
+    settings["training"]["disagreement_m_floor"] = 0.002
+    _con, linker = _linker(small, settings)
+    model.train(linker, settings)
+    for comp in linker._settings_obj.comparisons:
+        other = [lv for lv in comp._comparison_levels_excluding_null if lv._is_else_level][0]
+        assert other.m_probability >= 0.002, comp.output_column_name
+    # EM drives 'sex differs' to ~0 on this data; the floor is what is left
+    sex = next(c for c in linker._settings_obj.comparisons if c.output_column_name == "sex")
+    assert sex._comparison_levels_excluding_null[-1].m_probability >= 0.002
+    bad = default_settings()
+    bad["training"]["disagreement_m_floor"] = 0.7
+    with pytest.raises(SettingsError, match="disagreement_m_floor"):
+        validate_settings(bad)
+
+
+def test_floor_leaves_higher_m_alone(small):
+    settings = default_settings()
+    _con, linker = _linker(small, settings)
+    model.train(linker, settings)
+    before = {c.output_column_name: [lv.m_probability for lv in c._comparison_levels_excluding_null]
+              for c in linker._settings_obj.comparisons}
+    changed = model.floor_disagreement_m(linker, 1e-9)
+    after = {c.output_column_name: [lv.m_probability for lv in c._comparison_levels_excluding_null]
+             for c in linker._settings_obj.comparisons}
+    assert changed == [] or all(before[c][-1] < 1e-9 for c in changed)
+    assert {c: v for c, v in before.items() if c not in changed} == {
+        c: v for c, v in after.items() if c not in changed
+    }
+
+
+def test_default_blocking_rules_are_scoreable_conjunctions():
+    rules = default_settings()["splink"]["blocking_rules_to_generate_predictions"]
+    for rule in rules:
+        terms = _parse_rule(rule)
+        assert terms, rule  # person scoring binds every rule to the probe's values
+        # no rule blocks on a low-cardinality field alone (blocks would grow with the
+        # population): a lone term must be an identifier or a keyed blocking key
+        if len(terms) == 1:
+            assert terms[0][0].startswith(("tk_nhs", "tk_nino", "bk_")), rule
