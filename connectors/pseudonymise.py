@@ -31,7 +31,8 @@ bench/bench_extract.py --separation, figures in bench/RESULTS-extract.md).
 
 Speed: every distinct value is tokenised once per key (per-field caches), every distinct
 bigram is hashed once per key, and CLKs of a batch are built with numpy (OR-reduce of the
-cached bigram bit vectors).
+cached bigram bit vectors). HMACs use `KeyedHash` (pre-keyed SHA-256 states). The extract
+uses the column-wise batch path in `connectors.columnar`, which gives the same columns.
 """
 
 from __future__ import annotations
