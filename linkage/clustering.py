@@ -118,3 +118,78 @@ def _bulk_insert(con: duckdb.DuckDBPyConnection, assigned: dict[str, str]) -> No
 
 def _q(value: str) -> str:
     return value.replace("'", "''")
+
+
+def cluster_with_identifier_guard(
+    con: duckdb.DuckDBPyConnection,
+    predictions_table: str,
+    records_table: str,
+    threshold: float,
+) -> tuple[str, int]:
+    """Connected components of the pairs at or above `threshold`, strongest pair first,
+    refusing a merge that would join two records of one source holding different NHS
+    numbers (or NINOs): one weak link must not chain two people together when a
+    source's own identifiers say they differ. Creates a table (unique_id, cluster_id)
+    covering every record; returns its name and the number of merges refused.
+
+    Plain connected components (Splink's) merge whole chains through a single link;
+    taking pairs in descending probability means the strong links form the clusters
+    first and the weak link that would join two conflicting clusters is the one refused.
+    """
+    records = con.execute(
+        f"SELECT unique_id, source, tk_nhs, tk_nino FROM {records_table} ORDER BY unique_id"
+    ).fetchall()
+    index = {uid: i for i, (uid, *_rest) in enumerate(records)}
+    parent = list(range(len(records)))
+    # per root: {(source, "nhs" | "nino"): set of tokens}, only for records that have one
+    ids: dict[int, dict[tuple[str, str], set[int]]] = {}
+    for i, (_uid, source, nhs, nino) in enumerate(records):
+        held = {}
+        if nhs is not None:
+            held[(source, "nhs")] = {nhs}
+        if nino is not None:
+            held[(source, "nino")] = {nino}
+        if held:
+            ids[i] = held
+
+    def find(i: int) -> int:
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:  # path compression
+            parent[i], i = root, parent[i]
+        return root
+
+    edges = con.execute(
+        f"SELECT unique_id_l, unique_id_r FROM {predictions_table} "
+        f"WHERE match_probability >= {float(threshold)} "
+        "ORDER BY match_probability DESC, unique_id_l, unique_id_r"
+    ).fetchall()
+    refused = 0
+    for uid_l, uid_r in edges:
+        a, b = find(index[uid_l]), find(index[uid_r])
+        if a == b:
+            continue
+        held_a, held_b = ids.get(a, {}), ids.get(b, {})
+        if len(held_a) < len(held_b):
+            a, b, held_a, held_b = b, a, held_b, held_a
+        if any(key in held_a and not (held_a[key] & tokens) for key, tokens in held_b.items()):
+            refused += 1
+            continue
+        parent[b] = a
+        if held_b:
+            for key, tokens in held_b.items():
+                held_a.setdefault(key, set()).update(tokens)
+            ids[a] = held_a
+            del ids[b]
+    import pyarrow as pa
+
+    table = pa.table({
+        "unique_id": [r[0] for r in records],
+        "cluster_id": [records[find(i)][0] for i in range(len(records))],
+    })
+    name = "guarded_clusters"
+    con.register("guarded_clusters_arrow", table)
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM guarded_clusters_arrow")
+    con.unregister("guarded_clusters_arrow")
+    return name, refused

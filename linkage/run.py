@@ -23,7 +23,7 @@ import duckdb
 
 from linkage import model
 from linkage.clk import create_dice_macro, words_for_bits
-from linkage.clustering import assign_stable_ids, fingerprint_sql
+from linkage.clustering import assign_stable_ids, cluster_with_identifier_guard, fingerprint_sql
 from linkage.ingest import IngestedExtract, clk_bits_of, stack_sql
 from linkage.settings import default_settings, save_settings, validate_settings
 
@@ -116,13 +116,13 @@ def _run(
     lap("predict")
 
     step("clustering")
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
-        predictions, threshold_match_probability=thresholds["cluster_match_probability"]
+    clusters, refused = cluster_with_identifier_guard(
+        con, pred_table, "records", thresholds["cluster_match_probability"]
     )
     con.execute(
         f"""CREATE TABLE clustered AS
             SELECT c.cluster_id, r.unique_id, r.source, r.ref, {fingerprint_sql('r')} AS fingerprint
-            FROM {clusters.physical_name} c JOIN records r USING (unique_id)"""
+            FROM {clusters} c JOIN records r USING (unique_id)"""
     )
     previous_records = Path(previous_run) / "records.parquet" if previous_run else None
     changes = assign_stable_ids(con, "clustered", previous_records)
@@ -147,6 +147,7 @@ def _run(
     save_settings(settings, tmp / "settings.json")
     summary = _summary(con, extracts, n_records, changes, settings, tmp / "links.parquet")
     summary["timings_s"] = timings
+    summary["merges_refused_conflicting_identifiers"] = refused
     try:
         from linkage.report import write_report
 

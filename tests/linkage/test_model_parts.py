@@ -145,3 +145,42 @@ def test_default_blocking_rules_are_scoreable_conjunctions():
         # population): a lone term must be an identifier or a keyed blocking key
         if len(terms) == 1:
             assert terms[0][0].startswith(("tk_nhs", "tk_nino", "bk_")), rule
+
+
+def _guarded(records, edges, threshold=0.95):
+    from linkage.clustering import cluster_with_identifier_guard
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE recs (unique_id BIGINT, source VARCHAR, tk_nhs BIGINT, tk_nino BIGINT)")
+    con.executemany("INSERT INTO recs VALUES (?, ?, ?, ?)", records)
+    con.execute("CREATE TABLE preds (unique_id_l BIGINT, unique_id_r BIGINT, match_probability DOUBLE)")
+    con.executemany("INSERT INTO preds VALUES (?, ?, ?)", edges)
+    table, refused = cluster_with_identifier_guard(con, "preds", "recs", threshold)
+    rows = con.execute(f"SELECT unique_id, cluster_id FROM {table}").fetchall()
+    groups: dict = {}
+    for uid, cid in rows:
+        groups.setdefault(cid, set()).add(uid)
+    return sorted(sorted(g) for g in groups.values()), refused
+
+
+def test_guard_refuses_a_chain_joining_conflicting_nhs_numbers_of_one_source():
+    records = [(1, "nhs", 10, None), (2, "dwp", None, 7), (3, "nhs", 20, None), (4, "dwp", None, None)]
+    # 1-2 strong, 2-3 weak but above threshold: plain components would give {1, 2, 3}
+    clusters, refused = _guarded(records, [(1, 2, 0.99), (2, 3, 0.96), (3, 4, 0.97), (1, 4, 0.5)])
+    assert clusters == [[1, 2], [3, 4]] and refused == 1
+    # the strongest links win: had 2-3 been the strong one, 1 would be left out instead
+    clusters, _ = _guarded(records, [(1, 2, 0.96), (2, 3, 0.99)])
+    assert clusters == [[1], [2, 3], [4]]
+
+
+def test_guard_allows_duplicates_with_the_same_identifier_and_other_sources():
+    records = [(1, "nhs", 10, None), (2, "nhs", 10, None), (3, "dwp", None, 5),
+               (4, "council", None, 6), (5, "nhs", None, None)]
+    # same NHS number twice in one source (a duplicate), NINOs from different sources,
+    # and a record with no identifier: nothing conflicts, one entity
+    clusters, refused = _guarded(records, [(1, 2, 0.99), (2, 3, 0.98), (3, 4, 0.97), (4, 5, 0.96)])
+    assert clusters == [[1, 2, 3, 4, 5]] and refused == 0
+    # a NINO conflict inside one source is refused too
+    records = [(1, "dwp", None, 5), (2, "council", None, None), (3, "dwp", None, 6)]
+    clusters, refused = _guarded(records, [(1, 2, 0.99), (2, 3, 0.98)])
+    assert clusters == [[1, 2], [3]] and refused == 1
