@@ -306,3 +306,28 @@ def test_cli_as_a_stored_user_and_bad_input(world, ctx, tmp_path):
                               "--out", str(tmp_path / "lsoa")])
     assert hot.exit_code == 0, hot.output
     assert "(synthetic)" in (tmp_path / "lsoa" / "hotspots-lsoa.csv").read_text()
+
+
+def test_cli_provider_reads_its_referral_only(world, ctx, tmp_path):
+    from joinedup.users import User
+
+    home, built = world
+    person = pick_people(built, 16)[14]
+    ids = identifiers_of(built, person)
+    grant(ctx, ids)
+    full = collate.request_summary(ctx, ADVISER, ids, as_of=AS_OF)["summary"]
+    first = full["barriers"][0]["code"]
+    ctx.create_referral(User(**ADVISER), ids, "provider-b", [first], "employment_support")
+    ctx.close()
+    ident_file = tmp_path / "p.json"
+    ident_file.write_text(json.dumps(ids))
+    runner = CliRunner()
+    out = runner.invoke(cli, ["summary", "--home", str(home.root), "--identifiers", str(ident_file),
+                              "--as", "provider:provider-b:pb1", "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["categories_in_scope"] == [first]
+    assert [b["code"] for b in doc["barriers"]] == [first]
+    other = runner.invoke(cli, ["summary", "--home", str(home.root), "--identifiers", str(ident_file),
+                                "--as", "provider:provider-a:pa1"])
+    assert other.exit_code == 3 and "not been referred" in other.output
