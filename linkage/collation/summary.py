@@ -90,7 +90,9 @@ class BarrierSummary:
             )
         lines.append("")
         lines.append(
-            "Multiple disadvantage: " + ("yes (3 or more barrier areas)" if self.multiple_disadvantage else "no")
+            "Multiple disadvantage: "
+            + ("yes" if self.multiple_disadvantage else "no")
+            + f" ({len(self.barriers)} barrier area(s) on record in scope)"
         )
         if self.service_needs:
             lines.append("Service needs: " + "; ".join(self.service_needs))
