@@ -41,7 +41,13 @@ from linkage.collation import (
     write_outputs,
 )
 from linkage.collation.area_counts import ROW_TOTAL_COLUMN, SUPPRESSED_MARK, TOTAL_ROW
-from linkage.collation.resolve import MATCHED, Resolution, Scorer, resolve_person
+from linkage.collation.resolve import (
+    MATCHED,
+    Resolution,
+    ResolutionSettings,
+    Scorer,
+    resolve_person,
+)
 from linkage.collation.taxonomy import parse_date
 
 TAXONOMY_FILE = "taxonomy.toml"
@@ -238,8 +244,24 @@ def resolve_identifiers(
     """Which entity of the current run these identifiers belong to (for referrals too)."""
     index = current_run_index(ctx)
     encoded = encode_identity(ctx, index, identifiers)
-    return resolve_person(encoded, index.run_dir, scorer=scorer, entity_of=index.entity_of,
+    return resolve_person(encoded, index.run_dir, scorer=scorer,
+                          settings=resolution_settings(ctx.home.settings),
+                          entity_of=index.entity_of,
                           sharing_strong_identifier=index.sharing_strong_identifier(encoded))
+
+
+def resolution_settings(settings: dict) -> ResolutionSettings:
+    """Thresholds from the home's joinedup.toml `[resolution]` table (defaults if absent)."""
+    doc = settings.get("resolution", {})
+    known = {"match_probability", "plausible_probability"}
+    if not isinstance(doc, dict) or set(doc) - known:
+        raise CollationInputError(
+            f"joinedup.toml [resolution]: only {', '.join(sorted(known))} are allowed"
+        )
+    try:
+        return ResolutionSettings(**{k: float(v) for k, v in doc.items()})
+    except (TypeError, ValueError) as exc:
+        raise CollationInputError(f"joinedup.toml [resolution]: {exc}") from exc
 
 
 def person_key_of(ctx: ServiceContext, identifiers: dict) -> str:

@@ -73,3 +73,15 @@ def test_a_strong_identifier_of_another_person_forces_review():
     assert r.outcome == NEEDS_REVIEW and r.entity_id is None and "NI or NHS" in r.reason
     nobody = decide_resolution([("E2", 0.01)], sharing_strong_identifier={"E7"})
     assert nobody.outcome == NEEDS_REVIEW
+
+
+def test_resolution_thresholds_come_from_the_home_settings():
+    from joinedup.collate import CollationInputError, resolution_settings
+
+    assert resolution_settings({}) == ResolutionSettings()
+    tuned = resolution_settings({"resolution": {"match_probability": 0.99, "plausible_probability": 0.8}})
+    assert (tuned.match_probability, tuned.plausible_probability) == (0.99, 0.8)
+    with pytest.raises(CollationInputError, match=r"\[resolution\]: only"):
+        resolution_settings({"resolution": {"match": 0.9}})
+    with pytest.raises(CollationInputError, match=r"\[resolution\]"):
+        resolution_settings({"resolution": {"match_probability": 0.3}})
