@@ -20,7 +20,7 @@ provider_party if {
 	_ := input.resource.provider
 }
 
-# The agreements that apply (every party named, the purpose listed), as an object keyed by id.
+# The agreements that apply (every party named, the purpose listed): id -> [valid_from, valid_to].
 default covering := {}
 
 covering := data.indexes.agreements_for[input.subject.organisation][request.purpose] if {
@@ -37,7 +37,7 @@ covering := object.filter(
 }
 
 # Without a named asker, every agreement for the purpose naming the other parties applies.
-covering := {id: true | some id in scanned} if not is_string(input.subject.organisation)
+covering := {id: [a.valid_from, a.valid_to] | some id in scanned; a := data.agreements[id]} if not is_string(input.subject.organisation)
 
 scanned contains id if {
 	purpose := request.purpose
@@ -52,10 +52,9 @@ applicable := object.keys(covering)
 
 in_force contains id if {
 	date := request.date
-	some id, _ in covering
-	agreement := data.indexes.agreements[id]
-	agreement.valid_from <= date
-	date <= agreement.valid_to
+	some id, span in covering
+	span[0] <= date
+	date <= span[1]
 }
 
 # The parties named in a refusal (a party that is not a name cannot be shown).

@@ -159,8 +159,9 @@ def derive_indexes(data: dict[str, Any]) -> dict[str, Any]:
 
     - grants[role][action][organisation][purpose]: the role lists the action, the
       organisation is of a kind the role may act for, and the purpose allows the action;
-    - agreements_for[party][purpose]: the ids of the agreements naming that party and purpose;
-    - agreements[id]: an agreement's dates, and the categories and sources it covers.
+    - agreements_for[party][purpose]: the agreements naming that party and purpose, by id,
+      each with its [valid_from, valid_to];
+    - agreements[id]: the categories and sources an agreement covers.
     Sets are objects whose keys are the members (JSON has no sets). The entries are kept
     small on purpose: regopy copies every value a rule or lookup produces."""
     purposes_for = {
@@ -175,21 +176,20 @@ def derive_indexes(data: dict[str, Any]) -> dict[str, Any]:
             action: {o: purposes_for[action] for o in organisations}
             for action in role["actions"]
         }
-    # Per agreement: its dates and, as objects, what it covers.
+    # Per agreement: what it covers, as objects.
     agreements = {
         agreement_id: {
-            "valid_from": agreement["valid_from"],
-            "valid_to": agreement["valid_to"],
             "categories": dict.fromkeys(agreement["categories"], True),
             "sources": dict.fromkeys(agreement["sources"], True),
         }
         for agreement_id, agreement in data["agreements"].items()
     }
-    agreements_for: dict[str, dict[str, dict[str, bool]]] = {}
+    agreements_for: dict[str, dict[str, dict[str, list[str]]]] = {}
     for agreement_id, agreement in data["agreements"].items():
         for party in agreement["parties"]:
             for purpose in agreement["purposes"]:
-                agreements_for.setdefault(party, {}).setdefault(purpose, {})[agreement_id] = True
+                agreements_for.setdefault(party, {}).setdefault(purpose, {})[agreement_id] = [
+                    agreement["valid_from"], agreement["valid_to"]]
     return {"grants": grants, "agreements_for": agreements_for, "agreements": agreements}
 
 
