@@ -135,6 +135,10 @@ cases := [
 	 "expect": {"allow": true}},
 	{"name": "citizen: someone else's subject access", "input": object.union(simple(citizen, "audit.subject_access"), {"resource": {"person_key": "0000"}}),
 	 "expect": deny("You can only ask about, or give consent for, yourself.")},
+	{"name": "an organisation that is not a name is refused with a reason", "input": simple({"id": "g", "role": "governance", "organisation": 5}, "audit.verify"),
+	 "expect": deny("The organisation '' is not known to this service.")},
+	{"name": "adviser refers to a provider that is not a name", "input": referral_create(9),
+	 "expect": deny("'' is not a provider this service knows.")},
 	{"name": "citizen records own consent", "input": object.union(simple(citizen, "consent.record"), {"purpose": "employment_support", "resource": {"person_key": person}}),
 	 "expect": {"allow": true}},
 ]
