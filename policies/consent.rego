@@ -43,6 +43,19 @@ problems contains "The consent record has no expiry date." if {
 	not is_string(input.consent.expires_at)
 }
 
+# The engine writes an expiry it cannot read as "invalid"; that must not pass for a time.
+problems contains "The consent record's expiry date is not a valid time." if {
+	needed
+	status == "active"
+	is_string(input.consent.expires_at)
+	not expiry_well_formed
+}
+
+expiry_well_formed if {
+	count(input.consent.expires_at) == 20
+	endswith(input.consent.expires_at, "Z")
+}
+
 problems contains msg if {
 	needed
 	not status in known_statuses
@@ -75,6 +88,7 @@ ok if {
 	needed
 	input.consent.status == "active"
 	is_string(input.consent.expires_at)
+	expiry_well_formed
 	not input.consent.expires_at <= input.time
 	request.purpose in input.consent.purposes
 	not other_person

@@ -25,6 +25,7 @@ cases := [
 	{"name": "expired", "input": ask(object.union(good, {"status": "expired"})), "expect": {"problems": ["This person's consent has expired."]}},
 	{"name": "expires at the request time", "input": ask(object.union(good, {"expires_at": "2026-11-22T10:00:00Z"})), "expect": {"problems": ["This person's consent has expired."]}},
 	{"name": "no expiry", "input": ask(object.remove(good, ["expires_at"])), "expect": {"problems": ["The consent record has no expiry date."]}},
+	{"name": "expiry that is not a time", "input": ask(object.union(good, {"expires_at": "invalid"})), "expect": {"problems": ["The consent record's expiry date is not a valid time."]}},
 	{"name": "unknown status", "input": ask(object.union(good, {"status": "maybe"})), "expect": {"problems": ["The consent state 'maybe' is not one this service knows."]}},
 	{"name": "other purpose", "input": ask(object.union(good, {"purposes": ["service_planning"]})), "expect": {"problems": ["This person's consent does not cover the purpose 'employment_support'."]}},
 	{"name": "other person", "input": ask(object.union(good, {"person_key": "zzz"})), "expect": {"problems": ["The consent given is for a different person."]}},

@@ -183,3 +183,18 @@ def test_a_numeric_organisation_is_refused_with_a_reason(engines):
     decision = shipped.decide(request)
     assert not decision.allow
     assert "The organisation '' is not known to this service." in decision.reasons
+
+
+def test_an_unreadable_consent_expiry_is_refused(engines):
+    """The old policies treated it as never expiring (the engine writes it as "invalid")."""
+    _, shipped = engines
+    request = {"subject": {"id": "u", "role": "adviser", "organisation": "csc-margate"},
+               "action": "summary.request", "purpose": "employment_support", "time": "2026-11-22T10:00:00Z",
+               "resource": {"person_key": PERSON, "categories": ["HOU"]},
+               "consent": {"status": "active", "purposes": ["employment_support"], "categories": ["dwp", "HOU"],
+                           "expires_at": "whenever", "person_key": PERSON}}
+    decision = shipped.decide(request)
+    assert not decision.allow
+    assert decision.reasons == ["The consent record's expiry date is not a valid time."]
+    request["consent"]["expires_at"] = "2027-06-01T00:00:00+00:00"
+    assert shipped.decide(request).allow

@@ -1,3 +1,7 @@
+# REFERENCE COPY (tests only; see reference/authz.rego). One change from the version it
+# copies: an expiry that is not a time is refused (before, "invalid" sorted after every time,
+# so such a consent never expired: fail-open).
+#
 # Whether the person's consent lets this request go ahead, and what it covers.
 #
 # input.consent is what consent.ConsentStore.current(person_key, purpose, at) returned: its
@@ -41,6 +45,19 @@ problems contains "The consent record has no expiry date." if {
 	needed
 	status == "active"
 	not is_string(input.consent.expires_at)
+}
+
+# The engine writes an expiry it cannot read as "invalid"; that must not pass for a time.
+problems contains "The consent record's expiry date is not a valid time." if {
+	needed
+	status == "active"
+	is_string(input.consent.expires_at)
+	not expiry_well_formed
+}
+
+expiry_well_formed if {
+	count(input.consent.expires_at) == 20
+	endswith(input.consent.expires_at, "Z")
 }
 
 problems contains msg if {
