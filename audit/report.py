@@ -8,6 +8,10 @@ summaries or referrals of. Everything is pseudonymous: person keys are counted, 
 
 `subject_access(ledger, person_key)` lists every disclosure (and the decisions and consent
 events) about one person, for a citizen's subject access request.
+
+Decisions: the service writes one ledger entry per request, so a decision is either a
+`policy.decision` event or carried inside the request's other event (under `decision`, or
+several under `decisions`); `decisions_in` finds both.
 """
 
 from __future__ import annotations
@@ -76,6 +80,15 @@ def mentions_person(value: Any, person_key: str) -> bool:
     return False
 
 
+def decisions_in(event: dict) -> list[dict]:
+    """The policy decisions one event records (its own fields for `policy.decision`)."""
+    found = [event] if event.get("type") == "policy.decision" else []
+    if isinstance(event.get("decision"), dict):
+        found.append(event["decision"])
+    found.extend(d for d in event.get("decisions") or [] if isinstance(d, dict))
+    return found
+
+
 def build_report(ledger, from_: str | date | datetime | None, to: str | date | datetime | None) -> dict:
     """The governance report for events with from_ <= time < to (a bare date `to` is inclusive)."""
     start, stop = parse_bound(from_), parse_bound(to, end=True)
@@ -112,26 +125,27 @@ def build_report(ledger, from_: str | date | datetime | None, to: str | date | d
             access_by_day[at.date().isoformat()][etype] += 1
             if etype in PERSON_DISCLOSURE_TYPES and isinstance(event.get("person_key"), str):
                 people_by_org[org].add(event["person_key"])
-        elif etype == "policy.decision":
-            allowed = event.get("allow") is True
-            decisions_by_action[event.get("action") or "?"]["allowed" if allowed else "denied"] += 1
+        for decision in decisions_in(event):
+            allowed = decision.get("allow") is True
+            action = decision.get("action") or "?"
+            decisions_by_action[action]["allowed" if allowed else "denied"] += 1
             if not allowed:
-                reasons = [str(r) for r in event.get("reasons") or []] or ["(no reason given)"]
+                reasons = [str(r) for r in decision.get("reasons") or []] or ["(no reason given)"]
                 denial_reasons.update(reasons)
                 denials_by_org[org] += 1
                 denials.append({
                     "time": event["time"], "event_id": event.get("event_id"),
-                    "role": role, "organisation": org, "action": event.get("action"),
-                    "purpose": event.get("purpose"), "reasons": reasons,
-                    "decision_id": event.get("decision_id"),
+                    "role": role, "organisation": org, "action": action,
+                    "purpose": decision.get("purpose"), "reasons": reasons,
+                    "decision_id": decision.get("decision_id"),
                 })  # fmt: skip
-                person = event.get("person_key")
+                person = decision.get("person_key") or event.get("person_key")
                 for withdrawal in withdrawn_people.get(person, []) if person else []:
                     withdrawal["stopped"].append({
-                        "time": event["time"], "action": event.get("action"),
-                        "organisation": org, "decision_id": event.get("decision_id"),
+                        "time": event["time"], "action": action,
+                        "organisation": org, "decision_id": decision.get("decision_id"),
                     })  # fmt: skip
-        elif etype == "consent.granted":
+        if etype == "consent.granted":
             for purpose in event.get("purposes") or [event.get("purpose") or "unstated"]:
                 consent_granted[str(purpose)] += 1
         elif etype == "consent.withdrawn":

@@ -4,8 +4,12 @@ Rules every route follows:
 * who are you: a Bearer token (our API token or an OIDC JWT) → 401 if missing/bad;
 * may you: only `PolicyEngine.decide` answers (via ServiceContext.decide) → 403 with the
   policy's reasons; every decision is in the ledger;
-* input: pydantic models, unknown fields refused → 422 naming the field; bodies over
-  MAX_BODY_BYTES → 413; any unexpected failure → a generic 500 (no stack trace out).
+* input: pydantic models, unknown fields refused → 422 naming the field; identifiers are
+  checked by the connectors' own standardiser (what an extract accepts, the API accepts;
+  what it refuses is a 422 naming the field and the reason, never the value); bodies over
+  MAX_BODY_BYTES → 413; any unexpected failure → a generic 500 (no stack trace out);
+* audit: each request is ONE ledger entry (`ctx.one_entry()`): its disclosure event carries
+  the decision, or the decision is the entry (refusals, reads that disclose no person).
 
 Raw identifiers arrive only in POST bodies (never in URLs, so never in access logs) and
 are pseudonymised at once; they are not stored, logged, or passed on.
@@ -26,6 +30,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from joinedup import __version__
 from joinedup.home import Home, load_home
 from joinedup.service_context import (
+    CollationInputError,
+    InvalidIdentifiers,
     NotAvailable,
     NotFound,
     Refused,
@@ -111,7 +117,11 @@ class Identifiers(Strict):
 
     given_name: str = Field(min_length=1, max_length=100)
     family_name: str = Field(min_length=1, max_length=100)
-    date_of_birth: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")
+    date_of_birth: str = Field(
+        min_length=1, max_length=40,
+        description="As the person gives it: YYYY-MM-DD, DD/MM/YYYY, 3 Feb 1990, ... "
+        "(whatever the connectors' standardiser accepts)",
+    )
     middle_names: str | None = Field(default=None, max_length=200)
     nhs_number: str | None = Field(default=None, max_length=20)
     nino: str | None = Field(default=None, max_length=20)
@@ -223,29 +233,26 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
 
     @app.get("/v1/consent/{receipt_id}/receipt", tags=["consent"])
     def consent_receipt(receipt_id: Code, user: Caller) -> dict:
-        record = ctx.consent_record(receipt_id)
-        ctx.decide(
-            user,
-            "consent.record",
-            {"person_key": record.person_key},
-            purpose=record.purposes[0] if record.purposes else None,
-        )
-        return ctx.consent.receipt(receipt_id)
+        with ctx.one_entry():
+            record = ctx.consent_record(receipt_id)
+            ctx.decide(
+                user,
+                "consent.record",
+                {"person_key": record.person_key},
+                purpose=record.purposes[0] if record.purposes else None,
+            )
+            return ctx.consent.receipt(receipt_id)
 
     # -- summaries ----------------------------------------------------------------------
     @app.post("/v1/summaries", tags=["summaries"])
     def request_summary(body: SummaryRequest, user: Caller) -> dict:
-        collate = _collate()
-        try:
-            return collate.request_summary(
-                ctx,
-                user.subject(),
-                body.identifiers.raw(),
-                purpose=body.purpose,
-                categories=body.categories,
-            )
-        except collate.CollationInputError as exc:
-            raise ApiError(422, "invalid_request", str(exc)) from exc
+        return _collate().request_summary(
+            ctx,
+            user.subject(),
+            body.identifiers.raw(),
+            purpose=body.purpose,
+            categories=body.categories,
+        )
 
     # -- referrals ----------------------------------------------------------------------
     @app.post("/v1/referrals", status_code=201, tags=["referrals"])
@@ -260,17 +267,22 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
         """The referrals addressed to the caller's organisation that the policy lets it
         read now (each one decided, so a withdrawn consent drops it from the list)."""
         visible = []
-        for referral in ctx.referrals_for(user.organisation):
-            decision = ctx.decide(
-                user,
-                "referral.read",
-                referral_resource(referral),
-                purpose=referral.purpose,
-                consent=ctx.consent_state(referral.person_key, referral.purpose),
-                refuse=False,
-            )
-            if decision.allow:
-                visible.append(referral.public())
+        with ctx.one_entry():
+            for referral in ctx.referrals_for(user.organisation):
+                decision = ctx.decide(
+                    user,
+                    "referral.read",
+                    referral_resource(referral),
+                    purpose=referral.purpose,
+                    consent=ctx.consent_state(referral.person_key, referral.purpose),
+                    refuse=False,
+                )
+                if decision.allow:
+                    visible.append(referral.public())
+            if visible:  # the listing's one entry carries each referral's decision
+                ctx.audit({"type": "referral.listed", "actor": user.subject(),
+                           "provider": user.organisation,
+                           "referral_ids": [r["referral_id"] for r in visible]})
         return {"referrals": visible}
 
     @app.get("/v1/referrals/{referral_id}", tags=["referrals"])
@@ -282,11 +294,12 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
             referral = None
         if referral is None or referral.provider != user.organisation:
             # Same answer for "absent" and "not yours" after the policy has had its say.
-            ctx.decide(
-                user,
-                "referral.read",
-                {"provider": user.organisation, "referred_to": []},
-            )
+            with ctx.one_entry():
+                ctx.decide(
+                    user,
+                    "referral.read",
+                    {"provider": user.organisation, "referred_to": []},
+                )
             raise ApiError(404, "not_found", f"no referral {referral_id} for {user.organisation}")
         collate = _collate()
         return collate.request_referral_summary(ctx, user.subject(), referral)
@@ -304,24 +317,27 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
     # -- linkage ------------------------------------------------------------------------
     @app.get("/v1/linkage/status", tags=["linkage"])
     def linkage_status(user: Caller) -> dict:
-        ctx.decide(user, "linkage.report.read", {}, purpose="linkage_operations")
-        run = ctx.current_run_dir()
-        summary = _read_json(run / "summary.json")
+        with ctx.one_entry():
+            ctx.decide(user, "linkage.report.read", {}, purpose="linkage_operations")
+            run = ctx.current_run_dir()
+            summary = _read_json(run / "summary.json")
         return {"run": run.name, "summary": summary}
 
     @app.get("/v1/linkage/report", response_class=HTMLResponse, tags=["linkage"])
     def linkage_report(user: Caller) -> HTMLResponse:
-        ctx.decide(user, "linkage.report.read", {}, purpose="linkage_operations")
-        report = ctx.current_run_dir() / "report.html"
-        if not report.exists():
-            raise NotFound("the current run has no report")
-        return HTMLResponse(report.read_text())
+        with ctx.one_entry():
+            ctx.decide(user, "linkage.report.read", {}, purpose="linkage_operations")
+            report = ctx.current_run_dir() / "report.html"
+            if not report.exists():
+                raise NotFound("the current run has no report")
+            return HTMLResponse(report.read_text())
 
     # -- audit --------------------------------------------------------------------------
     @app.get("/v1/audit/verify", tags=["audit"])
     def audit_verify(user: Caller) -> dict:
-        ctx.decide(user, "audit.verify", {}, purpose="oversight")
-        return ctx.verify_ledger()
+        with ctx.one_entry():
+            ctx.decide(user, "audit.verify", {}, purpose="oversight")
+            return ctx.verify_ledger()
 
     @app.get("/v1/audit/report", tags=["audit"])
     def audit_report(
@@ -329,21 +345,24 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
         from_: Annotated[str | None, Query(alias="from", pattern=r"^\d{4}-\d{2}-\d{2}")] = None,
         to: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}")] = None,
     ) -> dict:
-        ctx.decide(user, "audit.report.read", {}, purpose="oversight")
-        return ctx.audit_report(from_, to)
+        with ctx.one_entry():
+            ctx.decide(user, "audit.report.read", {}, purpose="oversight")
+            return ctx.audit_report(from_, to)
 
     @app.get("/v1/audit/proof/{event_id}", tags=["audit"])
     def audit_proof(event_id: Code, user: Caller) -> dict:
-        ctx.decide(user, "audit.verify", {}, purpose="oversight")
-        return ctx.inclusion_proof(event_id)
+        with ctx.one_entry():
+            ctx.decide(user, "audit.verify", {}, purpose="oversight")
+            return ctx.inclusion_proof(event_id)
 
     @app.post("/v1/audit/subject-access", tags=["audit"])
     def audit_subject_access(body: SubjectAccessRequest, user: Caller) -> dict:
         person_key = ctx.person_key(body.identifiers.raw())
-        ctx.decide(
-            user, "audit.subject_access", {"person_key": person_key}, purpose="subject_access"
-        )
-        return {"person_key": person_key, "disclosures": ctx.subject_access(person_key)}
+        with ctx.one_entry():
+            ctx.decide(
+                user, "audit.subject_access", {"person_key": person_key}, purpose="subject_access"
+            )
+            return {"person_key": person_key, "disclosures": ctx.subject_access(person_key)}
 
     return app
 
@@ -363,6 +382,14 @@ def _install_error_handlers(app: FastAPI) -> None:
             reasons=exc.reasons,
             decision_id=exc.decision_id,
         )
+
+    @app.exception_handler(CollationInputError)
+    async def unusable_input(_: Request, exc: CollationInputError) -> Response:
+        if isinstance(exc, InvalidIdentifiers):  # every identifier route has `identifiers`
+            problems = [{"field": f"body.identifiers.{name}", "reason": reason}
+                        for name, reason in exc.problems]
+            return _error(422, "invalid_request", str(exc), problems=problems)
+        return _error(422, "invalid_request", str(exc))
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> Response:

@@ -25,7 +25,15 @@ import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 
-from joinedup.service_context import NotFound, Refused, ServiceContext, now_iso
+from joinedup.service_context import (
+    CollationInputError,
+    InvalidIdentifiers,
+    NotFound,
+    Refused,
+    ServiceContext,
+    now_iso,
+    standardise_identifiers,
+)
 from joinedup.users import User
 from linkage.collation import (
     DisclosureSettings,
@@ -56,10 +64,6 @@ SUMMARY_PURPOSE = "employment_support"
 AREA_PURPOSE = "service_planning"
 LEVELS = ("sector", "district", "ward", "lsoa")
 STRONG_TOKENS = ("tk_nino", "tk_nhs")  # unique per person: an exact match elsewhere needs review
-
-
-class CollationInputError(ValueError):
-    """The request itself is unusable (bad identifiers, adjustment, level)."""
 
 
 @dataclass(frozen=True)
@@ -225,8 +229,11 @@ def _content_rows(info: ExtractInfo) -> _Ciphertexts:
     return cached
 
 
-def encode_identity(ctx: ServiceContext, index: RunIndex, identifiers: dict) -> dict:
+def encode_identity(ctx: ServiceContext, index: RunIndex, identifiers) -> dict:
+    """The linkage row of these identifiers (raw dict, or already standardised)."""
     from connectors.pseudonymise import EncodingSettings, IdentityEncoder
+
+    ident = standardise_identifiers(identifiers) if isinstance(identifiers, dict) else identifiers
 
     encoding = index.encoding()
     stamp = (ctx.home.project_id, json.dumps(encoding, sort_keys=True))
@@ -235,11 +242,11 @@ def encode_identity(ctx: ServiceContext, index: RunIndex, identifiers: dict) -> 
         if encoder is None:
             encoder = IdentityEncoder(ctx.keyring, EncodingSettings.from_dict(encoding or None))
             _encoder_cache[stamp] = encoder
-    return encoder.encode_identity(identifiers)
+    return encoder.encode_standardised(ident)
 
 
 def resolve_identifiers(
-    ctx: ServiceContext, identifiers: dict, scorer: Scorer | None = None
+    ctx: ServiceContext, identifiers, scorer: Scorer | None = None
 ) -> Resolution:
     """Which entity of the current run these identifiers belong to (for referrals too)."""
     index = current_run_index(ctx)
@@ -264,9 +271,11 @@ def resolution_settings(settings: dict) -> ResolutionSettings:
         raise CollationInputError(f"joinedup.toml [resolution]: {exc}") from exc
 
 
-def person_key_of(ctx: ServiceContext, identifiers: dict) -> str:
+def person_key_of(ctx: ServiceContext, identifiers) -> str:
     try:
         return ctx.person_key(identifiers)
+    except CollationInputError:
+        raise
     except ValueError as exc:  # StandardisationError names the fields, never their values
         raise CollationInputError(f"the identifiers cannot identify a person: {exc}") from exc
 
@@ -289,12 +298,20 @@ def request_summary(
     Returns {"outcome": "matched", "summary": {...}, "text": "...", "decision_id"} or, when
     the identifiers do not resolve to exactly one person, {"outcome": "no_match" |
     "needs_review", "reason", "decision_id"} with no summary. Raises `Refused` when the
-    policy says no (the refusal is in the ledger).
+    policy says no (the refusal is in the ledger). One ledger entry either way.
     """
+    with ctx.one_entry():
+        return _request_summary(ctx, subject, identifiers, purpose, categories, provider,
+                                adjustment_gbp, adjustment_reason, action, scorer, as_of)
+
+
+def _request_summary(ctx, subject, identifiers, purpose, categories, provider, adjustment_gbp,
+                     adjustment_reason, action, scorer, as_of) -> dict[str, Any]:
     user = _user(subject)
-    person_key = person_key_of(ctx, identifiers)
+    identity = standardise_identifiers(identifiers) if isinstance(identifiers, dict) else identifiers
+    person_key = person_key_of(ctx, identity)
     consent = ctx.consent.current(person_key, purpose, now_iso())
-    resolution = resolve_identifiers(ctx, identifiers, scorer=scorer)
+    resolution = resolve_identifiers(ctx, identity, scorer=scorer)
     index = current_run_index(ctx)
     refs = index.refs_of(resolution.entity_id) if resolution.outcome == MATCHED else []
     kinds = sorted({k for s, _ in refs if (k := index.kind_of(s))})
@@ -304,6 +321,8 @@ def request_summary(
         resource.update(provider=provider, referred_to=[provider])
     decision = ctx.decide(user, action, resource, purpose=purpose, consent=consent)
     if resolution.outcome != MATCHED:
+        # Allowed, nothing disclosed: the request's one entry is the decision saying so.
+        ctx.audit(ctx.decision_event(decision, outcome=resolution.outcome, disclosed=False))
         return {**resolution.public(), "decision_id": decision.decision_id, "summary": None}
     return _disclose_summary(
         ctx, user, index, person_key, resolution.entity_id, refs, decision, consent, purpose,
@@ -314,6 +333,12 @@ def request_summary(
 def request_referral_summary(ctx: ServiceContext, subject: dict, referral: Any,
                              as_of: date | None = None) -> dict[str, Any]:
     """A provider's view of a referral: only the barriers it was asked to address."""
+    with ctx.one_entry():
+        return _request_referral_summary(ctx, subject, referral, as_of)
+
+
+def _request_referral_summary(ctx: ServiceContext, subject: dict, referral: Any,
+                              as_of: date | None) -> dict[str, Any]:
     user = _user(subject)
     if not getattr(referral, "entity_id", None):
         raise NotFound(f"referral {referral.referral_id} has no resolved person")
@@ -393,6 +418,13 @@ def request_area_counts(
     """People with each barrier and with multiple disadvantage by area, suppressed and rounded."""
     if level not in LEVELS:
         raise CollationInputError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    with ctx.one_entry():
+        return _request_area_counts(ctx, subject, level, purpose, categories, out_dir,
+                                    lookup_path, as_of)
+
+
+def _request_area_counts(ctx, subject, level, purpose, categories, out_dir, lookup_path,
+                         as_of) -> dict[str, Any]:
     user = _user(subject)
     decision = ctx.decide(user, "area_counts.read", {"categories": list(categories or [])},
                           purpose=purpose)
@@ -472,6 +504,7 @@ def _user(subject: dict | User) -> User:
 
 __all__ = [
     "CollationInputError",
+    "InvalidIdentifiers",
     "ROW_TOTAL_COLUMN",
     "Refused",
     "SUPPRESSED_MARK",

@@ -5,6 +5,12 @@ DuckDB: one connection per process; each request takes its own `.cursor()` (a cu
 separate connection to the same database, safe to use from one thread), so requests in
 the thread pool never share a cursor. The ledger is itself thread and process safe.
 
+One ledger entry per request: inside `ctx.one_entry()` (every API request and every
+operation below opens one; nested scopes join the outermost), a decision is not written on
+its own. The request's one disclosure event (`summary.disclosed`, `consent.granted`, ...)
+carries it under `decision`; a refusal, or an allowed request that disclosed nothing, is
+one `policy.decision` event (with `outcome` saying what happened).
+
 Pieces from other concerns are imported lazily: while one has not landed, the part of the
 service that needs it answers "not available yet" (HTTP 503) instead of pretending.
 """
@@ -14,7 +20,10 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +51,56 @@ class Refused(Exception):
 
 class NotFound(Exception):
     """The thing asked for does not exist (or the caller may not know it exists)."""
+
+
+class CollationInputError(ValueError):
+    """The request itself is unusable (bad identifiers, adjustment, level): a 4xx."""
+
+
+class InvalidIdentifiers(CollationInputError):
+    """The standardiser refused identifiers the caller gave: (field, reason) per problem,
+    never the value."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("the identifiers cannot identify a person: "
+                         + "; ".join(f"{f}: {r}" for f, r in problems))
+
+
+PERSON_KEY_FIELDS = {"given_name": "given_canon", "family_name": "family", "date_of_birth": "dob"}
+
+
+def standardise_identifiers(identifiers: dict):
+    """The person in front of the adviser, standardised by the connectors' own standardiser
+    (so the API accepts exactly what an extract accepts). Raises InvalidIdentifiers for a
+    field the caller gave that the standardiser refused, or a missing person-key field."""
+    try:
+        from connectors.standardise import standardise_identity
+    except ImportError as exc:
+        raise NotAvailable("identity standardisation (connectors.standardise)") from exc
+    raw = {k: v for k, v in identifiers.items() if k != "local_id"}
+    ident, found = standardise_identity(raw)
+    given = {k for k, v in raw.items() if isinstance(v, str) and v.strip()}
+    problems = [(p.field, p.reason) for p in found if not p.fatal and p.field in given]
+    refused = {f for f, _ in problems}
+    for name, attr in PERSON_KEY_FIELDS.items():
+        if getattr(ident, attr) is None and name not in refused:
+            problems.append((name, "missing (needed to identify the person)"))
+    if problems:
+        raise InvalidIdentifiers(problems)
+    return ident
+
+
+@dataclass
+class RequestAudit:
+    """What one request has decided so far, until its one ledger entry is written."""
+
+    decisions: list = field(default_factory=list)
+    written: bool = False
+
+
+_request_audit: ContextVar[RequestAudit | None] = ContextVar("joinedup_request_audit",
+                                                             default=None)
 
 
 def now_iso() -> str:
@@ -149,13 +208,15 @@ class ServiceContext:
         self._con.close()
 
     # -- identities -----------------------------------------------------------------
-    def person_key(self, identifiers: dict) -> str:
-        """Pseudonymise the identifiers of the person in front of the adviser at once."""
+    def person_key(self, identifiers) -> str:
+        """Pseudonymise the identifiers of the person in front of the adviser at once
+        (a raw dict, or one already standardised by `standardise_identifiers`)."""
         try:
-            from connectors.pseudonymise import person_key
+            from connectors.pseudonymise import person_key_of
         except ImportError as exc:
             raise NotAvailable("person pseudonymisation (connectors.pseudonymise)") from exc
-        return person_key(self.keyring, identifiers)
+        ident = standardise_identifiers(identifiers) if isinstance(identifiers, dict) else identifiers
+        return person_key_of(self.keyring, ident)
 
     # -- decisions ------------------------------------------------------------------
     def decide(
@@ -178,17 +239,81 @@ class ServiceContext:
             "time": now_iso(),
         }
         decision = self.policy.decide(policy_input)
-        self.audit(decision.to_audit_event(self.keyring.audit_hash_key()))
+        scope = _request_audit.get()
+        if scope is None:  # outside a request: the decision is its own entry
+            self.audit(self.decision_event(decision))
+        else:
+            scope.decisions.append(decision)
         if refuse and not decision.allow:
             raise Refused(list(decision.reasons), decision.decision_id)
         return decision
+
+    def decision_event(self, decision, **extra: Any) -> dict:
+        """A `policy.decision` ledger event (keyed input hash, never the input)."""
+        return {**decision.to_audit_event(self.keyring.audit_hash_key()), **extra}
+
+    @contextmanager
+    def one_entry(self) -> Iterator[RequestAudit]:
+        """Scope of one request: everything it decides lands in ONE ledger entry.
+
+        The first event written through `audit` carries the decisions made so far; if the
+        request ends without one (a refusal, nothing to disclose, a failure after an allow),
+        the decisions are written as one `policy.decision` event."""
+        outer = _request_audit.get()
+        if outer is not None:  # nested: the outermost scope writes
+            yield outer
+            return
+        scope = RequestAudit()
+        token = _request_audit.set(scope)
+        failure: BaseException | None = None
+        try:
+            yield scope
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            _request_audit.reset(token)
+            if scope.decisions:  # none written yet, or decided after the entry
+                self.audit(self._pending_decisions_event(scope, failure))
+
+    def _pending_decisions_event(self, scope: RequestAudit, failure: BaseException | None) -> dict:
+        last = scope.decisions[-1]
+        extra: dict[str, Any] = {}
+        if len(scope.decisions) > 1:
+            extra["decisions"] = [self._folded(d) for d in scope.decisions[:-1]]
+        if last.allow and failure is not None and not isinstance(failure, Refused):
+            # Allowed, then the request failed before disclosing: say so (no message: it
+            # could quote input).
+            extra.update(outcome="not_disclosed", error=type(failure).__name__)
+        return self.decision_event(last, **extra)
+
+    def _folded(self, decision) -> dict:
+        """A decision as carried inside another event (to_audit_event's fields)."""
+        event = self.decision_event(decision)
+        event["decided_at"] = event.pop("time", None)
+        for key in ("type", "actor"):
+            event.pop(key, None)
+        return event
 
     def consent_state(self, person_key: str, purpose: str) -> dict:
         """The policy input's `consent` object for this person and purpose, now."""
         return self.consent.current(person_key, purpose, now_iso())
 
     def audit(self, event: dict) -> str:
+        """Append one event. Inside a request scope the first event carries the decisions
+        made so far (under `decision`, or `decisions` when there were several)."""
         event.setdefault("time", now_iso())
+        scope = _request_audit.get()
+        if scope is not None:
+            if scope.decisions and event.get("type") != "policy.decision":
+                folded = [self._folded(d) for d in scope.decisions]
+                if len(folded) == 1:
+                    event["decision"] = folded[0]
+                    event.setdefault("decision_id", folded[0]["decision_id"])
+                else:
+                    event["decisions"] = folded
+            scope.decisions = []
+            scope.written = True
         return self.ledger.append(event)
 
     def actor(self, user: User) -> dict:
@@ -198,6 +323,11 @@ class ServiceContext:
     def grant_consent(self, user: User, identifiers: dict, purposes: list[str],
                       categories: list[str], **details: Any) -> dict:
         """Record a person's consent (decided by policy first); returns the signed receipt."""
+        with self.one_entry():
+            return self._grant_consent(user, identifiers, purposes, categories, **details)
+
+    def _grant_consent(self, user: User, identifiers: dict, purposes: list[str],
+                       categories: list[str], **details: Any) -> dict:
         person_key = self.person_key(identifiers)
         self.decide(user, "consent.record", {"person_key": person_key, "categories": categories},
                     purpose=purposes[0])
@@ -227,21 +357,28 @@ class ServiceContext:
 
     def withdraw_consent(self, user: User, receipt_id: str):
         """Withdraw a consent (decided by policy first); effective for the next request."""
-        record = self.consent_record(receipt_id)
-        self.decide(user, "consent.record", {"person_key": record.person_key},
-                    purpose=record.purposes[0] if record.purposes else None)
-        record = self.consent.withdraw(receipt_id, by=user.id)
-        self.audit({"type": "consent.withdrawn", "actor": user.subject(),
-                    "person_key": record.person_key, "receipt_id": receipt_id})
-        return record
+        with self.one_entry():
+            record = self.consent_record(receipt_id)
+            self.decide(user, "consent.record", {"person_key": record.person_key},
+                        purpose=record.purposes[0] if record.purposes else None)
+            record = self.consent.withdraw(receipt_id, by=user.id)
+            self.audit({"type": "consent.withdrawn", "actor": user.subject(),
+                        "person_key": record.person_key, "receipt_id": receipt_id})
+            return record
 
     def create_referral(self, user: User, identifiers: dict, provider: str,
                         barriers: list[str], purpose: str) -> Referral:
-        person_key = self.person_key(identifiers)
+        with self.one_entry():
+            return self._create_referral(user, identifiers, provider, barriers, purpose)
+
+    def _create_referral(self, user: User, identifiers: dict, provider: str,
+                         barriers: list[str], purpose: str) -> Referral:
+        identity = standardise_identifiers(identifiers)
+        person_key = self.person_key(identity)
         referral = Referral(
             referral_id=f"ref-{uuid.uuid4().hex}",
             person_key=person_key,
-            entity_id=self._resolve_entity(identifiers),
+            entity_id=self._resolve_entity(identity),
             provider=provider,
             barriers=sorted(set(barriers)),
             purpose=purpose,
@@ -259,7 +396,7 @@ class ServiceContext:
                     "categories": referral.barriers, "decision_id": decision.decision_id})
         return referral
 
-    def _resolve_entity(self, identifiers: dict) -> str:
+    def _resolve_entity(self, identifiers) -> str:
         """The linked person these identifiers name (collation's resolver), or NotFound."""
         try:
             from joinedup.collate import resolve_identifiers
@@ -274,7 +411,7 @@ class ServiceContext:
     # -- audit (the audit concern's public functions) ------------------------------------
     def verify_ledger(self) -> dict:
         verify = _audit_function("verify_ledger", "verify")
-        pem = (self.home.ledger_dir / "audit-public.pem").read_bytes()
+        pem = self.ledger.public_key_path.read_bytes()  # opening the ledger writes it
         return verify(self.home.ledger_dir, pem).to_dict()
 
     def audit_report(self, start: str | None, end: str | None) -> dict:

@@ -68,3 +68,36 @@ def live(home: Home) -> Iterator[LiveServer]:
     finally:
         server.stop()
         server.app.state.ctx.close()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple[Path, str]:
+    """ONE real demo home (synth → extract → ingest → link → ...) shared by the tests that
+    need linked people: (its root, the demo's console output)."""
+    from click.testing import CliRunner
+
+    from joinedup.cli import cli
+
+    root = tmp_path_factory.mktemp("demo") / "joinedup-demo"
+    result = CliRunner().invoke(cli, ["demo", "--home", str(root), "--people", "300"])
+    assert result.exit_code == 0, result.output
+    return root, result.output
+
+
+@pytest.fixture(scope="session")
+def linked_home(demo_run) -> Home:
+    from joinedup.home import load_home
+
+    return load_home(demo_run[0])
+
+
+def claimants(home: Home, n: int) -> list[dict]:
+    """Raw identifiers of the first n DWP claimants, as an adviser would be told them."""
+    from connectors.sources import read_records
+
+    people = []
+    for record in read_records("dwp", str(home.root / "sources" / "dwp_claimants.csv")):
+        people.append({k: v for k, v in record.identity.items() if v and k != "local_id"})
+        if len(people) == n:
+            break
+    return people

@@ -36,10 +36,37 @@ def test_401_without_or_with_a_bad_or_revoked_token(live, home):
         assert c.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 
+def test_identifiers_accept_what_the_standardiser_accepts(live, home):
+    """One standardiser: the connectors' forms of a date are accepted (the request then gets
+    as far as the missing link run), what it refuses is a 422 naming the field, never the value."""
+    _, token = open_user_store(home).add("adviser", "csc-margate")
+    with live.client(token) as c:
+        for dob in ("3/2/1990", "03-02-1990", "1990-02-03", "3 Feb 1990", "19900203"):
+            r = c.post("/v1/summaries", json={"identifiers": {**PERSON, "date_of_birth": dob}})
+            assert r.status_code == 404 and "link run" in r.json()["message"], (dob, r.text)
+        for field, value, why in (("date_of_birth", "31/02/1990", "impossible date"),
+                                  ("date_of_birth", "3/2/2990", "future"),
+                                  ("date_of_birth", "yesterday", "unrecognised"),
+                                  ("nhs_number", "943 476 5871", "check digit"),
+                                  ("given_name", "123", "no letters")):
+            r = c.post("/v1/summaries", json={"identifiers": {**PERSON, field: value}})
+            assert r.status_code == 422, (field, value, r.text)
+            problems = r.json()["problems"]
+            assert [p["field"] for p in problems] == [f"body.identifiers.{field}"]
+            assert why in problems[0]["reason"] and value not in r.text
+        # The same check guards consent and referrals (one way to do it).
+        bad = {**PERSON, "date_of_birth": "31/02/1990"}
+        r = c.post("/v1/consent", json={"identifiers": bad, "purposes": ["employment_support"],
+                                        "categories": ["dwp"]})
+        assert r.status_code == 422 and "date_of_birth" in r.json()["problems"][0]["field"]
+    assert live.app.state.ctx.ledger.size == 0  # nothing was decided, nothing recorded
+
+
 def test_422_names_the_field(live, home):
     _, token = open_user_store(home).add("adviser", "csc-margate")
     with live.client(token) as c:
-        r = c.post("/v1/summaries", json={"identifiers": {**PERSON, "date_of_birth": "3/2/1990"}})
+        r = c.post("/v1/summaries", json={"identifiers": {"given_name": "Ann",
+                                                          "family_name": "Smith"}})
         assert r.status_code == 422
         fields = [p["field"] for p in r.json()["problems"]]
         assert "body.identifiers.date_of_birth" in fields

@@ -17,11 +17,8 @@ SECTIONS = ("run", "linkage", "summaries", "referral", "areas", "audit")
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo") / "joinedup-demo"
-    result = CliRunner().invoke(cli, ["demo", "--home", str(root), "--people", "300"])
-    assert result.exit_code == 0, result.output
-    return root, result.output
+def demo_dir(demo_run):
+    return demo_run
 
 
 @pytest.mark.slow
