@@ -56,13 +56,17 @@ def febrl_settings(threshold: float) -> dict:
     """Our settings for FEBRL, built like the plaintext Splink model below: postcode,
     address and locality as three comparisons (FEBRL has no households, so they are
     independent evidence), and the plaintext model's blocking rules added to ours (dob
-    alone, postcode alone: affordable at 10,000 records). Same fields, encodings only.
+    alone, postcode alone: affordable at 10,000 records); clusters one-to-one between the
+    two files. Same fields, encodings only.
     The default settings keep one "where they live" comparison, which is right for real
     sources where a household shares all three (see RESULTS-linkage.md for both)."""
     from linkage.settings import default_settings
 
     settings = default_settings()
     settings["thresholds"]["cluster_match_probability"] = threshold
+    # FEBRL4's two files hold no duplicates: an entity has at most one record of each
+    # (the strongest link wins; a second, weaker one is refused).
+    settings["clustering"] = {"one_record_per_source": True}
 
     def null(col: str) -> dict:
         return {"sql_condition": f"{col}_l IS NULL OR {col}_r IS NULL",

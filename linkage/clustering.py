@@ -125,12 +125,17 @@ def cluster_with_identifier_guard(
     predictions_table: str,
     records_table: str,
     threshold: float,
+    one_record_per_source: bool = False,
 ) -> tuple[str, int]:
     """Connected components of the pairs at or above `threshold`, strongest pair first,
     refusing a merge that would join two records of one source holding different NHS
     numbers (or NINOs): one weak link must not chain two people together when a
     source's own identifiers say they differ. Creates a table (unique_id, cluster_id)
     covering every record; returns its name and the number of merges refused.
+
+    `one_record_per_source` (for sources known to hold no duplicates, e.g. FEBRL's two
+    files) also refuses any merge that would put two records of one source together,
+    which makes the clustering one-to-one between such sources.
 
     Plain connected components (Splink's) merge whole chains through a single link;
     taking pairs in descending probability means the strong links form the clusters
@@ -141,10 +146,13 @@ def cluster_with_identifier_guard(
     ).fetchall()
     index = {uid: i for i, (uid, *_rest) in enumerate(records)}
     parent = list(range(len(records)))
-    # per root: {(source, "nhs" | "nino"): set of tokens}, only for records that have one
-    ids: dict[int, dict[tuple[str, str], set[int]]] = {}
+    # per root: {(source, "nhs" | "nino"): set of tokens}, only for records that have one;
+    # with one_record_per_source also {(source, "record"): {record index}}
+    ids: dict[int, dict[tuple[str, str], set]] = {}
     for i, (_uid, source, nhs, nino) in enumerate(records):
-        held = {}
+        held: dict[tuple[str, str], set] = {}
+        if one_record_per_source:
+            held[(source, "record")] = {i}
         if nhs is not None:
             held[(source, "nhs")] = {nhs}
         if nino is not None:
@@ -173,6 +181,7 @@ def cluster_with_identifier_guard(
         held_a, held_b = ids.get(a, {}), ids.get(b, {})
         if len(held_a) < len(held_b):
             a, b, held_a, held_b = b, a, held_b, held_a
+        # (source, "record") sets never intersect, so any shared source conflicts
         if any(key in held_a and not (held_a[key] & tokens) for key, tokens in held_b.items()):
             refused += 1
             continue

@@ -117,7 +117,8 @@ def _run(
 
     step("clustering")
     clusters, refused = cluster_with_identifier_guard(
-        con, pred_table, "records", thresholds["cluster_match_probability"]
+        con, pred_table, "records", thresholds["cluster_match_probability"],
+        one_record_per_source=settings.get("clustering", {}).get("one_record_per_source", False),
     )
     con.execute(
         f"""CREATE TABLE clustered AS

@@ -2,6 +2,7 @@
 
     {"schema_version": 1,
      "thresholds": {"cluster_match_probability": 0.95, "report_match_probability": 0.5},
+     "clustering": {"one_record_per_source": false},   # optional
      "training": {...},          # how u, m and lambda are estimated
      "splink": {...}}            # a Splink 5 settings dictionary over the encoded columns
 
@@ -204,6 +205,9 @@ def default_settings() -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "thresholds": {"cluster_match_probability": 0.95, "report_match_probability": 0.5},
+        # true only when every source is known to hold no duplicates (then no entity
+        # gets two records of one source); agency sources do hold duplicates.
+        "clustering": {"one_record_per_source": False},
         "training": {
             "u_max_pairs": 3e5,
             "seed": 42,
@@ -255,7 +259,7 @@ def validate_settings(doc: Any, where: str = "settings") -> dict[str, Any]:
         where,
         f"schema_version must be {SCHEMA_VERSION}, got {doc.get('schema_version')!r}",
     )
-    unknown = sorted(set(doc) - {"schema_version", "thresholds", "training", "splink"})
+    unknown = sorted(set(doc) - {"schema_version", "thresholds", "training", "splink", "clustering"})
     _require(not unknown, where, f"unknown key(s): {', '.join(unknown)}")
     thresholds = doc.get("thresholds")
     _require(isinstance(thresholds, dict), where, "thresholds must be an object")
@@ -266,6 +270,14 @@ def validate_settings(doc: Any, where: str = "settings") -> dict[str, Any]:
             where,
             f"thresholds.{name} must be a number strictly between 0 and 1, got {value!r}",
         )
+    clustering = doc.get("clustering", {})
+    _require(
+        isinstance(clustering, dict)
+        and set(clustering) <= {"one_record_per_source"}
+        and isinstance(clustering.get("one_record_per_source", False), bool),
+        where,
+        'clustering must be an object with at most "one_record_per_source": true|false',
+    )
     training = doc.get("training")
     _require(isinstance(training, dict), where, "training must be an object")
     for name in ("u_max_pairs", "em_max_pairs"):

@@ -184,3 +184,33 @@ def test_guard_allows_duplicates_with_the_same_identifier_and_other_sources():
     records = [(1, "dwp", None, 5), (2, "council", None, None), (3, "dwp", None, 6)]
     clusters, refused = _guarded(records, [(1, 2, 0.99), (2, 3, 0.98)])
     assert clusters == [[1, 2], [3]] and refused == 1
+
+
+def test_one_record_per_source_keeps_the_strongest_link_only():
+    from linkage.clustering import cluster_with_identifier_guard
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE recs (unique_id BIGINT, source VARCHAR, tk_nhs BIGINT, tk_nino BIGINT)")
+    con.executemany("INSERT INTO recs VALUES (?, ?, NULL, NULL)",
+                    [(1, "a"), (2, "b"), (3, "a"), (4, "b")])
+    con.execute("CREATE TABLE preds (unique_id_l BIGINT, unique_id_r BIGINT, match_probability DOUBLE)")
+    # 1-2 and 3-4 are strong; 2-3 is a weaker cross link that would chain all four
+    con.executemany("INSERT INTO preds VALUES (?, ?, ?)", [(1, 2, 0.999), (3, 4, 0.998), (2, 3, 0.97)])
+    for one_per_source, expected in ((False, [[1, 2, 3, 4]]), (True, [[1, 2], [3, 4]])):
+        table, refused = cluster_with_identifier_guard(con, "preds", "recs", 0.95, one_per_source)
+        groups: dict = {}
+        for uid, cid in con.execute(f"SELECT unique_id, cluster_id FROM {table}").fetchall():
+            groups.setdefault(cid, set()).add(uid)
+        assert sorted(sorted(g) for g in groups.values()) == expected
+        assert refused == (1 if one_per_source else 0)
+
+
+def test_clustering_settings_are_validated():
+    doc = default_settings()
+    assert doc["clustering"] == {"one_record_per_source": False}
+    doc["clustering"] = {"one_record_per_source": "yes"}
+    with pytest.raises(SettingsError, match="clustering"):
+        validate_settings(doc)
+    doc["clustering"] = {"merge_everything": True}
+    with pytest.raises(SettingsError, match="clustering"):
+        validate_settings(doc)
