@@ -49,6 +49,7 @@ DEMO_USERS = (  # role, organisation, name
 CONSENT_CATEGORIES = ["dwp", "council", "nhs", "housing",
                       "MH", "PH", "DIS", "SUB", "HOU", "FIN", "SKL", "CAR", "CLV", "FAM", "WRK"]
 SAMPLE_SUMMARIES = 5
+OVERVIEW_STEP = "write the HTML overview"
 
 
 class DemoError(Exception):
@@ -105,7 +106,7 @@ def run_demo(root: Path, people: int = 2000, seed: int = 7, force: bool = False,
     try:
         for name, fn in _STEPS:
             _run_step(state, name, fn)
-        _run_step(state, "write the HTML overview", _write_overview)
+        _run_step(state, OVERVIEW_STEP, _write_overview)
     finally:
         if state.ctx is not None:
             state.ctx.close()
@@ -214,11 +215,59 @@ def _link(state: DemoState) -> str:
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     report = run_dir / "report.html"
+    quality = _linkage_quality(state, run_dir)
     state.overview["linkage"] = {
         "summary": _flat(summary),
+        "raw": summary,
+        "quality": quality,
         "report_href": str(report.relative_to(state.root)) if report.exists() else None,
     }
-    return f"run in {run_dir}"
+    found = f"{summary.get('records', '?')} records → {summary.get('entities', '?')} people"
+    if quality:
+        found += f" (precision {quality['precision']:.1%}, recall {quality['recall']:.1%})"
+    return found
+
+
+def _linkage_quality(state: DemoState, run_dir: Path) -> dict | None:
+    """Pairwise precision and recall of the run against the synthetic truth (the demo can
+    check itself; a real deployment has no truth file). Uses the agencies' key maps, which
+    the demo holds because it plays every agency."""
+    from collections import Counter
+
+    import pyarrow.parquet as pq
+
+    truth_path = state.sources_dir / "ground_truth.csv"
+    if not truth_path.exists() or not (run_dir / "entities.parquet").exists():
+        return None
+    with truth_path.open() as fh:
+        person_of = {(r["source"], r["local_id"]): r["person_id"] for r in csv.DictReader(fh)}
+    kind_of = {name: kind for kind, name, _ in SOURCES}
+    truth_by_ref: dict[tuple[str, str], str] = {}
+    for name, kind in kind_of.items():
+        keymap = state.outgoing_dir / name / "keymap.parquet"
+        if keymap.exists():
+            table = pq.read_table(keymap, columns=["local_id", "ref"]).to_pydict()
+            for local, ref in zip(table["local_id"], table["ref"], strict=True):
+                if (kind, local) in person_of:
+                    truth_by_ref[(name, ref)] = person_of[(kind, local)]
+    entities = pq.read_table(run_dir / "entities.parquet", columns=["entity_id", "source", "ref"])
+    ent, both, truth = Counter(), Counter(), Counter()
+    for e, source, ref in zip(*(entities.column(c).to_pylist() for c in ("entity_id", "source", "ref")),
+                              strict=True):
+        person = truth_by_ref.get((source, ref))
+        if person is None:
+            continue
+        ent[e] += 1
+        truth[person] += 1
+        both[(e, person)] += 1
+
+    def pairs(counter: Counter) -> int:
+        return sum(n * (n - 1) // 2 for n in counter.values())
+
+    linked, true, right = pairs(ent), pairs(truth), pairs(both)
+    if not linked or not true:
+        return None
+    return {"precision": right / linked, "recall": right / true, "true_people": len(truth)}
 
 
 def _open_service(state: DemoState) -> str:
@@ -332,7 +381,9 @@ def _referral(state: DemoState) -> str:
     provider_view = read(ctx, state.users["provider"].subject(), referral)
     state.overview["referral"] = {
         "record": record,
-        "provider_view": {**(provider_view.get("summary") or {}), "_label": "provider-a reads"},
+        "person": person["label"],
+        "provider_view": {**(provider_view.get("summary") or {}),
+                          "_label": f"what provider-a reads about {person['label']}"},
     }
     return f"{referral.referral_id} to provider-a for {', '.join(barriers)}"
 
@@ -340,10 +391,11 @@ def _referral(state: DemoState) -> str:
 def _area_counts(state: DemoState) -> str:
     ctx = _ctx(state, needs_run=True)
     request_area_counts = _need("joinedup.collate", "request_area_counts")
+    out_dir = state.root / "area-counts"
     result = request_area_counts(ctx, state.users["governance"].subject(), level="sector",
-                                 purpose="service_planning")
-    state.overview["areas"] = _area_view(result)
-    return f"{len(state.overview['areas']['rows'])} areas"
+                                 purpose="service_planning", out_dir=out_dir)
+    state.overview["areas"] = _area_view(result, state.root)
+    return f"{len(state.overview['areas']['rows']) - 1} postcode sectors; CSV and chart in {out_dir}"
 
 
 def _verify(state: DemoState) -> str:
@@ -371,8 +423,9 @@ def _verify(state: DemoState) -> str:
 def _write_overview(state: DemoState) -> str:
     from joinedup.pages import render_overview
 
-    data = {**state.overview, "steps": [vars(s) for s in state.steps],
-            "generated_at": now_iso(), "project_id": state.home.project_id}
+    data = {**state.overview, "steps": [vars(s) for s in state.steps if s.name != OVERVIEW_STEP],
+            "generated_at": now_iso(), "project_id": state.home.project_id,
+            "headline": _headline(state), "outputs": _outputs(state)}
     path = state.root / "overview.html"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(render_overview(data))
@@ -415,27 +468,63 @@ def _flat(doc: dict, prefix: str = "") -> dict:
     return out
 
 
-def _area_view(result: dict) -> dict:
+def _headline(state: DemoState) -> list[tuple[str, Any, str]]:
+    """The overview's key figures (label, value, hint)."""
+    raw = (state.overview.get("linkage") or {}).get("raw") or {}
+    audit = state.overview.get("audit") or {}
+    areas = state.overview.get("areas") or {}
+    tiles = [
+        ("synthetic people", f"{state.people:,}", "invented, with planted barriers"),
+        ("records linked", f"{raw.get('records', 0):,}", "from four agencies' extracts"),
+        ("people found", f"{raw.get('entities', 0):,}", "by linkage, from encodings only"),
+        ("summaries given", len(state.overview.get("summaries") or []), "to a consenting person's adviser"),
+        ("refused / not given", len(state.overview.get("summary_notes") or []), "no consent, withdrawn, ambiguous"),
+        ("areas published", max(len(areas.get("rows") or []) - 1, 0), "small counts suppressed"),
+        ("ledger entries", sum((audit.get("by_type") or {}).values()),
+         "verified" if audit.get("verified") else "NOT verified"),
+    ]
+    return tiles
+
+
+def _outputs(state: DemoState) -> list[dict]:
+    root = state.root
+    found = [
+        ("synthetic agency sources (raw, stay at the agency)", root / "sources"),
+        ("split extracts each agency sends", root / "outgoing"),
+        ("link run (entities, model, report)", root / "runs" / "demo-run"),
+        ("linkage quality report", root / "runs" / "demo-run" / "report.html"),
+        ("area counts CSV and chart", root / "area-counts"),
+        ("governance (audit) report", root / "audit-report.html"),
+        ("audit ledger", root / "ledger"),
+        ("demo users' API tokens (0600)", root / "secrets" / "demo-tokens.json"),
+    ]
+    return [{"output": what, "where": str(path)} for what, path in found if path.exists()]
+
+
+def _area_view(result: dict, root: Path) -> dict:
     """Area counts → rows for the table and an inline SVG of multiple disadvantage."""
     from joinedup.pages import bar_chart_svg, image_data_uri
 
     rows = result.get("rows") or []
-    columns = result.get("columns") or (list(rows[0].keys()) if rows else [])
-    measure = "multiple_disadvantage" if "multiple_disadvantage" in columns else (
-        columns[-1] if columns else None)
-    bars = []
-    if measure:
-        for row in rows:
-            value = row.get(measure)
-            if isinstance(value, int | float):
-                bars.append((str(row.get(columns[0])), value))
-    view = {"rows": rows, "columns": columns, "numeric": columns[1:],
-            "chart_svg": bar_chart_svg(bars, f"people with {measure} by area (published values)"),
-            "note": "Counts 1–7 are suppressed (shown blank), others rounded to the nearest 5, "
-                    "with secondary suppression so totals reveal nothing."}
-    chart = result.get("chart_path")
+    counts = [c for c in result.get("columns") or [] if c != "area"]
+    measure = "multiple_disadvantage" if "multiple_disadvantage" in counts else (
+        counts[-1] if counts else None)
+    bars = [(str(row.get("area")), row[measure]) for row in rows
+            if measure and row.get("area") != "TOTAL" and isinstance(row.get(measure), int | float)]
+    shown = [{k: ("[c]" if v is None and k in counts else v) for k, v in row.items()} for row in rows]
+    view = {"rows": shown, "columns": ["area", *counts], "numeric": counts,
+            "chart_svg": bar_chart_svg(bars, "people with multiple disadvantage (3+ barrier "
+                                             "areas) by postcode sector, published values"),
+            "note": "People with each barrier, and with multiple disadvantage (three or more "
+                    "barrier areas), by postcode sector, for the governance board. Counts 1–7 "
+                    "are suppressed ([c]), others rounded to the nearest 5, with secondary "
+                    "suppression so that totals cannot reveal a suppressed cell."}
+    files = result.get("files") or {}
+    chart = files.get("chart")
     if chart and Path(chart).exists():
         view["chart_png"] = image_data_uri(Path(chart))
+    if files.get("csv"):
+        view["csv_href"] = str(Path(files["csv"]).relative_to(root))
     return view
 
 
