@@ -1,27 +1,37 @@
 """Service benchmark: N concurrent clients POST /v1/summaries for D seconds on loopback.
 
     .venv/bin/python bench/bench_service.py [--people 2000] [--clients 20] [--seconds 60]
+    .venv/bin/python bench/bench_service.py --profile 300      # in-process cost split only
 
-Builds a demo home (synthetic sources → extracts → ingest → link), grants consent for a
-set of people, serves the API with uvicorn in a separate process (`joinedup serve`), and
-drives it with threads each holding one keep-alive httpx client. Prints requests/s, p50,
-p95, p99, errors, and ledger entries written per request. Bounded in time and count.
+Builds a demo home (synthetic sources → extracts → ingest → link), grants consent for up
+to 200 claimants, then:
+1. profile: runs `--profile` summary requests in-process, one after another, and splits
+   the time of a request into person scoring (linkage/score.py), encoding, consent lookup,
+   policy decision, decryption, ledger append and the rest;
+2. load: serves the API with `joinedup serve` (uvicorn, one process: the embedded DuckDB
+   store takes one writer process; requests run on its thread pool) and drives it with
+   threads, each holding one keep-alive httpx client. Prints requests/s, p50, p95, p99,
+   errors, and ledger entries written per request. Bounded by --seconds and --max-requests.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+CATEGORIES = ["dwp", "council", "nhs", "housing", "MH", "PH", "DIS", "SUB", "HOU", "FIN", "SKL",
+              "CAR", "CLV", "FAM", "WRK"]
 
 
 def free_port() -> int:
@@ -30,52 +40,109 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--people", type=int, default=2000)
-    ap.add_argument("--clients", type=int, default=20)
-    ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--max-requests", type=int, default=200_000)
-    ap.add_argument("--home", type=Path, default=ROOT / "bench" / "out" / "service-home")
-    args = ap.parse_args()
-
+def prepare(home_dir: Path, people: int) -> tuple[str, list[dict]]:
+    """A linked demo home, an adviser token, and consenting people's raw identifiers."""
     from rich.console import Console
 
     from connectors.sources import read_records
     from joinedup.demo import run_demo
     from joinedup.home import load_home
+    from joinedup.service_context import CollationInputError, ServiceContext
+    from joinedup.users import open_user_store
+
+    t0 = time.monotonic()
+    run_demo(home_dir, people=people, seed=11, force=True, console=Console(quiet=True))
+    print(f"demo home built in {time.monotonic() - t0:.1f}s ({people} people)")
+    home = load_home(home_dir)
+    if not (home.runs_dir / "CURRENT").exists():
+        raise SystemExit("not runnable: no link run")
+    store = open_user_store(home)
+    token = store.add("adviser", "csc-margate")[1]
+    user = store.authenticate(token)
+    ctx = ServiceContext(home)
+    consenting = []
+    for rec in read_records("dwp", str(home_dir / "sources" / "dwp_claimants.csv")):
+        person = {k: v for k, v in rec.identity.items() if v and k != "local_id"}
+        try:
+            ctx.grant_consent(user, person, ["employment_support"], CATEGORIES)
+        except CollationInputError:
+            continue  # a planted data error (e.g. an impossible date of birth)
+        consenting.append(person)
+        if len(consenting) >= 200:
+            break
+    ctx.close()
+    return token, consenting
+
+
+def profile(home_dir: Path, token: str, people: list[dict], n: int) -> None:
+    """Where the time of one summary request goes (in-process, sequential, no HTTP)."""
+    import linkage.score
+    from joinedup import collate
+    from joinedup.home import load_home
     from joinedup.service_context import ServiceContext
     from joinedup.users import open_user_store
 
-    state = run_demo(args.home, people=args.people, seed=11, force=True, console=Console(quiet=True))
-    home = load_home(args.home)
-    if not (home.runs_dir / "CURRENT").exists():
-        print("not runnable yet: no link run (linkage not available)")
-        return 2
-    store = open_user_store(home)
-    adviser = store.add("adviser", "csc-margate")[1]
-    people = []
-    for rec in read_records("dwp", str(args.home / "sources" / "dwp_claimants.csv")):
-        people.append({k: v for k, v in rec.identity.items() if v and k != "local_id"})
-        if len(people) >= 200:
-            break
-    ctx = ServiceContext(home)
-    user = store.authenticate(adviser)
-    cats = ["dwp", "council", "nhs", "housing", "MH", "PH", "DIS", "SUB", "HOU", "FIN", "SKL",
-            "CAR", "CLV", "FAM", "WRK"]
-    for p in people:
-        ctx.grant_consent(user, p, ["employment_support"], cats)
-    before = ctx.ledger.size
-    ctx.close()
-    del state
+    spent: dict[str, float] = defaultdict(float)
 
+    def timed(name, fn):
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - t
+        return wrapper
+
+    home = load_home(home_dir)
+    ctx = ServiceContext(home)
+    user = open_user_store(home).authenticate(token)
+    for p in people[:5]:  # warm: run loaded, engine compiled, ciphertexts mapped
+        collate.request_summary(ctx, user.subject(), p)
+    patches = [
+        (linkage.score.RunScorer, "score", "person scoring (linkage/score.py)"),
+        (collate, "encode_identity", "encode identity (connectors)"),
+        (ctx.consent, "current", "consent lookup (consent)"),
+        (ctx.policy, "decide", "policy decision (policies)"),
+        (collate, "decrypt_content", "decrypt content rows"),
+        (ctx.ledger, "append", "ledger append + fsync (audit)"),
+    ]
+    originals = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in patches]
+    for obj, attr, name in patches:
+        setattr(obj, attr, timed(name, getattr(obj, attr)))
+    outcomes: dict[str, int] = defaultdict(int)
+    t0 = time.perf_counter()
+    for i in range(n):
+        outcomes[collate.request_summary(ctx, user.subject(), people[i % len(people)])["outcome"]] += 1
+    total = time.perf_counter() - t0
+    for obj, attr, fn in originals:
+        setattr(obj, attr, fn)
+    ctx.close()
+    print(f"profile: {n} sequential in-process summary requests, {total / n * 1000:.2f} ms each "
+          f"({n / total:.0f}/s on one thread); outcomes {dict(outcomes)}")
+    rest = total - sum(spent.values())
+    for name, seconds in sorted([*spent.items(), ("rest (collation, summary, glue)", rest)],
+                                key=lambda kv: -kv[1]):
+        print(f"  {name:38s} {seconds / n * 1000:7.2f} ms  {seconds / total:6.1%}")
+
+
+def load(home_dir: Path, token: str, people: list[dict], clients: int, seconds: float,
+         max_requests: int) -> int:
+    from audit import Ledger
+    from joinedup.home import load_home
+
+    home = load_home(home_dir)
+    with Ledger(home.ledger_dir) as ledger:
+        before = ledger.size
     port = free_port()
     server = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "joinedup"), "serve", "--home", str(args.home),
+        [str(ROOT / ".venv" / "bin" / "joinedup"), "serve", "--home", str(home_dir),
          "--port", str(port), "--no-access-log"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
+    latencies: list[float] = []
+    statuses: dict[int, int] = defaultdict(int)
+    outcomes: dict[str, int] = defaultdict(int)
     try:
         for _ in range(300):
             try:
@@ -83,56 +150,84 @@ def main() -> int:
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        latencies: list[float] = []
-        statuses: dict[int, int] = {}
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as c:
+            for p in people[:3]:  # warm the server: run loaded, ciphertexts mapped
+                c.post("/v1/summaries", json={"identifiers": p}, timeout=60)
+        with Ledger(home.ledger_dir) as ledger:
+            before = ledger.size
         lock = threading.Lock()
-        stop_at = time.monotonic() + args.seconds
+        stop_at = time.monotonic() + seconds
         count = [0]
+        cpu0 = os.times()
 
         def client(i: int) -> None:
-            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {adviser}"},
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
                               timeout=10) as c:
                 n = i
                 while time.monotonic() < stop_at:
                     with lock:
-                        if count[0] >= args.max_requests:
+                        if count[0] >= max_requests:
                             return
                         count[0] += 1
                     body = {"identifiers": people[n % len(people)], "purpose": "employment_support"}
                     t0 = time.perf_counter()
+                    outcome = None
                     try:
-                        status = c.post("/v1/summaries", json=body).status_code
+                        r = c.post("/v1/summaries", json=body)
+                        status = r.status_code
+                        outcome = r.json().get("outcome") if status == 200 else None
                     except httpx.HTTPError:
                         status = -1
                     dt = time.perf_counter() - t0
                     with lock:
                         latencies.append(dt)
-                        statuses[status] = statuses.get(status, 0) + 1
-                    n += args.clients
+                        statuses[status] += 1
+                        if outcome:
+                            outcomes[outcome] += 1
+                    n += clients
 
         t0 = time.monotonic()
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         wall = time.monotonic() - t0
+        cpu1 = os.times()
     finally:
         server.terminate()
         server.wait(timeout=30)
-    from audit import Ledger
-
     with Ledger(home.ledger_dir) as ledger:
         after = ledger.size
     total = len(latencies)
     q = statistics.quantiles(latencies, n=100) if total >= 100 else [max(latencies)] * 99
     ok = statuses.get(200, 0)
-    print(f"clients={args.clients} seconds={wall:.1f} requests={total} ok={ok} "
-          f"errors={total - ok} statuses={statuses}")
+    print(f"load: clients={clients} seconds={wall:.1f} requests={total} ok={ok} "
+          f"errors={total - ok} statuses={dict(statuses)} outcomes={dict(outcomes)}")
     print(f"throughput={total / wall:.1f} req/s  p50={q[49] * 1000:.1f} ms  "
           f"p95={q[94] * 1000:.1f} ms  p99={q[98] * 1000:.1f} ms")
+    print(f"client-side CPU (this process) {cpu1.user + cpu1.system - cpu0.user - cpu0.system:.1f}s")
     print(f"ledger entries written={after - before}  per request={(after - before) / max(total, 1):.3f}")
-    return 0 if ok == total else 1
+    return 0 if ok == total and after - before == total else 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--people", type=int, default=2000)
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--max-requests", type=int, default=200_000)
+    ap.add_argument("--profile", type=int, default=300, help="in-process requests to profile")
+    ap.add_argument("--no-load", action="store_true", help="profile only")
+    ap.add_argument("--home", type=Path, default=ROOT / "bench" / "out" / "service-home")
+    args = ap.parse_args()
+
+    token, people = prepare(args.home, args.people)
+    if args.profile:
+        profile(args.home, token, people, args.profile)
+    if args.no_load:
+        return 0
+    return load(args.home, token, people, args.clients, args.seconds, args.max_requests)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -146,12 +147,49 @@ _run_cache: dict[tuple, RunIndex] = {}
 _encoder_cache: dict[tuple, Any] = {}
 
 
+# A request must not re-read files the run has not changed: the run index and the taxonomy
+# are kept in memory and their files re-checked at most this often (seconds). A new link
+# run, ingest or taxonomy is therefore seen by the service within this interval.
+REVALIDATE_SECONDS = 1.0
+_checked: dict[tuple, tuple[float, Any]] = {}  # (what, home) -> (checked at, value)
+
+
+def _recent(key: tuple) -> Any | None:
+    found = _checked.get(key)
+    if found is not None and time.monotonic() - found[0] < REVALIDATE_SECONDS:
+        return found[1]
+    return None
+
+
 def load_collation_taxonomy(home) -> Taxonomy:
-    return load_taxonomy(home.config_file(TAXONOMY_FILE))
+    """The home's taxonomy, parsed once and re-read only when its file changes."""
+    key = ("taxonomy", str(home.root))
+    taxonomy = _recent(key)
+    if taxonomy is None:
+        path = home.config_file(TAXONOMY_FILE)
+        stamp = (str(path), path.stat().st_mtime_ns)
+        previous = _checked.get(key)
+        if previous is not None and previous[1][0] == stamp:
+            taxonomy = previous[1][1]
+        else:
+            taxonomy = load_taxonomy(path)
+        _checked[key] = (time.monotonic(), (stamp, taxonomy))
+        return taxonomy
+    return taxonomy[1]
 
 
 def current_run_index(ctx: ServiceContext) -> RunIndex:
-    """The current run's index, cached until the run or the active extracts change."""
+    """The current run's index (entity → refs, content positions), in memory; which run is
+    current and which extracts are active is re-checked at most every REVALIDATE_SECONDS."""
+    key = ("run", str(ctx.home.root))
+    index = _recent(key)
+    if index is None:
+        index = _load_current_run_index(ctx)
+        _checked[key] = (time.monotonic(), index)
+    return index
+
+
+def _load_current_run_index(ctx: ServiceContext) -> RunIndex:
     run_dir = ctx.current_run_dir()
     if not (run_dir / "entities.parquet").exists():
         raise NotFound(f"the current link run {run_dir.name} has no entities.parquet")

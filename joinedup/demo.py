@@ -91,7 +91,7 @@ class DemoState:
         return self.root / "outgoing"
 
 
-def run_demo(root: Path, people: int = 2000, seed: int = 7, force: bool = False,
+def run_demo(root: Path, people: int = 5000, seed: int = 7, force: bool = False,
              console: Console | None = None) -> DemoState:
     """Run every step; returns the state (steps and outputs). Raises DemoError only when it
     cannot start; a failing step is reported and the demo goes on where it can."""

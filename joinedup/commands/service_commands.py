@@ -114,7 +114,7 @@ def register(cli: click.Group) -> None:
     @cli.command("demo")
     @click.option("--home", "home", type=click.Path(path_type=Path), default=None,
                   help="Where to build the demo deployment (default: ./joinedup-demo).")
-    @click.option("--people", default=2000, show_default=True, type=click.IntRange(50, 1_000_000),
+    @click.option("--people", default=5000, show_default=True, type=click.IntRange(50, 1_000_000),
                   help="Size of the synthetic population.")
     @click.option("--seed", default=7, show_default=True, type=int)
     @click.option("--force", is_flag=True, help="Replace an existing demo home.")
