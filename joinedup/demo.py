@@ -361,6 +361,7 @@ def _summaries(state: DemoState) -> str:
                          f"{'; '.join(exc.reasons)}")
         withdrawn["withdrawn"] = True
     state.overview["summaries"] = shown[:SAMPLE_SUMMARIES]
+    state.overview["summaries_given"] = len(shown)
     state.overview["summary_notes"] = notes
     return f"{len(shown)} summaries, {len(notes)} refusals"
 
@@ -477,7 +478,7 @@ def _headline(state: DemoState) -> list[tuple[str, Any, str]]:
         ("synthetic people", f"{state.people:,}", "invented, with planted barriers"),
         ("records linked", f"{raw.get('records', 0):,}", "from four agencies' extracts"),
         ("people found", f"{raw.get('entities', 0):,}", "by linkage, from encodings only"),
-        ("summaries given", len(state.overview.get("summaries") or []), "to a consenting person's adviser"),
+        ("summaries given", state.overview.get("summaries_given", 0), "to a consenting person's adviser"),
         ("refused / not given", len(state.overview.get("summary_notes") or []), "no consent, withdrawn, ambiguous"),
         ("areas published", max(len(areas.get("rows") or []) - 1, 0), "small counts suppressed"),
         ("ledger entries", sum((audit.get("by_type") or {}).values()),
@@ -536,6 +537,9 @@ def _closing_summary(state: DemoState, seconds: float) -> None:
         colour = colours.get(step.status, "white")
         table.add_row(step.name, f"[{colour}]{step.status}[/]", step.detail)
     console.print(table)
+    figures = ", ".join(f"{value} {label}" for label, value, _ in _headline(state))
+    verified = (state.overview.get("audit") or {}).get("verified")
+    console.print(f"[bold]In short:[/] {figures} ({'verified' if verified else 'NOT verified'}).")
     console.print(f"[bold]Overview (open in a browser, works offline):[/] {state.root / 'overview.html'}")
     console.print(f"Deployment home: {state.root}  (sources/, outgoing/, runs/, ledger/, store.duckdb)")
     tokens = state.home.secrets_dir / "demo-tokens.json"
