@@ -90,7 +90,12 @@ def write_report(
             [[x["source_l"], x["source_r"], x["links"]] for x in summary["links_per_source_pair"]],
         ),
         "<h2>Entities</h2>",
-        _table(["measure", "count"], [[k, v] for k, v in changes.items()]),
+        _table(
+            ["measure", "count"],
+            [[k, v] for k, v in changes.items()]
+            + [["merges refused (one source, different NHS number / NINO)",
+                summary.get("merges_refused_conflicting_identifiers", 0)]],
+        ),
         "<h2>Cluster sizes</h2>",
         _table(["records in entity", "entities"], [[k, v] for k, v in summary["cluster_sizes"].items()]),
         "<h2>Timings (seconds)</h2>",

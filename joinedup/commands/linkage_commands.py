@@ -116,6 +116,10 @@ def link_command(
         f"({changes['new']} new, {changes['merged']} merged, {changes['split']} split, "
         f"{changes['kept']} kept) in {time.perf_counter() - started:.1f}s -> {out_dir}"
     )
+    refused = summary.get("merges_refused_conflicting_identifiers", 0)
+    if refused:
+        click.echo(f"{refused} merge(s) refused: they would have joined records of one source "
+                   "with different NHS numbers or NINOs (see report.html)")
 
 
 def _current_run(h) -> Path | None:
