@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from joinedup import __version__
+from joinedup.commands.common import home_option
 from joinedup.home import HomeError, default_home, init_home
 
 
@@ -18,13 +19,6 @@ def cli() -> None:
     """Privacy-preserving data sharing and record linkage for joined-up employment support."""
 
 
-home_option = click.option(
-    "--home",
-    "home",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Deployment home (default: $JOINEDUP_HOME, else ./joinedup-home).",
-)
 
 
 @cli.command("init")

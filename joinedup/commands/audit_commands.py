@@ -15,22 +15,8 @@ from pathlib import Path
 
 import click
 
-home_option = click.option(
-    "--home",
-    "home",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Deployment home (default: $JOINEDUP_HOME, else ./joinedup-home).",
-)
-
-
-def _home(home: Path | None):
-    from joinedup.home import HomeError, load_home
-
-    try:
-        return load_home(home)
-    except HomeError as exc:
-        raise click.ClickException(str(exc)) from exc
+from joinedup.commands.common import home_option
+from joinedup.commands.common import open_home as _home
 
 
 def _ledger(home: Path | None):

@@ -17,13 +17,11 @@ from pathlib import Path
 
 import click
 
+from joinedup.commands.common import home_option, open_home
+
 EXIT_NO_SUMMARY = 2
 EXIT_REFUSED = 3
 
-home_option = click.option(
-    "--home", "home", type=click.Path(path_type=Path), default=None,
-    help="Deployment home (default: $JOINEDUP_HOME, else ./joinedup-home).",
-)
 as_option = click.option(
     "--as", "as_user", required=True,
     help="Who is asking: a user id from the users store, or role:organisation:id.",
@@ -165,13 +163,9 @@ class _context:
         self.home = home
 
     def __enter__(self):
-        from joinedup.home import HomeError, default_home, load_home
         from joinedup.service_context import ServiceContext
 
-        try:
-            self.ctx = ServiceContext(load_home(self.home or default_home()))
-        except HomeError as exc:
-            raise click.ClickException(str(exc)) from exc
+        self.ctx = ServiceContext(open_home(self.home))
         return self.ctx
 
     def __exit__(self, *exc) -> None:

@@ -15,11 +15,12 @@ from typing import Any
 
 import click
 
+from joinedup.commands.common import home_option
+from joinedup.commands.common import open_home as _home
+
 IDENTITY_PROMPTS = (("given_name", "Given name"), ("family_name", "Family name"),
                     ("date_of_birth", "Date of birth (YYYY-MM-DD)"))
 
-home_option = click.option("--home", "home", type=click.Path(path_type=Path), default=None,
-                           help="Deployment home (default: $JOINEDUP_HOME, else ./joinedup-home).")
 actor_options = [
     click.option("--as", "actor_id", required=True, help="Your user id (recorded as 'recorded by')."),
     click.option("--role", "actor_role", default="adviser", show_default=True,
@@ -39,13 +40,6 @@ def _with(options):
     return wrap
 
 
-def _home(home: Path | None):
-    from joinedup.home import HomeError, load_home
-
-    try:
-        return load_home(home)
-    except HomeError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 def _store(h):

@@ -6,23 +6,9 @@ from pathlib import Path
 
 import click
 
-from joinedup.home import HomeError, default_home, load_home
+from joinedup.commands.common import home_option
+from joinedup.commands.common import open_home as _home
 from joinedup.users import ROLES, UserError, open_user_store
-
-home_option = click.option(
-    "--home",
-    "home",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Deployment home (default: $JOINEDUP_HOME, else ./joinedup-home).",
-)
-
-
-def _home(path: Path | None):
-    try:
-        return load_home(path or default_home())
-    except HomeError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 def _audit_user_event(home, event: dict) -> None:
