@@ -1,32 +1,54 @@
 """Person resolution: score one encoded identity against a finished run, no re-linking.
 
-The run's records (RUN_DIR/records.parquet: encodings + entity id) are loaded once per
-process into an in-memory DuckDB, with the CLKs cast to BIT and term frequencies joined
-on. A query then picks candidates with the run's blocking rules (simple `l.a = r.b`
-conjunctions, bound to the probe's values) and scores them with the trained model's
-match weights, computed exactly as Splink does (Bayes factors m/u per level, plus
-term-frequency adjustments), so the probabilities agree with links.parquet.
+Driven entirely by the run's own files, so whatever comparisons, levels, weights and
+blocking rules the run was trained with are the ones applied here:
+
+- RUN_DIR/records.parquet (each record's encodings + entity id) is read once per process
+  into numpy arrays: int64 tokens with a validity mask, CLKs as uint64 words with their
+  popcounts, and each term-frequency column's frequencies over the run's records.
+- Each blocking rule of settings.json that is a conjunction of `l.a = r.b` terms becomes
+  a sorted hash index over the records' `b` values; a probe's candidates are a few
+  binary searches (microseconds), checked for exact equality. A rule of any other form
+  is applied as SQL in DuckDB over the probe and the records (correct, but a scan).
+- Each comparison level's `sql_condition` of model.json is compiled into numpy over the
+  candidates (columns, `=`/`<>`/`<`/`>`..., `IS [NOT] NULL`, AND/OR, numbers, the Dice
+  macro); a comparison using anything else is evaluated by DuckDB on a per-thread
+  connection over a table of just those candidate pairs. The match weight is Splink's:
+  log2 prior odds + log2(m/u) of each level + term-frequency adjustments, so it agrees
+  with links.parquet.
+
+The loaded run is immutable and shared; a call allocates only its own arrays (DuckDB
+fallbacks use one connection per thread), so concurrent calls need no lock.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from linkage.clk import WORD_BYTES, clk_struct_sql, create_dice_macro, words_for_bits
-from linkage.settings import BLOCKING_COLUMNS, CLK_COLUMNS, TOKEN_COLUMNS
+from linkage.clk import DICE_FUNCTION, WORD_BYTES, clk_struct_sql, create_dice_macro, words_for_bits
+from linkage.settings import ENCODED_COLUMNS
 
 _RULE_TERM = re.compile(r"^\s*l\.(\w+)\s*=\s*r\.(\w+)\s*$", re.IGNORECASE)
+_ID_COLUMNS = ("source", "ref", "entity_id")
+_NOT_ENCODINGS = {*_ID_COLUMNS, "fingerprint", "unique_id"}
 
 
 class ScoringError(Exception):
-    """The run cannot be scored against (missing or unreadable files)."""
+    """The run cannot be scored against (missing or unreadable files), or the probe is bad."""
 
 
 def _parse_rule(rule: str) -> list[tuple[str, str]] | None:
@@ -40,46 +62,306 @@ def _parse_rule(rule: str) -> list[tuple[str, str]] | None:
     return terms
 
 
-def _weight_sql(model: dict[str, Any]) -> str:
-    """SQL for the total match weight of a pair (columns named <col>_l / <col>_r)."""
-    prior = model["probability_two_random_records_match"]
-    parts = [repr(math.log2(prior / (1 - prior)))]
-    for comp in model["comparisons"]:
-        levels = comp["comparison_levels"]
-        exact_u = {
-            lv["tf_adjustment_column"]: _exact_u(levels, lv["tf_adjustment_column"])
-            for lv in levels if lv.get("tf_adjustment_column")
-        }
-        cases = []
-        for lv in levels:
-            cond = lv["sql_condition"]
-            if lv.get("is_null_level"):
-                weight = "0.0"
+# ------------------------------------------------------------------ the run's data
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One encoded column of the run's records, as numpy arrays."""
+
+    values: np.ndarray  # int64 tokens (nulls as 0), or uint64 words (n, w) for a CLK
+    valid: np.ndarray  # bool
+    popcount: np.ndarray | None = None  # CLKs only: bits set per record
+
+    @property
+    def is_clk(self) -> bool:
+        return self.popcount is not None
+
+
+def _int_column(arr: pa.ChunkedArray) -> _Column:
+    arr = arr.combine_chunks()
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    return _Column(arr.fill_null(0).to_numpy().astype(np.int64, copy=False), valid)
+
+
+def _clk_words(blob: bytes, width: int) -> np.ndarray:
+    """A CLK's bytes as uint64 words, zero-padded to `width` bytes."""
+    return np.frombuffer(blob.ljust(width, b"\0"), dtype=np.uint64)
+
+
+def _clk_column(arr: pa.ChunkedArray, width: int) -> _Column:
+    blobs = arr.to_pylist()
+    valid = np.array([b is not None for b in blobs], dtype=bool)
+    words = np.zeros((len(blobs), width // 8), dtype=np.uint64)
+    if len(blobs):
+        lengths = {len(b) for b in blobs if b is not None}
+        if lengths == {width}:  # the usual case: one fixed CLK length, read in one go
+            flat = b"".join(b if b is not None else bytes(width) for b in blobs)
+            words = np.frombuffer(flat, dtype=np.uint64).reshape(len(blobs), width // 8)
+        else:
+            for i, b in enumerate(blobs):
+                if b is not None:
+                    words[i] = _clk_words(b, width)
+    popcount = np.bitwise_count(words).sum(axis=1, dtype=np.int64)
+    return _Column(words, valid, popcount)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser (uint64 -> uint64), to hash a tuple of tokens into one key."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _key_hash(parts: list[np.ndarray]) -> np.ndarray:
+    h = np.full(len(parts[0]), 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for p in parts:
+        h = _mix(h ^ p.view(np.uint64))
+    return h
+
+
+@dataclass(frozen=True)
+class _EqualityIndex:
+    """A blocking rule `l.a1 = r.b1 AND ...`: records sorted by a hash of (b1, ...)."""
+
+    probe_columns: tuple[str, ...]
+    record_columns: tuple[str, ...]
+    hashes: np.ndarray  # sorted
+    rows: np.ndarray  # record row of each hash
+
+    @classmethod
+    def build(cls, terms: list[tuple[str, str]], columns: dict[str, _Column]) -> _EqualityIndex:
+        cols = [columns[b] for _a, b in terms]
+        keep = np.logical_and.reduce([c.valid for c in cols])  # NULL never equals
+        rows = np.flatnonzero(keep)
+        hashes = _key_hash([c.values[rows] for c in cols])
+        order = np.argsort(hashes, kind="stable")
+        return cls(tuple(a for a, _b in terms), tuple(b for _a, b in terms),
+                   hashes[order], rows[order])
+
+    def lookup(self, probe: dict[str, Any], columns: dict[str, _Column]) -> np.ndarray | None:
+        values = [probe.get(a) for a in self.probe_columns]
+        if any(v is None for v in values):
+            return None
+        key = _key_hash([np.array([v], dtype=np.int64) for v in values])[0]
+        lo = np.searchsorted(self.hashes, key, side="left")
+        hi = np.searchsorted(self.hashes, key, side="right")
+        rows = self.rows[lo:hi]
+        for b, v in zip(self.record_columns, values, strict=True):  # drop hash collisions
+            rows = rows[columns[b].values[rows] == v]
+        return rows
+
+
+# ------------------------------------------------------------------ level conditions
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>\d+\.\d*|\.\d+|\d+)|(?P<id>\"[^\"]+\"|[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<op><>|!=|>=|<=|=|<|>|\(|\)|,))"
+)
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "=": np.equal, "<>": np.not_equal, "!=": np.not_equal,
+    ">=": np.greater_equal, "<=": np.less_equal, ">": np.greater, "<": np.less,
+}
+
+
+class _Unsupported(Exception):
+    """A condition outside the numpy subset (evaluated by DuckDB instead)."""
+
+
+class _Call:
+    """Per-call state: the probe, the candidate rows, and memoised operands."""
+
+    def __init__(self, probe: dict[str, Any], rows: np.ndarray, run: RunScorer):
+        self.probe, self.rows, self.run = probe, rows, run
+        self.memo: dict[str, Any] = {}
+
+
+# A compiled operand returns (values, valid) over the candidates (a CLK: (words,
+# popcount, valid)); a compiled condition returns the mask of candidates where it is
+# TRUE. Conditions use only AND/OR (no NOT), so "TRUE" is monotone in its parts and a
+# NULL part can be treated as not TRUE, exactly as SQL's CASE WHEN does.
+Operand = Callable[[_Call], tuple]
+Condition = Callable[[_Call], np.ndarray]
+
+
+class _ConditionCompiler:
+    def __init__(self, sql: str, columns: dict[str, _Column]):
+        self.columns = columns
+        self.tokens: list[tuple[str, str]] = []
+        pos, sql = 0, sql.strip()
+        while pos < len(sql):
+            m = _TOKEN.match(sql, pos)
+            if not m or m.end() == pos:
+                raise _Unsupported(sql[pos:])
+            kind = m.lastgroup or ""
+            self.tokens.append((kind, m.group(kind)))
+            pos = m.end()
+        self.i = 0
+
+    def compile(self) -> Condition:
+        cond = self._or()
+        if self.i != len(self.tokens):
+            raise _Unsupported(f"unexpected {self.tokens[self.i][1]!r}")
+        return cond
+
+    def _peek(self) -> str:
+        return self.tokens[self.i][1].upper() if self.i < len(self.tokens) else ""
+
+    def _take(self, expected: str | None = None) -> tuple[str, str]:
+        if self.i >= len(self.tokens):
+            raise _Unsupported("unexpected end")
+        tok = self.tokens[self.i]
+        if expected is not None and tok[1].upper() != expected:
+            raise _Unsupported(f"expected {expected}, got {tok[1]!r}")
+        self.i += 1
+        return tok
+
+    def _or(self) -> Condition:
+        parts = [self._and()]
+        while self._peek() == "OR":
+            self._take()
+            parts.append(self._and())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda c: functools.reduce(np.logical_or, [p(c) for p in parts])
+
+    def _and(self) -> Condition:
+        parts = [self._primary()]
+        while self._peek() == "AND":
+            self._take()
+            parts.append(self._primary())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda c: functools.reduce(np.logical_and, [p(c) for p in parts])
+
+    def _primary(self) -> Condition:
+        if self._peek() == "(":
+            # A parenthesised condition (operands are never parenthesised in the subset).
+            self._take("(")
+            inner = self._or()
+            self._take(")")
+            return inner
+        left, left_clk, _ = self._operand()
+        if self._peek() == "IS":
+            self._take()
+            negate = self._peek() == "NOT"
+            if negate:
+                self._take()
+            self._take("NULL")
+            if negate:
+                return lambda c: np.asarray(left(c)[-1], dtype=bool)
+            return lambda c: ~np.asarray(left(c)[-1], dtype=bool)
+        kind, op = self._take()
+        if kind != "op" or op not in _COMPARE:
+            raise _Unsupported(op)
+        right, right_clk, _ = self._operand()
+        fn = _COMPARE[op]
+        if left_clk or right_clk:
+            if not (left_clk and right_clk) or op not in ("=", "<>", "!="):
+                raise _Unsupported("CLK compared other than for equality")
+            same = op == "="
+
+            def clk_cond(c: _Call) -> np.ndarray:
+                (wa, _na, va), (wb, _nb, vb) = left(c), right(c)
+                equal = np.all(wa == wb, axis=-1)
+                return va & vb & (equal if same else ~equal)
+
+            return clk_cond
+
+        def cond(c: _Call) -> np.ndarray:
+            (a, va), (b, vb) = left(c), right(c)
+            return va & vb & fn(a, b)
+
+        return cond
+
+    def _operand(self) -> tuple[Operand, bool, str]:
+        """An operand, whether it is a CLK, and a key naming it (to share its value)."""
+        kind, text = self._take()
+        if kind == "num":
+            value = float(text) if any(ch in text for ch in ".eE") else int(text)
+            return (lambda _c: (value, True)), False, text
+        if kind != "id":
+            raise _Unsupported(text)
+        name = text.strip('"')
+        if self._peek() == "(":
+            if name.lower() != DICE_FUNCTION:
+                raise _Unsupported(f"function {name}")
+            self._take("(")
+            a, a_clk, a_key = self._operand()
+            self._take(",")
+            b, b_clk, b_key = self._operand()
+            self._take(")")
+            if not (a_clk and b_clk):
+                raise _Unsupported(f"{name} of non-CLK columns")
+            key = f"dice({a_key},{b_key})"
+
+            def dice(c: _Call) -> tuple:
+                got = c.memo.get(key)
+                if got is None:
+                    (wa, na, va), (wb, nb, vb) = a(c), b(c)
+                    common = np.bitwise_count(wa & wb).sum(axis=-1, dtype=np.int64)
+                    denom = na + nb
+                    ok = va & vb & (denom != 0)
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        got = (2.0 * common / denom, ok)
+                    c.memo[key] = got
+                return got
+
+            return dice, False, key
+        side, base = name[-2:].lower(), name[:-2]
+        if side not in ("_l", "_r") or base not in self.columns:
+            raise _Unsupported(f"column {name}")
+        column = self.columns[base]
+        if side == "_l":
+            return _probe_operand(base, column), column.is_clk, f"l.{base}"
+        return _record_operand(base, column), column.is_clk, f"r.{base}"
+
+
+def _probe_operand(name: str, column: _Column) -> Operand:
+    def probe(c: _Call) -> tuple:
+        value = c.probe.get(name)
+        if column.is_clk:
+            if value is None:
+                return np.zeros(column.values.shape[1], np.uint64), 0, False
+            words = _clk_words(value, 8 * column.values.shape[1])
+            return words, int(np.bitwise_count(words).sum()), True
+        return (0, False) if value is None else (value, True)
+
+    return probe
+
+
+def _record_operand(name: str, column: _Column) -> Operand:
+    key = f"r:{name}"
+
+    def record(c: _Call) -> tuple:
+        got = c.memo.get(key)
+        if got is None:
+            rows = c.rows
+            if column.is_clk:
+                got = (column.values[rows], column.popcount[rows], column.valid[rows])
             else:
-                m, u = lv.get("m_probability"), lv.get("u_probability")
-                if m is None or u is None:
-                    weight = "0.0"
-                elif m == 0:
-                    weight = "-1e9"  # Splink: a Bayes factor of 0, i.e. never a match
-                elif u == 0:
-                    weight = "1e9"
-                else:
-                    weight = repr(math.log2(m / u))
-                col = lv.get("tf_adjustment_column")
-                w = lv.get("tf_adjustment_weight", 1.0)
-                if col and w and exact_u.get(col):
-                    tf = f"greatest(coalesce(tf_{col}_l, tf_{col}_r), coalesce(tf_{col}_r, tf_{col}_l))"
-                    weight += (
-                        f" + coalesce({w!r} * ({math.log2(exact_u[col])!r} - log2({tf})), 0.0)"
-                    )
-            if cond.strip().upper() == "ELSE":
-                cases.append(f"ELSE {weight}")
-            else:
-                cases.append(f"WHEN {cond} THEN {weight}")
-        if not any(c.startswith("ELSE") for c in cases):
-            cases.append("ELSE 0.0")
-        parts.append("(CASE " + " ".join(cases) + " END)")
-    return " + ".join(parts)
+                got = (column.values[rows], column.valid[rows])
+            c.memo[key] = got
+        return got
+
+    return record
+
+
+# ------------------------------------------------------------------ the model
+
+
+def _level_weight(level: dict[str, Any]) -> float:
+    """log2 of the level's Bayes factor m/u, as Splink computes it (0 for the null level)."""
+    if level.get("is_null_level"):
+        return 0.0
+    m, u = level.get("m_probability"), level.get("u_probability")
+    if m is None or u is None:
+        return 0.0
+    if m == 0:
+        return -1e9  # Splink: a Bayes factor of 0, i.e. never a match
+    if u == 0:
+        return 1e9
+    return math.log2(m / u)
 
 
 def _exact_u(levels: list[dict[str, Any]], column: str) -> float | None:
@@ -91,8 +373,58 @@ def _exact_u(levels: list[dict[str, Any]], column: str) -> float | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Level:
+    weight: float
+    condition: Condition | None  # None: ELSE
+    sql: str
+    tf_column: str | None  # term-frequency adjustment, when the level has one
+    tf_weight: float
+    tf_log2_u: float
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    name: str
+    levels: tuple[_Level, ...]
+    in_numpy: bool  # False: every condition is evaluated by DuckDB
+
+
+def _compile_comparison(comp: dict[str, Any], columns: dict[str, _Column]) -> _Comparison:
+    raw = comp["comparison_levels"]
+    exact_u = {
+        lv["tf_adjustment_column"]: _exact_u(raw, lv["tf_adjustment_column"])
+        for lv in raw if lv.get("tf_adjustment_column")
+    }
+    levels, in_numpy = [], True
+    for lv in raw:
+        sql = lv["sql_condition"]
+        cond = None
+        if sql.strip().upper() != "ELSE":
+            try:
+                cond = _ConditionCompiler(sql, columns).compile()
+            except _Unsupported:
+                in_numpy = False
+        col, w = lv.get("tf_adjustment_column"), lv.get("tf_adjustment_weight", 1.0)
+        use_tf = bool(col and w and exact_u.get(col) and not lv.get("is_null_level"))
+        levels.append(_Level(
+            weight=_level_weight(lv), condition=cond, sql=sql,
+            tf_column=col if use_tf else None, tf_weight=float(w or 0.0),
+            tf_log2_u=math.log2(exact_u[col]) if use_tf else 0.0,
+        ))
+    return _Comparison(comp.get("output_column_name", "?"), tuple(levels), in_numpy)
+
+
+def _rule_text(rule: Any) -> str:
+    # settings.json holds strings; a Splink model.json holds {"blocking_rule": ...}.
+    return rule["blocking_rule"] if isinstance(rule, dict) else str(rule)
+
+
+# ------------------------------------------------------------------ the scorer
+
+
 class RunScorer:
-    """A run's records and model, ready to score identities (thread-safe)."""
+    """A run's records and model, ready to score identities (thread-safe, no lock)."""
 
     def __init__(self, run_dir: Path):
         run_dir = Path(run_dir)
@@ -104,122 +436,236 @@ class RunScorer:
         records = run_dir / "records.parquet"
         if not records.is_file():
             raise ScoringError(f"{run_dir}: no records.parquet (not a link run?)")
-        self._lock = threading.Lock()
-        self.con = duckdb.connect()
-        self.tf_columns = sorted(
-            {
-                lv["tf_adjustment_column"]
-                for comp in model["comparisons"]
-                for lv in comp["comparison_levels"]
-                if lv.get("tf_adjustment_column")
-            }
+        try:
+            table = pq.read_table(records)
+        except (OSError, pa.ArrowException) as exc:
+            raise ScoringError(f"{records}: cannot read: {exc}") from exc
+        missing = [c for c in _ID_COLUMNS if c not in table.column_names]
+        if missing:
+            raise ScoringError(f"{records}: missing column(s) {', '.join(missing)}")
+        self.n = table.num_rows
+        self.ids = {c: table.column(c).to_pylist() for c in _ID_COLUMNS}
+
+        # Encoded columns: int64 tokens and binary CLKs (one width for all CLKs, as the
+        # DuckDB word structs use).
+        self.columns: dict[str, _Column] = {}
+        self.column_types: dict[str, pa.DataType] = {}
+        clk_names = [f.name for f in table.schema
+                     if f.name not in _NOT_ENCODINGS and pa.types.is_binary(f.type)]
+        max_bytes = max((pc.max(pc.binary_length(table.column(c))).as_py() or 0
+                         for c in clk_names), default=0)
+        self.clk_words = words_for_bits(8 * (max_bytes or WORD_BYTES))
+        width = self.clk_words * WORD_BYTES
+        for f in table.schema:
+            if f.name in _NOT_ENCODINGS:
+                continue
+            if pa.types.is_integer(f.type):
+                self.columns[f.name] = _int_column(table.column(f.name).cast(pa.int64()))
+            elif pa.types.is_binary(f.type):
+                self.columns[f.name] = _clk_column(table.column(f.name), width)
+            else:
+                continue
+            self.column_types[f.name] = f.type
+
+        self.prior_weight = math.log2(
+            model["probability_two_random_records_match"]
+            / (1 - model["probability_two_random_records_match"])
         )
-        source = f"read_parquet('{_q(str(records))}')"
-        clk_bytes = self.con.execute(
-            f"SELECT max(greatest({', '.join(f'octet_length({c})' for c in CLK_COLUMNS)})) "
-            f"FROM {source}"
-        ).fetchall()[0][0]
-        self.words = words_for_bits(8 * (clk_bytes or WORD_BYTES))
-        create_dice_macro(self.con, self.words)
-        clks = ", ".join(f"{clk_struct_sql(c, self.words)} AS {c}" for c in CLK_COLUMNS)
-        plain = ", ".join(("source", "ref", "entity_id") + TOKEN_COLUMNS + BLOCKING_COLUMNS)
-        self.con.execute(f"CREATE TABLE base AS SELECT {plain}, {clks} FROM {source}")
-        self.tf: dict[str, dict[int, float]] = {}
-        select_tf, joins = [], []
-        for col in self.tf_columns:
-            self.con.execute(
-                f"CREATE TABLE tf_{col} AS SELECT {col} AS value, "
-                f"count(*)::DOUBLE / sum(count(*)) OVER () AS tf FROM base "
-                f"WHERE {col} IS NOT NULL GROUP BY {col}"
-            )
-            self.tf[col] = dict(self.con.execute(f"SELECT value, tf FROM tf_{col}").fetchall())
-            select_tf.append(f"tf_{col}.tf AS tf_{col}")
-            joins.append(f"LEFT JOIN tf_{col} ON tf_{col}.value = base.{col}")
-        self.con.execute(
-            f"CREATE TABLE records AS SELECT base.*{''.join(', ' + s for s in select_tf)} "
-            f"FROM base {' '.join(joins)}"
-        )
-        self.con.execute("DROP TABLE base")
-        self.rules = [
-            r for r in (_parse_rule(x) for x in settings["splink"]["blocking_rules_to_generate_predictions"])
-            if r
-        ]
-        self.weight_sql = _weight_sql(model)
-        self.columns = (
-            list(TOKEN_COLUMNS + BLOCKING_COLUMNS + CLK_COLUMNS)
-            + [f"tf_{c}" for c in self.tf_columns]
-        )
+        self.comparisons = tuple(_compile_comparison(c, self.columns) for c in model["comparisons"])
+        # Term frequencies over the run's records (Splink's tf tables for the run).
+        self.tf_values: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.tf_records: dict[str, np.ndarray] = {}
+        for col in sorted({lv.tf_column for c in self.comparisons for lv in c.levels if lv.tf_column}):
+            if col not in self.columns:
+                raise ScoringError(f"{run_dir}: term-frequency column {col} not in records.parquet")
+            column = self.columns[col]
+            values, counts = np.unique(column.values[column.valid], return_counts=True)
+            freqs = counts.astype(np.float64) / counts.sum()
+            self.tf_values[col] = (values, freqs)
+            per_record = np.full(self.n, np.nan)
+            per_record[column.valid] = freqs[np.searchsorted(values, column.values[column.valid])]
+            self.tf_records[col] = per_record
+
+        self.indexes: list[_EqualityIndex] = []
+        self.sql_rules: list[str] = []
+        for rule in settings["splink"]["blocking_rules_to_generate_predictions"]:
+            text = _rule_text(rule)
+            terms = _parse_rule(text)
+            if terms and all(a in self.columns and b in self.columns
+                             and not self.columns[b].is_clk for a, b in terms):
+                self.indexes.append(_EqualityIndex.build(terms, self.columns))
+            else:
+                self.sql_rules.append(text)
+        self._local = threading.local()
+        self._records = table if (self.sql_rules or not all(c.in_numpy for c in self.comparisons)) else None
+
+    # -------------------------------------------------------------- scoring
 
     def score(self, identity: dict[str, Any]) -> list[dict[str, Any]]:
         probe = self._probe(identity)
-        conds, params = [], []
-        for rule in self.rules:
-            values = [probe.get(a) for a, _b in rule]
-            if any(v is None for v in values):
-                continue
-            conds.append("(" + " AND ".join(f"r.{b} = ?" for _a, b in rule) + ")")
-            params.extend(values)
-        if not conds:
+        found = [rows for ix in self.indexes if (rows := ix.lookup(probe, self.columns)) is not None]
+        if self.sql_rules:
+            found.append(self._sql_rule_candidates(probe))
+        rows = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
+        if not len(rows):
             return []
-        probe_cols = []
-        for col in TOKEN_COLUMNS + BLOCKING_COLUMNS:
-            probe_cols.append(f"?::BIGINT AS {col}")
-            params.append(probe.get(col))
-        for col in CLK_COLUMNS:
-            probe_cols.append(f"?::BLOB AS {col}")
-            params.append(probe.get(col))
-        for col in self.tf_columns:
-            probe_cols.append(f"?::DOUBLE AS tf_{col}")
-            params.append(self.tf[col].get(probe.get(col)))
-        # Positional parameters bind in text order: the rule values (cand), then the probe.
-        pair_cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in self.columns)
-        clk_structs = ", ".join(f"{clk_struct_sql(c, self.words)} AS {c}" for c in CLK_COLUMNS)
-        sql = f"""
-            WITH cand AS (SELECT * FROM records r WHERE {' OR '.join(conds)}),
-                 l0 AS (SELECT {', '.join(probe_cols)}),
-                 l AS (SELECT * REPLACE ({clk_structs}) FROM l0),
-                 pairs AS (SELECT r.source, r.ref, r.entity_id, {pair_cols} FROM l, cand r)
-            SELECT source, ref, entity_id, {self.weight_sql} AS match_weight FROM pairs
-        """
-        with self._lock:
-            rows = self.con.execute(sql, params).fetchall()
+        weights = self._weights(probe, rows)
         out = []
-        for source, ref, entity_id, weight in rows:
+        source, ref, entity = self.ids["source"], self.ids["ref"], self.ids["entity_id"]
+        for row, weight in zip(rows.tolist(), weights.tolist(), strict=True):
             weight = max(min(weight, 1000.0), -1000.0)
             prob = 2**weight / (1 + 2**weight)
-            out.append(
-                {"entity_id": entity_id, "source": source, "ref": ref,
-                 "match_weight": weight, "match_probability": prob}
-            )
+            out.append({"entity_id": entity[row], "source": source[row], "ref": ref[row],
+                        "match_weight": weight, "match_probability": prob})
         out.sort(key=lambda c: (-c["match_probability"], c["entity_id"], c["source"], c["ref"]))
         return out
 
+    def _weights(self, probe: dict[str, Any], rows: np.ndarray) -> np.ndarray:
+        call = _Call(probe, rows, self)
+        total = np.full(len(rows), self.prior_weight)
+        for comp in self.comparisons:
+            level_of = (self._levels_numpy(comp, call) if comp.in_numpy
+                        else self._levels_sql(comp, probe, rows))
+            # Added in the settings' order, as Splink's SQL sum does.
+            weight = np.zeros(len(rows))
+            for i, level in enumerate(comp.levels):
+                at = level_of == i
+                if not at.any():
+                    continue
+                weight[at] = level.weight
+                if level.tf_column:
+                    weight[at] += self._tf_adjustment(level, probe, rows[at])
+            total = total + weight
+        return total
+
     @staticmethod
-    def _probe(identity: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(identity) - set(TOKEN_COLUMNS + BLOCKING_COLUMNS + CLK_COLUMNS) - {"ref"}
+    def _levels_numpy(comp: _Comparison, call: _Call) -> np.ndarray:
+        level_of = np.full(len(call.rows), -1, dtype=np.int64)
+        for i, level in enumerate(comp.levels):
+            open_ = level_of < 0
+            if not open_.any():
+                break
+            hit = open_ if level.condition is None else open_ & level.condition(call)
+            level_of[hit] = i
+        return level_of  # -1: no level and no ELSE (weight 0, as Splink's CASE gives NULL)
+
+    def _tf_adjustment(self, level: _Level, probe: dict[str, Any], rows: np.ndarray) -> np.ndarray:
+        col = level.tf_column
+        values, freqs = self.tf_values[col]
+        tf_l = math.nan
+        v = probe.get(col)
+        if v is not None:
+            i = int(np.searchsorted(values, v))
+            if i < len(values) and values[i] == v:
+                tf_l = float(freqs[i])
+        tf_r = self.tf_records[col][rows]
+        # greatest(coalesce(tf_l, tf_r), coalesce(tf_r, tf_l)): the larger known one.
+        tf = np.fmax(tf_r, tf_l)
+        adj = level.tf_weight * (level.tf_log2_u - np.log2(tf))
+        return np.where(np.isnan(adj), 0.0, adj)
+
+    # -------------------------------------------------------------- DuckDB fallbacks
+
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = duckdb.connect()
+            create_dice_macro(con, self.clk_words)
+            self._local.con = con
+        return con
+
+    def _probe_table(self, probe: dict[str, Any]) -> pa.Table:
+        return pa.table({c: pa.array([probe.get(c)], t) for c, t in self.column_types.items()})
+
+    def _levels_sql(self, comp: _Comparison, probe: dict[str, Any], rows: np.ndarray) -> np.ndarray:
+        """Level of each candidate by Splink's own SQL (conditions outside the numpy subset)."""
+        assert self._records is not None
+        cand = self._records.take(pa.array(rows)).select(list(self.column_types))
+        probe_t = self._probe_table(probe)
+        cols = ", ".join(
+            f"{self._sql_col('l', c)} AS {c}_l, {self._sql_col('r', c)} AS {c}_r"
+            for c in self.column_types
+        )
+        cases = " ".join(
+            f"ELSE {i}" if lv.condition is None and lv.sql.strip().upper() == "ELSE"
+            else f"WHEN {lv.sql} THEN {i}" for i, lv in enumerate(comp.levels)
+        )
+        con = self._con()
+        con.register("jup_probe", probe_t)
+        con.register("jup_cand", cand)
+        try:
+            got = con.execute(
+                f"SELECT CASE {cases} END FROM "
+                f"(SELECT r.rn, {cols} FROM jup_probe l, "
+                f"(SELECT *, row_number() OVER () AS rn FROM jup_cand) r) ORDER BY rn"
+            ).fetchall()
+        finally:
+            con.unregister("jup_probe")
+            con.unregister("jup_cand")
+        return np.array([-1 if g is None else g for (g,) in got], dtype=np.int64)
+
+    def _sql_col(self, side: str, column: str) -> str:
+        if self.columns[column].is_clk:
+            return clk_struct_sql(f"{side}.{column}", self.clk_words)
+        return f"{side}.{column}"
+
+    def _sql_rule_candidates(self, probe: dict[str, Any]) -> np.ndarray:
+        """Rows of the records that the blocking rules outside the index select (a scan)."""
+        assert self._records is not None
+        con = self._con()
+        con.register("jup_probe", self._probe_table(probe))
+        con.register("jup_records", self._records)
+        try:
+            got = con.execute(
+                "SELECT DISTINCT r.rn - 1 FROM jup_probe l, "
+                "(SELECT *, row_number() OVER () AS rn FROM jup_records) r WHERE "
+                + " OR ".join(f"({rule})" for rule in self.sql_rules)
+            ).fetchall()
+        finally:
+            con.unregister("jup_probe")
+            con.unregister("jup_records")
+        return np.array([g for (g,) in got], dtype=np.int64)
+
+    def _probe(self, identity: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(identity) - set(self.columns) - set(ENCODED_COLUMNS) - {"ref"}
         if unknown:
             raise ScoringError(f"identity row has unknown column(s): {', '.join(sorted(unknown))}")
-        return dict(identity)
+        probe = {}
+        for name, value in identity.items():
+            if name == "ref" or value is None or name not in self.columns:
+                continue
+            column = self.columns[name]
+            if column.is_clk:
+                if not isinstance(value, bytes | bytearray | memoryview):
+                    raise ScoringError(f"identity column {name}: a CLK must be bytes")
+                probe[name] = bytes(value)
+            else:
+                if not isinstance(value, int | np.integer) or isinstance(value, bool):
+                    raise ScoringError(f"identity column {name}: a token must be an integer")
+                probe[name] = int(value)
+        return probe
 
 
-_cache: dict[tuple[str, float], RunScorer] = {}
+_cache: dict[str, tuple[tuple[int, int], RunScorer]] = {}
 _cache_lock = threading.Lock()
 
 
 def _scorer_for(run_dir: Path) -> RunScorer:
     run_dir = Path(run_dir).resolve()
     try:
-        stamp = (run_dir / "model.json").stat().st_mtime
+        st = (run_dir / "model.json").stat()
     except OSError as exc:
         raise ScoringError(f"{run_dir}: not a link run (no model.json)") from exc
-    key = (str(run_dir), stamp)
+    # A run directory replaced by a new run (renamed into place) has a new model.json.
+    stamp = (st.st_ino, st.st_mtime_ns)
+    got = _cache.get(str(run_dir))  # a dict read is atomic: no lock on the hot path
+    if got is not None and got[0] == stamp:
+        return got[1]
     with _cache_lock:
-        scorer = _cache.get(key)
-        if scorer is None:
-            for old in [k for k in _cache if k[0] == key[0]]:
-                _cache.pop(old).con.close()
-            scorer = _cache[key] = RunScorer(run_dir)
-    return scorer
+        got = _cache.get(str(run_dir))
+        if got is None or got[0] != stamp:
+            got = _cache[str(run_dir)] = (stamp, RunScorer(run_dir))
+    return got[1]
 
 
 def score_identity_against_run(run_dir: Path, identity: dict[str, Any]) -> list[dict[str, Any]]:
@@ -233,7 +679,3 @@ def score_identity_against_run(run_dir: Path, identity: dict[str, Any]) -> list[
     records); later calls reuse it.
     """
     return _scorer_for(Path(run_dir)).score(identity)
-
-
-def _q(value: str) -> str:
-    return value.replace("'", "''")
