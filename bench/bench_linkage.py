@@ -4,6 +4,7 @@ and end-to-end scale on the synthetic sources.
     .venv/bin/python bench/bench_linkage.py febrl
     .venv/bin/python bench/bench_linkage.py scale --people 5000 50000 500000
     .venv/bin/python bench/bench_linkage.py score --people 50000
+    .venv/bin/python bench/bench_linkage.py blocking --people 100000
 
 Prints one line per measurement; peak memory is this process's max RSS (children
 included for the scale runs, which run each size in a fresh process).
@@ -306,6 +307,34 @@ def scale(args) -> None:
             print(f"{people} people: FAILED\n{out.stderr[-3000:]}", flush=True)
 
 
+def blocking(args) -> None:
+    """Pairs each default blocking rule adds (Splink's own counter, no sampling) on the
+    synthetic sources, before any scoring."""
+    import duckdb
+    from splink import DuckDBAPI
+    from splink.blocking_analysis import count_comparisons_from_blocking_rules
+
+    from connectors.keys import KeyRing, new_master_secret
+    from linkage.ingest import extract_from_dir, stack_sql
+    from linkage.settings import default_settings
+    from tests.linkage.quality import build_extracts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = build_extracts(Path(tmp) / "src", Path(tmp) / "staged",
+                              KeyRing(new_master_secret(), "blocking-bench"), args.people[0], 3)
+        con = duckdb.connect()
+        con.execute(f"CREATE TABLE records AS {stack_sql([extract_from_dir(d) for d in dirs.values()])}")
+        n = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
+        rules = default_settings()["splink"]["blocking_rules_to_generate_predictions"]
+        counts = count_comparisons_from_blocking_rules(
+            DuckDBAPI(connection=con).register("records"), blocking_rules=rules,
+            link_type="dedupe_only", record_sample_proportion=1.0)
+        print(f"{args.people[0]} people, {n} records")
+        for row in counts:
+            print(f"{row['marginal_comparison_count']:>12,} {row['cumulative_comparison_count']:>12,}"
+                  f"  {row['blocking_rule']}")
+
+
 def score(args) -> None:
     """Latency of score_identity_against_run (person resolution) on a linked run."""
     import duckdb
@@ -335,7 +364,7 @@ def score(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["febrl", "scale", "score", "_scale_one"])
+    parser.add_argument("what", choices=["febrl", "scale", "score", "blocking", "_scale_one"])
     parser.add_argument("--people", type=int, nargs="+", default=[5000, 50000])
     parser.add_argument("--threshold", type=float, default=0.9)
     args = parser.parse_args()
@@ -345,6 +374,8 @@ def main() -> None:
         scale(args)
     elif args.what == "score":
         score(args)
+    elif args.what == "blocking":
+        blocking(args)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(_scale_one(args.people[0], Path(tmp))))
