@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import operator
 import re
 import threading
 from collections.abc import Callable
@@ -177,35 +178,42 @@ _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+\.\d*|\.\d+|\d+)|(?P<id>\"[^\"]+\"|[A-Za-z_][A-Za-z0-9_]*)"
     r"|(?P<op><>|!=|>=|<=|=|<|>|\(|\)|,))"
 )
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "=": np.equal, "<>": np.not_equal, "!=": np.not_equal,
-    ">=": np.greater_equal, "<=": np.less_equal, ">": np.greater, "<": np.less,
+_COMPARE: dict[str, tuple[Callable[[Any, Any], Any], Callable[[Any, Any], bool]]] = {
+    "=": (np.equal, operator.eq), "<>": (np.not_equal, operator.ne),
+    "!=": (np.not_equal, operator.ne), ">=": (np.greater_equal, operator.ge),
+    "<=": (np.less_equal, operator.le), ">": (np.greater, operator.gt), "<": (np.less, operator.lt),
 }
 
 
 class _Unsupported(Exception):
-    """A condition outside the numpy subset (evaluated by DuckDB instead)."""
+    """A condition outside the compiled subset (evaluated by DuckDB instead)."""
 
 
 class _Call:
-    """Per-call state: the probe, the candidate rows, and memoised operands."""
+    """Per-call state of the vector form: the probe, the candidate rows, memoised operands."""
 
-    def __init__(self, probe: dict[str, Any], rows: np.ndarray, run: RunScorer):
-        self.probe, self.rows, self.run = probe, rows, run
+    def __init__(self, probe: dict[str, Any], rows: np.ndarray):
+        self.probe, self.rows = probe, rows
         self.memo: dict[str, Any] = {}
 
 
-# A compiled operand returns (values, valid) over the candidates (a CLK: (words,
-# popcount, valid)); a compiled condition returns the mask of candidates where it is
-# TRUE. Conditions use only AND/OR (no NOT), so "TRUE" is monotone in its parts and a
-# NULL part can be treated as not TRUE, exactly as SQL's CASE WHEN does.
+# Every condition is compiled twice, for the two ways a call evaluates it:
+# - vector: over all candidates at once; an operand returns (values, valid) arrays (a
+#   CLK: (words, popcount, valid)), a condition the mask of candidates where it is TRUE;
+# - scalar: for one (probe, candidate) pair in plain Python, cheaper for a handful of
+#   candidates; an operand returns a value or None (a CLK: (bits as int, popcount)).
+# Conditions use only AND/OR (no NOT), so "TRUE" is monotone in its parts and a NULL
+# part can be treated as not TRUE, exactly as SQL's CASE WHEN does.
 Operand = Callable[[_Call], tuple]
 Condition = Callable[[_Call], np.ndarray]
+ScalarOperand = Callable[[dict, dict], Any]
+ScalarCondition = Callable[[dict, dict], bool]
 
 
 class _ConditionCompiler:
     def __init__(self, sql: str, columns: dict[str, _Column]):
         self.columns = columns
+        self.used: set[str] = set()  # record columns the condition reads
         self.tokens: list[tuple[str, str]] = []
         pos, sql = 0, sql.strip()
         while pos < len(sql):
@@ -217,7 +225,7 @@ class _ConditionCompiler:
             pos = m.end()
         self.i = 0
 
-    def compile(self) -> Condition:
+    def compile(self) -> tuple[Condition, ScalarCondition]:
         cond = self._or()
         if self.i != len(self.tokens):
             raise _Unsupported(f"unexpected {self.tokens[self.i][1]!r}")
@@ -235,32 +243,40 @@ class _ConditionCompiler:
         self.i += 1
         return tok
 
-    def _or(self) -> Condition:
+    def _or(self) -> tuple[Condition, ScalarCondition]:
         parts = [self._and()]
         while self._peek() == "OR":
             self._take()
             parts.append(self._and())
         if len(parts) == 1:
             return parts[0]
-        return lambda c: functools.reduce(np.logical_or, [p(c) for p in parts])
+        vec, sca = [p[0] for p in parts], [p[1] for p in parts]
+        if len(sca) == 2:  # the common case (a null level), without a generator
+            first, second = sca
+            return (lambda c: functools.reduce(np.logical_or, [p(c) for p in vec]),
+                    lambda pr, ca: first(pr, ca) or second(pr, ca))
+        return (lambda c: functools.reduce(np.logical_or, [p(c) for p in vec]),
+                lambda pr, ca: any(p(pr, ca) for p in sca))
 
-    def _and(self) -> Condition:
+    def _and(self) -> tuple[Condition, ScalarCondition]:
         parts = [self._primary()]
         while self._peek() == "AND":
             self._take()
             parts.append(self._primary())
         if len(parts) == 1:
             return parts[0]
-        return lambda c: functools.reduce(np.logical_and, [p(c) for p in parts])
+        vec, sca = [p[0] for p in parts], [p[1] for p in parts]
+        return (lambda c: functools.reduce(np.logical_and, [p(c) for p in vec]),
+                lambda pr, ca: all(p(pr, ca) for p in sca))
 
-    def _primary(self) -> Condition:
+    def _primary(self) -> tuple[Condition, ScalarCondition]:
         if self._peek() == "(":
             # A parenthesised condition (operands are never parenthesised in the subset).
             self._take("(")
             inner = self._or()
             self._take(")")
             return inner
-        left, left_clk, _ = self._operand()
+        (left, left_s), left_clk, _ = self._operand()
         if self._peek() == "IS":
             self._take()
             negate = self._peek() == "NOT"
@@ -268,13 +284,15 @@ class _ConditionCompiler:
                 self._take()
             self._take("NULL")
             if negate:
-                return lambda c: np.asarray(left(c)[-1], dtype=bool)
-            return lambda c: ~np.asarray(left(c)[-1], dtype=bool)
+                return (lambda c: np.asarray(left(c)[-1], dtype=bool),
+                        lambda pr, ca: left_s(pr, ca) is not None)
+            return (lambda c: ~np.asarray(left(c)[-1], dtype=bool),
+                    lambda pr, ca: left_s(pr, ca) is None)
         kind, op = self._take()
         if kind != "op" or op not in _COMPARE:
             raise _Unsupported(op)
-        right, right_clk, _ = self._operand()
-        fn = _COMPARE[op]
+        (right, right_s), right_clk, _ = self._operand()
+        fn, scalar_fn = _COMPARE[op]
         if left_clk or right_clk:
             if not (left_clk and right_clk) or op not in ("=", "<>", "!="):
                 raise _Unsupported("CLK compared other than for equality")
@@ -285,20 +303,28 @@ class _ConditionCompiler:
                 equal = np.all(wa == wb, axis=-1)
                 return va & vb & (equal if same else ~equal)
 
-            return clk_cond
+            def clk_cond_s(pr: dict, ca: dict) -> bool:
+                a, b = left_s(pr, ca), right_s(pr, ca)
+                return a is not None and b is not None and (a[0] == b[0]) == same
+
+            return clk_cond, clk_cond_s
 
         def cond(c: _Call) -> np.ndarray:
             (a, va), (b, vb) = left(c), right(c)
             return va & vb & fn(a, b)
 
-        return cond
+        def cond_s(pr: dict, ca: dict) -> bool:
+            a, b = left_s(pr, ca), right_s(pr, ca)
+            return a is not None and b is not None and scalar_fn(a, b)
 
-    def _operand(self) -> tuple[Operand, bool, str]:
-        """An operand, whether it is a CLK, and a key naming it (to share its value)."""
+        return cond, cond_s
+
+    def _operand(self) -> tuple[tuple[Operand, ScalarOperand], bool, str]:
+        """An operand (both forms), whether it is a CLK, and a key naming it."""
         kind, text = self._take()
         if kind == "num":
             value = float(text) if any(ch in text for ch in ".eE") else int(text)
-            return (lambda _c: (value, True)), False, text
+            return ((lambda _c: (value, True)), (lambda _pr, _ca: value)), False, text
         if kind != "id":
             raise _Unsupported(text)
         name = text.strip('"')
@@ -306,9 +332,9 @@ class _ConditionCompiler:
             if name.lower() != DICE_FUNCTION:
                 raise _Unsupported(f"function {name}")
             self._take("(")
-            a, a_clk, a_key = self._operand()
+            (a, a_s), a_clk, a_key = self._operand()
             self._take(",")
-            b, b_clk, b_key = self._operand()
+            (b, b_s), b_clk, b_key = self._operand()
             self._take(")")
             if not (a_clk and b_clk):
                 raise _Unsupported(f"{name} of non-CLK columns")
@@ -326,14 +352,23 @@ class _ConditionCompiler:
                     c.memo[key] = got
                 return got
 
-            return dice, False, key
+            def dice_s(pr: dict, ca: dict) -> float | None:
+                x, y = a_s(pr, ca), b_s(pr, ca)
+                if x is None or y is None or x[1] + y[1] == 0:
+                    return None
+                return 2.0 * (x[0] & y[0]).bit_count() / (x[1] + y[1])
+
+            return (dice, dice_s), False, key
         side, base = name[-2:].lower(), name[:-2]
         if side not in ("_l", "_r") or base not in self.columns:
             raise _Unsupported(f"column {name}")
         column = self.columns[base]
         if side == "_l":
-            return _probe_operand(base, column), column.is_clk, f"l.{base}"
-        return _record_operand(base, column), column.is_clk, f"r.{base}"
+            return ((_probe_operand(base, column), lambda pr, _ca: pr.get(base)),
+                    column.is_clk, f"l.{base}")
+        self.used.add(base)
+        return ((_record_operand(base, column), lambda _pr, ca: ca.get(base)),
+                column.is_clk, f"r.{base}")
 
 
 def _probe_operand(name: str, column: _Column) -> Operand:
@@ -395,7 +430,8 @@ def _exact_u(levels: list[dict[str, Any]], column: str) -> float | None:
 @dataclass(frozen=True)
 class _Level:
     weight: float
-    condition: Condition | None  # None: ELSE
+    condition: Condition | None  # None: ELSE (or not compiled)
+    scalar: ScalarCondition | None
     sql: str
     tf_column: str | None  # term-frequency adjustment, when the level has one
     tf_weight: float
@@ -406,7 +442,8 @@ class _Level:
 class _Comparison:
     name: str
     levels: tuple[_Level, ...]
-    in_numpy: bool  # False: every condition is evaluated by DuckDB
+    compiled: bool  # False: every condition is evaluated by DuckDB
+    columns: frozenset[str]  # record columns its conditions read
 
 
 def _compile_comparison(comp: dict[str, Any], columns: dict[str, _Column]) -> _Comparison:
@@ -415,23 +452,26 @@ def _compile_comparison(comp: dict[str, Any], columns: dict[str, _Column]) -> _C
         lv["tf_adjustment_column"]: _exact_u(raw, lv["tf_adjustment_column"])
         for lv in raw if lv.get("tf_adjustment_column")
     }
-    levels, in_numpy = [], True
+    levels, compiled, used = [], True, set()
     for lv in raw:
         sql = lv["sql_condition"]
-        cond = None
+        cond = scalar = None
         if sql.strip().upper() != "ELSE":
             try:
-                cond = _ConditionCompiler(sql, columns).compile()
+                compiler = _ConditionCompiler(sql, columns)
+                cond, scalar = compiler.compile()
+                used |= compiler.used
             except _Unsupported:
-                in_numpy = False
+                compiled = False
         col, w = lv.get("tf_adjustment_column"), lv.get("tf_adjustment_weight", 1.0)
         use_tf = bool(col and w and exact_u.get(col) and not lv.get("is_null_level"))
         levels.append(_Level(
-            weight=_level_weight(lv), condition=cond, sql=sql,
+            weight=_level_weight(lv), condition=cond, scalar=scalar, sql=sql,
             tf_column=col if use_tf else None, tf_weight=float(w or 0.0),
             tf_log2_u=math.log2(exact_u[col]) if use_tf else 0.0,
         ))
-    return _Comparison(comp.get("output_column_name", "?"), tuple(levels), in_numpy)
+    return _Comparison(comp.get("output_column_name", "?"), tuple(levels), compiled,
+                       frozenset(used))
 
 
 def _rule_text(rule: Any) -> str:
@@ -444,6 +484,11 @@ def _rule_text(rule: Any) -> str:
 
 class RunScorer:
     """A run's records and model, ready to score identities (thread-safe, no lock)."""
+
+    # Up to this many candidates a call evaluates pairs one by one in plain Python (a
+    # few microseconds a pair); beyond, over arrays (numpy's per-operation cost then
+    # pays off). bench/RESULTS-score.md has the measurements behind the figure.
+    scalar_max_candidates = 32
 
     def __init__(self, run_dir: Path):
         run_dir = Path(run_dir)
@@ -515,8 +560,10 @@ class RunScorer:
                 self.indexes.append(_EqualityIndex.build(terms, self.columns))
             else:
                 self.sql_rules.append(text)
+        self.scalar_columns = tuple(sorted(set().union(*(c.columns for c in self.comparisons))))
+        self.all_compiled = all(c.compiled for c in self.comparisons)
         self._local = threading.local()
-        self._records = table if (self.sql_rules or not all(c.in_numpy for c in self.comparisons)) else None
+        self._records = table if (self.sql_rules or not self.all_compiled) else None
 
     # -------------------------------------------------------------- scoring
 
@@ -540,10 +587,12 @@ class RunScorer:
         return out
 
     def _weights(self, probe: dict[str, Any], rows: np.ndarray) -> np.ndarray:
-        call = _Call(probe, rows, self)
+        if self.all_compiled and len(rows) <= self.scalar_max_candidates:
+            return self._weights_scalar(probe, rows)
+        call = _Call(probe, rows)
         total = np.full(len(rows), self.prior_weight)
         for comp in self.comparisons:
-            level_of = (self._levels_numpy(comp, call) if comp.in_numpy
+            level_of = (self._levels_numpy(comp, call) if comp.compiled
                         else self._levels_sql(comp, probe, rows))
             # Added in the settings' order, as Splink's SQL sum does.
             weight = np.zeros(len(rows))
@@ -557,6 +606,42 @@ class RunScorer:
             total = total + weight
         return total
 
+    def _weights_scalar(self, probe: dict[str, Any], rows: np.ndarray) -> np.ndarray:
+        """The same weights as `_weights`, pair by pair in plain Python."""
+        pr = dict(probe)
+        for name, value in probe.items():
+            column = self.columns[name]
+            if column.is_clk:
+                bits = int.from_bytes(value.ljust(8 * column.values.shape[1], b"\0"), "little")
+                pr[name] = (bits, bits.bit_count())
+        row_list = rows.tolist()
+        cands: list[dict[str, Any]] = [{} for _ in row_list]
+        for name in self.scalar_columns:
+            column = self.columns[name]
+            valid = column.valid[rows].tolist()
+            if column.is_clk:
+                words, pops = column.values[rows], column.popcount[rows].tolist()
+                for i, ca in enumerate(cands):
+                    ca[name] = ((int.from_bytes(words[i].tobytes(), "little"), pops[i])
+                                if valid[i] else None)
+            else:
+                for ca, v, ok in zip(cands, column.values[rows].tolist(), valid, strict=True):
+                    ca[name] = v if ok else None
+        out = []
+        for row, ca in zip(row_list, cands, strict=True):
+            total = self.prior_weight
+            for comp in self.comparisons:
+                weight = 0.0  # no level and no ELSE: Splink's CASE gives NULL, weight 0
+                for level in comp.levels:
+                    if level.scalar is None or level.scalar(pr, ca):
+                        weight = level.weight
+                        if level.tf_column:
+                            weight += self._tf_adjustment_one(level, probe, row)
+                        break
+                total = total + weight
+            out.append(total)
+        return np.array(out, dtype=np.float64)
+
     @staticmethod
     def _levels_numpy(comp: _Comparison, call: _Call) -> np.ndarray:
         level_of = np.full(len(call.rows), -1, dtype=np.int64)
@@ -568,20 +653,29 @@ class RunScorer:
             level_of[hit] = i
         return level_of  # -1: no level and no ELSE (weight 0, as Splink's CASE gives NULL)
 
-    def _tf_adjustment(self, level: _Level, probe: dict[str, Any], rows: np.ndarray) -> np.ndarray:
-        col = level.tf_column
-        values, freqs = self.tf_values[col]
-        tf_l = math.nan
-        v = probe.get(col)
+    def _tf_of_probe(self, column: str, probe: dict[str, Any]) -> float:
+        """The probe value's term frequency among the run's records (NaN: unknown)."""
+        values, freqs = self.tf_values[column]
+        v = probe.get(column)
         if v is not None:
             i = int(np.searchsorted(values, v))
             if i < len(values) and values[i] == v:
-                tf_l = float(freqs[i])
+                return float(freqs[i])
+        return math.nan
+
+    def _tf_adjustment(self, level: _Level, probe: dict[str, Any], rows: np.ndarray) -> np.ndarray:
+        col = level.tf_column
+        tf_l = self._tf_of_probe(col, probe)
         tf_r = self.tf_records[col][rows]
         # greatest(coalesce(tf_l, tf_r), coalesce(tf_r, tf_l)): the larger known one.
         tf = np.fmax(tf_r, tf_l)
         adj = level.tf_weight * (level.tf_log2_u - np.log2(tf))
         return np.where(np.isnan(adj), 0.0, adj)
+
+    def _tf_adjustment_one(self, level: _Level, probe: dict[str, Any], row: int) -> float:
+        tf_l, tf_r = self._tf_of_probe(level.tf_column, probe), float(self.tf_records[level.tf_column][row])
+        tf = tf_r if math.isnan(tf_l) else tf_l if math.isnan(tf_r) else max(tf_l, tf_r)
+        return 0.0 if math.isnan(tf) else level.tf_weight * (level.tf_log2_u - math.log2(tf))
 
     # -------------------------------------------------------------- DuckDB fallbacks
 

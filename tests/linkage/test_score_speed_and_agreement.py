@@ -198,8 +198,23 @@ def assert_agrees(found: list[dict], reference: dict, label: str) -> None:
 # ------------------------------------------------------------------ tests
 
 
-def test_weights_equal_splink_for_every_kind_of_probe(world, probes):
-    reference, levels = splink_reference(world["run"], [p for _l, p in probes])
+@pytest.fixture(scope="module")
+def reference(world, probes):
+    return splink_reference(world["run"], [p for _l, p in probes])
+
+
+@pytest.mark.parametrize("path", ["pair by pair", "over arrays"])
+def test_both_evaluation_paths_equal_splink(world, probes, reference, path):
+    """Few candidates are scored pair by pair in Python, many over numpy arrays: each
+    path on its own gives Splink's weights for every probe."""
+    scorer = RunScorer(world["run"])
+    scorer.scalar_max_candidates = 10**9 if path == "pair by pair" else 0
+    for i, (label, probe) in enumerate(probes):
+        assert_agrees(scorer.score(probe), reference[0][i], f"probe {i} ({label}), {path}")
+
+
+def test_weights_equal_splink_for_every_kind_of_probe(world, probes, reference):
+    reference, levels = reference
     pairs = 0
     for i, (label, probe) in enumerate(probes):
         found = score_identity_against_run(world["run"], probe)
@@ -225,7 +240,7 @@ def test_default_model_runs_without_sql_and_agrees_on_exact_copies(world):
     makes a call sub-millisecond); and an exact copy of a linked record finds the weights
     links.parquet holds."""
     scorer = RunScorer(world["run"])
-    assert all(c.in_numpy for c in scorer.comparisons)
+    assert all(c.compiled for c in scorer.comparisons)
     assert scorer.sql_rules == []
     settings = json.loads((world["run"] / "settings.json").read_text())
     assert len(scorer.indexes) == len(settings["splink"]["blocking_rules_to_generate_predictions"])
@@ -267,7 +282,7 @@ def test_conditions_and_rules_outside_the_fast_path_fall_back_to_sql_exactly(wor
 
     run = _copy_run(world["run"], tmp_path / "edited", edit_model, edit_settings)
     scorer = RunScorer(run)
-    assert [c.name for c in scorer.comparisons if not c.in_numpy] == ["sex"]
+    assert [c.name for c in scorer.comparisons if not c.compiled] == ["sex"]
     assert scorer.sql_rules == ["least(l.tk_nino, l.tk_nino) = r.tk_nino"]
     chosen = probes[::6]
     reference, _levels = splink_reference(run, [p for _l, p in chosen])
