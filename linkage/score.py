@@ -488,7 +488,7 @@ class RunScorer:
     # Up to this many candidates a call evaluates pairs one by one in plain Python (a
     # few microseconds a pair); beyond, over arrays (numpy's per-operation cost then
     # pays off). bench/RESULTS-score.md has the measurements behind the figure.
-    scalar_max_candidates = 32
+    scalar_max_candidates = 24
 
     def __init__(self, run_dir: Path):
         run_dir = Path(run_dir)
