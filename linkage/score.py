@@ -10,12 +10,13 @@ blocking rules the run was trained with are the ones applied here:
   a sorted hash index over the records' `b` values; a probe's candidates are a few
   binary searches (microseconds), checked for exact equality. A rule of any other form
   is applied as SQL in DuckDB over the probe and the records (correct, but a scan).
-- Each comparison level's `sql_condition` of model.json is compiled into numpy over the
-  candidates (columns, `=`/`<>`/`<`/`>`..., `IS [NOT] NULL`, AND/OR, numbers, the Dice
-  macro); a comparison using anything else is evaluated by DuckDB on a per-thread
-  connection over a table of just those candidate pairs. The match weight is Splink's:
-  log2 prior odds + log2(m/u) of each level + term-frequency adjustments, so it agrees
-  with links.parquet.
+- Each comparison level's `sql_condition` of model.json is compiled (columns,
+  `=`/`<>`/`<`/`>`..., `IS [NOT] NULL`, AND/OR, numbers, the Dice macro) into plain
+  Python evaluated pair by pair (a handful of candidates, the usual case: ~0.1 ms) and
+  into numpy over all candidates (many); a comparison using anything else is evaluated
+  by DuckDB on a per-thread connection over a table of just those candidate pairs. The
+  match weight is Splink's: log2 prior odds + log2(m/u) of each level + term-frequency
+  adjustments, so it agrees with links.parquet (tests compare with Splink itself).
 
 The loaded run is immutable and shared; a call allocates only its own arrays (DuckDB
 fallbacks use one connection per thread), so concurrent calls need no lock.
@@ -43,7 +44,7 @@ import pyarrow.parquet as pq
 from linkage.clk import DICE_FUNCTION, WORD_BYTES, clk_struct_sql, create_dice_macro, words_for_bits
 from linkage.settings import ENCODED_COLUMNS
 
-_RULE_TERM = re.compile(r"^\s*l\.(\w+)\s*=\s*r\.(\w+)\s*$", re.IGNORECASE)
+_RULE_TERM = re.compile(r'^\s*l\."?(\w+)"?\s*=\s*r\."?(\w+)"?\s*$', re.IGNORECASE)
 _ID_COLUMNS = ("source", "ref", "entity_id")
 _NOT_ENCODINGS = {*_ID_COLUMNS, "fingerprint", "unique_id"}
 
@@ -552,7 +553,10 @@ class RunScorer:
 
         self.indexes: list[_EqualityIndex] = []
         self.sql_rules: list[str] = []
-        for rule in settings["splink"]["blocking_rules_to_generate_predictions"]:
+        rules = settings.get("splink", {}).get("blocking_rules_to_generate_predictions")
+        if not rules:  # Splink saves them with the model too
+            rules = model.get("blocking_rules_to_generate_predictions") or []
+        for rule in rules:
             text = _rule_text(rule)
             terms = _parse_rule(text)
             if terms and all(a in self.columns and b in self.columns
@@ -751,6 +755,11 @@ class RunScorer:
             if column.is_clk:
                 if not isinstance(value, bytes | bytearray | memoryview):
                     raise ScoringError(f"identity column {name}: a CLK must be bytes")
+                width = 8 * column.values.shape[1]
+                if len(value) > width:
+                    raise ScoringError(
+                        f"identity column {name}: a CLK of {len(value)} bytes, the run's hold "
+                        f"at most {width} (encoded with other settings than the run?)")
                 probe[name] = bytes(value)
             else:
                 if not isinstance(value, int | np.integer) or isinstance(value, bool):
