@@ -9,7 +9,6 @@ old output as it was and removes the temporary directory.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import re
@@ -27,6 +26,7 @@ import pyarrow.parquet as pq
 
 from connectors.columnar import ColumnarEncoder, EncodedBatch, records_to_columns
 from connectors.content import encrypt_batch, indicators_json
+from connectors.files import replace_dir_atomically, sha256_file
 from connectors.keys import KeyRing
 from connectors.mapping import Mapping
 from connectors.parallel import encode_in_order
@@ -75,12 +75,6 @@ def _indicator_doc(ind: Any) -> dict[str, Any]:
     return {"code": ind.code, "value": ind.value, "date": d.isoformat() if d is not None else None}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -101,19 +95,6 @@ def _check_replaceable(out: Path) -> None:
         raise ExtractError(f"{out}: exists, is not empty and holds no extract; not replacing it")
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-    dir_fd = os.open(out.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class _Writers:
@@ -169,7 +150,7 @@ def pseudonymise_extract(
             tmp, keyring, kind, source_name, str(input), mapping, settings, progress, batch_size,
             workers,
         )
-        _swap_into_place(tmp, out)
+        replace_dir_atomically(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -245,7 +226,7 @@ def _write_extract(
     files = {}
     for name in FILES:
         _fsync(tmp / name)
-        files[name] = _sha256(tmp / name)
+        files[name] = sha256_file(tmp / name)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "extract_id": extract_id,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import tomli_w
 
+from connectors.files import write_file_atomic
 from connectors.keys import KeyRing, new_master_secret, read_master_secret, write_secret_file
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
@@ -127,9 +128,9 @@ def init_home(root: Path, project_id: str | None = None, force: bool = False) ->
     for party in ("audit", "consent"):
         home.signing_key_path(party)
     _create_store(home.store_path)
-    _write_atomic(settings_path, tomli_w.dumps(settings).encode())
+    write_file_atomic(settings_path, tomli_w.dumps(settings).encode())
     public = {"project_id": project_id, "key_scheme": "hkdf-sha256/v1", "key_ids": home.keyring().key_ids()}
-    _write_atomic(root / "keys.json", json.dumps(public, indent=2).encode())
+    write_file_atomic(root / "keys.json", json.dumps(public, indent=2).encode())
     return home
 
 
@@ -166,7 +167,3 @@ def _create_store(path: Path) -> None:
         )
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -8,7 +8,6 @@ or registered, so a bad one leaves the store untouched.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -20,6 +19,7 @@ from typing import Any
 
 import duckdb
 
+from connectors.files import sha256_file
 from linkage.clk import clk_struct_sql
 from linkage.settings import BLOCKING_COLUMNS, CLK_COLUMNS, TOKEN_COLUMNS
 
@@ -55,12 +55,6 @@ class IngestedExtract:
         return self.path / "linkage.parquet"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(extract_dir: Path) -> dict[str, Any]:
@@ -100,7 +94,7 @@ def verify_extract(extract_dir: Path, project_id: str, key_ids: dict[str, str]) 
             raise IngestError(f"{where}: manifest lists no hash for {name}")
         if not path.is_file():
             raise IngestError(f"{where}: {name} is missing")
-        if _sha256(path) != expected:
+        if sha256_file(path) != expected:
             raise IngestError(f"{where}: {name} does not match its manifest hash (altered?)")
     return manifest
 

@@ -10,7 +10,6 @@ place, so a failed run leaves any previous run intact.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import duckdb
 
+from connectors.files import replace_dir_atomically, write_file_atomic
 from linkage import model
 from linkage.clk import create_dice_macro, words_for_bits
 from linkage.clustering import assign_stable_ids, cluster_with_identifier_guard, fingerprint_sql
@@ -62,7 +62,7 @@ def link_extracts(
         summary = _run(extracts, tmp, settings, previous_run, step, threads)
         summary["run_id"] = out_dir.name
         _write_json(tmp / "summary.json", summary)
-        _swap_into_place(tmp, out_dir)
+        replace_dir_atomically(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -194,17 +194,6 @@ def _summary(
 
 
 def _write_json(path: Path, doc: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    write_file_atomic(path, (json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished run into place; an existing run dir is replaced only now."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)

@@ -24,12 +24,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from connectors.files import write_file_atomic
 
 TOTAL_ROW = "TOTAL"
 ROW_TOTAL_COLUMN = "barrier_total"
@@ -352,10 +353,10 @@ def write_outputs(table: AreaCountTable, out_dir: Path | str, extra_metadata: di
         "metadata": out_dir / f"hotspots-{table.level}.json",
         "chart": out_dir / f"hotspots-{table.level}.png",
     }
-    _atomic_write(paths["csv"], table.to_csv().encode())
+    write_file_atomic(paths["csv"], table.to_csv().encode())
     meta = {**table.metadata(), **(extra_metadata or {})}
-    _atomic_write(paths["metadata"], json.dumps(meta, indent=2).encode())
-    _atomic_write(paths["chart"], render_chart(table))
+    write_file_atomic(paths["metadata"], json.dumps(meta, indent=2).encode())
+    write_file_atomic(paths["chart"], render_chart(table))
     return paths
 
 
@@ -401,7 +402,3 @@ def _norm_sector(value: object) -> str | None:
     return text or None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
