@@ -123,11 +123,14 @@ def bench_ours(a, b, truth, work: Path, threshold: float, settings: dict | None 
     for side in ("a", "b"):
         pseudonymise_extract(keyring, "csv", f"febrl-{side}", str(work / f"{side}.csv"), mapping,
                              work / f"x{side}")
+    extracted = time.perf_counter()
     if settings is None:
         settings = default_settings()
         settings["thresholds"]["cluster_match_probability"] = threshold
     link_extracts([extract_from_dir(work / "xa"), extract_from_dir(work / "xb")], work / "run", settings)
     seconds = time.perf_counter() - started
+    print(f"  extract both sides: {extracted - started:.2f} s; link: {seconds - (extracted - started):.2f} s",
+          flush=True)
     import duckdb
     import pyarrow.parquet as pq
 
