@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from linkage.clk import DICE_FUNCTION, WORD_BYTES, clk_struct_sql, create_dice_macro, words_for_bits
+from linkage.clk import DICE_FUNCTION, WORD_BYTES, words_for_bits
 from linkage.settings import ENCODED_COLUMNS
 
 _RULE_TERM = re.compile(r'^\s*l\."?(\w+)"?\s*=\s*r\."?(\w+)"?\s*$', re.IGNORECASE)
@@ -567,7 +567,11 @@ class RunScorer:
         self.scalar_columns = tuple(sorted(set().union(*(c.columns for c in self.comparisons))))
         self.all_compiled = all(c.compiled for c in self.comparisons)
         self._local = threading.local()
-        self._records = table if (self.sql_rules or not self.all_compiled) else None
+        # The fallbacks read the records from arrow (one chunk, so `take` is fast), each
+        # row carrying its number: DuckDB's scan order is not the table's.
+        self._records = None
+        if self.sql_rules or not self.all_compiled:
+            self._records = self._fallback_table()
 
     # -------------------------------------------------------------- scoring
 
@@ -594,10 +598,10 @@ class RunScorer:
         if self.all_compiled and len(rows) <= self.scalar_max_candidates:
             return self._weights_scalar(probe, rows)
         call = _Call(probe, rows)
+        by_sql = {} if self.all_compiled else self._levels_sql(probe, rows)
         total = np.full(len(rows), self.prior_weight)
         for comp in self.comparisons:
-            level_of = (self._levels_numpy(comp, call) if comp.compiled
-                        else self._levels_sql(comp, probe, rows))
+            level_of = self._levels_numpy(comp, call) if comp.compiled else by_sql[comp.name]
             # Added in the settings' order, as Splink's SQL sum does.
             weight = np.zeros(len(rows))
             for i, level in enumerate(comp.levels):
@@ -683,48 +687,80 @@ class RunScorer:
 
     # -------------------------------------------------------------- DuckDB fallbacks
 
+    def _fallback_table(self) -> pa.Table:
+        """The records for DuckDB: tokens, CLKs zero-padded to one width, row numbers."""
+        width = WORD_BYTES * self.clk_words
+        arrays, names = [], []
+        for name, column in self.columns.items():
+            if column.is_clk:
+                fixed = pa.FixedSizeBinaryArray.from_buffers(
+                    pa.binary(width), self.n, [None, pa.py_buffer(np.ascontiguousarray(column.values))])
+                arr = pc.if_else(pa.array(column.valid), fixed.cast(pa.binary()), None)
+            else:
+                arr = pa.array(column.values, pa.int64(), mask=~column.valid)
+            arrays.append(arr)
+            names.append(name)
+        arrays.append(pa.array(np.arange(self.n, dtype=np.int64)))
+        names.append("jup_row")
+        return pa.Table.from_arrays(arrays, names=names)
+
     def _con(self) -> duckdb.DuckDBPyConnection:
         con = getattr(self._local, "con", None)
         if con is None:
             con = duckdb.connect()
-            create_dice_macro(con, self.clk_words)
+            # The fallback tables hold CLKs as BLOBs of one width (`_fallback_table`), so
+            # Dice is taken on them as BIT strings: the same integer popcounts as the
+            # run's word-struct macro (linkage.clk), with no struct to build per call.
+            con.execute(
+                f"CREATE OR REPLACE TEMP MACRO {DICE_FUNCTION}(a, b) AS "
+                "2.0 * bit_count(a::BIT & b::BIT) / nullif(bit_count(a::BIT) + bit_count(b::BIT), 0)"
+            )
             self._local.con = con
         return con
 
     def _probe_table(self, probe: dict[str, Any]) -> pa.Table:
-        return pa.table({c: pa.array([probe.get(c)], t) for c, t in self.column_types.items()})
+        width = WORD_BYTES * self.clk_words
+        return pa.table({
+            c: pa.array([probe[c].ljust(width, b"\0") if self.columns[c].is_clk and c in probe
+                         else probe.get(c)], t)
+            for c, t in self.column_types.items()
+        })
 
-    def _levels_sql(self, comp: _Comparison, probe: dict[str, Any], rows: np.ndarray) -> np.ndarray:
-        """Level of each candidate by Splink's own SQL (conditions outside the numpy subset)."""
+    def _levels_sql(self, probe: dict[str, Any], rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Level of each candidate in each comparison outside the compiled subset, by
+        Splink's own SQL in DuckDB (one query over just the candidate pairs)."""
         assert self._records is not None
-        cand = self._records.take(pa.array(rows)).select(list(self.column_types))
-        probe_t = self._probe_table(probe)
+        cand = self._records.take(pa.array(rows)).append_column(
+            "jup_pos", pa.array(np.arange(len(rows), dtype=np.int64)))
+        uncompiled = [c for c in self.comparisons if not c.compiled]
+        # Only the columns these conditions name (a query over all of them plans slower).
+        text = " ".join(lv.sql for comp in uncompiled for lv in comp.levels)
         cols = ", ".join(
-            f"{self._sql_col('l', c)} AS {c}_l, {self._sql_col('r', c)} AS {c}_r"
-            for c in self.column_types
-        )
-        cases = " ".join(
-            f"ELSE {i}" if lv.condition is None and lv.sql.strip().upper() == "ELSE"
-            else f"WHEN {lv.sql} THEN {i}" for i, lv in enumerate(comp.levels)
+            f"l.{c} AS {c}_l, r.{c} AS {c}_r"
+            for c in self.column_types if re.search(rf"\b{c}_[lr]\b", text)
+        ) or "1 AS jup_none"
+        cases = ", ".join(
+            "CASE " + " ".join(
+                f"ELSE {i}" if lv.sql.strip().upper() == "ELSE" else f"WHEN {lv.sql} THEN {i}"
+                for i, lv in enumerate(comp.levels)
+            ) + " END" for comp in uncompiled
         )
         con = self._con()
-        con.register("jup_probe", probe_t)
+        con.register("jup_probe", self._probe_table(probe))
         con.register("jup_cand", cand)
         try:
             got = con.execute(
-                f"SELECT CASE {cases} END FROM "
-                f"(SELECT r.rn, {cols} FROM jup_probe l, "
-                f"(SELECT *, row_number() OVER () AS rn FROM jup_cand) r) ORDER BY rn"
-            ).fetchall()
+                f"WITH pairs AS MATERIALIZED (SELECT r.jup_pos, {cols} FROM jup_probe l, jup_cand r) "
+                f"SELECT {cases} FROM pairs ORDER BY jup_pos"
+            ).fetchnumpy()
         finally:
             con.unregister("jup_probe")
             con.unregister("jup_cand")
-        return np.array([-1 if g is None else g for (g,) in got], dtype=np.int64)
-
-    def _sql_col(self, side: str, column: str) -> str:
-        if self.columns[column].is_clk:
-            return clk_struct_sql(f"{side}.{column}", self.clk_words)
-        return f"{side}.{column}"
+        out = {}
+        for comp, values in zip(uncompiled, got.values(), strict=True):
+            values = np.ma.filled(np.ma.asarray(values).astype(np.int64), -1)
+            out[comp.name] = values
+        return out
 
     def _sql_rule_candidates(self, probe: dict[str, Any]) -> np.ndarray:
         """Rows of the records that the blocking rules outside the index select (a scan)."""
@@ -734,8 +770,7 @@ class RunScorer:
         con.register("jup_records", self._records)
         try:
             got = con.execute(
-                "SELECT DISTINCT r.rn - 1 FROM jup_probe l, "
-                "(SELECT *, row_number() OVER () AS rn FROM jup_records) r WHERE "
+                "SELECT DISTINCT r.jup_row FROM jup_probe l, jup_records r WHERE "
                 + " OR ".join(f"({rule})" for rule in self.sql_rules)
             ).fetchall()
         finally:
