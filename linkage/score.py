@@ -532,11 +532,12 @@ class RunScorer:
                 continue
             self.column_types[f.name] = f.type
 
-        self.prior_weight = math.log2(
-            model["probability_two_random_records_match"]
-            / (1 - model["probability_two_random_records_match"])
-        )
-        self.comparisons = tuple(_compile_comparison(c, self.columns) for c in model["comparisons"])
+        try:
+            prior = float(model["probability_two_random_records_match"])
+            self.prior_weight = math.log2(prior / (1 - prior))
+            self.comparisons = tuple(_compile_comparison(c, self.columns) for c in model["comparisons"])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise ScoringError(f"{run_dir / 'model.json'}: not a trained Splink model ({exc!r})") from exc
         # Term frequencies over the run's records (Splink's tf tables for the run).
         self.tf_values: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.tf_records: dict[str, np.ndarray] = {}

@@ -343,6 +343,9 @@ def test_bad_runs_and_probes_are_refused_with_a_reason(world, tmp_path):
     with pytest.raises(ScoringError, match="tk_dob: a token must be an integer"):
         score_identity_against_run(run, {"tk_dob": "1970-01-01"})
     assert score_identity_against_run(run, {}) == []  # nothing to block on: no candidate
+    (run / "model.json").write_text(json.dumps({"comparisons": []}))
+    with pytest.raises(ScoringError, match="not a trained Splink model"):
+        score_identity_against_run(run, {})
     (run / "records.parquet").unlink()
     (run / "model.json").touch()
     with pytest.raises(ScoringError, match="no records.parquet"):
