@@ -39,6 +39,19 @@ CREATE TABLE IF NOT EXISTS consent_events (
 """
 
 
+# Writes made in this process, per store file: a ConsentStore's in-memory index is exact
+# while its connection is open (DuckDB lets one process at a time open the file
+# read-write, so no other process can write meanwhile); another ConsentStore on the
+# same file in this process bumps the count, and the index is rebuilt.
+_writes_lock = threading.Lock()
+_writes: dict[str, int] = {}
+
+
+def _writes_to(path: str) -> int:
+    with _writes_lock:
+        return _writes.get(path, 0)
+
+
 class ConsentError(Exception):
     """A consent request is invalid (unknown purpose or category, bad key, unknown receipt)."""
 
@@ -102,6 +115,12 @@ class ConsentStore:
         self.catalogue = catalogue or load_catalogue()
         self._lock = threading.Lock()
         self._connection: duckdb.DuckDBPyConnection | None = None
+        self._path_key = str(self.store_path.resolve())
+        # person_key -> receipt_id -> (first seq, latest record): the append-only events
+        # folded, so `current()` (on every request) reads no table. None = not loaded.
+        self._index: dict[str, dict[str, tuple[int, ConsentRecord]]] | None = None
+        self._index_writes = -1
+        self._index_lock = threading.Lock()
         with self._connect() as con:
             con.execute(_SCHEMA)
 
@@ -120,6 +139,8 @@ class ConsentStore:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
+        with self._index_lock:  # another process may write while the file is released
+            self._index = None
 
     def __enter__(self) -> ConsentStore:
         return self
@@ -184,14 +205,47 @@ class ConsentStore:
 
     def _append(self, event_type: str, record: ConsentRecord, at: str, by: str) -> str:
         event_id = uuid.uuid4().hex
-        with self._connect() as con:
-            con.execute(
+        # Under the index lock, so no reader sees the table ahead of the index.
+        with self._index_lock, self._connect() as con:
+            seq = con.execute(
                 "INSERT INTO consent_events (event_id, event_type, receipt_id, person_key, event_at, "
-                "recorded_by, record) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "recorded_by, record) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
                 [event_id, event_type, record.receipt_id, record.person_key, at, by,
                  json.dumps(record.to_dict(), sort_keys=True)],
-            )
+            ).fetchone()[0]
+            with _writes_lock:
+                before = _writes.get(self._path_key, 0)
+                _writes[self._path_key] = before + 1
+            if self._index is not None and self._index_writes == before:
+                receipts = self._index.setdefault(record.person_key, {})
+                first = receipts.get(record.receipt_id, (seq, record))[0]
+                receipts[record.receipt_id] = (first, record)
+                self._index_writes = before + 1
+            else:  # someone else wrote too: rebuild on the next read
+                self._index = None
         return event_id
+
+    def _person_records(self, person_key: str) -> list[ConsentRecord]:
+        """Latest state of each of a person's consents, oldest first, from the index
+        (loaded from the table on first use, or after a write this index did not see)."""
+        with self._index_lock:
+            writes = _writes_to(self._path_key)
+            if self._index is None or self._index_writes != writes:
+                self._index = self._load_index()
+                self._index_writes = writes
+            receipts = self._index.get(person_key, {})
+            return [r for _, r in sorted(receipts.values(), key=lambda fr: fr[0])]
+
+    def _load_index(self) -> dict[str, dict[str, tuple[int, ConsentRecord]]]:
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT person_key, receipt_id, arg_max(record, seq), min(seq) FROM consent_events "
+                "GROUP BY person_key, receipt_id"
+            ).fetchall()
+        index: dict[str, dict[str, tuple[int, ConsentRecord]]] = {}
+        for person_key, receipt_id, record, first in rows:
+            index.setdefault(person_key, {})[receipt_id] = (first, ConsentRecord(**json.loads(record)))
+        return index
 
     # --- reading (state derived from the history) ----------------------------------------
 
@@ -233,7 +287,7 @@ class ConsentStore:
     def current(self, person_key: str, purpose: str, at: datetime | str | None = None) -> dict[str, Any]:
         """The policy input's `consent` object for this person and purpose at a time (now)."""
         when = utc_text(at)
-        relevant = [r for r in self.records(person_key) if purpose in r.purposes
+        relevant = [r for r in self._person_records(person_key) if purpose in r.purposes
                     and r.status_at(when) != "none"]
         active = [r for r in relevant if r.status_at(when) == "active"]
         chosen = max(active or relevant, key=lambda r: r.given_at, default=None)
