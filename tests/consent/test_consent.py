@@ -65,6 +65,24 @@ def test_withdrawal_takes_effect_at_once(store):
     assert store.current(PERSON, PURPOSE)["categories"] == []
 
 
+def test_current_sees_writes_of_another_store_and_after_reopen(store, tmp_path, key_path):
+    """current() answers from memory; a write through another ConsentStore on the same file
+    (same process), or made while the file was released, is still seen at once."""
+    record = grant(store, given_at=None, expires_at=None)
+    assert store.current(PERSON, PURPOSE)["status"] == "active"  # index loaded
+    with ConsentStore(tmp_path / "store.duckdb", key_path) as other:
+        assert other.current(PERSON, PURPOSE)["status"] == "active"
+        other.withdraw(record.receipt_id, by="u2")
+    assert store.current(PERSON, PURPOSE)["status"] == "withdrawn"
+    second = grant(store, given_at=None, expires_at=None)
+    store.close()  # release the file: another process could write now
+    with duckdb.connect(str(tmp_path / "store.duckdb")) as con:  # an outside writer
+        con.execute("UPDATE consent_events SET person_key = ? WHERE receipt_id = ?",
+                    ["cd" * 32, second.receipt_id])
+    assert store.current(PERSON, PURPOSE)["status"] == "withdrawn"
+    assert store.current("cd" * 32, PURPOSE)["receipt_id"] == second.receipt_id
+
+
 def test_history_is_append_only(store, tmp_path: Path):
     record = grant(store)
     store.withdraw(record.receipt_id, by="u2", at="2026-03-01T00:00:00Z")
