@@ -105,8 +105,8 @@ def febrl_settings(threshold: float) -> dict:
     return settings
 
 
-def bench_ours(a, b, truth, work: Path, threshold: float, settings: dict | None = None
-               ) -> tuple[float, tuple]:
+def bench_ours(a, b, truth, work: Path, threshold: float, settings: dict | None = None,
+               encoding: dict | None = None) -> tuple[float, tuple]:
     from connectors.extract import pseudonymise_extract
     from connectors.keys import KeyRing, new_master_secret
     from connectors.mapping import load_mapping
@@ -122,7 +122,7 @@ def bench_ours(a, b, truth, work: Path, threshold: float, settings: dict | None 
     started = time.perf_counter()
     for side in ("a", "b"):
         pseudonymise_extract(keyring, "csv", f"febrl-{side}", str(work / f"{side}.csv"), mapping,
-                             work / f"x{side}")
+                             work / f"x{side}", settings=encoding)
     extracted = time.perf_counter()
     if settings is None:
         settings = default_settings()
@@ -241,6 +241,12 @@ def febrl(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         s_default, prf_default = bench_ours(a, b, truth, Path(tmp), args.threshold)
     _line("joinedup, default settings", s_default, prf_default)
+    for f in args.blip or []:
+        # The Bloom-filter hardening's cost to accuracy: BLIP flips each CLK bit with probability f.
+        with tempfile.TemporaryDirectory() as tmp:
+            s_h, prf_h = bench_ours(a, b, truth, Path(tmp), args.threshold, febrl_settings(args.threshold),
+                                    encoding={"hardening": "blip", "blip_f": f})
+        _line(f"joinedup, FEBRL settings, BLIP f={f}", s_h, prf_h)
     s2, prf2 = bench_splink_plaintext(a, b, truth, args.threshold)
     _line("plaintext Splink", s2, prf2)
     s3, prf3 = bench_recordlinkage(a, b, truth)
@@ -370,6 +376,7 @@ def main() -> None:
     parser.add_argument("what", choices=["febrl", "scale", "score", "blocking", "_scale_one"])
     parser.add_argument("--people", type=int, nargs="+", default=[5000, 50000])
     parser.add_argument("--threshold", type=float, default=0.9)
+    parser.add_argument("--blip", type=float, nargs="*", help="febrl: also measure BLIP hardening at these f")
     args = parser.parse_args()
     if args.what == "febrl":
         febrl(args)
