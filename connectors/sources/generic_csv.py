@@ -58,6 +58,21 @@ def _open(path: Path, mapping: Mapping) -> tuple[Any, Any, list[str], Mapping]:
     return fh, reader, header, mapping
 
 
+def _data_rows(path: Path, reader: Any, width: int) -> Iterator[tuple[int, list[str]]]:
+    """(row number, values padded to the header's width) of each data row; blank lines skipped."""
+    row_number = 0
+    try:
+        for values in reader:
+            if not values or (len(values) == 1 and not values[0].strip()):
+                continue  # blank line
+            row_number += 1
+            if len(values) < width:
+                values = values + [""] * (width - len(values))
+            yield row_number, values
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SourceError(f"{path}: unreadable after data row {row_number}: {exc}") from exc
+
+
 def read(input: str, mapping: Mapping) -> Iterator[SourceRecord]:
     """Records of a CSV file. Raises SourceError/MappingError before yielding anything."""
     path = Path(input)
@@ -65,22 +80,12 @@ def read(input: str, mapping: Mapping) -> Iterator[SourceRecord]:
     with fh:
         specs = list(mapping.identity.items())
         has_local_id = "local_id" in mapping.identity
-        width = len(header)
-        row_number = 0
-        try:
-            for values in reader:
-                if not values or (len(values) == 1 and not values[0].strip()):
-                    continue  # blank line
-                row_number += 1
-                if len(values) < width:
-                    values = values + [""] * (width - len(values))
-                row = dict(zip(header, values, strict=False))
-                identity = {name: spec.pick(row) for name, spec in specs}
-                if not has_local_id:
-                    identity["local_id"] = str(row_number)
-                yield SourceRecord(row_number, identity, [])
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise SourceError(f"{path}: unreadable after data row {row_number}: {exc}") from exc
+        for row_number, values in _data_rows(path, reader, len(header)):
+            row = dict(zip(header, values, strict=False))
+            identity = {name: spec.pick(row) for name, spec in specs}
+            if not has_local_id:
+                identity["local_id"] = str(row_number)
+            yield SourceRecord(row_number, identity, [])
 
 
 def _column_picker(spec: FieldSpec, header: list[str]) -> Callable[[list[list[str]]], list[str | None]]:
@@ -112,8 +117,6 @@ def read_batches(
     fh, reader, header, mapping = _open(path, mapping)
     with fh:
         pickers = {name: _column_picker(spec, header) for name, spec in mapping.identity.items()}
-        width = len(header)
-        row_number = 0
         rows: list[list[str]] = []
         numbers: list[int] = []
 
@@ -123,19 +126,11 @@ def read_batches(
                 cols["local_id"] = [str(n) for n in numbers]
             return numbers, cols, None
 
-        try:
-            for values in reader:
-                if not values or (len(values) == 1 and not values[0].strip()):
-                    continue  # blank line
-                row_number += 1
-                if len(values) < width:
-                    values = values + [""] * (width - len(values))
-                rows.append(values)
-                numbers.append(row_number)
-                if len(rows) >= size:
-                    yield flush()
-                    rows, numbers = [], []
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise SourceError(f"{path}: unreadable after data row {row_number}: {exc}") from exc
+        for row_number, values in _data_rows(path, reader, len(header)):
+            rows.append(values)
+            numbers.append(row_number)
+            if len(rows) >= size:
+                yield flush()
+                rows, numbers = [], []
         if rows:
             yield flush()
