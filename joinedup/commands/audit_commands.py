@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from joinedup.commands.common import home_option
+from joinedup.commands.common import home_option, read_json_object
 from joinedup.commands.common import open_home as _home
 
 
@@ -40,14 +40,6 @@ def _write_json(path: Path | None, doc: dict) -> None:
     click.echo(f"wrote {path}")
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"{path}: cannot read {what} JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise click.ClickException(f"{path}: {what} must be a JSON object")
-    return value
 
 
 def register(cli: click.Group) -> None:
@@ -79,7 +71,7 @@ def register(cli: click.Group) -> None:
             pem = private.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
-        result = verify_ledger(h.ledger_dir, pem, [_read_json(p, "checkpoint") for p in trusted])
+        result = verify_ledger(h.ledger_dir, pem, [read_json_object(p, "checkpoint") for p in trusted])
         if as_json:
             click.echo(json.dumps(result.to_dict(), indent=2))
         else:
@@ -149,7 +141,7 @@ def register(cli: click.Group) -> None:
                     if cp is None:
                         raise click.ClickException(f"no signed checkpoint of size {arg}")
                 else:
-                    cp = _read_json(Path(arg), "checkpoint")
+                    cp = read_json_object(Path(arg), "checkpoint")
                 checkpoints.append(cp)
             try:
                 proof = ledger.consistency_proof(checkpoints[0]["tree_size"], checkpoints[1]["tree_size"])
@@ -192,7 +184,7 @@ def register(cli: click.Group) -> None:
         """Every disclosure about one person, for a subject access request."""
         from audit import subject_access
 
-        raw = _read_json(identifiers, "identifiers")
+        raw = read_json_object(identifiers, "identifiers")
         h = _home(home)
         try:
             from connectors.pseudonymise import person_key

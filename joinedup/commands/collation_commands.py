@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from joinedup.commands.common import home_option, open_home
+from joinedup.commands.common import home_option, open_home, read_json_object
 
 EXIT_NO_SUMMARY = 2
 EXIT_REFUSED = 3
@@ -130,13 +130,8 @@ def _provider_summary(ctx, collate, user, identifiers, purpose, categories):
 
 
 def _read_identifiers(path: Path) -> dict:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"{path}: cannot read identifiers: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise click.ClickException(f"{path}: not JSON: line {exc.lineno}: {exc.msg}") from exc
-    if not isinstance(doc, dict) or not all(isinstance(v, str | None) for v in doc.values()):
+    doc = read_json_object(path, "identifiers")
+    if not all(isinstance(v, str | None) for v in doc.values()):
         raise click.ClickException(f"{path}: must be a JSON object of identifier name -> string")
     return doc
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from joinedup.commands.common import home_option
+from joinedup.commands.common import home_option, read_json_object
 from joinedup.commands.common import open_home as _home
 
 IDENTITY_PROMPTS = (("given_name", "Given name"), ("family_name", "Family name"),
@@ -58,12 +58,7 @@ def _person_key(h, identity_file: Path | None) -> str:
     from connectors.standardise import StandardisationError
 
     if identity_file is not None:
-        try:
-            raw = json.loads(identity_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise click.ClickException(f"{identity_file}: cannot read identity JSON: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise click.ClickException(f"{identity_file}: must be a JSON object")
+        raw = read_json_object(identity_file, "identity")
     else:
         raw = {field: click.prompt(label) for field, label in IDENTITY_PROMPTS}
     identity = {k: (str(v) if v is not None else None) for k, v in raw.items()}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from joinedup.commands.common import read_json_object
+
 
 def _data_dir(home: Path | None) -> Path | None:
     """A home may override the policy data with HOME/config/policy-data/*.json."""
@@ -55,12 +57,7 @@ def register(cli: click.Group) -> None:
         """Print the decision for one input as JSON."""
         from policies import PolicyDataError, PolicyEngine, PolicyError, engine_from_settings
 
-        try:
-            policy_input = json.loads(input_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise click.ClickException(f"{input_file}: cannot read policy input JSON: {exc}") from exc
-        if not isinstance(policy_input, dict):
-            raise click.ClickException(f"{input_file}: the policy input must be a JSON object")
+        policy_input = read_json_object(input_file, "policy input")
         try:
             if home is not None:
                 from joinedup.home import HomeError, load_home
