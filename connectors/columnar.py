@@ -38,6 +38,8 @@ from connectors.standardise import (
     Problem,
     canonical_given,
     name_words,
+    nhs_numbers_fast,
+    ninos_fast,
     parse_birth_date,
     phonetic,
     standard_nhs_number,
@@ -71,13 +73,17 @@ class _Distinct:
 
     def __init__(self, values: Sequence[str | None]):
         arr = pc.dictionary_encode(pa.array(values, pa.string()))
-        self.values: list[str] = arr.dictionary.to_pylist()
+        self.dictionary: pa.StringArray = arr.dictionary
+        self.values: list[str] = self.dictionary.to_pylist()
         self.index = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        # Blank values ("", "  ") count as missing, as in standardise_identity.
-        blank = [j for j, v in enumerate(self.values) if not v.strip()]
-        if blank:
-            self.index[np.isin(self.index, blank)] = -1
         self.n = len(self.values)
+        # Blank values ("", "  ") count as missing, as in standardise_identity: `not v.strip()`
+        # is `v == "" or v.isspace()` (the same whitespace table), and map() keeps it in C.
+        blank = np.fromiter(map(str.isspace, self.values), dtype=bool, count=self.n)
+        if "" in self.values:
+            blank[self.values.index("")] = True
+        if blank.any():
+            self.index[blank[np.maximum(self.index, 0)] & (self.index >= 0)] = -1
 
     def gather(self, per_value: np.ndarray, missing: Any) -> np.ndarray:
         """Per-row array from a per-distinct-value array (rows without a value get `missing`)."""
@@ -133,13 +139,12 @@ class ColumnarEncoder:
         cache = self._caches.setdefault(field, {})
         if len(cache) + d.n > _CACHE_LIMIT:
             cache.clear()
-        get = cache.get
-        out = []
-        for v in d.values:
-            r = get(v)
-            if r is None:
-                r = cache[v] = compute(v)
-            out.append(r)
+        out = list(map(cache.get, d.values))  # in C: most values are cached after the first batches
+        if None in out:
+            for j, r in enumerate(out):
+                if r is None:
+                    v = d.values[j]
+                    out[j] = cache[v] = compute(v)
         return list(zip(*out, strict=True)) if out else [()] * _WIDTH[field]
 
     # ------------------------------------------------------- per raw value (cached)
@@ -209,7 +214,8 @@ class ColumnarEncoder:
         return (self.h["locality"](text) if text else None,)
 
     def _identifier(
-        self, field: str, d: _Distinct, fn: Callable[[str], str]
+        self, field: str, d: _Distinct, fn: Callable[[str], str],
+        fast: Callable[[pa.StringArray], tuple[np.ndarray, pa.Array]],
     ) -> tuple[list[Problem | None], tuple[np.ndarray, np.ndarray]]:
         """NHS number / NINO: nearly unique, so computed per distinct value without a cache.
 
@@ -220,14 +226,16 @@ class ColumnarEncoder:
             std = ["".join(v.split()).upper() for v in d.values]
             ok = np.ones(d.n, dtype=bool)
         else:
-            std = []
-            ok = np.ones(d.n, dtype=bool)
-            for j, v in enumerate(d.values):
+            # Clean values are checked for the whole column at once; the rest one by one.
+            ok, fast_std = fast(d.dictionary)
+            std_all: list[str | None] = fast_std.to_pylist()
+            for j in np.flatnonzero(~ok).tolist():
                 try:
-                    std.append(fn(v))
+                    std_all[j] = fn(d.values[j])
+                    ok[j] = True
                 except ValueError as exc:
-                    ok[j] = False
                     problems[j] = Problem(field, str(exc), False)
+            std = [v for v, good in zip(std_all, ok.tolist(), strict=True) if good]
         values = np.zeros(d.n, dtype=np.int64)
         values[ok] = self.h[field].many(std)
         return problems, (d.gather(values, 0), d.gather(ok, False))
@@ -292,10 +300,10 @@ class ColumnarEncoder:
         tok["tk_postcode"], tok["tk_pc_sector"], tok["tk_pc_district"] = spread(dp, t_pc, t_sector, t_district)
         area_rows = dp.gather(_obj(area), _AREA_NONE)
 
-        for field, fn, column in (("nino", standard_nino, "tk_nino"),
-                                  ("nhs_number", standard_nhs_number, "tk_nhs")):
+        for field, fn, fast, column in (("nino", standard_nino, ninos_fast, "tk_nino"),
+                                        ("nhs_number", standard_nhs_number, nhs_numbers_fast, "tk_nhs")):
             d = _Distinct(col[field])
-            problems, tok[column] = self._identifier(field, d, fn)
+            problems, tok[column] = self._identifier(field, d, fn, fast)
             add_problems(field, d, problems)
 
         ds = _Distinct(col["sex"])

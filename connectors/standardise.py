@@ -51,6 +51,9 @@ from operator import mul
 from pathlib import Path
 
 import jellyfish
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.mapping import FieldSpec, Mapping
 
@@ -253,6 +256,49 @@ def standard_nhs_number(raw: str) -> str:
     if not nhs_check_digit_ok(digits):
         raise ValueError("invalid check digit")
     return digits
+
+
+# ------------------------------------------------ batch fast paths (NHS number, NINO)
+#
+# Nearly every value is unique, so the batch path cannot cache them. These check the common,
+# clean shapes for a whole column at once; whatever they do not accept goes through the
+# per-value functions above, which decide it (and word the refusal) exactly as before.
+
+_NHS_FAST = r"^[0-9]{10}$"
+_NINO_FAST = r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D]?$"
+_NHS_WEIGHTS_NP = np.array(_NHS_WEIGHTS, dtype=np.int64)
+
+
+def nhs_numbers_fast(values: pa.StringArray) -> tuple[np.ndarray, pa.Array]:
+    """(accepted, standard form) per value: accepted values are what standard_nhs_number returns.
+
+    A value not accepted here may still be valid (e.g. other digit scripts): decide it per value."""
+    compact = pc.replace_substring(pc.replace_substring(values, " ", ""), "-", "")
+    shaped = pc.match_substring_regex(compact, _NHS_FAST).to_numpy(zero_copy_only=False)
+    accepted = np.zeros(len(values), dtype=bool)
+    if shaped.any():
+        cand = compact.filter(pa.array(shaped))
+        # Every candidate is 10 ASCII digits, so the data buffer is an (n, 10) matrix of bytes.
+        offsets = np.frombuffer(cand.buffers()[1], dtype=np.int32)[cand.offset: cand.offset + len(cand) + 1]
+        digits = np.frombuffer(cand.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]]
+        digits = digits.reshape(-1, 10).astype(np.int64) - 48
+        check = 11 - (digits[:, :9] @ _NHS_WEIGHTS_NP) % 11
+        check[check == 11] = 0
+        accepted[shaped] = (check != 10) & (check == digits[:, 9])
+    return accepted, compact
+
+
+def ninos_fast(values: pa.StringArray) -> tuple[np.ndarray, pa.Array]:
+    """(accepted, standard form) per value: accepted values are what standard_nino returns.
+
+    Only ASCII values whose only whitespace is spaces are decided here; anything else
+    (and every refusal) is left to standard_nino per value."""
+    compact = pc.ascii_upper(pc.replace_substring(values, " ", ""))
+    shaped = pc.and_(pc.string_is_ascii(values), pc.match_substring_regex(compact, _NINO_FAST))
+    prefix_ok = pc.invert(pc.is_in(pc.utf8_slice_codeunits(compact, 0, 2),
+                                   value_set=pa.array(sorted(_NINO_BAD_PREFIXES))))
+    accepted = pc.and_(shaped, prefix_ok).to_numpy(zero_copy_only=False)
+    return accepted, pc.utf8_slice_codeunits(compact, 0, 8)
 
 
 _SEX = {
