@@ -262,8 +262,18 @@ class ColumnarEncoder:
                 row_problem[field] = d.gather(_obj(problems), None)
 
         # local id: stripped per row (unique per row, nothing to share)
-        local_ids = [v.strip() if v is not None and v.strip() else None for v in col["local_id"]]
-        has_id = np.fromiter((v is not None for v in local_ids), dtype=bool, count=n)
+        raw_ids = col["local_id"]
+        has_id: np.ndarray | None = None
+        if None not in raw_ids:  # the usual case: str.strip mapped in C, blanks patched after
+            local_ids: list[str | None] = list(map(str.strip, raw_ids))
+            if "" in local_ids:
+                local_ids = [v or None for v in local_ids]
+            else:
+                has_id = np.ones(n, dtype=bool)
+        else:
+            local_ids = [v.strip() or None if v is not None else None for v in raw_ids]
+        if has_id is None:
+            has_id = np.fromiter((v is not None for v in local_ids), dtype=bool, count=n)
 
         # given name: the first word is `given`, further words join the middle names
         dg = _Distinct(col["given_name"])
@@ -317,8 +327,8 @@ class ColumnarEncoder:
 
         # address: only its CLK is linked on; standardised per distinct value (lru-cached)
         da = _Distinct(col["address"])
-        addresses = [standard_text(v) for v in da.values]
-        has_address = da.gather(np.array([a is not None for a in addresses], dtype=bool), False)
+        addresses = list(map(standard_text, da.values))
+        has_address = da.gather(np.fromiter(map(bool, addresses), dtype=bool, count=da.n), False)
 
         # ------------------------------------------------ the usable-row rule (vectorised)
         has_name = tok["tk_given"][1] | tok["tk_family"][1]

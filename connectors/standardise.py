@@ -319,10 +319,10 @@ def standard_sex(raw: str) -> str | None:
 @lru_cache(maxsize=100_000)
 def standard_text(raw: str) -> str | None:
     """Addresses and localities: folded, lower case, punctuation removed, street words expanded."""
-    text = _ADDR_DROP.sub(" ", fold_accents(raw).lower())
-    words = [_ADDRESS_WORDS.get(w, w) for w in text.split()]
-    out = " ".join(w for w in words if w)
-    return out or None
+    words = _ADDR_DROP.sub(" ", fold_accents(raw).lower()).split()
+    if not _ADDRESS_WORDS.keys().isdisjoint(words):  # most addresses need no expansion
+        words = [w for w in map(_ADDRESS_WORDS.get, words, words) if w]
+    return " ".join(words) or None
 
 
 # ---------------------------------------------------------------- the record
