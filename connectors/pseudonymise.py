@@ -43,6 +43,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -284,14 +285,19 @@ class _ClkField:
 
     def value_index(self, values: Sequence[str | None]) -> np.ndarray:
         """Row of each value in the value table (-1 for None). Adds unseen values first."""
-        missing = {v for v in values if v is not None and v not in self.value_ids}
-        if len(self.value_ids) + len(missing) > self._VALUE_LIMIT:
-            self._reset_values()
-            missing = {v for v in values if v is not None}
-        for v in missing:
-            self._add_value(v)
+        # Lookups mapped in C (get(v, -1)); None is never a key, so it comes back as -1 too.
         get = self.value_ids.get
-        return np.fromiter((-1 if v is None else get(v) for v in values), dtype=np.int64, count=len(values))
+        rows = list(map(get, values, repeat(-1)))
+        if -1 in rows:
+            missing = {v for v, r in zip(values, rows, strict=True) if r == -1 and v is not None}
+            if missing:
+                if len(self.value_ids) + len(missing) > self._VALUE_LIMIT:
+                    self._reset_values()
+                    missing = {v for v in values if v is not None}
+                for v in missing:
+                    self._add_value(v)
+                rows = list(map(self.value_ids.get, values, repeat(-1)))
+        return np.array(rows, dtype=np.int64) if rows else np.zeros(0, dtype=np.int64)
 
     def gather(self, *indexes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """OR of the value vectors at each index array; (filters as (n, bits/8) uint8, present)."""
