@@ -16,8 +16,10 @@ test_columnar.py compares both paths on messy input).
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -108,6 +110,23 @@ def _obj(values: Sequence[Any]) -> np.ndarray:
 # Per-raw-value results kept across batches (per field) before a cache is cleared.
 _CACHE_LIMIT = 300_000
 _AREA_NONE = '{"postcode_district":null,"postcode_sector":null}'
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic GC off for one batch, back on after (if it was on).
+
+    A batch allocates many short-lived containers and makes no reference cycles, while the
+    caches hold hundreds of thousands of long-lived ones; the full collections those
+    allocations trigger re-walk the caches each time (measured: ~20% of a batch's time).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class ColumnarEncoder:
@@ -244,6 +263,10 @@ class ColumnarEncoder:
 
     def encode_columns(self, cols: dict[str, Sequence[str | None]]) -> EncodedBatch:
         """Standardise and encode a batch given as columns of raw strings (IDENTITY_FIELDS names)."""
+        with _gc_paused():
+            return self._encode_columns(cols)
+
+    def _encode_columns(self, cols: dict[str, Sequence[str | None]]) -> EncodedBatch:
         n = len(next(iter(cols.values()))) if cols else 0
         none = [None] * n
         col = {f: cols.get(f, none) for f in IDENTITY_FIELDS}
