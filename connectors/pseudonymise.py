@@ -449,8 +449,26 @@ class IdentityEncoder:
         return columns
 
     def encode_standardised(self, ident: StandardIdentity) -> dict[str, Any]:
-        batch = self.encode_batch([ident])
-        return {name: arr[0].as_py() for name, arr in batch.items()}
+        """One linkage row: the batch path's values, without building a column per field
+        (person resolution encodes one identity per request)."""
+        row: dict[str, Any] = {}
+        for column, group in TOKEN_COLUMNS:
+            row[column] = self._tokens(group, [_TOKEN_VALUE[column](ident)])[0]
+        for column, arr in self._clks([ident]).items():
+            row[column] = arr[0].as_py()
+        for column in BLOCKING_COLUMNS:
+            row[column] = self._blocking_one(column, row)
+        return row
+
+    def _blocking_one(self, column: str, row: dict[str, Any]) -> int | None:
+        """`_blocking` for a single row: null when any part token is null."""
+        x = np.array([self._blocking_seeds[column]], dtype=np.uint64)
+        for part in BLOCKING_PARTS[column]:
+            token = row[part]
+            if token is None:
+                return None
+            x = _mix64(x ^ np.array([token], dtype=np.int64).view(np.uint64))
+        return int(x.view(np.int64)[0])
 
     def encode_identity(self, raw: dict[str, str | None], mapping: Mapping | None = None) -> dict[str, Any]:
         """One linkage row without `ref`, from a raw identity (fields that fail are left null)."""
