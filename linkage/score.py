@@ -40,6 +40,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from splink.internals.comparison_level import _default_m_values, _default_u_values
+from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
 
 from linkage.clk import DICE_FUNCTION, WORD_BYTES, words_for_bits
 from linkage.settings import ENCODED_COLUMNS
@@ -447,8 +449,29 @@ class _Comparison:
     columns: frozenset[str]  # record columns its conditions read
 
 
+def _effective_levels(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The levels with the m and u Splink scores with: a level EM left untrained (None) takes
+    the comparison's default for its position, and "level not observed" counts as 1e-6."""
+    n = sum(1 for lv in raw if not lv.get("is_null_level"))
+    defaults = {"m_probability": _default_m_values(n), "u_probability": _default_u_values(n)}
+    out, vector_value = [], n - 1  # Splink numbers the non-null levels from n - 1 down to 0
+    for lv in raw:
+        if lv.get("is_null_level"):
+            out.append(lv)
+            continue
+        lv = dict(lv)
+        for key, values in defaults.items():
+            if lv.get(key) == LEVEL_NOT_OBSERVED_TEXT:
+                lv[key] = 1e-6
+            elif lv.get(key) is None:
+                lv[key] = values[vector_value]
+        vector_value -= 1
+        out.append(lv)
+    return out
+
+
 def _compile_comparison(comp: dict[str, Any], columns: dict[str, _Column]) -> _Comparison:
-    raw = comp["comparison_levels"]
+    raw = _effective_levels(comp["comparison_levels"])
     exact_u = {
         lv["tf_adjustment_column"]: _exact_u(raw, lv["tf_adjustment_column"])
         for lv in raw if lv.get("tf_adjustment_column")
