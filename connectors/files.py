@@ -7,10 +7,13 @@ file: write to a temporary name beside the target, flush to disk, then rename ov
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import shutil
+import tomllib
 from pathlib import Path
+from typing import Any
 
 
 def sha256_file(path: Path) -> str:
@@ -49,3 +52,25 @@ def replace_dir_atomically(tmp: Path, out: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def read_document(path: Path, fmt: str, error: type[Exception], what: str = "") -> Any:
+    """A configuration or manifest document (`fmt` "toml" or "json"), or `error` with a
+    message naming the file and what is wrong: unreadable, or invalid where."""
+    path = Path(path)
+    label = f" {what}" if what else ""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"{path}: cannot read{label}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text: {exc}") from exc
+    if fmt == "toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise error(f"{path}: invalid TOML: {exc}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc

@@ -14,11 +14,11 @@ Each source kind ships a default mapping; a user's file overrides it field by fi
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connectors.files import read_document
 from connectors.records import IDENTITY_FIELDS
 
 
@@ -98,10 +98,5 @@ def mapping_from_dict(doc: dict[str, Any], where: str = "mapping") -> Mapping:
 
 
 def load_mapping(path: Path) -> Mapping:
-    try:
-        doc = tomllib.loads(Path(path).read_text())
-    except OSError as exc:
-        raise MappingError(f"{path}: cannot read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise MappingError(f"{path}: invalid TOML: {exc}") from exc
+    doc = read_document(path, "toml", MappingError)
     return mapping_from_dict(doc, str(path))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from connectors.files import read_document
 
 # The shipped catalogue. consent does not import joinedup; it only reads this data file.
 DEFAULT_CATALOGUE = Path(__file__).resolve().parents[1] / "joinedup" / "defaults" / "consent-catalogue.toml"
@@ -36,12 +37,7 @@ class Catalogue:
 
 def load_catalogue(path: Path | None = None) -> Catalogue:
     path = Path(path) if path else DEFAULT_CATALOGUE
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CatalogueError(f"{path}: cannot read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogueError(f"{path}: invalid TOML: {exc}") from exc
+    doc = read_document(path, "toml", CatalogueError)
 
     def fail(field: str, reason: str) -> CatalogueError:
         return CatalogueError(f"{path}: {field}: {reason}")

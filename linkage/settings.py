@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from connectors.files import read_document
 from linkage.clk import DICE_FUNCTION
 
 SCHEMA_VERSION = 1
@@ -334,12 +335,7 @@ def load_settings(path: Path | None) -> dict[str, Any]:
     if path is None:
         return default_settings()
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot read: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise SettingsError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    doc = read_document(path, "json", SettingsError)
     return validate_settings(doc, str(path))
 
 

@@ -7,11 +7,12 @@ typo in a rule cannot silently change who is counted as having a barrier.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from connectors.files import read_document
 
 MAX_SEVERITY = 3
 SEVERITY_WORDS = ("none", "low", "medium", "high")
@@ -89,12 +90,7 @@ class Taxonomy:
 def load_taxonomy(path: Path | str) -> Taxonomy:
     """Read and validate a taxonomy TOML file."""
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise TaxonomyError(f"{path}: cannot read taxonomy: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise TaxonomyError(f"{path}: invalid TOML: {exc}") from exc
+    doc = read_document(path, "toml", TaxonomyError, what="taxonomy")
     return parse_taxonomy(doc, str(path))
 
 
