@@ -104,7 +104,7 @@ def _run(
     step("scoring pairs")
     thresholds = settings["thresholds"]
     report_t = min(thresholds["report_match_probability"], thresholds["cluster_match_probability"])
-    predictions = model.predict(linker, report_t)
+    predictions, blocking_counts = model.predict_with_blocking_counts(linker, report_t, n_records)
     pred_table = predictions.physical_name
     con.execute(
         f"""COPY (SELECT source_l, ref_l, source_r, ref_r, match_probability, match_weight
@@ -152,7 +152,7 @@ def _run(
     try:
         from linkage.report import write_report
 
-        write_report(linker, predictions, con, summary, tmp / "report.html")
+        write_report(linker, predictions, con, summary, tmp / "report.html", blocking_counts)
     finally:
         lap("report")
         summary["timings_s"]["total"] = round(time.perf_counter() - started, 3)

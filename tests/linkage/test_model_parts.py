@@ -164,6 +164,27 @@ def test_em_samples_records_past_max_pairs(small):
         em.estimate_m(linker, "l.tk_nhs = r.tk_nhs AND l.unique_id = r.unique_id")
 
 
+def test_blocking_counts_from_predict_equal_splinks_chart_records(small):
+    """The report's blocking-rule chart: counts taken from the pairs predict blocked are
+    Splink's own exact counts (every field of its records), and predict is unchanged."""
+    settings = default_settings()
+    settings["splink"]["blocking_rules_to_generate_predictions"].append(
+        "l.tk_dob_year = r.tk_dob_year AND l.tk_sex <> r.tk_sex")  # not an equi-join: Splink describes it
+    con, linker = _linker(small, settings)
+    _prior_and_u(linker, settings)
+    n = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
+    predictions, ours = model.predict_with_blocking_counts(linker, 0.5, n)
+    theirs = linker.blocking_analysis.count_comparisons_from_blocking_rules(record_sample_proportion=1.0)
+    assert ours == theirs
+    assert sum(r["marginal_comparison_count"] for r in ours) > 100
+    assert ours[-1]["filter_conditions"]
+    scored = predictions.as_pandas_dataframe()
+    again = model.predict(linker, 0.5).as_pandas_dataframe()
+    key = ["unique_id_l", "unique_id_r"]
+    assert scored.sort_values(key)[key + ["match_weight"]].reset_index(drop=True).equals(
+        again.sort_values(key)[key + ["match_weight"]].reset_index(drop=True))
+
+
 def test_disagreement_m_is_floored_and_validated(small):
     settings = default_settings()
     settings["training"]["disagreement_m_floor"] = 0.002
