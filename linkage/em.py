@@ -217,7 +217,11 @@ def estimate_m(
     description = f"EM, blocked on: {rule_sql}"
     for j, lv_by_g in enumerate(levels):
         for g, level in lv_by_g.items():
-            level._add_trained_m_probability(m[j][g], description)
+            value = m[j][g]
+            if value != LEVEL_NOT_OBSERVED_TEXT:
+                # An m that underflowed to 0 would stop Splink with an error; keep its minimum.
+                value = max(value, M_U_CLAMP_MIN)
+            level._add_trained_m_probability(value, description)
     linker._populate_m_u_from_trained_values()
     return {"pairs": int(total), "iterations": iterations, "prior": prior,
             "comparisons": [cc.output_column_name for cc in active]}
