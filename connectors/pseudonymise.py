@@ -242,6 +242,7 @@ class _ClkField:
 
     def __init__(self, key: bytes, bits: int, k: int):
         self.key, self.bits, self.k = key, bits, k
+        self._hmac = KeyedHash(key)
         self.words = bits // 64
         self.bigram_ids: dict[str, int] = {}
         self.table = np.zeros((256, self.words), dtype=np.uint64)
@@ -256,32 +257,45 @@ class _ClkField:
         need = self.k * 4
         stream = b""
         counter = 0
+        data = bigram.encode("utf-8")
         while len(stream) < need:
-            stream += hmac.digest(self.key, bytes([counter]) + bigram.encode("utf-8"), "sha256")
+            stream += self._hmac.digest(bytes([counter]) + data)
             counter += 1
         return [int.from_bytes(stream[4 * i : 4 * i + 4], "big") % self.bits for i in range(self.k)]
 
-    def _bigram_id(self, bigram: str) -> int:
-        idx = self.bigram_ids.get(bigram)
-        if idx is None:
-            idx = len(self.bigram_ids)
-            if idx >= len(self.table):
-                self.table = np.vstack([self.table, np.zeros_like(self.table)])
-            row = self.table[idx].view(np.uint8)
-            for p in self._positions(bigram):
-                row[p >> 3] |= np.uint8(1 << (7 - (p & 7)))  # bit p, most significant first
-            self.bigram_ids[bigram] = idx
+    def _add_bigram(self, bigram: str) -> int:
+        idx = len(self.bigram_ids)
+        if idx >= len(self.table):
+            self.table = np.vstack([self.table, np.zeros_like(self.table)])
+        # Bit p of the filter, most significant first, is bit (bits - 1 - p) of the
+        # filter read as one big-endian integer: set them all in a Python int.
+        mask = 0
+        for p in self._positions(bigram):
+            mask |= 1 << (self.bits - 1 - p)
+        self.table[idx].view(np.uint8)[:] = np.frombuffer(mask.to_bytes(self.bits // 8, "big"), np.uint8)
+        self.bigram_ids[bigram] = idx
         return idx
 
-    def _add_value(self, value: str) -> int:
-        idx = len(self.value_ids)
-        if idx >= len(self.values):
+    def _add_values(self, values: list[str]) -> None:
+        """Add many values at once: their bigram rows gathered and OR-reduced in one go."""
+        start = len(self.value_ids)
+        while start + len(values) > len(self.values):
             self.values = np.vstack([self.values, np.zeros_like(self.values)])
-        padded = f"_{value}_"
-        ids = [self._bigram_id(padded[j : j + 2]) for j in range(len(padded) - 1)]
-        self.values[idx] = np.bitwise_or.reduce(self.table[ids], axis=0)
-        self.value_ids[value] = idx
-        return idx
+        padded = [f"_{v}_" for v in values]
+        bigrams = [p[j : j + 2] for p in padded for j in range(len(p) - 1)]
+        ids = list(map(self.bigram_ids.get, bigrams))
+        if None in ids:
+            for bigram in {b for b, i in zip(bigrams, ids, strict=True) if i is None}:
+                self._add_bigram(bigram)
+            ids = list(map(self.bigram_ids.get, bigrams))
+        # Every padded value has at least one bigram, so each segment is non-empty.
+        lengths = np.fromiter((len(p) - 1 for p in padded), dtype=np.int64, count=len(padded))
+        starts = np.zeros(len(padded), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        self.values[start : start + len(values)] = np.bitwise_or.reduceat(
+            self.table[np.array(ids, dtype=np.int64)], starts, axis=0
+        )
+        self.value_ids.update(zip(values, range(start, start + len(values)), strict=True))
 
     def value_index(self, values: Sequence[str | None]) -> np.ndarray:
         """Row of each value in the value table (-1 for None). Adds unseen values first."""
@@ -294,8 +308,7 @@ class _ClkField:
                 if len(self.value_ids) + len(missing) > self._VALUE_LIMIT:
                     self._reset_values()
                     missing = {v for v in values if v is not None}
-                for v in missing:
-                    self._add_value(v)
+                self._add_values(list(missing))
                 rows = list(map(self.value_ids.get, values, repeat(-1)))
         return np.array(rows, dtype=np.int64) if rows else np.zeros(0, dtype=np.int64)
 
