@@ -252,29 +252,21 @@ class _ClkField:
         self.value_ids: dict[str, int] = {}
         self.values = np.zeros((1024, self.words), dtype=np.uint64)
 
-    def _positions(self, bigram: str) -> list[int]:
-        # Independent positions: counter-mode HMAC blocks, 4 bytes per position.
-        need = self.k * 4
-        stream = b""
-        counter = 0
-        data = bigram.encode("utf-8")
-        while len(stream) < need:
-            stream += self._hmac.digest(bytes([counter]) + data)
-            counter += 1
-        return [int.from_bytes(stream[4 * i : 4 * i + 4], "big") % self.bits for i in range(self.k)]
-
-    def _add_bigram(self, bigram: str) -> int:
-        idx = len(self.bigram_ids)
-        if idx >= len(self.table):
+    def _add_bigrams(self, bigrams: list[str]) -> None:
+        """Bit vectors of new bigrams. Independent positions: counter-mode HMAC blocks
+        HMAC(key, counter || bigram), 4 bytes (big-endian) per position, modulo the size;
+        bit p is set most significant first. Computed for all the bigrams at once."""
+        start, n = len(self.bigram_ids), len(bigrams)
+        while start + n > len(self.table):
             self.table = np.vstack([self.table, np.zeros_like(self.table)])
-        # Bit p of the filter, most significant first, is bit (bits - 1 - p) of the
-        # filter read as one big-endian integer: set them all in a Python int.
-        mask = 0
-        for p in self._positions(bigram):
-            mask |= 1 << (self.bits - 1 - p)
-        self.table[idx].view(np.uint8)[:] = np.frombuffer(mask.to_bytes(self.bits // 8, "big"), np.uint8)
-        self.bigram_ids[bigram] = idx
-        return idx
+        blocks = -(-self.k * 4 // 32)  # SHA-256 blocks of 8 positions each
+        digest = self._hmac.digest
+        stream = b"".join(digest(bytes([c]) + b.encode("utf-8")) for b in bigrams for c in range(blocks))
+        pos = np.frombuffer(stream, dtype=">u4").reshape(n, blocks * 8)[:, : self.k].astype(np.int64)
+        bits = np.zeros((n, self.bits), dtype=np.uint8)
+        bits[np.arange(n)[:, None], pos % self.bits] = 1
+        self.table[start : start + n] = np.packbits(bits, axis=1).view(np.uint64)
+        self.bigram_ids.update(zip(bigrams, range(start, start + n), strict=True))
 
     def _add_values(self, values: list[str]) -> None:
         """Add many values at once: their bigram rows gathered and OR-reduced in one go."""
@@ -285,8 +277,7 @@ class _ClkField:
         bigrams = [p[j : j + 2] for p in padded for j in range(len(p) - 1)]
         ids = list(map(self.bigram_ids.get, bigrams))
         if None in ids:
-            for bigram in {b for b, i in zip(bigrams, ids, strict=True) if i is None}:
-                self._add_bigram(bigram)
+            self._add_bigrams(list({b for b, i in zip(bigrams, ids, strict=True) if i is None}))
             ids = list(map(self.bigram_ids.get, bigrams))
         # Every padded value has at least one bigram, so each segment is non-empty.
         lengths = np.fromiter((len(p) - 1 for p in padded), dtype=np.int64, count=len(padded))
