@@ -19,15 +19,22 @@ import duckdb
 from splink import DuckDBAPI, Linker
 from splink.internals.blocking import _sql_gen_where_condition
 from splink.internals.blocking_analysis import _describe_blocking_rule
+from splink.internals.comparison_vector_values import (
+    compute_comparison_vector_values_from_id_pairs_sqls,
+)
 from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
 from splink.internals.duckdb.dataframe import DuckDBDataFrame
 from splink.internals.input_column import InputColumn
 from splink.internals.m_u_records_to_parameters import (
     append_u_probability_to_comparison_level_trained_probabilities,
 )
+from splink.internals.pipeline import CTEPipeline
+from splink.internals.predict import predict_from_comparison_vectors_sqls_using_settings
 from splink.internals.splink_dataframe import SplinkDataFrame
+from splink.internals.vertically_concatenate import enqueue_df_concat_with_tf
 
 from linkage import em
+from linkage.clk import DICE_FUNCTION
 from linkage.settings import splink_settings
 
 RECORDS_TABLE = "records"
@@ -194,17 +201,49 @@ def predict_with_blocking_counts(
     them (each tagged with the first rule that produced it, its match_key), so the
     counts are one GROUP BY over that table: exact, whatever the number of records.
     """
-    inference = linker.inference
-    # Computed first so that predict takes it from Splink's cache and leaves it for the count.
-    blocked = inference.compute_blocked_pairs_for_predict()
+    blocked = linker.inference.compute_blocked_pairs_for_predict()
     try:
-        predictions = inference.predict(threshold_match_probability=threshold, warning_mode="never")
+        predictions = _score_blocked_pairs(linker, blocked, threshold)
         counts = dict(linker._db_api._con.execute(
             f"SELECT CAST(match_key AS INTEGER), count(*) FROM {blocked.physical_name} GROUP BY ALL"
         ).fetchall())
     finally:
         blocked.drop_table_from_database_and_remove_from_cache()
     return predictions, blocking_count_records(linker, counts, records)
+
+
+_DICE_CALL = re.compile(rf"\b{DICE_FUNCTION}\((\w+)_l, \1_r\)")
+
+
+def _score_blocked_pairs(linker: Linker, blocked: SplinkDataFrame, threshold: float) -> SplinkDataFrame:
+    """Splink's predict on blocked pairs (its own SQL, as `linker.inference.predict`
+    builds it when not chunked), with each CLK's Dice computed once per pair.
+
+    A comparison's CASE evaluates `jup_dice(clk_given_l, clk_given_r)` anew in every level
+    that tests it (up to three times a pair, plus the full-name Dice in two comparisons);
+    DuckDB does not share them across CASE branches. Here the join that brings each
+    pair's columns together also computes each Dice once, and the levels read it.
+    Same levels, same weights (tested equal to `linker.inference.predict`).
+    """
+    settings = linker._settings_obj
+    info = settings.column_info_settings
+    cvv_columns = settings._columns_to_select_for_comparison_vector_values
+    clks = sorted({m.group(1) for c in cvv_columns for m in _DICE_CALL.finditer(c)})
+    cvv_columns = [_DICE_CALL.sub(lambda m: f"__jup_dice_{m.group(1)}", c) for c in cvv_columns]
+    blocking_columns = settings._columns_to_select_for_blocking + [
+        f"{DICE_FUNCTION}(l.{c}, r.{c}) AS __jup_dice_{c}" for c in clks
+    ]
+    pipeline = CTEPipeline([blocked])
+    enqueue_df_concat_with_tf(linker, pipeline)
+    pipeline.enqueue_list_of_sqls(compute_comparison_vector_values_from_id_pairs_sqls(
+        blocking_columns, cvv_columns,
+        input_tablename_l="__splink__df_concat_with_tf", input_tablename_r="__splink__df_concat_with_tf",
+        source_dataset_input_column=info.source_dataset_input_column,
+        unique_id_input_column=info.unique_id_input_column,
+        link_type=settings._link_type, sql_dialect_str=linker._sql_dialect_str,
+    ))
+    pipeline.enqueue_list_of_sqls(predict_from_comparison_vectors_sqls_using_settings(settings, threshold, None))
+    return linker._db_api.sql_pipeline_to_splink_dataframe(pipeline)
 
 
 _EQUI_TERM = re.compile(r"^\s*l\.(\w+)\s*=\s*r\.(\w+)\s*$", re.IGNORECASE)

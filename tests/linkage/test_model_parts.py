@@ -166,10 +166,11 @@ def test_em_samples_records_past_max_pairs(small):
 
 def test_blocking_counts_from_predict_equal_splinks_chart_records(small):
     """The report's blocking-rule chart: counts taken from the pairs predict blocked are
-    Splink's own exact counts (every field of its records), and predict is unchanged."""
+    Splink's own exact counts (every field of its records), and the scores are Splink's."""
     settings = default_settings()
     settings["splink"]["blocking_rules_to_generate_predictions"].append(
         "l.tk_dob_year = r.tk_dob_year AND l.tk_sex <> r.tk_sex")  # not an equi-join: Splink describes it
+    settings["splink"]["retain_intermediate_calculation_columns"] = True  # compare each comparison's weight too
     con, linker = _linker(small, settings)
     _prior_and_u(linker, settings)
     n = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
@@ -180,9 +181,13 @@ def test_blocking_counts_from_predict_equal_splinks_chart_records(small):
     assert ours[-1]["filter_conditions"]
     scored = predictions.as_pandas_dataframe()
     again = model.predict(linker, 0.5).as_pandas_dataframe()
+    # predict_with_blocking_counts scores with each Dice computed once per pair: the same
+    # columns, per-comparison weights and probabilities as Splink's own predict
+    assert list(scored.columns) == list(again.columns)
+    assert len(scored) > 100 and sum(c.startswith("mw_") for c in scored.columns) >= 8
     key = ["unique_id_l", "unique_id_r"]
-    assert scored.sort_values(key)[key + ["match_weight"]].reset_index(drop=True).equals(
-        again.sort_values(key)[key + ["match_weight"]].reset_index(drop=True))
+    assert scored.sort_values(key).reset_index(drop=True).equals(
+        again.sort_values(key).reset_index(drop=True))
 
 
 def test_disagreement_m_is_floored_and_validated(small):
