@@ -14,6 +14,7 @@ DuckDB macro created on every connection that scores pairs (`create_dice_macro`)
 from __future__ import annotations
 
 import math
+import re
 
 import duckdb
 
@@ -59,3 +60,18 @@ def dice_macro_sql(words: int) -> str:
 def create_dice_macro(con: duckdb.DuckDBPyConnection, words: int) -> None:
     """Define `jup_dice` on this connection for CLKs of `words` 128-bit words."""
     con.execute(dice_macro_sql(words))
+
+
+_DICE_CALL = re.compile(rf"\b{DICE_FUNCTION}\((\w+)_l, \1_r\)")
+
+
+def share_dice(sqls: list[str]) -> tuple[list[str], list[str]]:
+    """Each pair's Dice of a CLK computed once, however many levels test it.
+
+    DuckDB evaluates `jup_dice(clk_given_l, clk_given_r)` anew in every CASE branch that
+    names it (up to three a comparison). Returns the SQL with each such call replaced by a
+    column `__jup_dice_<clk>`, and the CLK names that need that column; the caller
+    computes `jup_dice(...) AS __jup_dice_<clk>` once per pair where the pair is formed.
+    """
+    clks = sorted({m.group(1) for sql in sqls for m in _DICE_CALL.finditer(sql)})
+    return [_DICE_CALL.sub(lambda m: f"__jup_dice_{m.group(1)}", sql) for sql in sqls], clks

@@ -41,6 +41,8 @@ from splink.internals.misc import bayes_factor_to_prob, prob_to_bayes_factor
 from splink.internals.parse_sql import get_columns_used_from_sql
 from splink.internals.settings import Settings
 
+from linkage.clk import DICE_FUNCTION, share_dice
+
 RECORDS_TABLE = "records"
 _SAMPLE_MODULUS = 1_000_000_000
 _PROBE_SAMPLE = 0.01
@@ -164,11 +166,12 @@ def estimate_m(
         if d[0] not in ("unique_id", "source", "ref")
     ]
     pair_cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in columns)
-    gammas = ", ".join(cc._case_statement.replace("\n", " ") for cc in active)
+    cases, clks = share_dice([cc._case_statement.replace("\n", " ") for cc in active])
+    pair_cols += "".join(f", {DICE_FUNCTION}(l.{c}, r.{c}) AS __jup_dice_{c}" for c in clks)
     names = [cc._gamma_column_name for cc in active]
     rows = con.execute(
         f"""SELECT {', '.join(names)}, count(*) FROM (
-                SELECT {gammas} FROM (
+                SELECT {', '.join(cases)} FROM (
                     SELECT {pair_cols} FROM {RECORDS_TABLE} l JOIN {RECORDS_TABLE} r
                     ON ({rule_sql}) AND l.unique_id < r.unique_id{sample_filter}))
             GROUP BY ALL"""

@@ -34,7 +34,7 @@ from splink.internals.splink_dataframe import SplinkDataFrame
 from splink.internals.vertically_concatenate import enqueue_df_concat_with_tf
 
 from linkage import em
-from linkage.clk import DICE_FUNCTION
+from linkage.clk import DICE_FUNCTION, share_dice
 from linkage.settings import splink_settings
 
 RECORDS_TABLE = "records"
@@ -151,13 +151,14 @@ def estimate_u(linker: Linker, max_pairs: float, seed: int) -> dict[str, dict[in
         if d[0] not in ("unique_id", "source", "ref")
     ]
     pair_cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in columns)
-    gammas = ", ".join(c._case_statement.replace("\n", " ") for c in comparisons)
+    cases, clks = share_dice([c._case_statement.replace("\n", " ") for c in comparisons])
+    dice = "".join(f", {DICE_FUNCTION}(l.{c}, r.{c}) AS __jup_dice_{c}" for c in clks)
     table = f"__jup_u_gammas_{secrets.token_hex(4)}"
     con.execute(
         f"""CREATE TEMP TABLE {table} AS
             WITH s AS ({sample}),
-                 pairs AS (SELECT {pair_cols} FROM s l JOIN s r ON l.unique_id < r.unique_id)
-            SELECT {gammas} FROM pairs"""
+                 pairs AS (SELECT {pair_cols}{dice} FROM s l JOIN s r ON l.unique_id < r.unique_id)
+            SELECT {', '.join(cases)} FROM pairs"""
     )
     counts: dict[str, dict[int, int]] = {}
     try:
@@ -212,24 +213,17 @@ def predict_with_blocking_counts(
     return predictions, blocking_count_records(linker, counts, records)
 
 
-_DICE_CALL = re.compile(rf"\b{DICE_FUNCTION}\((\w+)_l, \1_r\)")
-
-
 def _score_blocked_pairs(linker: Linker, blocked: SplinkDataFrame, threshold: float) -> SplinkDataFrame:
     """Splink's predict on blocked pairs (its own SQL, as `linker.inference.predict`
     builds it when not chunked), with each CLK's Dice computed once per pair.
 
-    A comparison's CASE evaluates `jup_dice(clk_given_l, clk_given_r)` anew in every level
-    that tests it (up to three times a pair, plus the full-name Dice in two comparisons);
-    DuckDB does not share them across CASE branches. Here the join that brings each
-    pair's columns together also computes each Dice once, and the levels read it.
+    The join that brings each pair's columns together also computes each Dice once, and
+    the levels read it (`linkage.clk.share_dice`).
     Same levels, same weights (tested equal to `linker.inference.predict`).
     """
     settings = linker._settings_obj
     info = settings.column_info_settings
-    cvv_columns = settings._columns_to_select_for_comparison_vector_values
-    clks = sorted({m.group(1) for c in cvv_columns for m in _DICE_CALL.finditer(c)})
-    cvv_columns = [_DICE_CALL.sub(lambda m: f"__jup_dice_{m.group(1)}", c) for c in cvv_columns]
+    cvv_columns, clks = share_dice(settings._columns_to_select_for_comparison_vector_values)
     blocking_columns = settings._columns_to_select_for_blocking + [
         f"{DICE_FUNCTION}(l.{c}, r.{c}) AS __jup_dice_{c}" for c in clks
     ]
