@@ -19,15 +19,16 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import encode_post, run_load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CATEGORIES = ["dwp", "council", "nhs", "housing", "MH", "PH", "DIS", "SUB", "HOU", "FIN", "SKL",
@@ -125,24 +126,64 @@ def profile(home_dir: Path, token: str, people: list[dict], n: int) -> None:
         print(f"  {name:38s} {seconds / n * 1000:7.2f} ms  {seconds / total:6.1%}")
 
 
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    family, total = {pid}, 0.0
+    changed = True
+    while changed:
+        changed = False
+        for child, (parent, _) in stats.items():
+            if parent in family and child not in family:
+                family.add(child)
+                changed = True
+    for member in family:
+        total += stats.get(member, (0, 0.0))[1]
+    return total
+
+
+def _report(label: str, result, server_cpu: float, client_cpu: float) -> bool:
+    ok = result.statuses.get(200, 0)
+    print(f"{label}: clients={result.clients} seconds={result.wall:.1f} requests={result.count} "
+          f"ok={ok} errors={result.count - ok} statuses={dict(result.statuses)} "
+          f"outcomes={dict(result.outcomes)}")
+    print(f"  throughput={result.count / result.wall:.1f} req/s  p50={result.percentile(50) * 1000:.1f} ms  "
+          f"p95={result.percentile(95) * 1000:.1f} ms  p99={result.percentile(99) * 1000:.1f} ms  "
+          f"max={max(result.latencies) * 1000:.1f} ms")
+    print(f"  CPU per request: server {server_cpu / max(result.count, 1) * 1000:.2f} ms "
+          f"({server_cpu / result.wall:.2f} cores), load generator "
+          f"{client_cpu / max(result.count, 1) * 1000:.2f} ms ({client_cpu / result.wall:.2f} cores)"
+          + (f"; slots started >10 ms late: {result.late_starts}" if result.rate else ""))
+    return ok == result.count
+
+
 def load(home_dir: Path, token: str, people: list[dict], clients: int, seconds: float,
-         max_requests: int) -> int:
+         max_requests: int, rate: float, workers: int) -> int:
+    """Serve the API in its own process(es); drive it closed-loop, then paced at `rate`."""
     from audit import Ledger
     from joinedup.home import load_home
 
     home = load_home(home_dir)
-    with Ledger(home.ledger_dir) as ledger:
-        before = ledger.size
     port = free_port()
     server = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "joinedup"), "serve", "--home", str(home_dir),
-         "--port", str(port), "--no-access-log"],
+         "--port", str(port), "--no-access-log", "--workers", str(workers)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    latencies: list[float] = []
-    statuses: dict[int, int] = defaultdict(int)
-    outcomes: dict[str, int] = defaultdict(int)
+    requests = [encode_post(f"127.0.0.1:{port}", "/v1/summaries", token,
+                            {"identifiers": p, "purpose": "employment_support"}) for p in people]
+    passed = True
     try:
         for _ in range(300):
             try:
@@ -150,65 +191,31 @@ def load(home_dir: Path, token: str, people: list[dict], clients: int, seconds: 
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as c:
-            for p in people[:3]:  # warm the server: run loaded, ciphertexts mapped
-                c.post("/v1/summaries", json={"identifiers": p}, timeout=60)
+        # Warm every worker (run loaded, engine compiled, ciphertexts mapped): a short burst
+        # from all clients, not counted.
+        run_load("127.0.0.1", port, requests, clients=clients, seconds=3)
         with Ledger(home.ledger_dir) as ledger:
             before = ledger.size
-        lock = threading.Lock()
-        stop_at = time.monotonic() + seconds
-        count = [0]
-        cpu0 = os.times()
-
-        def client(i: int) -> None:
-            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
-                              timeout=10) as c:
-                n = i
-                while time.monotonic() < stop_at:
-                    with lock:
-                        if count[0] >= max_requests:
-                            return
-                        count[0] += 1
-                    body = {"identifiers": people[n % len(people)], "purpose": "employment_support"}
-                    t0 = time.perf_counter()
-                    outcome = None
-                    try:
-                        r = c.post("/v1/summaries", json=body)
-                        status = r.status_code
-                        outcome = r.json().get("outcome") if status == 200 else None
-                    except httpx.HTTPError:
-                        status = -1
-                    dt = time.perf_counter() - t0
-                    with lock:
-                        latencies.append(dt)
-                        statuses[status] += 1
-                        if outcome:
-                            outcomes[outcome] += 1
-                    n += clients
-
-        t0 = time.monotonic()
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.monotonic() - t0
-        cpu1 = os.times()
+        total = 0
+        phases = [("closed loop (as fast as the server answers)", None)]
+        if rate:
+            phases.append((f"paced at {rate:g} requests/s", rate))
+        for label, phase_rate in phases:
+            server_cpu0, client_cpu0 = _tree_cpu_seconds(server.pid), time.process_time()
+            result = run_load("127.0.0.1", port, requests, clients=clients, seconds=seconds,
+                              rate=phase_rate, max_requests=max_requests)
+            server_cpu = _tree_cpu_seconds(server.pid) - server_cpu0
+            result.clients, result.rate = clients, phase_rate
+            passed &= _report(label, result, server_cpu, time.process_time() - client_cpu0)
+            total += result.count
     finally:
         server.terminate()
         server.wait(timeout=30)
     with Ledger(home.ledger_dir) as ledger:
         after = ledger.size
-    total = len(latencies)
-    q = statistics.quantiles(latencies, n=100) if total >= 100 else [max(latencies)] * 99
-    ok = statuses.get(200, 0)
-    print(f"load: clients={clients} seconds={wall:.1f} requests={total} ok={ok} "
-          f"errors={total - ok} statuses={dict(statuses)} outcomes={dict(outcomes)}")
-    print(f"throughput={total / wall:.1f} req/s  p50={q[49] * 1000:.1f} ms  "
-          f"p95={q[94] * 1000:.1f} ms  p99={q[98] * 1000:.1f} ms")
-    print(f"client-side CPU (this process) {cpu1.user + cpu1.system - cpu0.user - cpu0.system:.1f}s")
-    print(f"ledger entries written={after - before}  per request={(after - before) / max(total, 1):.3f}")
-    return 0 if ok == total and after - before == total else 1
+    print(f"ledger entries written={after - before} for {total} requests "
+          f"(per request={(after - before) / max(total, 1):.3f}); server workers={workers}")
+    return 0 if passed and after - before == total else 1
 
 
 def main() -> int:
@@ -217,6 +224,9 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--max-requests", type=int, default=200_000)
+    ap.add_argument("--rate", type=float, default=200,
+                    help="requests/s for the paced phase (0: closed loop only)")
+    ap.add_argument("--workers", type=int, default=1, help="server worker processes")
     ap.add_argument("--profile", type=int, default=300, help="in-process requests to profile")
     ap.add_argument("--no-load", action="store_true", help="profile only")
     ap.add_argument("--home", type=Path, default=ROOT / "bench" / "out" / "service-home")
@@ -227,7 +237,8 @@ def main() -> int:
         profile(args.home, token, people, args.profile)
     if args.no_load:
         return 0
-    return load(args.home, token, people, args.clients, args.seconds, args.max_requests)
+    return load(args.home, token, people, args.clients, args.seconds, args.max_requests,
+                args.rate, args.workers)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,16 @@ file: write to a temporary name beside the target, flush to disk, then rename ov
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 import shutil
+import threading
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +78,101 @@ def read_document(path: Path, fmt: str, error: type[Exception], what: str = "") 
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise error(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+
+
+# --- sharing one embedded store file between processes ------------------------------------
+
+
+class StoreGate:
+    """Lets several processes share one embedded DuckDB store file, and tells each process
+    when another has written to it.
+
+    DuckDB lets one process open a database file at a time; a second process's connect fails
+    at once. Every opener of the store enters this gate (`fcntl.flock` on STORE.lock) for as
+    long as its connection is open, so processes queue instead of failing. Inside a process
+    the gate is shared by all threads: the first to enter takes the file lock, the last to
+    leave gives it back (DuckDB itself serves several connections of one process).
+
+    Every write bumps a counter in STORE.generation (8 bytes). A process may keep what it
+    read from the store in memory (the consent index, the active extracts) and check with one
+    8-byte read per use whether anyone, in any process, has written since.
+    """
+
+    def __init__(self, store_path: Path) -> None:
+        base = str(store_path)
+        self._lock_path = base + ".lock"
+        self._generation_path = base + ".generation"
+        self._mutex = threading.Lock()
+        self._depth = 0
+        self._lock_fd: int | None = None
+        self._generation_fd: int | None = None
+
+    def enter(self) -> None:
+        """Take the store for this process (blocks while another process holds it)."""
+        with self._mutex:
+            if self._depth == 0:
+                Path(self._lock_path).parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._lock_fd = fd
+            self._depth += 1
+
+    def leave(self) -> None:
+        with self._mutex:
+            if self._depth == 0:
+                raise RuntimeError("StoreGate.leave() without enter()")
+            self._depth -= 1
+            if self._depth == 0 and self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self.enter()
+        try:
+            yield
+        finally:
+            self.leave()
+
+    def _generation_file(self) -> int:
+        if self._generation_fd is None:
+            with self._mutex:
+                if self._generation_fd is None:
+                    Path(self._generation_path).parent.mkdir(parents=True, exist_ok=True)
+                    self._generation_fd = os.open(self._generation_path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self._generation_fd
+
+    def generation(self) -> int:
+        """How many writes the store has seen (through any gate on this file)."""
+        data = os.pread(self._generation_file(), 8, 0)
+        return int.from_bytes(data, "big") if len(data) == 8 else 0
+
+    def bump(self) -> int:
+        """Count one write; call it while holding the gate, after the write has committed."""
+        fd = self._generation_file()
+        with self._mutex:  # read and write as one step: two threads' bumps must both count
+            if self._depth == 0:
+                raise RuntimeError("StoreGate.bump() outside the gate")
+            data = os.pread(fd, 8, 0)
+            value = (int.from_bytes(data, "big") if len(data) == 8 else 0) + 1
+            os.pwrite(fd, value.to_bytes(8, "big"), 0)
+            return value
+
+
+_gates: dict[str, StoreGate] = {}
+_gates_lock = threading.Lock()
+
+
+def store_gate(store_path: Path) -> StoreGate:
+    """The one gate of this process for a store file (one per resolved path)."""
+    key = str(Path(store_path).resolve())
+    with _gates_lock:
+        gate = _gates.get(key)
+        if gate is None:
+            gate = _gates[key] = StoreGate(Path(key))
+        return gate

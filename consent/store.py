@@ -11,6 +11,8 @@ import json
 import re
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 
 import duckdb
 
+from connectors.files import store_gate
 from consent.catalogue import Catalogue, load_catalogue
 from consent.receipts import load_signing_key, sign_receipt
 
@@ -37,19 +40,6 @@ CREATE TABLE IF NOT EXISTS consent_events (
     record VARCHAR NOT NULL           -- the consent record after this event (JSON)
 );
 """
-
-
-# Writes made in this process, per store file: a ConsentStore's in-memory index is exact
-# while its connection is open (DuckDB lets one process at a time open the file
-# read-write, so no other process can write meanwhile); another ConsentStore on the
-# same file in this process bumps the count, and the index is rebuilt.
-_writes_lock = threading.Lock()
-_writes: dict[str, int] = {}
-
-
-def _writes_to(path: str) -> int:
-    with _writes_lock:
-        return _writes.get(path, 0)
 
 
 class ConsentError(Exception):
@@ -109,29 +99,52 @@ class ConsentStore:
     """Consent history in the DuckDB store at store_path (table consent_events)."""
 
     def __init__(self, store_path: Path, signing_key_path: Path | None = None,
-                 catalogue: Catalogue | None = None):
+                 catalogue: Catalogue | None = None, shared: bool = False):
+        """`shared=False` (the CLI, the demo, one server process): the store stays open
+        until `close()` (opening a DuckDB file costs ~20 ms). `shared=True` (several server
+        processes on one store): each operation opens the file and closes it again, so the
+        processes take turns (connectors.files.StoreGate)."""
         self.store_path = Path(store_path)
         self.signing_key_path = Path(signing_key_path) if signing_key_path else None
         self.catalogue = catalogue or load_catalogue()
+        self.shared = shared
+        self._gate = store_gate(self.store_path)
         self._lock = threading.Lock()
         self._connection: duckdb.DuckDBPyConnection | None = None
-        self._path_key = str(self.store_path.resolve())
         # person_key -> receipt_id -> (first seq, latest record): the append-only events
         # folded, so `current()` (on every request) reads no table. None = not loaded.
+        # It is exact for the store's write generation it was built at (any process's write
+        # bumps the generation, and the next read rebuilds).
         self._index: dict[str, dict[str, tuple[int, ConsentRecord]]] | None = None
-        self._index_writes = -1
+        self._index_generation = -1
         self._index_lock = threading.Lock()
         with self._connect() as con:
             con.execute(_SCHEMA)
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        """A cursor on the store. The connection stays open (opening a DuckDB file costs
-        ~20 ms); each operation gets its own cursor, so threads do not share one."""
+    @contextmanager
+    def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor on the store for one operation (its own cursor, so threads never share
+        one), inside the store's gate."""
+        if self.shared:
+            with self._gate.held():
+                con = duckdb.connect(str(self.store_path))
+                try:
+                    yield con
+                finally:
+                    con.close()
+            return
         with self._lock:
             if self._connection is None:
                 self.store_path.parent.mkdir(parents=True, exist_ok=True)
-                self._connection = duckdb.connect(str(self.store_path))
-            return self._connection.cursor()
+                self._gate.enter()  # held until close()
+                try:
+                    self._connection = duckdb.connect(str(self.store_path))
+                except BaseException:
+                    self._gate.leave()
+                    raise
+            cursor = self._connection.cursor()
+        with cursor:
+            yield cursor
 
     def close(self) -> None:
         """Release the store file (other processes can then open it)."""
@@ -139,7 +152,8 @@ class ConsentStore:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
-        with self._index_lock:  # another process may write while the file is released
+                self._gate.leave()
+        with self._index_lock:  # a writer that bypasses the gate could write meanwhile
             self._index = None
 
     def __enter__(self) -> ConsentStore:
@@ -205,7 +219,9 @@ class ConsentStore:
 
     def _append(self, event_type: str, record: ConsentRecord, at: str, by: str) -> str:
         event_id = uuid.uuid4().hex
-        # Under the index lock, so no reader sees the table ahead of the index.
+        # Under the index lock, so no reader in this process sees the table ahead of the
+        # index; the generation is bumped before the caller hears back, so the next request
+        # in any process sees this event.
         with self._index_lock, self._connect() as con:
             seq = con.execute(
                 "INSERT INTO consent_events (event_id, event_type, receipt_id, person_key, event_at, "
@@ -213,14 +229,12 @@ class ConsentStore:
                 [event_id, event_type, record.receipt_id, record.person_key, at, by,
                  json.dumps(record.to_dict(), sort_keys=True)],
             ).fetchone()[0]
-            with _writes_lock:
-                before = _writes.get(self._path_key, 0)
-                _writes[self._path_key] = before + 1
-            if self._index is not None and self._index_writes == before:
+            generation = self._gate.bump()
+            if self._index is not None and self._index_generation == generation - 1:
                 receipts = self._index.setdefault(record.person_key, {})
                 first = receipts.get(record.receipt_id, (seq, record))[0]
                 receipts[record.receipt_id] = (first, record)
-                self._index_writes = before + 1
+                self._index_generation = generation
             else:  # someone else wrote too: rebuild on the next read
                 self._index = None
         return event_id
@@ -229,10 +243,12 @@ class ConsentStore:
         """Latest state of each of a person's consents, oldest first, from the index
         (loaded from the table on first use, or after a write this index did not see)."""
         with self._index_lock:
-            writes = _writes_to(self._path_key)
-            if self._index is None or self._index_writes != writes:
-                self._index = self._load_index()
-                self._index_writes = writes
+            generation = self._gate.generation()
+            if self._index is None or self._index_generation != generation:
+                with self._gate.held():  # no other process writes while we read
+                    generation = self._gate.generation()
+                    self._index = self._load_index()
+                self._index_generation = generation
             receipts = self._index.get(person_key, {})
             return [r for _, r in sorted(receipts.values(), key=lambda fr: fr[0])]
 

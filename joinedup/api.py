@@ -18,6 +18,7 @@ are pseudonymised at once; they are not stored, logged, or passed on.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -183,11 +184,22 @@ async def current_user(request: Request,
 Caller = Annotated[User, Depends(current_user)]
 
 
-def create_app(home: Home | Path | str, context: ServiceContext | None = None) -> FastAPI:
-    """The API of one deployment home (one ServiceContext per process)."""
+# `joinedup serve --workers N` starts N processes; each builds its app from these.
+SERVE_HOME_ENV = "JOINEDUP_SERVE_HOME"
+SERVE_WORKERS_ENV = "JOINEDUP_SERVE_WORKERS"
+
+
+def create_app(home: Home | Path | str, context: ServiceContext | None = None,
+               workers: int = 1) -> FastAPI:
+    """The API of one deployment home (one ServiceContext per process). With `workers` > 1
+    this is one of several processes sharing the home: the store is opened per operation
+    (ServiceContext(shared=True)), and a summary request runs on the process's event loop
+    (the processes, not threads, give the concurrency: one request at a time per process
+    holds the GIL without contention)."""
     if not isinstance(home, Home):
         home = load_home(Path(home))
-    ctx = context or ServiceContext(home)
+    ctx = context or ServiceContext(home, shared=workers > 1)
+    inline_summaries = workers > 1
     app = FastAPI(
         title="joinedup",
         version=__version__,
@@ -208,7 +220,9 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
 
     @app.get("/v1/health", tags=["meta"])
     def health() -> dict:
-        return {"status": "ok", "version": __version__}
+        # The process answering: with --workers N, says which of them (operators and the
+        # tests use it to see that every worker serves).
+        return {"status": "ok", "version": __version__, "process": os.getpid()}
 
     @app.get("/v1/me", tags=["meta"])
     def me(user: Caller) -> dict:
@@ -255,6 +269,9 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
     async def request_summary(body: SummaryRequest, user: Caller) -> dict:
         # The hot path: only the request itself (store, policy, ledger) goes to the thread
         # pool, once; parsing and the response stay on the event loop.
+        if inline_summaries:
+            return _collate().request_summary(ctx, user.subject(), body.identifiers.raw(),
+                                              purpose=body.purpose, categories=body.categories)
         return await run_in_threadpool(
             _collate().request_summary,
             ctx,
@@ -378,6 +395,14 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None) -
 
 
 # -- helpers ----------------------------------------------------------------------------
+def app_from_environment() -> FastAPI:
+    """The app factory each `joinedup serve --workers N` process calls (uvicorn imports it)."""
+    home = os.environ.get(SERVE_HOME_ENV)
+    if not home:
+        raise RuntimeError(f"{SERVE_HOME_ENV} is not set (start the API with `joinedup serve`)")
+    return create_app(home, workers=int(os.environ.get(SERVE_WORKERS_ENV, "1")))
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> Response:

@@ -211,9 +211,7 @@ def _load_current_run_index(ctx: ServiceContext) -> RunIndex:
 def active_extracts(ctx: ServiceContext) -> dict[str, ExtractInfo]:
     """source -> its active extract, from the store's `extracts` table (linkage ingest)."""
     try:
-        rows = ctx.cursor().execute(
-            "SELECT source, kind, extract_id, manifest FROM extracts WHERE active"
-        ).fetchall()
+        rows = ctx.active_extract_rows()
     except duckdb.CatalogException as exc:  # the table appears with the first ingest
         raise NotFound("no extract has been ingested yet (run `joinedup ingest`)") from exc
     found: dict[str, ExtractInfo] = {}

@@ -157,7 +157,9 @@ def _create_store(path: Path) -> None:
     """Create the embedded DuckDB store with its metadata table; each concern adds its own."""
     import duckdb
 
-    with duckdb.connect(str(path)) as con:
+    from connectors.files import store_gate
+
+    with store_gate(path).held(), duckdb.connect(str(path)) as con:
         con.execute(
             "CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
         )

@@ -1,9 +1,14 @@
 """What one service process holds open: the home, one DuckDB connection, the policy
 engine, the ledger, the consent store, the users. Shared by the HTTP API and the demo.
 
-DuckDB: one connection per process; each request takes its own `.cursor()` (a cursor is a
-separate connection to the same database, safe to use from one thread), so requests in
-the thread pool never share a cursor. The ledger is itself thread and process safe.
+The DuckDB store: one process (`shared=False`: the CLI, the demo, a one-process server)
+keeps one connection open, and each operation takes its own cursor from it, so threads never
+share a cursor. Several server processes on one home (`shared=True`, `joinedup serve
+--workers N`) open the store per operation and take turns through its gate
+(connectors.files.StoreGate); what they cache from it (the consent index, the active
+extracts) is re-read when the gate's write generation moves, so a write in one process
+(a withdrawal, say) is seen by the next request in every process. The ledger is itself
+thread and process safe.
 
 One ledger entry per request: inside `ctx.one_entry()` (every API request and every
 operation below opens one; nested scopes join the outermost), a decision is not written on
@@ -30,6 +35,7 @@ from typing import Any
 
 import duckdb
 
+from connectors.files import store_gate
 from joinedup.home import Home
 from joinedup.users import Authenticator, User, open_authenticator
 
@@ -151,12 +157,22 @@ class Referral:
 class ServiceContext:
     """Opened once per process; every request and the demo go through it."""
 
-    def __init__(self, home: Home) -> None:
+    def __init__(self, home: Home, shared: bool = False) -> None:
         self.home = home
-        self._con = duckdb.connect(str(home.store_path))
-        self._con.execute(REFERRALS_DDL)
-        self._tls = threading.local()
+        self.shared = shared
+        self._gate = store_gate(home.store_path)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        if not shared:
+            self._gate.enter()  # held until close()
+            try:
+                self._con = duckdb.connect(str(home.store_path))
+            except BaseException:
+                self._gate.leave()
+                raise
+        with self.store(write=True) as cur:
+            cur.execute(REFERRALS_DDL)
         self._lazy_lock = threading.Lock()
+        self._extracts_cache: tuple[int, list[tuple]] | None = None
         self.auth: Authenticator = open_authenticator(home)
         self._policy = None
         self._ledger = None
@@ -164,13 +180,43 @@ class ServiceContext:
         self._keyring = home.keyring()
 
     # -- shared handles -------------------------------------------------------------
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """This thread's own cursor on the process's one connection."""
-        cur = getattr(self._tls, "cursor", None)
-        if cur is None:
+    @contextmanager
+    def store(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor on the store for one operation (its own, so threads never share one).
+        A write bumps the store's generation once it has committed, so every process
+        re-reads what it cached."""
+        if self._con is not None:
             cur = self._con.cursor()
-            self._tls.cursor = cur
-        return cur
+            try:
+                yield cur
+                if write:
+                    self._gate.bump()
+            finally:
+                cur.close()
+            return
+        with self._gate.held():
+            con = duckdb.connect(str(self.home.store_path))
+            try:
+                yield con
+                if write:
+                    self._gate.bump()
+            finally:
+                con.close()
+
+    def active_extract_rows(self) -> list[tuple]:
+        """(source, kind, extract_id, manifest) of every active extract; read again only
+        after a write to the store (an ingest, in any process)."""
+        generation = self._gate.generation()
+        cached = self._extracts_cache
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        with self.store() as cur:
+            generation = self._gate.generation()
+            rows = cur.execute(
+                "SELECT source, kind, extract_id, manifest FROM extracts WHERE active"
+            ).fetchall()
+        self._extracts_cache = (generation, rows)
+        return rows
 
     @property
     def keyring(self):
@@ -197,7 +243,7 @@ class ServiceContext:
         if self._consent is None:
             with self._lazy_lock:
                 if self._consent is None:
-                    self._consent = _open_consent(self.home)
+                    self._consent = _open_consent(self.home, self.shared)
         return self._consent
 
     def close(self) -> None:
@@ -205,7 +251,10 @@ class ServiceContext:
             close = getattr(obj, "close", None)
             if callable(close):
                 close()
-        self._con.close()
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+            self._gate.leave()
 
     # -- identities -----------------------------------------------------------------
     def person_key(self, identifiers) -> str:
@@ -431,35 +480,38 @@ class ServiceContext:
 
     # -- referrals (this concern's own table) ----------------------------------------
     def add_referral(self, referral: Referral) -> None:
-        self.cursor().execute(
-            "INSERT INTO referrals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                referral.referral_id,
-                referral.person_key,
-                referral.entity_id,
-                referral.provider,
-                json.dumps(referral.barriers),
-                referral.purpose,
-                referral.created_by,
-                referral.created_by_org,
-                referral.created_at,
-                referral.decision_id,
-            ],
-        )
+        with self.store(write=True) as cur:
+            cur.execute(
+                "INSERT INTO referrals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    referral.referral_id,
+                    referral.person_key,
+                    referral.entity_id,
+                    referral.provider,
+                    json.dumps(referral.barriers),
+                    referral.purpose,
+                    referral.created_by,
+                    referral.created_by_org,
+                    referral.created_at,
+                    referral.decision_id,
+                ],
+            )
 
     def get_referral(self, referral_id: str) -> Referral:
-        rows = self.cursor().execute(
-            "SELECT * FROM referrals WHERE referral_id = ?", [referral_id]
-        ).fetchall()
+        with self.store() as cur:
+            rows = cur.execute(
+                "SELECT * FROM referrals WHERE referral_id = ?", [referral_id]
+            ).fetchall()
         if not rows:
             raise NotFound(f"no referral {referral_id}")
         return _referral(rows[0])
 
     def referrals_for(self, provider: str) -> list[Referral]:
-        rows = self.cursor().execute(
-            "SELECT * FROM referrals WHERE provider = ? ORDER BY created_at, referral_id",
-            [provider],
-        ).fetchall()
+        with self.store() as cur:
+            rows = cur.execute(
+                "SELECT * FROM referrals WHERE provider = ? ORDER BY created_at, referral_id",
+                [provider],
+            ).fetchall()
         return [_referral(r) for r in rows]
 
     # -- linkage run -----------------------------------------------------------------
@@ -533,10 +585,11 @@ def _audit_function(name: str, module: str):
     raise NotAvailable(f"audit.{name}")
 
 
-def _open_consent(home: Home):
+def _open_consent(home: Home, shared: bool = False):
     try:
         from consent import ConsentStore, load_catalogue
     except ImportError as exc:
         raise NotAvailable("the consent store (consent.ConsentStore)") from exc
     return ConsentStore(home.store_path, signing_key_path=home.signing_key_path("consent"),
-                        catalogue=load_catalogue(home.config_file("consent-catalogue.toml")))
+                        catalogue=load_catalogue(home.config_file("consent-catalogue.toml")),
+                        shared=shared)

@@ -12,6 +12,8 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 
 import duckdb
 
-from connectors.files import sha256_file
+from connectors.files import sha256_file, store_gate
 from linkage.clk import clk_struct_sql
 from linkage.settings import BLOCKING_COLUMNS, CLK_COLUMNS, TOKEN_COLUMNS
 
@@ -99,10 +101,16 @@ def verify_extract(extract_dir: Path, project_id: str, key_ids: dict[str, str]) 
     return manifest
 
 
-def _connect(store_path: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(store_path))
-    con.execute(EXTRACTS_DDL)
-    return con
+@contextmanager
+def _open_store(store_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The store, inside its gate (other processes, e.g. a serving API, take turns)."""
+    with store_gate(store_path).held():
+        con = duckdb.connect(str(store_path))
+        try:
+            con.execute(EXTRACTS_DDL)
+            yield con
+        finally:
+            con.close()
 
 
 def ingest_extracts(
@@ -118,8 +126,7 @@ def ingest_extracts(
     ids = [m["extract_id"] for m in manifests]
     if len(set(ids)) != len(ids):
         raise IngestError("the same extract is given twice")
-    con = _connect(store_path)
-    try:
+    with _open_store(store_path) as con:
         for d, m in zip(extract_dirs, manifests, strict=True):
             seen = con.execute(
                 "SELECT ingested_at FROM extracts WHERE extract_id = ?", [m["extract_id"]]
@@ -144,14 +151,13 @@ def ingest_extracts(
                     [m["extract_id"], m["source"], m["kind"], now, json.dumps(m)],
                 )
             con.execute("COMMIT")
+            store_gate(store_path).bump()  # a serving API re-reads the active extracts
         except BaseException:
             if in_transaction:
                 con.execute("ROLLBACK")
             for p in placed:
                 shutil.rmtree(p, ignore_errors=True)
             raise
-    finally:
-        con.close()
     return out
 
 
@@ -178,13 +184,10 @@ def active_extracts(store_path: Path, extracts_dir: Path) -> list[IngestedExtrac
     """The active extract of every source, in source order."""
     if not Path(store_path).exists():
         return []
-    con = _connect(store_path)
-    try:
+    with _open_store(store_path) as con:
         rows = con.execute(
             "SELECT extract_id, source, kind FROM extracts WHERE active ORDER BY source"
         ).fetchall()
-    finally:
-        con.close()
     return [IngestedExtract(e, s, k, Path(extracts_dir) / s / e) for e, s, k in rows]
 
 

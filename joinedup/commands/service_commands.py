@@ -87,15 +87,30 @@ def register(cli: click.Group) -> None:
     @click.option("--host", default="127.0.0.1", show_default=True)
     @click.option("--port", default=8000, show_default=True, type=int)
     @click.option("--access-log/--no-access-log", default=True, show_default=True)
-    def serve(home: Path | None, host: str, port: int, access_log: bool) -> None:
-        """Serve the HTTP API (OpenAPI docs at /docs)."""
+    @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+                  help="Worker processes.")
+    def serve(home: Path | None, host: str, port: int, access_log: bool, workers: int) -> None:
+        """Serve the HTTP API (OpenAPI docs at /docs).
+
+        With --workers N, N processes share the port and the home: the store is opened per
+        operation, in turn (see joinedup/service_context.py)."""
+        import os
+
         import uvicorn
 
-        from joinedup.api import create_app
+        from joinedup.api import SERVE_HOME_ENV, SERVE_WORKERS_ENV, create_app
 
-        app = create_app(_home(home))
-        click.echo(f"joinedup API on http://{host}:{port}/ (docs at /docs)")
-        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+        the_home = _home(home)
+        click.echo(f"joinedup API on http://{host}:{port}/ (docs at /docs), "
+                   f"{workers} worker process{'es' if workers > 1 else ''}")
+        if workers == 1:
+            uvicorn.run(create_app(the_home), host=host, port=port, access_log=access_log,
+                        log_level="info")
+            return
+        os.environ[SERVE_HOME_ENV] = str(the_home.root)
+        os.environ[SERVE_WORKERS_ENV] = str(workers)
+        uvicorn.run("joinedup.api:app_from_environment", factory=True, workers=workers,
+                    host=host, port=port, access_log=access_log, log_level="info")
 
     @cli.command("demo")
     @click.option("--home", "home", type=click.Path(path_type=Path), default=None,
