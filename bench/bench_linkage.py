@@ -129,8 +129,9 @@ def bench_ours(a, b, truth, work: Path, threshold: float, settings: dict | None 
         settings["thresholds"]["cluster_match_probability"] = threshold
     link_extracts([extract_from_dir(work / "xa"), extract_from_dir(work / "xb")], work / "run", settings)
     seconds = time.perf_counter() - started
-    print(f"  extract both sides: {extracted - started:.2f} s; link: {seconds - (extracted - started):.2f} s",
-          flush=True)
+    stages = json.loads((work / "run" / "summary.json").read_text())["timings_s"]
+    print(f"  extract both sides: {extracted - started:.2f} s; link: {seconds - (extracted - started):.2f} s ("
+          + ", ".join(f"{k} {v:.2f}" for k, v in stages.items() if k != "total") + ")", flush=True)
     import duckdb
     import pyarrow.parquet as pq
 

@@ -83,7 +83,7 @@ def write_report(
     blocking_counts: list[dict[str, Any]] | None = None,
 ) -> None:
     """Write report.html. `blocking_counts`: the blocking-rule chart's records as
-    `linkage.model.predict_with_blocking_counts` gives them (else Splink counts)."""
+    `linkage.predict.predict_with_blocking_counts` gives them (else Splink counts)."""
     charts = _charts(linker, predictions, summary["records"], blocking_counts)
     libs = load_chart_libraries()
     scripts = "".join(f"<script>{src}</script>" for src in libs.values())

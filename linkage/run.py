@@ -25,6 +25,7 @@ from linkage import model
 from linkage.clk import create_dice_macro, words_for_bits
 from linkage.clustering import assign_stable_ids, cluster_with_identifier_guard, fingerprint_sql
 from linkage.ingest import IngestedExtract, clk_bits_of, stack_sql
+from linkage.predict import predict_with_blocking_counts
 from linkage.settings import default_settings, save_settings, validate_settings
 
 Progress = Callable[[str], None]
@@ -104,7 +105,7 @@ def _run(
     step("scoring pairs")
     thresholds = settings["thresholds"]
     report_t = min(thresholds["report_match_probability"], thresholds["cluster_match_probability"])
-    predictions, blocking_counts = model.predict_with_blocking_counts(linker, report_t, n_records)
+    predictions, blocking_counts = predict_with_blocking_counts(linker, report_t, n_records)
     pred_table = predictions.physical_name
     con.execute(
         f"""COPY (SELECT source_l, ref_l, source_r, ref_r, match_probability, match_weight

@@ -14,6 +14,7 @@ from connectors.keys import KeyRing, new_master_secret
 from linkage import em, model
 from linkage.clk import clk_struct_sql, create_dice_macro, words_for_bits
 from linkage.ingest import clk_bits_of, extract_from_dir, stack_sql
+from linkage.predict import predict_with_blocking_counts
 from linkage.score import _parse_rule
 from linkage.settings import SettingsError, default_settings, splink_settings, validate_settings
 from tests.linkage.quality import build_extracts
@@ -174,7 +175,7 @@ def test_blocking_counts_from_predict_equal_splinks_chart_records(small):
     con, linker = _linker(small, settings)
     _prior_and_u(linker, settings)
     n = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
-    predictions, ours = model.predict_with_blocking_counts(linker, 0.5, n)
+    predictions, ours = predict_with_blocking_counts(linker, 0.5, n)
     theirs = linker.blocking_analysis.count_comparisons_from_blocking_rules(record_sample_proportion=1.0)
     assert ours == theirs
     assert sum(r["marginal_comparison_count"] for r in ours) > 100
