@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import threading
+import time
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,6 +84,30 @@ def read_document(path: Path, fmt: str, error: type[Exception], what: str = "") 
 # --- sharing one embedded store file between processes ------------------------------------
 
 
+# How long an opener waits for another process to release the store before giving up.
+WAIT_FOR_STORE_SECONDS = 30.0
+
+
+class StoreBusy(RuntimeError):
+    """Another process has held the store for longer than we wait."""
+
+
+def _lock_within(fd: int, wait: float, path: str) -> None:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise StoreBusy(
+                    f"the store is in use by another process (waited {wait:g} s for {path}): "
+                    "a `joinedup serve` with one worker, or a long job, holds it; stop it, or "
+                    "serve with --workers 2 or more so the store is shared"
+                ) from None
+            time.sleep(0.005)
+
+
 class StoreGate:
     """Lets several processes share one embedded DuckDB store file, and tells each process
     when another has written to it.
@@ -107,14 +132,15 @@ class StoreGate:
         self._lock_fd: int | None = None
         self._generation_fd: int | None = None
 
-    def enter(self) -> None:
-        """Take the store for this process (blocks while another process holds it)."""
+    def enter(self, wait: float = WAIT_FOR_STORE_SECONDS) -> None:
+        """Take the store for this process, waiting up to `wait` seconds while another
+        process holds it (then StoreBusy: a one-process server or a long job has it)."""
         with self._mutex:
             if self._depth == 0:
                 Path(self._lock_path).parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    _lock_within(fd, wait, self._lock_path)
                 except BaseException:
                     os.close(fd)
                     raise

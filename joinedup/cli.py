@@ -64,4 +64,10 @@ _register_commands()
 
 
 def main() -> None:
-    sys.exit(cli.main(standalone_mode=True))
+    from connectors.files import StoreBusy
+
+    try:
+        sys.exit(cli.main(standalone_mode=True))
+    except StoreBusy as exc:  # another process holds the store: say so, no traceback
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)

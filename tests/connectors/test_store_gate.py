@@ -10,7 +10,7 @@ import time
 import duckdb
 import pytest
 
-from connectors.files import StoreGate, store_gate
+from connectors.files import StoreBusy, StoreGate, store_gate
 
 HOLD_IN_ANOTHER_PROCESS = textwrap.dedent("""
     import sys, time, duckdb
@@ -60,3 +60,18 @@ def test_gate_is_shared_by_threads_of_a_process_and_counts_every_write(tmp_path)
         gate.bump()  # a write outside the gate is a bug
     with pytest.raises(RuntimeError):
         StoreGate(tmp_path / "x.duckdb").leave()
+
+
+def test_waiting_for_a_store_another_process_keeps_ends_in_a_clear_error(tmp_path):
+    path = tmp_path / "store.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+    other = subprocess.Popen([sys.executable, "-c", HOLD_IN_ANOTHER_PROCESS, str(path), "5"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "holding"
+        with pytest.raises(StoreBusy, match="in use by another process"):
+            store_gate(path).enter(wait=0.3)
+    finally:
+        other.kill()
+        other.wait(timeout=30)
