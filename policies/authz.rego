@@ -242,10 +242,7 @@ withheld_reason(c) := "not a category this service knows" if {
 	not c in input.consent.categories
 } else := "not covered by a data-sharing agreement in force"
 
-withheld := {c: withheld_reason(c) |
-	some c in request.requested_categories
-	not visible_categories[c]
-}
+withheld := {c: withheld_reason(c) | some c in request.requested_categories - object.keys(visible_categories)}
 
 obligations := {
 	"categories": sort(object.keys(visible_categories)),
