@@ -153,6 +153,71 @@ def trivial_policy_floor(n: int) -> float:
     return (time.process_time() - start) / n * 1e6
 
 
+# The least a decision could be in regopy: only the checks an allowed summary request must
+# pass, in one flat rule over the same data (no reasons for a refusal, no withheld
+# categories, no other action). Not a policy anyone should ship; a floor for the engine.
+FLAT_ALLOW_ONLY = """package flat
+
+x := {"allow": true, "obligations": {"categories": sort(object.keys(cats)), "sources": sort(object.keys(srcs))}} if {
+	data.indexes.grants[input.subject.role][input.action][input.subject.organisation][input.purpose]
+	is_string(input.subject.id)
+	count(input.time) == 20
+	is_string(input.resource.person_key)
+	input.consent.status == "active"
+	input.consent.expires_at > input.time
+	input.purpose in input.consent.purposes
+	input.consent.person_key == input.resource.person_key
+	date := substring(input.time, 0, 10)
+	some id, span in data.indexes.agreements_for[input.subject.organisation][input.purpose]
+	span[0] <= date
+	date <= span[1]
+	a := data.indexes.agreements[id]
+	cats := object.filter(object.filter(a.categories, input.resource.categories), input.consent.categories)
+	srcs := object.filter(a.sources, input.consent.categories)
+}
+"""
+
+
+def _flat_floor_worker(rounds: int, queue) -> None:
+    """Allowed summary requests through FLAT_ALLOW_ONLY: input conversion + query + output,
+    no Python glue. Puts queries per second (wall) on the queue."""
+    import regopy
+    from regopy.rego_shared import rego, rego_output_string
+
+    from policies.bundle import load_bundle
+
+    build = regopy.Interpreter()
+    build.add_data(load_bundle().data)
+    build.add_module("flat.rego", FLAT_ALLOW_ONLY)
+    compiled = build.build(None, ["flat/x"])
+    runner = regopy.Interpreter()
+    inputs = [normalise_input(x) for x in make_inputs(800)
+              if x["action"] == "summary.request" and x["consent"]["status"] == "active"]
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for x in inputs:
+            handle = rego_input_from(x)
+            rego.regoSetInput(runner._impl, handle)
+            rego.regoFreeInput(handle)
+            out = rego.regoBundleQueryEntrypoint(runner._impl, compiled._impl, b"flat/x")
+            if '"allow":true' not in rego_output_string(out).replace(" ", ""):
+                raise AssertionError("the flat rule should allow these requests")
+            rego.regoFreeOutput(out)
+    queue.put(rounds * len(inputs) / (time.perf_counter() - start))
+
+
+def flat_floor(processes: int, rounds: int = 8) -> float:
+    queue = multiprocessing.get_context("fork").Queue()
+    procs = [multiprocessing.get_context("fork").Process(target=_flat_floor_worker, args=(rounds, queue))
+             for _ in range(processes)]
+    for p in procs:
+        p.start()
+    rates = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(rates)
+
+
 def run_opa(n: int) -> float:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "policies"))
     from test_engine import _OpaStandIn  # the same stand-in the tests use
@@ -187,6 +252,8 @@ def main() -> None:
     pieces = time_pieces(min(args.n, 2000))
     print("  CPU per decision by step: " + ", ".join(f"{k} {v:.0f} us" for k, v in pieces.items()))
     print(f"  floor: a one-line policy's bundle query costs {trivial_policy_floor(2000):.0f} us CPU")
+    print(f"  floor: a flat allow-only rule (15 checks, no reasons), input included: "
+          f"{flat_floor(1):,.0f}/s on 1 process, {flat_floor(2):,.0f}/s on 2 processes")
     threads = run_threads(args.n // 2, 2)
     print(f"embedded, 1 process, 2 threads sharing one engine: {threads:,.0f} decisions/s in total")
     both = run_processes(args.n, 2)
