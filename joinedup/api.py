@@ -22,7 +22,6 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -45,11 +44,6 @@ from joinedup.service_context import (
 from joinedup.users import AuthError, User, looks_like_jwt
 
 MAX_BODY_BYTES = 64 * 1024
-# With several worker processes, each runs at most this many summary requests at once: the
-# processes give the parallelism, and a few threads let one request's C work (policy
-# engine, ledger fsync, decryption) overlap another's Python without the GIL convoys that
-# FastAPI's 40-thread pool causes on 2 cores (measured: bench/RESULTS-service.md).
-SUMMARY_THREADS_PER_WORKER = 3
 log = logging.getLogger("joinedup.api")
 
 
@@ -190,21 +184,18 @@ async def current_user(request: Request,
 Caller = Annotated[User, Depends(current_user)]
 
 
-# `joinedup serve --workers N` starts N processes; each builds its app from these.
-SERVE_HOME_ENV = "JOINEDUP_SERVE_HOME"
-SERVE_WORKERS_ENV = "JOINEDUP_SERVE_WORKERS"
-
-
 def create_app(home: Home | Path | str, context: ServiceContext | None = None,
                workers: int = 1) -> FastAPI:
     """The API of one deployment home (one ServiceContext per process). With `workers` > 1
     this is one of several processes sharing the home: the store is opened per operation
-    (ServiceContext(shared=True)), and each process runs at most SUMMARY_THREADS_PER_WORKER
-    summary requests at once."""
+    (ServiceContext(shared=True)), and a summary request runs on the process's event loop:
+    the processes give the parallelism, and one request at a time per process holds the GIL
+    without the thread hand-offs that cost ~1-3 ms of CPU a request in a thread pool
+    (measured: bench/RESULTS-service.md)."""
     if not isinstance(home, Home):
         home = load_home(Path(home))
     ctx = context or ServiceContext(home, shared=workers > 1)
-    summary_limiter = CapacityLimiter(SUMMARY_THREADS_PER_WORKER) if workers > 1 else None
+    summaries_on_the_loop = workers > 1
     app = FastAPI(
         title="joinedup",
         version=__version__,
@@ -274,8 +265,8 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None,
     async def request_summary(body: SummaryRequest, user: Caller) -> dict:
         # The hot path: only the request itself (store, policy, ledger) goes to the thread
         # pool, once; parsing and the response stay on the event loop.
-        if summary_limiter is not None:
-            return await to_thread.run_sync(_summary, ctx, user.subject(), body, limiter=summary_limiter)
+        if summaries_on_the_loop:
+            return _summary(ctx, user.subject(), body)
         return await run_in_threadpool(
             _collate().request_summary,
             ctx,
@@ -402,14 +393,6 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None,
 def _summary(ctx: ServiceContext, subject: dict, body: SummaryRequest) -> dict:
     return _collate().request_summary(ctx, subject, body.identifiers.raw(), purpose=body.purpose,
                                       categories=body.categories)
-
-
-def app_from_environment() -> FastAPI:
-    """The app factory each `joinedup serve --workers N` process calls (uvicorn imports it)."""
-    home = os.environ.get(SERVE_HOME_ENV)
-    if not home:
-        raise RuntimeError(f"{SERVE_HOME_ENV} is not set (start the API with `joinedup serve`)")
-    return create_app(home, workers=int(os.environ.get(SERVE_WORKERS_ENV, "1")))
 
 
 def _install_error_handlers(app: FastAPI) -> None:

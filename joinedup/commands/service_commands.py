@@ -93,24 +93,15 @@ def register(cli: click.Group) -> None:
         """Serve the HTTP API (OpenAPI docs at /docs).
 
         With --workers N, N processes share the port and the home: the store is opened per
-        operation, in turn (see joinedup/service_context.py)."""
-        import os
-
-        import uvicorn
-
-        from joinedup.api import SERVE_HOME_ENV, SERVE_WORKERS_ENV, create_app
+        operation, in turn (see joinedup/service_context.py and joinedup/serving.py)."""
+        from joinedup.serving import serve as run_server
 
         the_home = _home(home)
         click.echo(f"joinedup API on http://{host}:{port}/ (docs at /docs), "
                    f"{workers} worker process{'es' if workers > 1 else ''}")
-        if workers == 1:
-            uvicorn.run(create_app(the_home), host=host, port=port, access_log=access_log,
-                        log_level="info")
-            return
-        os.environ[SERVE_HOME_ENV] = str(the_home.root)
-        os.environ[SERVE_WORKERS_ENV] = str(workers)
-        uvicorn.run("joinedup.api:app_from_environment", factory=True, workers=workers,
-                    host=host, port=port, access_log=access_log, log_level="info")
+        status = run_server(the_home.root, host, port, workers, access_log)
+        if status:
+            raise click.ClickException("the API workers could not start (see the log above)")
 
     @cli.command("demo")
     @click.option("--home", "home", type=click.Path(path_type=Path), default=None,

@@ -98,3 +98,18 @@ def test_two_processes_share_consent_and_ledger(linked_home, tmp_path):
         [str(Path(sys.executable).with_name("joinedup")), "audit", "verify", "--home", str(root)],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workers_refuse_a_port_already_taken(linked_home, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(Path(sys.executable).with_name("joinedup")), "serve", "--home",
+             str(linked_home.root), "--port", str(port), "--workers", "2"],
+            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "cannot listen on 127.0.0.1" in result.stderr and "could not start" in result.stderr

@@ -1,0 +1,110 @@
+"""Running the HTTP API: one process, or N worker processes on one port.
+
+With N workers each process binds its own listening socket with SO_REUSEPORT, so the
+kernel spreads new connections evenly over the processes. (uvicorn's own multi-worker mode
+shares one socket, and the process that wakes first accepts a whole burst of connections:
+with keep-alive clients one process then served nearly all of them while the other idled;
+see bench/RESULTS-service.md.) Linux lets only processes of the same user bind the port
+alongside. The parent starts the workers, restarts one that dies, and stops them all on
+SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import time
+from pathlib import Path
+
+import uvicorn
+
+log = logging.getLogger("uvicorn.error")
+
+# A worker that dies this soon after starting failed to start (port taken, bad home): the
+# parent stops instead of restarting it in a loop.
+STARTUP_SECONDS = 10.0
+
+
+def serve(home_root: Path, host: str, port: int, workers: int = 1, access_log: bool = True) -> int:
+    """Serve until interrupted; returns the exit status."""
+    if workers == 1:
+        from joinedup.api import create_app
+
+        uvicorn.run(create_app(home_root), host=host, port=port, access_log=access_log,
+                    log_level="info")
+        return 0
+    return _Supervisor(home_root, host, port, workers, access_log).run()
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker(home_root: str, host: str, port: int, workers: int, access_log: bool) -> None:
+    from joinedup.api import create_app
+
+    sock = _listening_socket(host, port)
+    config = uvicorn.Config(create_app(home_root, workers=workers), host=host, port=port,
+                            access_log=access_log, log_level="info")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+class _Supervisor:
+    def __init__(self, home_root: Path, host: str, port: int, workers: int, access_log: bool):
+        self.args = (str(home_root), host, port, workers, access_log)
+        self.workers = workers
+        self.context = multiprocessing.get_context("spawn")
+        self.stopping = False
+
+    def _start(self) -> tuple[multiprocessing.process.BaseProcess, float]:
+        process = self.context.Process(target=_worker, args=self.args, daemon=False)
+        process.start()
+        return process, time.monotonic()
+
+    def _stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        # Fail early and clearly if the port cannot be bound (the workers would each fail).
+        try:
+            _listening_socket(self.args[1], self.args[2]).close()
+        except OSError as exc:
+            log.error("cannot listen on %s:%s: %s", self.args[1], self.args[2], exc.strerror or exc)
+            return 1
+        previous = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        running = [self._start() for _ in range(self.workers)]
+        status = 0
+        try:
+            while not self.stopping:
+                time.sleep(0.2)
+                for i, (process, started) in enumerate(running):
+                    if process.is_alive() or self.stopping:
+                        continue
+                    if time.monotonic() - started < STARTUP_SECONDS:
+                        log.error("worker %s exited with %s while starting; stopping",
+                                  process.pid, process.exitcode)
+                        self.stopping, status = True, 1
+                        break
+                    log.warning("worker %s exited with %s; starting another",
+                                process.pid, process.exitcode)
+                    running[i] = self._start()
+        finally:
+            for process, _ in running:
+                if process.is_alive():
+                    process.terminate()  # uvicorn shuts down gracefully on SIGTERM
+            for process, _ in running:
+                process.join(timeout=30)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return status
