@@ -95,15 +95,21 @@ def _worker(n: int, queue) -> None:
     queue.put(run_embedded(n)[0])
 
 
-def run_processes(n: int, workers: int) -> float:
-    queue = multiprocessing.get_context("fork").Queue()
-    procs = [multiprocessing.get_context("fork").Process(target=_worker, args=(n, queue)) for _ in range(workers)]
+def in_processes(target, args: tuple, workers: int) -> float:
+    """Run target(*args, queue) in `workers` processes at once; the sum of the rates they put."""
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    procs = [context.Process(target=target, args=(*args, queue)) for _ in range(workers)]
     for p in procs:
         p.start()
     rates = [queue.get() for _ in procs]
     for p in procs:
         p.join()
     return sum(rates)
+
+
+def run_processes(n: int, workers: int) -> float:
+    return in_processes(_worker, (n,), workers)
 
 
 def time_pieces(n: int) -> dict[str, float]:
@@ -207,15 +213,7 @@ def _flat_floor_worker(rounds: int, queue) -> None:
 
 
 def flat_floor(processes: int, rounds: int = 8) -> float:
-    queue = multiprocessing.get_context("fork").Queue()
-    procs = [multiprocessing.get_context("fork").Process(target=_flat_floor_worker, args=(rounds, queue))
-             for _ in range(processes)]
-    for p in procs:
-        p.start()
-    rates = [queue.get() for _ in procs]
-    for p in procs:
-        p.join()
-    return sum(rates)
+    return in_processes(_flat_floor_worker, (rounds,), processes)
 
 
 def run_opa(n: int) -> float:

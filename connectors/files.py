@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,27 @@ class StoreGate:
             yield
         finally:
             self.leave()
+
+    @contextmanager
+    def connection(self, connect: Callable[[], Any]) -> Iterator[Any]:
+        """A connection made by `connect()` (duckdb.connect on the store) for one
+        operation, inside the gate; closed on the way out."""
+        with self.held():
+            con = connect()
+            try:
+                yield con
+            finally:
+                con.close()
+
+    def keep_open(self, connect: Callable[[], Any]) -> Any:
+        """A connection made by `connect()` that keeps this process in the gate until the
+        caller closes it and calls `leave()`."""
+        self.enter()
+        try:
+            return connect()
+        except BaseException:
+            self.leave()
+            raise
 
     def _generation_file(self) -> int:
         if self._generation_fd is None:

@@ -126,22 +126,13 @@ class ConsentStore:
         """A cursor on the store for one operation (its own cursor, so threads never share
         one), inside the store's gate."""
         if self.shared:
-            with self._gate.held():
-                con = duckdb.connect(str(self.store_path))
-                try:
-                    yield con
-                finally:
-                    con.close()
+            with self._gate.connection(lambda: duckdb.connect(str(self.store_path))) as con:
+                yield con
             return
         with self._lock:
             if self._connection is None:
                 self.store_path.parent.mkdir(parents=True, exist_ok=True)
-                self._gate.enter()  # held until close()
-                try:
-                    self._connection = duckdb.connect(str(self.store_path))
-                except BaseException:
-                    self._gate.leave()
-                    raise
+                self._connection = self._gate.keep_open(lambda: duckdb.connect(str(self.store_path)))
             cursor = self._connection.cursor()
         with cursor:
             yield cursor

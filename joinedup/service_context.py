@@ -162,13 +162,8 @@ class ServiceContext:
         self.shared = shared
         self._gate = store_gate(home.store_path)
         self._con: duckdb.DuckDBPyConnection | None = None
-        if not shared:
-            self._gate.enter()  # held until close()
-            try:
-                self._con = duckdb.connect(str(home.store_path))
-            except BaseException:
-                self._gate.leave()
-                raise
+        if not shared:  # the process stays in the store's gate until close()
+            self._con = self._gate.keep_open(lambda: duckdb.connect(str(home.store_path)))
         with self.store(write=True) as cur:
             cur.execute(REFERRALS_DDL)
         self._lazy_lock = threading.Lock()
@@ -194,14 +189,10 @@ class ServiceContext:
             finally:
                 cur.close()
             return
-        with self._gate.held():
-            con = duckdb.connect(str(self.home.store_path))
-            try:
-                yield con
-                if write:
-                    self._gate.bump()
-            finally:
-                con.close()
+        with self._gate.connection(lambda: duckdb.connect(str(self.home.store_path))) as con:
+            yield con
+            if write:
+                self._gate.bump()
 
     def active_extract_rows(self) -> list[tuple]:
         """(source, kind, extract_id, manifest) of every active extract; read again only

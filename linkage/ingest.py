@@ -104,13 +104,9 @@ def verify_extract(extract_dir: Path, project_id: str, key_ids: dict[str, str]) 
 @contextmanager
 def _open_store(store_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """The store, inside its gate (other processes, e.g. a serving API, take turns)."""
-    with store_gate(store_path).held():
-        con = duckdb.connect(str(store_path))
-        try:
-            con.execute(EXTRACTS_DDL)
-            yield con
-        finally:
-            con.close()
+    with store_gate(store_path).connection(lambda: duckdb.connect(str(store_path))) as con:
+        con.execute(EXTRACTS_DDL)
+        yield con
 
 
 def ingest_extracts(
