@@ -173,6 +173,8 @@ def _report(label: str, result, server_cpu: float, client_cpu: float) -> bool:
           f"({server_cpu / result.wall:.2f} cores), load generator "
           f"{client_cpu / max(result.count, 1) * 1000:.2f} ms ({client_cpu / result.wall:.2f} cores)"
           + (f"; slots started >10 ms late: {result.late_starts}" if result.rate else ""))
+    print("  slowest (started at s: ms): " + ", ".join(
+        f"{at:.1f}: {latency * 1000:.0f}" for at, latency in result.slowest()))
     return ok == result.count
 
 
