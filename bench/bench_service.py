@@ -161,6 +161,35 @@ def _tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+# Runs beside the load in its own process: how slow the disk's fsync and the scheduler were
+# during a phase, so a latency outlier can be told apart from a stalled disk or a paused VM.
+_WATCH = """
+import os, sys, time
+path, stop = sys.argv[1], float(sys.argv[2])
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+worst_fsync = worst_gap = 0.0
+while time.monotonic() < stop:
+    os.write(fd, b"x" * 200 + b"\\n")
+    t = time.monotonic(); os.fsync(fd); worst_fsync = max(worst_fsync, time.monotonic() - t)
+    t = time.monotonic(); time.sleep(0.1); worst_gap = max(worst_gap, time.monotonic() - t - 0.1)
+os.close(fd); os.remove(path)
+print(f"{worst_fsync * 1000:.0f} {worst_gap * 1000:.0f}")
+"""
+
+
+def _watch(directory: Path, seconds: float) -> subprocess.Popen:
+    stop = time.monotonic() + seconds
+    return subprocess.Popen([sys.executable, "-c", _WATCH, str(directory / ".bench-watch"), str(stop)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def _report_watch(watch: subprocess.Popen) -> None:
+    out, _ = watch.communicate(timeout=60)
+    fsync_ms, gap_ms = (out.split() + ["?", "?"])[:2]
+    print(f"  during the phase: slowest fsync on the home's disk {fsync_ms} ms; "
+          f"longest pause of a 100 ms timer beyond its time {gap_ms} ms")
+
+
 def _report(label: str, result, server_cpu: float, client_cpu: float) -> bool:
     ok = result.statuses.get(200, 0)
     print(f"{label}: clients={result.clients} seconds={result.wall:.1f} requests={result.count} "
@@ -213,11 +242,13 @@ def load(home_dir: Path, token: str, people: list[dict], clients: int, seconds: 
             phases.append((f"paced at {rate:g} requests/s", rate))
         for label, phase_rate in phases:
             server_cpu0, client_cpu0 = _tree_cpu_seconds(server.pid), time.process_time()
+            watch = _watch(home_dir, seconds)
             result = run_load("127.0.0.1", port, requests, clients=clients, seconds=seconds,
                               rate=phase_rate, max_requests=max_requests)
             server_cpu = _tree_cpu_seconds(server.pid) - server_cpu0
             result.clients, result.rate = clients, phase_rate
             passed &= _report(label, result, server_cpu, time.process_time() - client_cpu0)
+            _report_watch(watch)
             total += result.count
     finally:
         server.terminate()
