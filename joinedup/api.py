@@ -18,7 +18,7 @@ are pseudonymised at once; they are not stored, logged, or passed on.
 from __future__ import annotations
 
 import logging
-import os
+import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -196,6 +196,7 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None,
         home = load_home(Path(home))
     ctx = context or ServiceContext(home, shared=workers > 1)
     summaries_on_the_loop = workers > 1
+    process_id = secrets.token_hex(4)
     app = FastAPI(
         title="joinedup",
         version=__version__,
@@ -216,9 +217,9 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None,
 
     @app.get("/v1/health", tags=["meta"])
     def health() -> dict:
-        # The process answering: with --workers N, says which of them (operators and the
-        # tests use it to see that every worker serves).
-        return {"status": "ok", "version": __version__, "process": os.getpid()}
+        # Which process answers (a random id per process, not the OS pid): with --workers N,
+        # operators and the tests see that every worker serves.
+        return {"status": "ok", "version": __version__, "process": process_id}
 
     @app.get("/v1/me", tags=["meta"])
     def me(user: Caller) -> dict:

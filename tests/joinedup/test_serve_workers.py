@@ -36,7 +36,7 @@ def _start(home_root: Path, port: int) -> subprocess.Popen:
 
 def _connections_to_each_worker(url: str, token: str, server: subprocess.Popen) -> list[httpx.Client]:
     """Open keep-alive connections until two of them are served by different processes."""
-    by_process: dict[int, httpx.Client] = {}
+    by_process: dict[str, httpx.Client] = {}
     spare: list[httpx.Client] = []
     deadline = time.monotonic() + 60
     while len(by_process) < 2:
