@@ -268,7 +268,8 @@ def main() -> int:
     ap.add_argument("--max-requests", type=int, default=200_000)
     ap.add_argument("--rate", type=float, default=200,
                     help="requests/s for the paced phase (0: closed loop only)")
-    ap.add_argument("--workers", type=int, default=1, help="server worker processes")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="server worker processes (default: joinedup serve's, one per core, at most 4)")
     ap.add_argument("--profile", type=int, default=300, help="in-process requests to profile")
     ap.add_argument("--no-load", action="store_true", help="profile only")
     ap.add_argument("--home", type=Path, default=ROOT / "bench" / "out" / "service-home")
@@ -279,8 +280,10 @@ def main() -> int:
         profile(args.home, token, people, args.profile)
     if args.no_load:
         return 0
+    from joinedup.serving import default_workers
+
     return load(args.home, token, people, args.clients, args.seconds, args.max_requests,
-                args.rate, args.workers)
+                args.rate, args.workers or default_workers())
 
 
 if __name__ == "__main__":

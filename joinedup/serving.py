@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import time
@@ -25,6 +26,11 @@ log = logging.getLogger("uvicorn.error")
 # A worker that dies this soon after starting failed to start (port taken, bad home): the
 # parent stops instead of restarting it in a loop.
 STARTUP_SECONDS = 10.0
+
+
+def default_workers() -> int:
+    """One worker per CPU core, at most 4 (each worker holds the run's index in memory)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def serve(home_root: Path, host: str, port: int, workers: int = 1, access_log: bool = True) -> int:

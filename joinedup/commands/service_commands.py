@@ -87,16 +87,19 @@ def register(cli: click.Group) -> None:
     @click.option("--host", default="127.0.0.1", show_default=True)
     @click.option("--port", default=8000, show_default=True, type=int)
     @click.option("--access-log/--no-access-log", default=True, show_default=True)
-    @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-                  help="Worker processes.")
-    def serve(home: Path | None, host: str, port: int, access_log: bool, workers: int) -> None:
+    @click.option("--workers", default=None, type=click.IntRange(1, 64),
+                  help="Worker processes (default: one per CPU core, at most 4).")
+    def serve(home: Path | None, host: str, port: int, access_log: bool,
+              workers: int | None) -> None:
         """Serve the HTTP API (OpenAPI docs at /docs).
 
         With --workers N, N processes share the port and the home: the store is opened per
         operation, in turn (see joinedup/service_context.py and joinedup/serving.py)."""
+        from joinedup.serving import default_workers
         from joinedup.serving import serve as run_server
 
         the_home = _home(home)
+        workers = workers or default_workers()
         click.echo(f"joinedup API on http://{host}:{port}/ (docs at /docs), "
                    f"{workers} worker process{'es' if workers > 1 else ''}")
         status = run_server(the_home.root, host, port, workers, access_log)
