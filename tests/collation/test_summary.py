@@ -98,3 +98,13 @@ def test_adjustment_is_bounded_and_needs_a_reason():
     small = [row("housing", ("housing.rent_arrears_weeks", 2, "2026-08-15"))]  # tariff 150
     with pytest.raises(AdjustmentError, match="GBP 37.50"):
         build_barrier_summary(small, TAX, as_of=AS_OF, adjustment_gbp=40, adjustment_reason="x")
+
+
+def test_to_dict_is_what_dataclasses_asdict_gives():
+    from dataclasses import asdict
+
+    summary = build_barrier_summary(PERSON, TAX, as_of=AS_OF, consent_receipt_id="rcpt-1",
+                                    policy_decision_id="dec-1")
+    assert summary.barriers  # a summary with findings, so the nested parts are compared
+    assert summary.to_dict() == asdict(summary)
+    assert type(summary.to_dict()["barriers"]) is tuple
