@@ -28,6 +28,7 @@ import functools
 import json
 import math
 import operator
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -832,7 +833,9 @@ _cache_lock = threading.Lock()
 
 
 def _scorer_for(run_dir: Path) -> RunScorer:
-    run_dir = Path(run_dir).resolve()
+    # abspath, not resolve(): no system calls on the hot path (a run reached through a
+    # symlink just gets its own cache entry).
+    run_dir = Path(os.path.abspath(run_dir))
     try:
         st = (run_dir / "model.json").stat()
     except OSError as exc:
