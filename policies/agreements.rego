@@ -26,19 +26,17 @@ default covering := {}
 covering := data.indexes.agreements_for[input.subject.organisation][request.purpose] if {
 	is_string(input.subject.organisation)
 	not provider_party
-}
-
-covering := object.filter(
+} else := object.filter(
 	data.indexes.agreements_for[input.subject.organisation][request.purpose],
 	object.keys(data.indexes.agreements_for[input.resource.provider][request.purpose]),
 ) if {
 	is_string(input.subject.organisation)
 	provider_party
+} else := {id: [a.valid_from, a.valid_to] | some id in scanned; a := data.agreements[id]} if {
+	not is_string(input.subject.organisation)
 }
 
 # Without a named asker, every agreement for the purpose naming the other parties applies.
-covering := {id: [a.valid_from, a.valid_to] | some id in scanned; a := data.agreements[id]} if not is_string(input.subject.organisation)
-
 scanned contains id if {
 	purpose := request.purpose
 	some id, agreement in data.agreements
@@ -116,15 +114,15 @@ default categories := {}
 categories := data.indexes.agreements[id].categories if {
 	count(in_force) == 1
 	some id in in_force
+} else := object.union_n([data.indexes.agreements[id].categories | some id in in_force]) if {
+	count(in_force) > 1
 }
-
-categories := object.union_n([data.indexes.agreements[id].categories | some id in in_force]) if count(in_force) > 1
 
 default sources := {}
 
 sources := data.indexes.agreements[id].sources if {
 	count(in_force) == 1
 	some id in in_force
+} else := object.union_n([data.indexes.agreements[id].sources | some id in in_force]) if {
+	count(in_force) > 1
 }
-
-sources := object.union_n([data.indexes.agreements[id].sources | some id in in_force]) if count(in_force) > 1

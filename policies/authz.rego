@@ -199,42 +199,30 @@ content_ok if {
 # Sets here are objects keyed by their members, narrowed with object.filter (one built-in call
 # instead of a Rego loop). The agreements' categories and sources are all known to the service
 # (the data is validated on load), so they need no separate check against data.categories.
-visible_categories := object.filter(asked_categories, input.consent.categories) if is_array(input.consent.categories)
+visible_categories := object.filter(asked_categories, input.consent.categories) if {
+	is_array(input.consent.categories)
+} else := object.filter(asked_categories, consent_set)
 
-visible_categories := object.filter(asked_categories, consent_set) if not is_array(input.consent.categories)
-
-visible_sources := object.filter(asked_sources, input.consent.categories) if is_array(input.consent.categories)
-
-visible_sources := object.filter(asked_sources, consent_set) if not is_array(input.consent.categories)
+visible_sources := object.filter(asked_sources, input.consent.categories) if {
+	is_array(input.consent.categories)
+} else := object.filter(asked_sources, consent_set)
 
 # The consent's list when it is not an array: its members as a set (empty if it has none).
 consent_set := {c | some c in input.consent.categories}
 
 # What the agreements cover of what was asked for. Nothing asked means everything; the
 # agreements name only categories and sources the service knows (the data is validated).
-asked_categories := object.filter(agreements.categories, input.resource.categories) if request.categories_listed
-
-asked_categories := object.filter(agreements.categories, request.requested_categories) if {
-	not request.categories_listed
+asked_categories := object.filter(agreements.categories, input.resource.categories) if {
+	request.categories_listed
+} else := object.filter(agreements.categories, request.requested_categories) if {
 	count(request.stated_categories) > 0
-}
+} else := agreements.categories
 
-asked_categories := agreements.categories if {
-	not request.categories_listed
-	count(request.stated_categories) == 0
-}
-
-asked_sources := object.filter(agreements.sources, input.resource.sources) if request.sources_listed
-
-asked_sources := object.filter(agreements.sources, request.requested_sources) if {
-	not request.sources_listed
+asked_sources := object.filter(agreements.sources, input.resource.sources) if {
+	request.sources_listed
+} else := object.filter(agreements.sources, request.requested_sources) if {
 	count(request.stated_sources) > 0
-}
-
-asked_sources := agreements.sources if {
-	not request.sources_listed
-	count(request.stated_sources) == 0
-}
+} else := agreements.sources
 
 withheld_reason(c) := "not a category this service knows" if {
 	not data.categories[c]
@@ -248,23 +236,18 @@ obligations := {
 	"categories": sort(object.keys(visible_categories)),
 	"sources": sort(object.keys(visible_sources)),
 	"withheld_categories": withheld,
-} if request.action.discloses_content
-
-obligations := {
+} if {
+	request.action.discloses_content
+} else := {
 	"categories": sort(object.keys(asked_categories)),
 	"suppression_threshold": data.disclosure.suppression_threshold,
 	"rounding_base": data.disclosure.rounding_base,
-} if request.action.aggregate
-
-obligations := {} if {
-	not request.action.discloses_content
-	not request.action.aggregate
-}
-
-obligations := {} if not request.action
+} if {
+	request.action.aggregate
+} else := {}
 
 # --- the decision --------------------------------------------------------------------------
 
-decision := {"allow": true, "reasons": [], "obligations": obligations} if allow
-
-decision := {"allow": false, "reasons": sort(reasons), "obligations": {}} if not allow
+decision := {"allow": true, "reasons": [], "obligations": obligations} if {
+	allow
+} else := {"allow": false, "reasons": sort(reasons), "obligations": {}}

@@ -12,9 +12,9 @@ needed if request.action.needs_consent
 
 known_statuses := {"active", "withdrawn", "expired", "none"}
 
-status := input.consent.status if is_string(input.consent.status)
-
-status := "none" if not is_string(input.consent.status)
+status := input.consent.status if {
+	is_string(input.consent.status)
+} else := "none"
 
 problems contains "There is no record of this person's consent." if {
 	needed

@@ -15,9 +15,9 @@ organisation := data.organisations[input.subject.organisation]
 
 # The stated purpose, else the action's default. Only actions that never disclose a person's
 # barriers have a default; the others must state their purpose.
-purpose := input.purpose if is_string(input.purpose)
-
-purpose := action.default_purpose if not is_string(input.purpose)
+purpose := input.purpose if {
+	is_string(input.purpose)
+} else := action.default_purpose
 
 # The engine has already normalised the time; this only guards against a missing one.
 time_valid if {
@@ -31,16 +31,16 @@ date := substring(input.time, 0, 10) if time_valid
 # Barrier categories asked for: those named, else every category the service knows.
 stated_categories := {c | some c in input.resource.categories}
 
-requested_categories := stated_categories if count(stated_categories) > 0
-
-requested_categories := object.keys(data.categories) if count(stated_categories) == 0
+requested_categories := stated_categories if {
+	count(stated_categories) > 0
+} else := object.keys(data.categories)
 
 # Agency kinds asked for: those named, else every kind the service knows.
 stated_sources := {s | some s in input.resource.sources}
 
-requested_sources := stated_sources if count(stated_sources) > 0
-
-requested_sources := object.keys(data.sources) if count(stated_sources) == 0
+requested_sources := stated_sources if {
+	count(stated_sources) > 0
+} else := object.keys(data.sources)
 
 # Whether the categories or sources asked for came as a non-empty list (the usual form).
 categories_listed if {
