@@ -16,17 +16,14 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 log = logging.getLogger("uvicorn.error")
-
-# A worker that dies this soon after starting failed to start (port taken, bad home): the
-# parent stops instead of restarting it in a loop.
-STARTUP_SECONDS = 10.0
-
 
 def default_workers() -> int:
     """One worker per CPU core, at most 4 (each worker holds the run's index in memory)."""
@@ -54,13 +51,22 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(home_root: str, host: str, port: int, workers: int, access_log: bool) -> None:
+def _worker(home_root: str, host: str, port: int, workers: int, access_log: bool, ready) -> None:
     from joinedup.api import create_app
 
     sock = _listening_socket(host, port)
     config = uvicorn.Config(create_app(home_root, workers=workers), host=host, port=port,
                             access_log=access_log, log_level="info")
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+
+    def say_when_started() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.started:
+            ready.set()
+
+    threading.Thread(target=say_when_started, daemon=True).start()
+    server.run(sockets=[sock])
 
 
 class _Supervisor:
@@ -70,10 +76,11 @@ class _Supervisor:
         self.context = multiprocessing.get_context("spawn")
         self.stopping = False
 
-    def _start(self) -> tuple[multiprocessing.process.BaseProcess, float]:
-        process = self.context.Process(target=_worker, args=self.args, daemon=False)
+    def _start(self) -> tuple[multiprocessing.process.BaseProcess, Any]:
+        ready = self.context.Event()
+        process = self.context.Process(target=_worker, args=(*self.args, ready), daemon=False)
         process.start()
-        return process, time.monotonic()
+        return process, ready
 
     def _stop(self, *_: object) -> None:
         self.stopping = True
@@ -91,10 +98,10 @@ class _Supervisor:
         try:
             while not self.stopping:
                 time.sleep(0.2)
-                for i, (process, started) in enumerate(running):
+                for i, (process, ready) in enumerate(running):
                     if process.is_alive() or self.stopping:
                         continue
-                    if time.monotonic() - started < STARTUP_SECONDS:
+                    if not ready.is_set():  # it never served: restarting would fail the same way
                         log.error("worker %s exited with %s while starting; stopping",
                                   process.pid, process.exitcode)
                         self.stopping, status = True, 1

@@ -113,3 +113,58 @@ def test_workers_refuse_a_port_already_taken(linked_home, tmp_path):
             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "cannot listen on 127.0.0.1" in result.stderr and "could not start" in result.stderr
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _workers_of(pid: int) -> set[int]:
+    """The worker processes (multiprocessing spawns) whose parent is `pid`."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid and b"spawn_main" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def test_a_worker_that_dies_is_replaced_and_all_stop_together(linked_home, tmp_path):
+    import os
+    import signal
+
+    root = tmp_path / "home"
+    shutil.copytree(linked_home.root, root)
+    port = free_port()
+    server = _start(root, port)
+    url = f"http://127.0.0.1:{port}/v1/health"
+    try:
+        deadline = time.monotonic() + 60
+        while len(_workers_of(server.pid)) < 2 or not _healthy(url):
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.2)
+        before = _workers_of(server.pid)
+        time.sleep(1.0)  # let both finish starting (a worker that dies while starting stops all)
+        os.kill(min(before), signal.SIGKILL)
+        while True:
+            now = _workers_of(server.pid)
+            if len(now) == 2 and now != before:
+                break
+            assert time.monotonic() < deadline and server.poll() is None, "no replacement"
+            time.sleep(0.2)
+        assert _healthy(url)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert server.returncode == 0
+    time.sleep(0.5)
+    assert not _workers_of(server.pid)
