@@ -165,27 +165,6 @@ class StoreGate:
         finally:
             self.leave()
 
-    @contextmanager
-    def connection(self, connect: Callable[[], Any]) -> Iterator[Any]:
-        """A connection made by `connect()` (duckdb.connect on the store) for one
-        operation, inside the gate; closed on the way out."""
-        with self.held():
-            con = connect()
-            try:
-                yield con
-            finally:
-                con.close()
-
-    def keep_open(self, connect: Callable[[], Any]) -> Any:
-        """A connection made by `connect()` that keeps this process in the gate until the
-        caller closes it and calls `leave()`."""
-        self.enter()
-        try:
-            return connect()
-        except BaseException:
-            self.leave()
-            raise
-
     def _generation_file(self) -> int:
         if self._generation_fd is None:
             with self._mutex:
@@ -209,6 +188,62 @@ class StoreGate:
             value = (int.from_bytes(data, "big") if len(data) == 8 else 0) + 1
             os.pwrite(fd, value.to_bytes(8, "big"), 0)
             return value
+
+
+class StoreConnection:
+    """One component's way into the store file, always through the file's gate.
+
+    `shared=False` (the CLI, the demo, a one-process server): one connection stays open
+    (opening a DuckDB file costs ~20 ms) and the process stays in the gate until `close()`.
+    `shared=True` (several server processes on one home): each operation opens the file
+    and closes it again, so the processes take turns. Either way each operation gets its
+    own cursor (threads never share one), and `cursor(write=True)` bumps the generation
+    once the operation has ended without an error."""
+
+    def __init__(self, store_path: Path, connect: Callable[[str], Any], shared: bool = False):
+        self.path = Path(store_path)
+        self.gate = store_gate(self.path)
+        self.shared = shared
+        self._connect = connect  # duckdb.connect: this module does not import DuckDB
+        self._lock = threading.Lock()
+        self._connection: Any = None
+
+    @contextmanager
+    def cursor(self, write: bool = False) -> Iterator[Any]:
+        if self.shared:
+            with self.gate.held():
+                connection = self._connect(str(self.path))
+                try:
+                    yield connection
+                    if write:
+                        self.gate.bump()
+                finally:
+                    connection.close()
+            return
+        with self._lock:
+            if self._connection is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.gate.enter()  # left in close()
+                try:
+                    self._connection = self._connect(str(self.path))
+                except BaseException:
+                    self.gate.leave()
+                    raise
+            cursor = self._connection.cursor()
+        try:
+            yield cursor
+            if write:
+                self.gate.bump()
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        """Release the file (other processes can then open it)."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+                self.gate.leave()
 
 
 _gates: dict[str, StoreGate] = {}

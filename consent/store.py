@@ -11,8 +11,6 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from connectors.files import store_gate
+from connectors.files import StoreConnection
 from consent.catalogue import Catalogue, load_catalogue
 from consent.receipts import load_signing_key, sign_receipt
 
@@ -103,14 +101,12 @@ class ConsentStore:
         """`shared=False` (the CLI, the demo, one server process): the store stays open
         until `close()` (opening a DuckDB file costs ~20 ms). `shared=True` (several server
         processes on one store): each operation opens the file and closes it again, so the
-        processes take turns (connectors.files.StoreGate)."""
+        processes take turns (connectors.files.StoreConnection)."""
         self.store_path = Path(store_path)
         self.signing_key_path = Path(signing_key_path) if signing_key_path else None
         self.catalogue = catalogue or load_catalogue()
-        self.shared = shared
-        self._gate = store_gate(self.store_path)
-        self._lock = threading.Lock()
-        self._connection: duckdb.DuckDBPyConnection | None = None
+        self._store = StoreConnection(self.store_path, duckdb.connect, shared=shared)
+        self._gate = self._store.gate
         # person_key -> receipt_id -> (first seq, latest record): the append-only events
         # folded, so `current()` (on every request) reads no table. None = not loaded.
         # It is exact for the store's write generation it was built at (any process's write
@@ -118,32 +114,12 @@ class ConsentStore:
         self._index: dict[str, dict[str, tuple[int, ConsentRecord]]] | None = None
         self._index_generation = -1
         self._index_lock = threading.Lock()
-        with self._connect() as con:
+        with self._store.cursor() as con:
             con.execute(_SCHEMA)
-
-    @contextmanager
-    def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor on the store for one operation (its own cursor, so threads never share
-        one), inside the store's gate."""
-        if self.shared:
-            with self._gate.connection(lambda: duckdb.connect(str(self.store_path))) as con:
-                yield con
-            return
-        with self._lock:
-            if self._connection is None:
-                self.store_path.parent.mkdir(parents=True, exist_ok=True)
-                self._connection = self._gate.keep_open(lambda: duckdb.connect(str(self.store_path)))
-            cursor = self._connection.cursor()
-        with cursor:
-            yield cursor
 
     def close(self) -> None:
         """Release the store file (other processes can then open it)."""
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-                self._gate.leave()
+        self._store.close()
         with self._index_lock:  # a writer that bypasses the gate could write meanwhile
             self._index = None
 
@@ -213,7 +189,7 @@ class ConsentStore:
         # Under the index lock, so no reader in this process sees the table ahead of the
         # index; the generation is bumped before the caller hears back, so the next request
         # in any process sees this event.
-        with self._index_lock, self._connect() as con:
+        with self._index_lock, self._store.cursor() as con:
             seq = con.execute(
                 "INSERT INTO consent_events (event_id, event_type, receipt_id, person_key, event_at, "
                 "recorded_by, record) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
@@ -244,7 +220,7 @@ class ConsentStore:
             return [r for _, r in sorted(receipts.values(), key=lambda fr: fr[0])]
 
     def _load_index(self) -> dict[str, dict[str, tuple[int, ConsentRecord]]]:
-        with self._connect() as con:
+        with self._store.cursor() as con:
             rows = con.execute(
                 "SELECT person_key, receipt_id, arg_max(record, seq), min(seq) FROM consent_events "
                 "GROUP BY person_key, receipt_id"
@@ -258,7 +234,7 @@ class ConsentStore:
 
     def record(self, receipt_id: str) -> ConsentRecord:
         """The latest state of one consent."""
-        with self._connect() as con:
+        with self._store.cursor() as con:
             row = con.execute(
                 "SELECT record FROM consent_events WHERE receipt_id = ? ORDER BY seq DESC LIMIT 1",
                 [receipt_id],
@@ -269,7 +245,7 @@ class ConsentStore:
 
     def records(self, person_key: str) -> list[ConsentRecord]:
         """Every consent of a person, latest state of each, oldest first."""
-        with self._connect() as con:
+        with self._store.cursor() as con:
             rows = con.execute(
                 "SELECT receipt_id, arg_max(record, seq), min(seq) AS first FROM consent_events "
                 "WHERE person_key = ? GROUP BY receipt_id ORDER BY first",
@@ -279,7 +255,7 @@ class ConsentStore:
 
     def history(self, person_key: str) -> list[dict[str, Any]]:
         """The append-only events of a person, in order."""
-        with self._connect() as con:
+        with self._store.cursor() as con:
             rows = con.execute(
                 "SELECT seq, event_id, event_type, receipt_id, event_at, recorded_by, record "
                 "FROM consent_events WHERE person_key = ? ORDER BY seq",

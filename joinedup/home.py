@@ -157,9 +157,9 @@ def _create_store(path: Path) -> None:
     """Create the embedded DuckDB store with its metadata table; each concern adds its own."""
     import duckdb
 
-    from connectors.files import store_gate
+    from connectors.files import StoreConnection
 
-    with store_gate(path).held(), duckdb.connect(str(path)) as con:
+    with StoreConnection(path, duckdb.connect, shared=True).cursor(write=True) as con:
         con.execute(
             "CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
         )

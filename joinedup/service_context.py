@@ -35,7 +35,7 @@ from typing import Any
 
 import duckdb
 
-from connectors.files import store_gate
+from connectors.files import StoreConnection
 from joinedup.home import Home
 from joinedup.users import Authenticator, User, open_authenticator
 
@@ -160,10 +160,8 @@ class ServiceContext:
     def __init__(self, home: Home, shared: bool = False) -> None:
         self.home = home
         self.shared = shared
-        self._gate = store_gate(home.store_path)
-        self._con: duckdb.DuckDBPyConnection | None = None
-        if not shared:  # the process stays in the store's gate until close()
-            self._con = self._gate.keep_open(lambda: duckdb.connect(str(home.store_path)))
+        self._store = StoreConnection(home.store_path, duckdb.connect, shared=shared)
+        self._gate = self._store.gate
         with self.store(write=True) as cur:
             cur.execute(REFERRALS_DDL)
         self._lazy_lock = threading.Lock()
@@ -175,24 +173,9 @@ class ServiceContext:
         self._keyring = home.keyring()
 
     # -- shared handles -------------------------------------------------------------
-    @contextmanager
-    def store(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor on the store for one operation (its own, so threads never share one).
-        A write bumps the store's generation once it has committed, so every process
-        re-reads what it cached."""
-        if self._con is not None:
-            cur = self._con.cursor()
-            try:
-                yield cur
-                if write:
-                    self._gate.bump()
-            finally:
-                cur.close()
-            return
-        with self._gate.connection(lambda: duckdb.connect(str(self.home.store_path))) as con:
-            yield con
-            if write:
-                self._gate.bump()
+    def store(self, write: bool = False):
+        """A cursor on the store for one operation; see connectors.files.StoreConnection."""
+        return self._store.cursor(write)
 
     def active_extract_rows(self) -> list[tuple]:
         """(source, kind, extract_id, manifest) of every active extract; read again only
@@ -242,10 +225,7 @@ class ServiceContext:
             close = getattr(obj, "close", None)
             if callable(close):
                 close()
-        if self._con is not None:
-            self._con.close()
-            self._con = None
-            self._gate.leave()
+        self._store.close()
 
     # -- identities -----------------------------------------------------------------
     def person_key(self, identifiers) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 import duckdb
 
-from connectors.files import sha256_file, store_gate
+from connectors.files import StoreConnection, sha256_file
 from linkage.clk import clk_struct_sql
 from linkage.settings import BLOCKING_COLUMNS, CLK_COLUMNS, TOKEN_COLUMNS
 
@@ -102,9 +102,10 @@ def verify_extract(extract_dir: Path, project_id: str, key_ids: dict[str, str]) 
 
 
 @contextmanager
-def _open_store(store_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The store, inside its gate (other processes, e.g. a serving API, take turns)."""
-    with store_gate(store_path).connection(lambda: duckdb.connect(str(store_path))) as con:
+def _open_store(store_path: Path, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The store for one operation, inside its gate (a serving API's processes take turns;
+    a write tells them to re-read the active extracts)."""
+    with StoreConnection(store_path, duckdb.connect, shared=True).cursor(write) as con:
         con.execute(EXTRACTS_DDL)
         yield con
 
@@ -122,7 +123,7 @@ def ingest_extracts(
     ids = [m["extract_id"] for m in manifests]
     if len(set(ids)) != len(ids):
         raise IngestError("the same extract is given twice")
-    with _open_store(store_path) as con:
+    with _open_store(store_path, write=True) as con:
         for d, m in zip(extract_dirs, manifests, strict=True):
             seen = con.execute(
                 "SELECT ingested_at FROM extracts WHERE extract_id = ?", [m["extract_id"]]
@@ -147,7 +148,6 @@ def ingest_extracts(
                     [m["extract_id"], m["source"], m["kind"], now, json.dumps(m)],
                 )
             con.execute("COMMIT")
-            store_gate(store_path).bump()  # a serving API re-reads the active extracts
         except BaseException:
             if in_transaction:
                 con.execute("ROLLBACK")
