@@ -42,22 +42,17 @@ from splink.internals.parse_sql import get_columns_used_from_sql
 from splink.internals.settings import Settings
 
 from linkage.clk import DICE_FUNCTION, share_dice
+from linkage.settings import equality_terms
 
 RECORDS_TABLE = "records"
 _SAMPLE_MODULUS = 1_000_000_000
 _PROBE_SAMPLE = 0.01
-_EQUALITY = re.compile(r"^\s*l\.(\w+)\s*=\s*r\.\1\s*$", re.IGNORECASE)
-
-
 def _equality_columns(rule_sql: str) -> list[str] | None:
     """Columns of a rule that is a conjunction of `l.c = r.c` terms, else None."""
-    cols = []
-    for term in re.split(r"\s+AND\s+", rule_sql.strip(), flags=re.IGNORECASE):
-        m = _EQUALITY.match(term)
-        if not m:
-            return None
-        cols.append(m.group(1))
-    return cols
+    terms = equality_terms(rule_sql)
+    if not terms or any(left != right for left, right in terms):
+        return None
+    return [left for left, _ in terms]
 
 
 def _blocked_pair_count(con: Any, rule_sql: str) -> float:

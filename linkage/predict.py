@@ -5,7 +5,6 @@ from the blocked pairs predict has just built.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from splink import Linker
@@ -20,13 +19,14 @@ from splink.internals.splink_dataframe import SplinkDataFrame
 from splink.internals.vertically_concatenate import enqueue_df_concat_with_tf
 
 from linkage.clk import DICE_FUNCTION, share_dice
+from linkage.settings import equality_terms
 
 
 def predict_with_blocking_counts(
     linker: Linker, threshold: float, records: int
-) -> tuple[SplinkDataFrame, list[dict[str, Any]] | None]:
+) -> tuple[SplinkDataFrame, list[dict[str, Any]]]:
     """`predict`, plus the pairs each blocking rule added, as the records of Splink's
-    blocking-rule chart (None if the model is not `dedupe_only`).
+    blocking-rule chart.
 
     Splink's chart counts by building every blocked pair again; predict has just built
     them (each tagged with the first rule that produced it, its match_key), so the
@@ -70,18 +70,14 @@ def _score_blocked_pairs(linker: Linker, blocked: SplinkDataFrame, threshold: fl
     return linker._db_api.sql_pipeline_to_splink_dataframe(pipeline)
 
 
-_EQUI_TERM = re.compile(r"^\s*l\.(\w+)\s*=\s*r\.(\w+)\s*$", re.IGNORECASE)
-
-
 def blocking_count_records(
     linker: Linker, counts: dict[int, int], records: int
-) -> list[dict[str, Any]] | None:
+) -> list[dict[str, Any]]:
     """Splink's `count_comparisons_from_blocking_rules` records (record_sample_proportion
-    1.0) from the pairs per match_key. Rules that are conjunctions of `l.a = r.b` are
-    described without parsing (the strings Splink's parser gives them); others by Splink."""
+    1.0) from the pairs per match_key, for the `dedupe_only` model every run is. Rules that
+    are conjunctions of `l.a = r.b` are described without parsing (the strings Splink's
+    parser gives them); others by Splink."""
     settings = linker._settings_obj
-    if settings._link_type != "dedupe_only":
-        return None
     info = settings.column_info_settings
     uid_cols = [info.unique_id_input_column]
     if info.source_dataset_input_column:
@@ -90,11 +86,10 @@ def blocking_count_records(
     out: list[dict[str, Any]] = []
     cumulative = 0
     for key, rule in enumerate(settings._blocking_rules_to_generate_predictions):
-        terms = [_EQUI_TERM.match(t) for t in
-                 re.split(r"\s+AND\s+", rule.blocking_rule_sql.strip(), flags=re.IGNORECASE)]
-        if all(terms):
+        terms = equality_terms(rule.blocking_rule_sql)
+        if terms and '"' not in rule.blocking_rule_sql:  # quoted names: Splink's own strings
             describe = {"equi_join_conditions": " AND ".join(
-                            f"l.{t.group(1)} = r.{t.group(2)}" for t in terms),
+                            f"l.{left} = r.{right}" for left, right in terms),
                         "filter_conditions": "", "link_type_join_condition": link_condition}
         else:
             describe = _describe_blocking_rule(rule, "dedupe_only", info.unique_id_input_column,

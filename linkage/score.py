@@ -45,26 +45,14 @@ from splink.internals.comparison_level import _default_m_values, _default_u_valu
 from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
 
 from linkage.clk import DICE_FUNCTION, WORD_BYTES, words_for_bits
-from linkage.settings import ENCODED_COLUMNS
+from linkage.settings import ENCODED_COLUMNS, equality_terms
 
-_RULE_TERM = re.compile(r'^\s*l\."?(\w+)"?\s*=\s*r\."?(\w+)"?\s*$', re.IGNORECASE)
 _ID_COLUMNS = ("source", "ref", "entity_id")
 _NOT_ENCODINGS = {*_ID_COLUMNS, "fingerprint", "unique_id"}
 
 
 class ScoringError(Exception):
     """The run cannot be scored against (missing or unreadable files), or the probe is bad."""
-
-
-def _parse_rule(rule: str) -> list[tuple[str, str]] | None:
-    """`l.a = r.b AND l.c = r.d` -> [(a, b), (c, d)]; None for any other form."""
-    terms = []
-    for part in re.split(r"\s+AND\s+", rule, flags=re.IGNORECASE):
-        m = _RULE_TERM.match(part)
-        if not m:
-            return None
-        terms.append((m.group(1), m.group(2)))
-    return terms
 
 
 # ------------------------------------------------------------------ the run's data
@@ -583,7 +571,7 @@ class RunScorer:
             rules = model.get("blocking_rules_to_generate_predictions") or []
         for rule in rules:
             text = _rule_text(rule)
-            terms = _parse_rule(text)
+            terms = equality_terms(text)
             if terms and all(a in self.columns and b in self.columns
                              and not self.columns[b].is_clk for a, b in terms):
                 self.indexes.append(_EqualityIndex.build(terms, self.columns))

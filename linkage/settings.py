@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,22 @@ def default_settings() -> dict[str, Any]:
     }
 
 
+_EQUALITY_TERM = re.compile(r'^\s*l\."?(\w+)"?\s*=\s*r\."?(\w+)"?\s*$', re.IGNORECASE)
+
+
+def equality_terms(rule_sql: str) -> list[tuple[str, str]] | None:
+    """`l.a = r.b AND l.c = r.d` -> [(a, b), (c, d)]; None for a rule of any other form.
+    (Such rules are indexed by scoring, counted without a join by EM, described without
+    Splink's SQL parser in the report.)"""
+    terms = []
+    for part in re.split(r"\s+AND\s+", rule_sql.strip(), flags=re.IGNORECASE):
+        m = _EQUALITY_TERM.match(part)
+        if not m:
+            return None
+        terms.append((m.group(1), m.group(2)))
+    return terms
+
+
 def _require(cond: bool, where: str, message: str) -> None:
     if not cond:
         raise SettingsError(f"{where}: {message}")
@@ -309,6 +326,12 @@ def validate_settings(doc: Any, where: str = "settings") -> dict[str, Any]:
     )
     splink = doc.get("splink")
     _require(isinstance(splink, dict), where, "splink must be a Splink settings object")
+    _require(
+        splink.get("link_type", "dedupe_only") == "dedupe_only",
+        where,
+        "splink.link_type must be dedupe_only (a run stacks every extract into one table "
+        "and links across and within sources at once)",
+    )
     comparisons = splink.get("comparisons")
     _require(
         isinstance(comparisons, list) and comparisons,

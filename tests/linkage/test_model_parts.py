@@ -15,8 +15,13 @@ from linkage import em, model
 from linkage.clk import clk_struct_sql, create_dice_macro, words_for_bits
 from linkage.ingest import clk_bits_of, extract_from_dir, stack_sql
 from linkage.predict import predict_with_blocking_counts
-from linkage.score import _parse_rule
-from linkage.settings import SettingsError, default_settings, splink_settings, validate_settings
+from linkage.settings import (
+    SettingsError,
+    default_settings,
+    equality_terms,
+    splink_settings,
+    validate_settings,
+)
 from tests.linkage.quality import build_extracts
 
 logging.getLogger("splink").setLevel(logging.ERROR)
@@ -226,7 +231,7 @@ def test_floor_leaves_higher_m_alone(small):
 def test_default_blocking_rules_are_scoreable_conjunctions():
     rules = default_settings()["splink"]["blocking_rules_to_generate_predictions"]
     for rule in rules:
-        terms = _parse_rule(rule)
+        terms = equality_terms(rule)
         assert terms, rule  # person scoring binds every rule to the probe's values
         # no rule blocks on a low-cardinality field alone (blocks would grow with the
         # population): a lone term must be an identifier or a keyed blocking key
@@ -301,3 +306,16 @@ def test_clustering_settings_are_validated():
     doc["clustering"] = {"merge_everything": True}
     with pytest.raises(SettingsError, match="clustering"):
         validate_settings(doc)
+
+
+def test_link_type_other_than_dedupe_only_is_refused_on_load():
+    doc = default_settings()
+    doc["splink"]["link_type"] = "link_only"
+    with pytest.raises(SettingsError, match="link_type must be dedupe_only"):
+        validate_settings(doc)
+
+
+def test_one_parser_of_equality_blocking_rules():
+    assert equality_terms("l.tk_dob = r.tk_dob AND l.a = r.b") == [("tk_dob", "tk_dob"), ("a", "b")]
+    assert equality_terms('l."tk_dob" = r."tk_dob"') == [("tk_dob", "tk_dob")]
+    assert equality_terms("l.tk_dob = r.tk_dob AND substr(l.x, 1, 2) = substr(r.x, 1, 2)") is None
