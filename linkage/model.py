@@ -22,7 +22,6 @@ from splink.internals.input_column import InputColumn
 from splink.internals.m_u_records_to_parameters import (
     append_u_probability_to_comparison_level_trained_probabilities,
 )
-from splink.internals.splink_dataframe import SplinkDataFrame
 
 from linkage import em
 from linkage.clk import DICE_FUNCTION, share_dice
@@ -176,11 +175,6 @@ def estimate_u(linker: Linker, max_pairs: float, seed: int) -> dict[str, dict[in
             )
     linker._populate_m_u_from_trained_values()
     return counts
-
-
-def predict(linker: Linker, threshold: float) -> SplinkDataFrame:
-    """Scored pairs at or above `threshold` match probability."""
-    return linker.inference.predict(threshold_match_probability=threshold, warning_mode="never")
 
 
 def trained_model(linker: Linker) -> dict[str, Any]:

@@ -186,7 +186,8 @@ def test_blocking_counts_from_predict_equal_splinks_chart_records(small):
     assert sum(r["marginal_comparison_count"] for r in ours) > 100
     assert ours[-1]["filter_conditions"]
     scored = predictions.as_pandas_dataframe()
-    again = model.predict(linker, 0.5).as_pandas_dataframe()
+    again = linker.inference.predict(threshold_match_probability=0.5,
+                                     warning_mode="never").as_pandas_dataframe()
     # predict_with_blocking_counts scores with each Dice computed once per pair: the same
     # columns, per-comparison weights and probabilities as Splink's own predict
     assert list(scored.columns) == list(again.columns)
