@@ -84,8 +84,8 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 async def _client(index: int, host: str, port: int, requests: list[bytes], clients: int,
-                  rate: float | None, start: float, stop: float, max_requests: int,
-                  result: LoadResult, budget: list[int]) -> None:
+                  rate: float | None, start: float, stop: float, result: LoadResult,
+                  budget: list[int]) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     k = 0
     try:
@@ -133,9 +133,9 @@ async def _run(host: str, port: int, requests: list[bytes], clients: int, second
     result = LoadResult(clients=clients, rate=rate)
     start = time.perf_counter() + 0.05
     stop = start + seconds
-    budget = [max_requests]
-    tasks = [_client(i, host, port, requests, clients, rate, start, stop, max_requests, result,
-                     budget) for i in range(clients)]
+    budget = [max_requests]  # requests left to send, shared by the clients
+    tasks = [_client(i, host, port, requests, clients, rate, start, stop, result, budget)
+             for i in range(clients)]
     began = time.perf_counter()
     await asyncio.gather(*tasks)
     result.wall = time.perf_counter() - max(began, start)
