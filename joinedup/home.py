@@ -159,7 +159,7 @@ def _create_store(path: Path) -> None:
 
     from connectors.files import StoreConnection
 
-    with StoreConnection(path, duckdb.connect, shared=True).cursor(write=True) as con:
+    with StoreConnection(path, duckdb.connect, shared=True).cursor() as con:
         con.execute(
             "CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
         )

@@ -162,7 +162,7 @@ class ServiceContext:
         self.shared = shared
         self._store = StoreConnection(home.store_path, duckdb.connect, shared=shared)
         self._gate = self._store.gate
-        with self.store(write=True) as cur:
+        with self.store() as cur:  # creating a table changes nothing anyone caches: no bump
             cur.execute(REFERRALS_DDL)
         self._lazy_lock = threading.Lock()
         self._extracts_cache: tuple[int, list[tuple]] | None = None
