@@ -191,7 +191,7 @@ def last_checkpoint_in(path: Path, chunk: int = 8192) -> dict | None:
     """The last readable checkpoint of a file, reading only as much of its tail as needed."""
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     try:
         size = os.fstat(fd).st_size
