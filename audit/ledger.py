@@ -672,6 +672,10 @@ class Ledger:
                 "not append over them; run `joinedup audit verify`."
             )
         self._signed_size = covered
+        every = self.checkpoint_every
+        if self._private_key is not None and every and covered < (self._n // every) * every:
+            # A crash between an append and the checkpoint it was due: sign it now.
+            self._sign_and_store((self._n // every) * every)
 
     def _leaves_from_log(self, start: int, stop: int) -> Iterator[bytes]:
         for record in self._read_records(start, stop):

@@ -246,15 +246,23 @@ def verify_ledger(
                 )
             bad_positions.append(n)
     covered = max((c["tree_size"] for _, c in valid), default=0)
-    if checkpoint_every and covered < (n // checkpoint_every) * checkpoint_every:
-        # The ledger signs a checkpoint every `checkpoint_every` appends: missing ones mean
-        # the checkpoints file was cut or replaced.
+    every = checkpoint_every or 0
+    expected = (n // every) * every if every else 0
+    if covered < expected - every:
+        # The ledger signs a checkpoint every `checkpoint_every` appends: more than one
+        # interval without any means the checkpoints file was cut or replaced.
         problems.append(
-            f"checkpoints missing: the ledger signs one every {checkpoint_every} entries, so "
-            f"one of size >= {(n // checkpoint_every) * checkpoint_every} should exist; the "
-            f"latest valid one covers {covered}"
+            f"checkpoints missing: the ledger signs one every {every} entries, so "
+            f"one of size >= {expected} should exist; the latest valid one covers {covered}"
         )
         bad_positions.append(covered)
+    elif covered < expected:
+        # One interval: also what a crash between an append and its checkpoint leaves (the
+        # ledger signs it when next opened); a witness tells the two apart.
+        notices.append(
+            f"no checkpoint of size {expected} yet (a crash right after the append that "
+            "reached it, signed when the ledger is next opened; or the checkpoint was removed)"
+        )
     if witness_path is not None and n and not witnessed and not stored:
         notices.append(f"the witness {witness_path} holds no checkpoint yet")
     if valid:

@@ -119,3 +119,19 @@ def test_a_torn_checkpoint_line_does_not_hide_the_next_one(ledger_dir, signing_k
     assert result.ok, result.problems
     assert result.checkpoints_checked == 4  # sizes 3 and 4, here and at the witness
     assert any("unreadable; a torn write?" in n for n in result.notices)
+
+
+def test_a_checkpoint_missed_by_a_crash_is_signed_when_the_ledger_is_next_opened(ledger_dir, signing_key):
+    with unsigned(ledger_dir) as led:  # as if killed right after the append that reached 5
+        led.append_many([sample_event(i) for i in range(7)])
+    with Ledger(ledger_dir, signing_key, checkpoint_every=5, checkpoint_seconds=0) as led:
+        assert [c["tree_size"] for c in led.checkpoints()] == [5]
+        pem = led.public_key_path.read_bytes()
+    assert [c["tree_size"] for c in led.checkpoints()] == [5, 7]
+    assert verify_ledger(ledger_dir, pem, checkpoint_every=5).ok
+    # One interval short is what such a crash leaves (a notice); more is a cut file.
+    (ledger_dir / "checkpoints.jsonl").unlink()
+    result = verify_ledger(ledger_dir, pem, checkpoint_every=5)
+    assert result.ok and any("no checkpoint of size 5 yet" in n for n in result.notices)
+    result = verify_ledger(ledger_dir, pem, checkpoint_every=3)
+    assert not result.ok and any("checkpoints missing" in p for p in result.problems)
