@@ -176,3 +176,66 @@ def test_a_bad_audit_table_stops_the_home_from_loading(tmp_path):
     settings_path.write_text(tomli_w.dumps(settings))
     with pytest.raises(HomeError, match=r"joinedup.toml: \[audit\] checkpoint_every"):
         load_home(home.root)
+
+
+def test_an_unwritable_witness_makes_the_cli_command_fail(tmp_path):
+    from joinedup.cli import cli
+    from joinedup.home import init_home
+
+    (tmp_path / "not-a-dir").write_text("x")
+    home = init_home(tmp_path / "home", project_id="cp-test", witness=tmp_path / "not-a-dir")
+
+    @click.command("append-one")
+    def append_one() -> None:
+        with home.open_ledger() as ledger:
+            ledger.append(sample_event(0))
+
+    cli.add_command(append_one)
+    try:
+        result = CliRunner().invoke(cli, ["append-one"])
+    finally:
+        cli.commands.pop("append-one")
+    assert result.exit_code == 1 and "witness" in str(result.exception or result.output)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_server_shutdown_signs_a_checkpoint_at_the_witness(tmp_path, workers):
+    import subprocess
+    import sys
+
+    import httpx
+
+    from joinedup.home import init_home
+    from joinedup.users import open_user_store
+    from tests.joinedup.conftest import free_port
+
+    home = init_home(tmp_path / "home", project_id="cp-test", witness=Path("board"))
+    token = open_user_store(home).add("adviser", "csc-margate")[1]
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("joinedup")), "serve", "--home", str(home.root),
+         "--port", str(port), "--no-access-log", "--workers", str(workers)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline
+            try:
+                httpx.get(f"{url}/v1/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(3):  # refused (an adviser may not verify the ledger), and recorded
+            assert httpx.get(f"{url}/v1/audit/verify", headers=headers, timeout=30).status_code == 403
+        assert sizes(home.root / "board" / "checkpoints.jsonl") == []  # nothing due yet
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    with Ledger(home.ledger_dir) as ledger:
+        entries = len(ledger)
+    assert entries >= 3
+    assert sizes(home.root / "board" / "checkpoints.jsonl")[-1] == entries
