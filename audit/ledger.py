@@ -143,13 +143,13 @@ class LedgerSettings:
 # --- small file helpers -------------------------------------------------------------------
 
 
-def _append_line(path: Path, line: bytes) -> None:
+def _append_line(path: Path, line: bytes, mode: int = 0o600) -> None:
     """Append one line durably. A torn last line (crash mid-write) is left where it is and
     ended with a newline first, so it cannot swallow this one (readers skip it)."""
     created = not path.exists()
     if created:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, mode)
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
@@ -270,7 +270,7 @@ class Ledger:
         witness: Path | str | None = None,
     ) -> None:
         self.dir = Path(ledger_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.checkpoint_every = checkpoint_every
         self.checkpoint_seconds = checkpoint_seconds
         self.witness = Path(witness) if witness else None
@@ -281,9 +281,11 @@ class Ledger:
             self._public_key = self._private_key.public_key()
             self._write_public_key()
         self._closed = False
-        self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        self._log_fd = os.open(self.dir / "log.jsonl", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        self._off_fd = os.open(self.dir / "offsets.bin", os.O_RDWR | os.O_CREAT, 0o644)
+        # Files 0600, directories 0700: the ledger is the audit party's (its public key and
+        # the witness copy are meant to be read by others: 0644).
+        self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._log_fd = os.open(self.dir / "log.jsonl", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        self._off_fd = os.open(self.dir / "offsets.bin", os.O_RDWR | os.O_CREAT, 0o600)
         self._tree = TreeCache(self.dir / "tree")
         self._n = 0
         self._log_end = -1  # unknown until the first refresh
@@ -357,6 +359,7 @@ class Ledger:
         if not path.exists() or path.read_bytes() != pem:
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             tmp.write_bytes(pem)
+            os.chmod(tmp, 0o644)
             os.replace(tmp, path)
 
     @property
@@ -619,10 +622,10 @@ class Ledger:
 
     def _quarantine_tail(self, offset: int, tail: bytes, reason: str, after: int) -> None:
         torn_dir = self.dir / "torn"
-        torn_dir.mkdir(exist_ok=True)
+        torn_dir.mkdir(mode=0o700, exist_ok=True)
         stamp = utc_now().replace(":", "").replace("-", "")
         saved = torn_dir / f"torn-{offset}-{stamp}.bin"
-        fd = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.write(fd, tail)
             os.fsync(fd)
@@ -650,7 +653,11 @@ class Ledger:
         if self.witness is not None:
             places.append((f"the witness {self.witness}", self.witness / CHECKPOINTS_FILE))
         for label, path in places:
-            checkpoint = last_checkpoint_in(path)
+            try:
+                checkpoint = last_checkpoint_in(path)
+            except OSError as exc:
+                log.warning("audit ledger %s: cannot read %s: %s", self.dir, path, exc)
+                continue
             if checkpoint is None:
                 continue
             try:
@@ -675,7 +682,10 @@ class Ledger:
         every = self.checkpoint_every
         if self._private_key is not None and every and covered < (self._n // every) * every:
             # A crash between an append and the checkpoint it was due: sign it now.
-            self._sign_and_store((self._n // every) * every)
+            try:
+                self._sign_and_store((self._n // every) * every)
+            except LedgerError as exc:  # as in _auto_checkpoint: never a reason not to record
+                log.warning("audit ledger %s: catch-up checkpoint failed: %s", self.dir, exc)
 
     def _leaves_from_log(self, start: int, stop: int) -> Iterator[bytes]:
         for record in self._read_records(start, stop):
@@ -774,7 +784,7 @@ class Ledger:
         if last_checkpoint_in(path) == checkpoint:
             return
         try:
-            _append_line(path, canonical_json(checkpoint) + b"\n")
+            _append_line(path, canonical_json(checkpoint) + b"\n", mode=0o644)
         except OSError as exc:
             raise LedgerError(f"cannot write the witness {path}: {exc}") from exc
 
