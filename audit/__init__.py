@@ -17,15 +17,10 @@ Public surface:
 """
 
 from audit.guard import EventRejected, Finding, check_event, find_identifiers, redact_identifiers
-from audit.ledger import (
-    Ledger,
-    LedgerError,
-    LedgerSettings,
-    checkpoint_open_ledgers,
-    ledgers_opened,
-)
+from audit.ledger import Ledger, LedgerError, checkpoint_open_ledgers, ledgers_opened
 from audit.report import ReportError, build_report, subject_access
 from audit.report_html import render_report_html
+from audit.settings import LedgerSettings
 from audit.verify import VerifyResult, verify_ledger
 
 __all__ = [

@@ -38,12 +38,16 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from audit.checkpoint_files import (
+    CHECKPOINTS_FILE,
+    append_line,
+    last_checkpoint_in,
+    read_checkpoint_lines,
+)
 from audit.guard import prepare_event
 from audit.records import Record, RecordError, decode_record, encode_record
 from audit.tree import TreeCache
@@ -59,7 +63,6 @@ from audit.verifier import (
 OFFSET = struct.Struct(">Q")
 DEFAULT_CHECKPOINT_EVERY = 100
 DEFAULT_CHECKPOINT_SECONDS = 60.0
-CHECKPOINTS_FILE = "checkpoints.jsonl"
 # ev-<12-digit position>-<8 random base32>: the position makes `prove ID` a direct read; the
 # random part means an id is never issued twice, even if the tail of the log is lost (a torn
 # write, or a cut) and the position is used again. Older ledgers have plain ev-<10 digits>.
@@ -90,128 +93,6 @@ def index_of(event_id: str) -> int:
     if not match:
         raise LedgerError(f"{event_id!r} is not an event id (ev-NNNNNNNNNNNN-xxxxxxxx)")
     return int(match.group(1) or match.group(2))
-
-
-# --- settings -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LedgerSettings:
-    """The `[audit]` table of joinedup.toml, validated.
-
-        [audit]
-        checkpoint_every = 100      # sign a checkpoint every N entries (0: never by count)
-        checkpoint_seconds = 60     # ...and when T seconds passed since the last (0: never)
-        witness = "/srv/board/witness"   # the governance board's copy of every checkpoint
-    """
-
-    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
-    checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS
-    witness: Path | None = None
-
-    @classmethod
-    def from_table(cls, table: Mapping[str, Any] | None, base_dir: Path | str | None = None) -> LedgerSettings:
-        """Validate the table; a relative witness path is taken from `base_dir` (the home)."""
-        table = {} if table is None else table
-        where = "[audit]"
-        if not isinstance(table, Mapping):
-            raise LedgerError(f"{where} must be a table")
-        unknown = sorted(set(table) - {"checkpoint_every", "checkpoint_seconds", "witness"})
-        if unknown:
-            raise LedgerError(f"{where}: unknown setting(s) {', '.join(unknown)} "
-                              "(known: checkpoint_every, checkpoint_seconds, witness)")
-        every = table.get("checkpoint_every", DEFAULT_CHECKPOINT_EVERY)
-        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-            raise LedgerError(f"{where} checkpoint_every: must be an integer >= 0, got {every!r}")
-        seconds = table.get("checkpoint_seconds", DEFAULT_CHECKPOINT_SECONDS)
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 86400 * 366:
-            raise LedgerError(f"{where} checkpoint_seconds: must be a number of seconds >= 0, got {seconds!r}")
-        witness = table.get("witness")
-        if witness is not None:
-            if not isinstance(witness, str) or not witness.strip():
-                raise LedgerError(f"{where} witness: must be a directory path, got {witness!r}")
-            witness = Path(witness).expanduser()
-            if not witness.is_absolute() and base_dir is not None:
-                witness = Path(base_dir) / witness
-        return cls(every, float(seconds), witness)
-
-    def open(self, ledger_dir: Path | str, signing_key_path: Path | str | None = None) -> Ledger:
-        return Ledger(ledger_dir, signing_key_path, checkpoint_every=self.checkpoint_every,
-                      checkpoint_seconds=self.checkpoint_seconds, witness=self.witness)
-
-
-# --- small file helpers -------------------------------------------------------------------
-
-
-def _append_line(path: Path, line: bytes, mode: int = 0o600) -> None:
-    """Append one line durably. A torn last line (crash mid-write) is left where it is and
-    ended with a newline first, so it cannot swallow this one (readers skip it)."""
-    created = not path.exists()
-    if created:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, mode)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line
-        written = 0
-        while written < len(line):
-            written += os.write(fd, line[written:])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if created:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def read_checkpoint_lines(path: Path) -> tuple[list[dict], list[int]]:
-    """The checkpoints in a checkpoints file, and the line numbers that are not one."""
-    if not path.exists():
-        return [], []
-    out, unreadable = [], []
-    for n, line in enumerate(path.read_bytes().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError:
-            value = None
-        if isinstance(value, dict):
-            out.append(value)
-        else:
-            unreadable.append(n)
-    return out, unreadable
-
-
-def last_checkpoint_in(path: Path, chunk: int = 8192) -> dict | None:
-    """The last readable checkpoint of a file, reading only as much of its tail as needed."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        size = os.fstat(fd).st_size
-        while True:
-            start = max(0, size - chunk)
-            lines = os.pread(fd, size - start, start).splitlines()
-            if start:
-                lines = lines[1:]  # the first line may be cut by the chunk
-            for line in reversed(lines):
-                try:
-                    value = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(value, dict):
-                    return value
-            if not start:
-                return None
-            chunk *= 8
-    finally:
-        os.close(fd)
 
 
 # Ledgers open in this process, for checkpoint_open_ledgers(), with the order they opened in.
@@ -639,7 +520,7 @@ class Ledger:
             "reason": reason,
             "quarantined_to": str(saved.relative_to(self.dir)),
         }
-        _append_line(self.dir / "recovery.jsonl", canonical_json(note) + b"\n")
+        append_line(self.dir / "recovery.jsonl", canonical_json(note) + b"\n")
         os.ftruncate(self._log_fd, offset)
         os.fsync(self._log_fd)
 
@@ -768,7 +649,7 @@ class Ledger:
         checkpoint = {**body, "signature": base64.b64encode(signature).decode()}
         line = canonical_json(checkpoint) + b"\n"
         try:
-            _append_line(self.dir / CHECKPOINTS_FILE, line)
+            append_line(self.dir / CHECKPOINTS_FILE, line)
         except OSError as exc:
             raise LedgerError(f"cannot write {self.dir / CHECKPOINTS_FILE}: {exc}") from exc
         self._signed_size = max(self._signed_size, tree_size)
@@ -784,7 +665,7 @@ class Ledger:
         if last_checkpoint_in(path) == checkpoint:
             return
         try:
-            _append_line(path, canonical_json(checkpoint) + b"\n", mode=0o644)
+            append_line(path, canonical_json(checkpoint) + b"\n", mode=0o644)
         except OSError as exc:
             raise LedgerError(f"cannot write the witness {path}: {exc}") from exc
 

@@ -28,14 +28,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audit.checkpoint_files import CHECKPOINTS_FILE, read_checkpoint_lines
 from audit.guard import scan_for_identifiers
-from audit.ledger import (
-    CHECKPOINTS_FILE,
-    DEFAULT_CHECKPOINT_EVERY,
-    LedgerError,
-    index_of,
-    read_checkpoint_lines,
-)
+from audit.ledger import DEFAULT_CHECKPOINT_EVERY, LedgerError, index_of
 from audit.records import RecordError, decode_record
 from audit.verifier import (
     EMPTY_ROOT,

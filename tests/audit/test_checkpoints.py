@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from audit import Ledger, LedgerError, LedgerSettings, checkpoint_open_ledgers, ledgers_opened
-from audit.ledger import read_checkpoint_lines
+from audit.checkpoint_files import read_checkpoint_lines
 from audit.verify import verify_ledger
 from tests.audit.helpers import sample_event
 

@@ -107,7 +107,7 @@ def _tear_the_unacknowledged_tail(ledger_dir: Path, witness: Path, acked: Path, 
     """Leave what a kill (or power cut) in the middle of a write leaves: the log cut at a
     random byte after everything acknowledged or covered by a checkpoint. Returns the ids of
     the complete entries that went with it (never acknowledged, so they may be lost)."""
-    from audit.ledger import last_checkpoint_in
+    from audit.checkpoint_files import last_checkpoint_in
     from audit.records import decode_record
 
     acknowledged = [index_of(i) for line in acked.read_text().splitlines() for i in json.loads(line)["ids"]]
