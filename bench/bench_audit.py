@@ -1,6 +1,6 @@
 """Benchmark of the audit ledger: durable append throughput and proofs in a big ledger.
 
-    .venv/bin/python bench/bench_audit.py [--events 20000] [--big 1000000] [--repeats 3] [--dir DIR]
+    .venv/bin/python bench/bench_audit.py [--events 20000] [--big 1000000] [--repeats 3] [--checkpoint-samples 200] [--dir DIR]
 
 Prints figures; bench/RESULTS-audit.md records a run. Every append is fsynced before it
 returns (group commit across threads, one fsync per append_many batch). Appends are
@@ -82,6 +82,28 @@ def bench_appends(root: Path, key: Path, n: int, repeats: int) -> None:
     for label in dict.fromkeys(label for label, _ in runs):
         b, d = statistics.median(runs[(label, base)]), statistics.median(runs[(label, default)])
         print(f"{label:<44} {b:>9,.0f} {d:>9,.0f} {d / b:6.3f}")
+
+
+def bench_checkpoint_cost(root: Path, key: Path, samples: int) -> None:
+    """One append() and one checkpoint (sign + ledger file + witness, each fsynced),
+    alternating: the cost of a checkpoint in appends, whatever the machine's load."""
+    default = list(CONFIGS)[1]
+    with open_ledger(root, key, default, "checkpoint-cost") as led:
+        led.checkpoint_every, led.checkpoint_seconds = 0, 0  # only the explicit ones below
+        appends, checkpoints = [], []
+        for i in range(samples):
+            t = time.perf_counter()
+            led.append(event(i))
+            appends.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            led.checkpoint()
+            checkpoints.append(time.perf_counter() - t)
+    a, c = statistics.median(appends), statistics.median(checkpoints)
+    print(f"-- {samples} x (append(), checkpoint()) alternating, default settings with a witness")
+    print(f"  append(): median {a * 1e3:.2f} ms; checkpoint(): median {c * 1e3:.2f} ms "
+          f"= {c / a:.2f} appends")
+    print(f"  so one checkpoint per 100 appends costs {c / (100 * a):.1%} of one thread's "
+          "append() time, and one per append_many(100) batch adds one checkpoint to one fsync")
 
 
 def _append_rates(root: Path, key: Path, n: int, config: str) -> dict[str, float]:
@@ -169,12 +191,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--big", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3, help="rounds of the append comparison")
+    parser.add_argument("--checkpoint-samples", type=int, default=200)
     parser.add_argument("--dir", type=Path, default=None, help="keep the ledgers here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
         key = new_key(root / "audit-signing.key")
-        bench_appends(root, key, args.events, args.repeats)
+        bench_checkpoint_cost(root, key, args.checkpoint_samples)
+        if args.events:
+            bench_appends(root, key, args.events, args.repeats)
         if args.big:
             bench_big(root, key, args.big)
 
