@@ -1,13 +1,15 @@
 """audit: the tamper-evident ledger (see docs/CONTRACTS.md "Audit events" and docs/AUDIT.md).
 
-Public surface:
+Public surface (joinedup opens the ledger with `Home.open_ledger()`, which does the first line):
     LedgerSettings.from_table(home.settings["audit"], home.root).open(ledger_dir, key_path)
         -> Ledger   (checkpoint interval, witness directory; validated, LedgerError if bad)
     Ledger(ledger_dir, signing_key_path, checkpoint_every=, checkpoint_seconds=, witness=)
     Ledger.append(event) -> event_id   durable on return; identifier-like values are stored
         redacted (never raised); EventRejected only for a malformed event
     Ledger.append_many, checkpoint, close, inclusion_proof, consistency_proof, events, get
-    checkpoint_open_ledgers(ledgers_opened() mark)   the CLI (end of every command) and the server (shutdown) call it
+    checkpoint_open_ledgers(mark from ledgers_opened())   called by the CLI at the end of
+        every command and by the server at shutdown
+    EventRejected: a malformed event (a bug in the caller)
     find_identifiers(fields) -> [Finding]   check a request's free-text/code fields BEFORE acting
     redact_identifiers(value) -> (value, [Finding])
     verify_ledger(ledger_dir, public_key_pem, trusted, checkpoint_every, witness) -> VerifyResult
