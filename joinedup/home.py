@@ -100,9 +100,9 @@ class Home:
 
         return LedgerSettings.from_table(self.settings.get("audit"), base_dir=self.root)
 
-    def open_ledger(self, signed: bool = True):
+    def open_ledger(self):
         """The audit ledger with this home's checkpoint settings and witness."""
-        return self.ledger_settings.open(self.ledger_dir, self.signing_key_path("audit") if signed else None)
+        return self.ledger_settings.open(self.ledger_dir, self.signing_key_path("audit"))
 
     def config_file(self, name: str) -> Path:
         """A configuration document: the home's copy, else the shipped default."""
