@@ -8,7 +8,8 @@ What the standard `csv` module lets through silently, and what this module does 
 - a duplicated or unnamed header column (a DictReader keeps the last one): an error naming
   the columns;
 - a row with more or fewer values than the header: a reject of that row (the DictReader
-  pads with None or hides extras under a None key);
+  pads with None or hides extras under a None key); a row that repeats the header (two
+  files joined together): a reject;
 - bytes that are not UTF-8: an error naming the row, the line and the column (the text
   decoder fails a whole buffer ahead, so its error named the wrong row). A wrongly encoded
   file is an error, not a few rejects: rejecting only the rows with accented names would
@@ -107,6 +108,7 @@ def data_rows(table: CsvTable, rejects: RejectSink) -> Iterator[tuple[int, list[
 def _rows_with_lines(table: CsvTable, rejects: RejectSink) -> Iterator[tuple[int, int, list[str]]]:
     """(row number, first line, values) of rows with the header's width; others rejected."""
     path, reader, width = table.path, table.reader, len(table.header)
+    header = table.header
     row_number = 0
     last_line = reader.line_num
     while True:
@@ -121,6 +123,10 @@ def _rows_with_lines(table: CsvTable, rejects: RejectSink) -> Iterator[tuple[int
         last_line = reader.line_num
         if len(values) == width:
             row_number += 1
+            if values[0].strip() == header[0] and [v.strip() for v in values] == header:
+                # Two extracts concatenated: the second one's header is not a person.
+                rejects(RowReject(row_number, "(row)", "repeats the header row (files joined together?)"))
+                continue
             yield row_number, first_line, values
             continue
         if not values or (len(values) == 1 and not values[0].strip()):
@@ -146,7 +152,8 @@ def _malformed(path: Path, row_number: int, first_line: int, line: int, exc: csv
             f"{path}: row {row_number} (line {first_line}): a field runs past line {line} and over "
             f"{csv.field_size_limit()} characters: an unterminated quote?"
         )
-    return f"{path}: row {row_number} (line {first_line}): malformed CSV: {exc}"
+    spans = f" (the row runs from line {first_line} to {line}: an unterminated quote?)" if line > first_line else ""
+    return f"{path}: row {row_number} (line {first_line}): malformed CSV: {exc}{spans}"
 
 
 def _check_decoded(table: CsvTable, chunk: list[tuple[int, int, list[str]]]) -> None:

@@ -335,7 +335,9 @@ def _valid_value(column: sa.Column) -> sa.ColumnElement:
     """SQLite keeps any value in any column: the condition that the column holds its type."""
     kind = column.type
     if isinstance(kind, sa.Date):
-        ok = sa.and_(sa.func.typeof(column) == "text", sa.func.date(column) == column)
+        # A modifier makes SQLite normalise the date ('2024-02-30' -> '2024-03-01'), so
+        # only a real calendar date in YYYY-MM-DD equals its own normal form.
+        ok = sa.and_(sa.func.typeof(column) == "text", sa.func.date(column, "+0 days") == column)
     elif isinstance(kind, sa.Numeric):
         ok = sa.func.typeof(column).in_(("integer", "real"))
     elif isinstance(kind, sa.Boolean):
