@@ -13,7 +13,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,7 +25,13 @@ import pyarrow.parquet as pq
 
 from connectors.columnar import ColumnarEncoder, EncodedBatch
 from connectors.content import encrypt_batch, indicators_json
-from connectors.files import replace_dir_atomically, sha256_file
+from connectors.files import (
+    OutputBusy,
+    make_tree_private,
+    replace_dir_atomically,
+    sha256_file,
+    staging_dir,
+)
 from connectors.keys import KeyRing
 from connectors.mapping import Mapping
 from connectors.parallel import encode_in_order
@@ -131,18 +136,17 @@ def pseudonymise_extract(
     _check_replaceable(out)
     mapping = effective_mapping(kind, mapping_override)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
-    tmp.mkdir()
+    # The staging directory is owner-only; leftovers of killed runs are removed first.
     try:
-        manifest = _write_extract(
-            tmp, keyring, kind, source_name, str(input), mapping, settings, progress, batch_size,
-            workers,
-        )
-        replace_dir_atomically(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with staging_dir(out) as tmp:
+            manifest = _write_extract(
+                tmp, keyring, kind, source_name, str(input), mapping, settings, progress, batch_size,
+                workers,
+            )
+            make_tree_private(tmp)  # files 0600 (pyarrow and csv write with the umask's modes)
+            replace_dir_atomically(tmp, out)
+    except OutputBusy as exc:
+        raise ExtractError(str(exc)) from exc
     return manifest
 
 

@@ -127,6 +127,7 @@ def test_the_corpus_covers_every_kind_and_both_outcomes():
     assert len({c.id for c in CASES}) == len(CASES)
 
 
+@pytest.mark.slow  # ~70 runs of the CLI: 1-3 s each
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, synth: Path, home: Path, tmp_path: Path):
     work = tmp_path / "work"
