@@ -237,3 +237,18 @@ def test_a_failed_run_removes_its_staging_directory(tmp_path):
             raise RuntimeError("boom")
     assert leftovers(out) == [] and not out.exists()
     assert tidy_leftovers(out) == []
+
+
+def test_synthetic_sources_are_owner_only_and_a_killed_runs_staging_is_removed(tmp_path, open_umask):
+    from connectors.synth import write_synthetic_sources
+
+    out = tmp_path / "sources"
+    out.mkdir()
+    left = out / ".synth.tmp-0badf00d"  # what a killed run leaves
+    (left / "nhs").mkdir(parents=True)
+    write_synthetic_sources(out, 30, seed=2, workers=1)
+    assert not left.exists()
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    assert mode(out) == 0o700
+    for p in out.rglob("*"):
+        assert mode(p) == (0o700 if p.is_dir() else 0o600), p
