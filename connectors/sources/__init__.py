@@ -57,6 +57,19 @@ class DuplicateIds:
         self.rejects = rejects
         self.first_row: dict[str, int] = {}
 
+    def fresh_batch(self, numbers: list[int], local_ids: list[str | None]) -> bool:
+        """Record a whole batch at once when none of its ids is a duplicate (the usual case,
+        done in C: one dict built, one disjointness test, one update); False, recording
+        nothing, when some may be (then call `fresh` row by row). Readers give ids already
+        stripped (the mapping's pickers strip), as `fresh` compares them."""
+        batch = dict(zip(local_ids, numbers, strict=True))
+        if len(batch) != len(local_ids) or None in batch or "" in batch:
+            return False
+        if not self.first_row.keys().isdisjoint(batch.keys()):
+            return False
+        self.first_row.update(batch)
+        return True
+
     def fresh(self, row_number: int, local_id: str | None) -> bool:
         """True when the row may go on; False (and a reject) for a duplicate."""
         if local_id is None:
@@ -125,6 +138,8 @@ def _unique_batch(
 ) -> Batch:
     local_ids = columns.get("local_id")
     if local_ids is None:
+        return numbers, columns, indicators
+    if ids.fresh_batch(numbers, local_ids):
         return numbers, columns, indicators
     keep = [i for i, (n, v) in enumerate(zip(numbers, local_ids, strict=True)) if ids.fresh(n, v)]
     if len(keep) == len(numbers):

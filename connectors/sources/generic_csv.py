@@ -15,7 +15,7 @@ from pathlib import Path
 from connectors.mapping import FieldSpec, Mapping, MappingError
 from connectors.records import IDENTITY_FIELDS, RejectSink, SourceRecord
 from connectors.sources import SourceError
-from connectors.sources._strict_csv import CsvTable, data_rows, open_csv
+from connectors.sources._strict_csv import CsvTable, data_chunks, data_rows, open_csv
 
 DEFAULT_MAPPING = Mapping()
 
@@ -99,20 +99,8 @@ def _batches(
 ) -> Iterator[tuple[list[int], dict[str, list[str | None]], None]]:
     with table.handle:
         pickers = {name: _column_picker(spec, table.header) for name, spec in mapping.identity.items()}
-        rows: list[list[str]] = []
-        numbers: list[int] = []
-
-        def flush() -> tuple[list[int], dict[str, list[str | None]], None]:
+        for numbers, rows in data_chunks(table, rejects, size):
             cols = {name: pick(rows) for name, pick in pickers.items()}
             if "local_id" not in cols:
                 cols["local_id"] = [str(n) for n in numbers]
-            return numbers, cols, None
-
-        for row_number, values in data_rows(table, rejects):
-            rows.append(values)
-            numbers.append(row_number)
-            if len(rows) >= size:
-                yield flush()
-                rows, numbers = [], []
-        if rows:
-            yield flush()
+            yield numbers, cols, None
