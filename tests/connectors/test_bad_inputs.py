@@ -41,9 +41,9 @@ def home(tmp_path_factory) -> Path:
     return root
 
 
-def extract(home: Path, case: Case, input_: Path, out: Path) -> subprocess.CompletedProcess:
+def extract(home: Path, case: Case, input_: Path, out: Path, *more: str) -> subprocess.CompletedProcess:
     args = [str(JOINEDUP), "extract", "--home", str(home), "--kind", case.kind,
-            "--source-name", f"bad-{case.kind}", "--input", str(input_), "--out", str(out)]
+            "--source-name", f"bad-{case.kind}", "--input", str(input_), "--out", str(out), *more]
     if case.mapping:
         mapping = out.parent / "mapping.toml"
         mapping.write_text(case.mapping)
@@ -155,3 +155,49 @@ def test_bad_input(case: Case, synth: Path, home: Path, tmp_path: Path):
         assert hits and phrase in hits[0]["reason"], (row, field, phrase, rejected)
     baseline = clean_counts(home, synth, case.kind, tmp_path)
     assert counts["rejected"] == baseline["rejected"] + len(case.rejects), (counts, baseline)
+
+
+# A mapping is configuration: a bad one fails on load, naming the file and the key, before
+# any row is read (a mistyped date format would otherwise drop every date of birth).
+BAD_MAPPINGS = [
+    ("unknown-table", "[identiy]\nlocal_id = 'rec_id'\n", "unknown table(s) ['identiy']"),
+    ("unknown-field", "[identity]\nshoe_size = 'x'\n", "unknown identity field(s) ['shoe_size']"),
+    ("format-not-a-date", "[identity]\ndate_of_birth = { column = 'dob', format = '%d/%m' }\n",
+     "does not hold a whole date"),
+    ("format-unusable", "[identity]\ndate_of_birth = { column = 'dob', format = '%Q' }\n",
+     "not a usable date format"),
+    ("format-not-text", "[identity]\ndate_of_birth = { column = 'dob', format = 5 }\n", "strptime format"),
+    ("validate-not-bool", "[identity]\npostcode = { column = 'pc', validate = 'no' }\n", "true or false"),
+    ("not-toml", "[identity\n", "invalid TOML"),
+]
+
+
+@pytest.mark.parametrize("name, text, phrase", BAD_MAPPINGS, ids=[m[0] for m in BAD_MAPPINGS])
+def test_bad_mapping_is_an_error_naming_the_file(name, text, phrase, home: Path, tmp_path: Path):
+    from tests.connectors.extract_fixtures import person_rows, write_csv
+
+    input_ = write_csv(tmp_path / "people.csv", person_rows(5))
+    case = Case("csv", name, lambda s, w: input_, mapping=text)
+    done = extract(home, case, input_, tmp_path / "extract")
+    assert done.returncode != 0
+    assert "mapping.toml" in done.stderr and phrase in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "extract").exists()
+
+
+def test_rejects_and_counts_are_the_same_with_two_encoding_workers(synth: Path, home: Path, tmp_path: Path):
+    """Reader rejects are written by the main process while workers encode: same outcome."""
+    case = next(c for c in CASES if c.id == "dwp-duplicate-local-ids")
+    work = tmp_path / "work"
+    work.mkdir()
+    input_ = case.make(synth, work)
+    results = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"extract-{workers}"
+        done = extract(home, case, input_, out, "--workers", workers)
+        assert done.returncode == 0, done.stderr
+        counts = check_complete(case, input_, out)
+        rows = sorted((r["row_number"], r["field"], r["reason"]) for r in rejected_rows(out))
+        results.append((counts, rows))
+    assert results[0] == results[1]
+    assert ("9", "local_id", "duplicate local id (first at row 2)") in results[0][1]
