@@ -91,3 +91,31 @@ def test_postgres_duplicate_person_refs_are_rejected_through_the_cli(postgres_ds
         rejects = [r for r in csv.DictReader(fh) if r["action"] == "rejected"]
     assert {"row_number": "4", "field": "local_id", "reason": "duplicate local id (first at row 3)",
             "action": "rejected"} in rejects
+
+
+def test_postgres_columns_of_other_types_are_read_or_rejected_by_type(postgres_dsn, tmp_path):
+    """A council whose date of birth is a real DATE column reads as the text one does; a
+    name column holding bytes rejects each row, naming the column; nothing goes missing."""
+    from connectors.records import RowReject
+
+    write_synthetic_sources(tmp_path / "pg", 60, seed=6, council_dsn=postgres_dsn)
+    before = list(read_records("council", postgres_dsn))
+    engine = sa.create_engine(postgres_dsn)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM residents WHERE date_of_birth !~ '^\\d{4}-\\d{2}-\\d{2}$' "
+                             "OR to_char(to_date(date_of_birth, 'YYYY-MM-DD'), 'YYYY-MM-DD') <> date_of_birth"))
+        conn.execute(sa.text("ALTER TABLE residents ALTER COLUMN date_of_birth TYPE date USING date_of_birth::date"))
+    kept = list(read_records("council", postgres_dsn))
+    assert 0 < len(kept) <= len(before)
+    by_id = {r.identity["local_id"]: r for r in before}
+    assert all(r.identity == by_id[r.identity["local_id"]].identity for r in kept)
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE residents ALTER COLUMN forename TYPE bytea USING convert_to(forename, 'UTF8')"))
+        with_forename = conn.execute(sa.text("SELECT count(*) FROM residents WHERE forename IS NOT NULL")).scalar_one()
+    engine.dispose()
+    rejects: list[RowReject] = []
+    records = list(read_records("council", postgres_dsn, rejects=rejects.append))
+    assert len(records) + len(rejects) == len(kept)
+    assert len(rejects) == with_forename > 0
+    assert {(r.field, r.reason) for r in rejects} == {("residents.forename", "stored as bytes, expected text")}
