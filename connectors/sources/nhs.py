@@ -76,6 +76,8 @@ DEFAULT_MAPPING: Mapping = mapping_from_dict(
 # A cheap look at the head of every file before streaming, so a stray non-FHIR file in
 # the directory fails the whole read up front rather than half-way through.
 _BUNDLE_HEAD = re.compile(rb'"resourceType"\s*:\s*"Bundle"')
+# A FHIR date, or the date part of a dateTime.
+_FHIR_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?(?:T.*)?$")
 
 
 def _files(input: str) -> list[Path]:
@@ -225,10 +227,14 @@ def _date(value: Any, field: str) -> date | None:
     text = _string(value, field)
     if text is None:
         return None
+    m = _FHIR_DATE.match(text)
     try:
-        return date.fromisoformat(text[:10])
+        if m is None:
+            raise ValueError
+        # A partial date (FHIR allows "2024" and "2024-05") counts from its first day.
+        return date(int(m[1]), int(m[2] or 1), int(m[3] or 1))
     except ValueError:
-        raise Malformed(field, "not a date (YYYY-MM-DD)") from None
+        raise Malformed(field, "not a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD)") from None
 
 
 def _codes(concept: Any, field: str) -> list[str]:

@@ -277,6 +277,15 @@ def _episode_period_as_string(doc: dict) -> None:
     _evidence_of(doc, 6, "EpisodeOfCare")["period"] = "2024-01-01/2024-06-01"
 
 
+def _condition_recorded_partially(doc: dict) -> None:
+    _evidence_of(doc, 9, "Condition")["recordedDate"] = "2023-04"  # a valid FHIR partial date
+
+
+def _episode_end_impossible(doc: dict) -> None:
+    episode = _evidence_of(doc, 10, "EpisodeOfCare")
+    episode["period"] = {"start": "2023-01-10", "end": "2023-02-30"}
+
+
 def _entry_not_an_object(doc: dict) -> None:
     doc["entry"].insert(3, "Patient/123")
 
@@ -304,6 +313,9 @@ NHS_CASES = [
          rejects=((5, "Condition.code", "must be an object, not a string"),)),
     Case("nhs", "episode-period-as-a-string", nhs_edit(_episode_period_as_string),
          rejects=((6, "EpisodeOfCare.period", "must be an object, not a string"),)),
+    Case("nhs", "partial-date-is-valid-fhir", nhs_edit(_condition_recorded_partially)),
+    Case("nhs", "episode-end-impossible-date", nhs_edit(_episode_end_impossible),
+         rejects=((10, "EpisodeOfCare.period.end", "not a FHIR date"),)),
     Case("nhs", "entry-not-an-object", nhs_edit(_entry_not_an_object),
          error=("bundle-00001.json", "entry 4", "must be an object")),
     Case("nhs", "reference-not-an-object", nhs_edit(_reference_not_an_object),
