@@ -177,21 +177,26 @@ def bench_pseudonymise(records: int, hardening: str, workers: int) -> None:
           f"largest worker {children.ru_maxrss / 1024:,.0f} MB;  load average {os.getloadavg()[0]:.1f}")
 
 
+def write_input(path: Path, records: int) -> Path:
+    """A CSV of `records` generated identities (outside any timed section)."""
+    gen = Generator()
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(gen.batch(1)[0]))
+        w.writeheader()
+        done = 0
+        while done < records:
+            rows = gen.batch(min(BATCH, records - done))
+            w.writerows(rows)
+            done += len(rows)
+    return path
+
+
 def bench_extract(records: int, workers: int) -> None:
     from connectors.extract import pseudonymise_extract
 
     keyring = KeyRing(os.urandom(32), "bench")
-    gen = Generator()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "in.csv"
-        with path.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(gen.batch(1)[0]))
-            w.writeheader()
-            done = 0
-            while done < records:
-                rows = gen.batch(min(BATCH, records - done))
-                w.writerows(rows)
-                done += len(rows)
+        path = write_input(Path(tmp) / "in.csv", records)
         t0 = time.perf_counter()
         manifest = pseudonymise_extract(keyring, "csv", "bench", str(path), None, Path(tmp) / "out",
                                         workers=workers)
@@ -234,18 +239,9 @@ def bench_reader(records: int) -> None:
     from connectors.mapping import Mapping
     from connectors.sources import read_batches
 
-    gen = Generator()
     rejects: list = []
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "in.csv"
-        with path.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(gen.batch(1)[0]))
-            w.writeheader()
-            done = 0
-            while done < records:
-                rows = gen.batch(min(BATCH, records - done))
-                w.writerows(rows)
-                done += len(rows)
+        path = write_input(Path(tmp) / "in.csv", records)
         runs = {
             "lenient (baseline)": lambda: _lenient_batches(path, BATCH),
             "strict": lambda: (c for _, c, _ in read_batches("csv", str(path), Mapping(), BATCH, rejects.append)),

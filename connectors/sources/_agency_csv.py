@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from pathlib import Path
 
-from connectors.mapping import Mapping, MappingError
+from connectors.mapping import Mapping
 from connectors.records import IDENTITY_FIELDS, Indicator, RejectSink, RowReject, SourceRecord
 from connectors.sources import SourceError
-from connectors.sources._strict_csv import CsvTable, data_rows, open_csv
+from connectors.sources._strict_csv import CsvTable, data_rows, open_csv, require_mapped_columns
 
 RowIndicators = Callable[[dict[str, str]], list[Indicator]]
 
@@ -50,18 +50,14 @@ def read_csv(
 ) -> Iterator[SourceRecord]:
     """Records of an agency CSV file; SourceError before any record for a bad header."""
     path = Path(input)
-    table = open_csv(path)
-    try:
-        missing = sorted(set(required) - set(table.header))
+
+    def check(header: list[str]) -> None:
+        missing = sorted(set(required) - set(header))
         if missing:
             raise SourceError(f"{path}: not a {kind} extract: missing column(s) {', '.join(missing)}")
-        try:
-            mapping.check_columns(table.header, str(path))
-        except MappingError as exc:
-            raise SourceError(str(exc)) from exc
-    except BaseException:
-        table.close()
-        raise
+        require_mapped_columns(mapping, header, path)
+
+    table = open_csv(path, check)
     return _rows(table, mapping, indicators, rejects)
 
 

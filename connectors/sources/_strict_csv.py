@@ -23,12 +23,13 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from connectors.mapping import Mapping, MappingError
 from connectors.records import RejectSink, RowReject
 from connectors.sources import SourceError
 
@@ -53,8 +54,9 @@ class CsvTable:
         self.handle.close()
 
 
-def open_csv(path: Path) -> CsvTable:
-    """Open `path` and check its header; SourceError naming the file when it cannot be used."""
+def open_csv(path: Path, check: Callable[[list[str]], None] | None = None) -> CsvTable:
+    """Open `path` and check its header (then `check(header)`, the reader's own checks);
+    SourceError naming the file when it cannot be used, with the file closed again."""
     try:
         handle = path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
@@ -83,10 +85,20 @@ def open_csv(path: Path) -> CsvTable:
             seen.setdefault(name, k)
         if duplicated:
             raise SourceError(f"{path}: header: duplicate column name(s) {', '.join(duplicated)}")
+        if check is not None:
+            check(header)
     except BaseException:
         handle.close()
         raise
     return CsvTable(path, header, raw_header, handle, reader, _decodes(path))
+
+
+def require_mapped_columns(mapping: Mapping, header: list[str], path: Path) -> None:
+    """SourceError naming the file when a column the mapping reads is not in the header."""
+    try:
+        mapping.check_columns(header, str(path))
+    except MappingError as exc:
+        raise SourceError(str(exc)) from exc
 
 
 def _decodes(path: Path) -> bool:

@@ -12,10 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from connectors.mapping import FieldSpec, Mapping, MappingError
+from connectors.mapping import FieldSpec, Mapping
 from connectors.records import IDENTITY_FIELDS, RejectSink, SourceRecord
 from connectors.sources import SourceError
-from connectors.sources._strict_csv import CsvTable, data_chunks, data_rows, open_csv
+from connectors.sources._strict_csv import (
+    CsvTable,
+    data_chunks,
+    data_rows,
+    open_csv,
+    require_mapped_columns,
+)
 
 DEFAULT_MAPPING = Mapping()
 
@@ -26,23 +32,20 @@ def _identity_named(header: list[str]) -> Mapping:
 
 def _open(path: Path, mapping: Mapping) -> tuple[CsvTable, Mapping]:
     """Open the file, check its header against the mapping; (table, mapping to use)."""
-    table = open_csv(path)
-    try:
+    chosen = mapping
+
+    def check(header: list[str]) -> None:
+        nonlocal chosen
         if not mapping.identity:
-            mapping = _identity_named(table.header)
-            if len(mapping.identity) <= 1:
+            chosen = _identity_named(header)
+            if len(chosen.identity) <= 1:
                 raise SourceError(
                     f"{path}: no identity columns found (expected columns named like "
                     f"{', '.join(IDENTITY_FIELDS[1:])}, or give --mapping)"
                 )
-        try:
-            mapping.check_columns(table.header, str(path))
-        except MappingError as exc:
-            raise SourceError(str(exc)) from exc
-    except BaseException:
-        table.close()
-        raise
-    return table, mapping
+        require_mapped_columns(chosen, header, path)
+
+    return open_csv(path, check), chosen
 
 
 def read(input: str, mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRecord]:
