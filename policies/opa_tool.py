@@ -69,3 +69,76 @@ def write_bundle_dir(bundle: PolicyBundle, dest: Path, include_tests: bool = Fal
     if include_data:
         (dest / "data.json").write_text(json.dumps(bundle.data, sort_keys=True), encoding="utf-8")
     return dest
+
+
+def free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OpaServer:
+    """`opa run --server` on a loopback port, with console decision logs written to `log_path`
+    (one JSON object a line). Use as a context manager; `stop()` ends it."""
+
+    def __init__(self, log_path: Path, port: int | None = None, opa: Path | None = None,
+                 decision_logs: bool = True):
+        self.port = port or free_loopback_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(log_path)
+        args = [str(opa or opa_binary()), "run", "--server", "--addr", f"127.0.0.1:{self.port}",
+                "--log-format", "json", "--disable-telemetry"]
+        if decision_logs:
+            args += ["--set", "decision_logs.console=true"]
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
+        self._wait_healthy()
+
+    def _wait_healthy(self, timeout: float = 20.0) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"opa exited with {self.process.returncode}: "
+                                   f"{self.log_path.read_text(errors='replace')[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as reply:
+                    if reply.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"opa did not become healthy on {self.url} within {timeout}s")
+
+    def decision_log(self) -> list[dict]:
+        """The decision-log entries written so far (OPA's console logger, "Decision Log")."""
+        entries = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and entry.get("msg") == "Decision Log":
+                entries.append(entry)
+        return entries
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def __enter__(self) -> OpaServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
