@@ -2,7 +2,7 @@
 (`POST /v1/data/joinedup/authz/decision`) through opa-python-client.
 
 - `publish()` uploads this bundle's modules and data documents, and the decision-log mask
-  (policies/opa_server/decision_log_mask.rego), so the server runs exactly the revision named.
+  (policies/server/decision_log_mask.rego), so the server runs exactly the revision named.
 - Decision ids: when the server logs decisions (`--set decision_logs.console=true`, or a
   decision-log service), OPA returns a `decision_id` with each answer; the Decision takes it,
   so the id in OPA's log is the id in the project's ledger.
@@ -28,7 +28,7 @@ from policies.engine import (
     normalise_input,
 )
 
-LOG_MASK = POLICY_DIR / "opa_server" / "decision_log_mask.rego"
+LOG_MASK = POLICY_DIR / "server" / "decision_log_mask.rego"
 UNREACHABLE_REASON = "The policy service did not answer, so the request is refused."
 log = logging.getLogger(__name__)
 
