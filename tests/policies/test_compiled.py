@@ -124,3 +124,17 @@ def test_a_large_input_grows_the_modules_memory():
 def test_no_compiled_policy_at_all(tmp_path: Path):
     with pytest.raises(CompiledPolicyError, match="no readable compiled policy"):
         load_compiled(load_bundle(), tmp_path)
+
+
+def test_the_public_wasmtime_call_decides_the_same(monkeypatch):
+    """The driver's fallback when wasmtime-py lacks the unchecked call."""
+    fast = PolicyEngine.compiled(workers=1)
+    monkeypatch.setattr("policies.wasm_engine._unchecked_call", lambda store, func: None)
+    plain = PolicyEngine.compiled(workers=1)
+    for engine, fast_call in ((plain, False), (fast, True)):
+        instance = engine._take()
+        assert (instance._fast_call is not None) is fast_call
+        engine._idle.put(instance)
+    for request in generate(200, seed=13):
+        prepared = normalise_input(request)
+        assert plain._evaluate(prepared) == fast._evaluate(prepared), request
