@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 from urllib.parse import urlparse
 
@@ -100,8 +101,7 @@ class OpaServerEngine(PolicyEngine):
                 answer = self._query(prepared)
         except PolicyError as exc:
             log.error("policy decision refused: %s", exc)
-            refused = _decision_from(None, prepared, self.bundle_revision)
-            return Decision(False, [UNREACHABLE_REASON], {}, refused.decision_id,
+            return Decision(False, [UNREACHABLE_REASON], {}, uuid.uuid4().hex,
                             self.bundle_revision, prepared, _now(), engine_error=str(exc))
         decision_id = answer.get("decision_id")
         return _decision_from(answer.get("result"), prepared, self.bundle_revision,

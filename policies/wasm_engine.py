@@ -199,10 +199,12 @@ class WasmEngine(PolicyEngine):
         instance = self._take()
         try:
             return instance.evaluate(raw)
-        except PolicyError:
-            raise
-        except Exception as exc:  # a trap in the module: this instance is not reused
+        except Exception as exc:
+            # A module that trapped mid-evaluation is not trusted again: a fresh instance
+            # takes its place in the pool.
             instance = self._new_instance()
+            if isinstance(exc, PolicyError):
+                raise
             raise PolicyError(f"the compiled policy failed: {exc}") from exc
         finally:
             self._idle.put(instance)

@@ -138,3 +138,20 @@ def test_the_public_wasmtime_call_decides_the_same(monkeypatch):
     for request in generate(200, seed=13):
         prepared = normalise_input(request)
         assert plain._evaluate(prepared) == fast._evaluate(prepared), request
+
+
+def test_a_trapping_instance_is_replaced(monkeypatch):
+    engine = PolicyEngine.compiled(workers=1)
+    first = engine._take()
+    engine._idle.put(first)
+
+    def trap(raw: bytes):
+        raise PolicyError("the compiled policy trapped: test")
+
+    monkeypatch.setattr(first, "evaluate", trap)
+    request = {"subject": GOVERNANCE, "action": "audit.verify", "time": NOW}
+    with pytest.raises(PolicyError, match="trapped"):
+        engine.decide(request)
+    assert engine.decide(request).allow  # a fresh instance answered
+    replacement = engine._take()
+    assert replacement is not first
