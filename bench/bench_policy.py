@@ -118,15 +118,15 @@ def _child(name: str, n: int, opa_url: str | None, seed: int, gate, queue) -> No
     for x in inputs[:50]:
         engine.decide(x)
     gate.wait()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for x in inputs:
         engine.decide(x)
-    queue.put((start, time.perf_counter()))
+    queue.put((start, time.perf_counter(), time.process_time() - cpu))
 
 
-def two_processes(name: str, n: int, opa_url: str | None = None) -> float:
+def two_processes(name: str, n: int, opa_url: str | None = None) -> tuple[float, float]:
     """Two processes deciding at once (each its own engine): total decisions/s over the span
-    from the first start to the last end."""
+    from the first start to the last end, and the CPU microseconds a decision took in them."""
     context = multiprocessing.get_context("spawn")
     gate, queue = context.Barrier(2), context.Queue()
     procs = [context.Process(target=_child, args=(name, n, opa_url, k, gate, queue)) for k in range(2)]
@@ -135,7 +135,8 @@ def two_processes(name: str, n: int, opa_url: str | None = None) -> float:
     spans = [queue.get() for _ in procs]
     for p in procs:
         p.join()
-    return 2 * n / (max(e for _, e in spans) - min(s for s, _ in spans))
+    rate = 2 * n / (max(e for _, e, _ in spans) - min(s for s, _, _ in spans))
+    return rate, sum(c for _, _, c in spans) / (2 * n) * 1e6
 
 
 def check_parity(n: int, names: list[str], opa_url: str | None) -> int:
@@ -237,11 +238,13 @@ def main() -> int:
             one = one_process(name, n, server.url)
             if name == "opa-server":  # the server's CPU is part of each decision's cost
                 one["cpu"] += _process_cpu(server.process.pid) - opa_cpu0
-            both = two_processes(name, n, server.url)
+            both, both_cpu = two_processes(name, n, server.url)
             rows[name] = {"one": one["rate"], "cpu_us": one["cpu"] / n * 1e6, "two": both,
                           "allowed": f"{one['allowed']}/{n}"}
             print(f"{name:12s} 1 process: {one['rate']:8,.0f} decisions/s, {rows[name]['cpu_us']:6.0f} us CPU each "
-                  f"({one['allowed']}/{n} allowed); 2 processes: {both:8,.0f} decisions/s")
+                  f"({one['allowed']}/{n} allowed); 2 processes: {both:8,.0f} decisions/s "
+                  f"({both_cpu:.0f} us CPU each in the clients"
+                  f"{'; plus the server' if name == 'opa-server' else ''})")
     base = rows["regopy"]
     print("\nengine        2 cores (decisions/s)  x regopy   CPU us/decision  x regopy (less CPU)")
     for name, row in rows.items():
