@@ -1,13 +1,20 @@
-"""Policy decision throughput: the embedded engine (regopy bundle) and the OPA adapter's
-overhead against a local stand-in of OPA's REST API (no OPA binary can be installed here; the
-stand-in evaluates with regopy, so the figure is the adapter's HTTP + JSON overhead).
+"""Policy decisions per second and CPU per decision, engine by engine, in one run:
 
-Besides wall-clock rates it prints CPU time per decision (the machine is shared, so wall
-figures move with other people's load), where the time goes (input conversion, query,
-output), the same requests through the reference policies (tests/policies/reference, the
-policies before the indexed fast path) and a trivial one-line policy as the engine's floor.
+- regopy (the engine that needs no build; the baseline of every ratio below);
+- the compiled engine (policies/compiled/: OPA-built WebAssembly run by wasmtime; the
+  default, `[policy] engine = "embedded"`);
+- the same module run by opa-py-wasm (the maintained OPA Wasm SDK on wasmtime), if installed:
+  the other runtime the compiled engine was chosen against;
+- an OPA server (`opa run --server` on loopback, built by scripts/opa.sh) through the adapter.
 
-Run: .venv/bin/python bench/bench_policy.py [--n 3000]
+Each engine decides the same distinct requests (summaries with and without consent,
+referrals, area counts) on one process, then on two processes at once (both cores). CPU per
+decision is the process's user + system time (for the OPA server: the client's and the
+server's together), so it holds on a shared machine where wall-clock rates move with other
+people's load. Then the summary API (`POST /v1/summaries`, bench/bench_service.py's home,
+server and load generator) is driven closed-loop with the default engine and with regopy.
+
+Run: .venv/bin/python bench/bench_policy.py [--n 4000] [--service-seconds 20] [--no-service]
 """
 
 from __future__ import annotations
@@ -18,22 +25,21 @@ import multiprocessing
 import os
 import secrets
 import sys
-import threading
 import time
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from policies import PolicyEngine  # noqa: E402
-from policies.engine import _decision_from, _first_expression, normalise_input, rego_input_from  # noqa: E402
-
-REFERENCE_DIR = Path(__file__).resolve().parents[1] / "tests" / "policies" / "reference"
+from policies.engine import normalise_input  # noqa: E402
 
 ADVISER = {"id": "u1", "role": "adviser", "organisation": "csc-margate"}
+BAR, GOAL = 5_000, 20_000  # decisions/s on 2 cores with the default engine (issue 14)
 
 
-def make_inputs(n: int) -> list[dict]:
+def make_inputs(n: int, seed: int = 0) -> list[dict]:
     """Varied, distinct requests: summaries with and without consent, referrals, counts."""
     out = []
     for i in range(n):
@@ -59,208 +65,219 @@ def make_inputs(n: int) -> list[dict]:
     return out
 
 
-def run_embedded(n: int, engine=None) -> tuple[float, float, int]:
-    """(decisions/s by the wall clock, CPU seconds per decision, allowed) for one thread."""
-    engine = engine or PolicyEngine.embedded()
-    inputs = make_inputs(n)
-    engine.decide(inputs[0])
+# --- engines -------------------------------------------------------------------------------
+
+class OpaPyWasmEngine(PolicyEngine):
+    """The committed module through opa-py-wasm (for comparison only; not a dependency)."""
+
+    def __init__(self) -> None:
+        from opapywasm import OpaWasmPolicy, PolicyConfig
+
+        from policies.bundle import DECISION_PATH, load_bundle
+        from policies.compiled import load_compiled
+
+        bundle = load_bundle()
+        self.bundle_revision = bundle.revision
+        self._policy = OpaWasmPolicy.from_wasm_bytes(
+            load_compiled(bundle).wasm,
+            PolicyConfig(pool_size=1, default_entrypoint=DECISION_PATH, eval_timeout_seconds=None))
+        self._policy.set_data(bundle.data)
+
+    def _evaluate(self, prepared: dict) -> object:
+        result = self._policy.evaluate(prepared)
+        return result if isinstance(result, dict) else None
+
+
+def make_engine(name: str, opa_url: str | None = None) -> PolicyEngine:
+    if name == "regopy":
+        return PolicyEngine.embedded(workers=1)
+    if name == "compiled":
+        return PolicyEngine.compiled(workers=1)
+    if name == "opa-py-wasm":
+        return OpaPyWasmEngine()
+    if name == "opa-server":
+        return PolicyEngine.opa(opa_url, timeout=10)
+    raise ValueError(name)
+
+
+def one_process(name: str, n: int, opa_url: str | None = None, seed: int = 0) -> dict:
+    """Decide n requests one after another: decisions/s (wall), CPU seconds, allowed."""
+    engine = make_engine(name, opa_url)
+    inputs = make_inputs(n, seed)
+    for x in inputs[:50]:  # warm up (first instance, connection, caches)
+        engine.decide(x)
     start, cpu = time.perf_counter(), time.process_time()
     allowed = sum(engine.decide(x).allow for x in inputs)
-    return n / (time.perf_counter() - start), (time.process_time() - cpu) / n, allowed
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"rate": n / wall, "cpu": cpu, "wall": wall, "allowed": allowed}
 
 
-def run_threads(n: int, threads: int) -> float:
-    """One engine shared by several threads (each borrows its own evaluator)."""
-    engine = PolicyEngine.embedded(workers=threads)
-    inputs = make_inputs(n * threads)
-    gate = threading.Barrier(threads + 1)
-
-    def work(k: int) -> None:
-        engine.decide(inputs[k])  # make this thread's evaluator before the clock starts
-        gate.wait()
-        for x in inputs[k::threads]:
-            engine.decide(x)
-
-    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
-    for t in pool:
-        t.start()
+def _child(name: str, n: int, opa_url: str | None, seed: int, gate, queue) -> None:
+    engine = make_engine(name, opa_url)
+    inputs = make_inputs(n, seed)
+    for x in inputs[:50]:
+        engine.decide(x)
     gate.wait()
-    start = time.perf_counter()
-    for t in pool:
-        t.join()
-    return n * threads / (time.perf_counter() - start)
+    start, cpu = time.perf_counter(), time.process_time()
+    for x in inputs:
+        engine.decide(x)
+    queue.put((start, time.perf_counter(), time.process_time() - cpu))
 
 
-def _worker(n: int, queue) -> None:
-    queue.put(run_embedded(n)[0])
-
-
-def in_processes(target, args: tuple, workers: int) -> float:
-    """Run target(*args, queue) in `workers` processes at once; the sum of the rates they put."""
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    procs = [context.Process(target=target, args=(*args, queue)) for _ in range(workers)]
+def two_processes(name: str, n: int, opa_url: str | None = None) -> tuple[float, float]:
+    """Two processes deciding at once (each its own engine): total decisions/s over the span
+    from the first start to the last end, and the CPU microseconds a decision took in them."""
+    context = multiprocessing.get_context("spawn")
+    gate, queue = context.Barrier(2), context.Queue()
+    procs = [context.Process(target=_child, args=(name, n, opa_url, k, gate, queue)) for k in range(2)]
     for p in procs:
         p.start()
-    rates = [queue.get() for _ in procs]
+    spans = [queue.get() for _ in procs]
     for p in procs:
         p.join()
-    return sum(rates)
+    rate = 2 * n / (max(e for _, e, _ in spans) - min(s for s, _, _ in spans))
+    return rate, sum(c for _, _, c in spans) / (2 * n) * 1e6
 
 
-def run_processes(n: int, workers: int) -> float:
-    return in_processes(_worker, (n,), workers)
-
-
-def time_pieces(n: int) -> dict[str, float]:
-    """CPU microseconds per decision spent in each step of EmbeddedEngine.decide."""
-    from regopy.rego_shared import rego, rego_output_string
-
-    engine = PolicyEngine.embedded()
-    interpreter, compiled = engine._take_evaluator()
-    entry = engine._entrypoint
-    totals = dict.fromkeys(("normalise", "input conversion", "query", "output", "decision object"), 0.0)
-    clock = time.process_time
-    for x in make_inputs(n):
-        t0 = clock()
+def check_parity(n: int, names: list[str], opa_url: str | None) -> int:
+    """Differences in (allow, reasons, obligations) against regopy over n requests."""
+    engines = {name: make_engine(name, opa_url) for name in names}
+    differences = 0
+    for x in make_inputs(n, seed=99):
         prepared = normalise_input(x)
-        t1 = clock()
-        handle = rego_input_from(prepared)
-        rego.regoSetInput(interpreter._impl, handle)
-        rego.regoFreeInput(handle)
-        t2 = clock()
-        out = rego.regoBundleQueryEntrypoint(interpreter._impl, compiled._impl, entry)
-        t3 = clock()
-        raw = _first_expression(rego_output_string(out))
-        rego.regoFreeOutput(out)
-        t4 = clock()
-        _decision_from(raw, prepared, engine.bundle_revision)
-        t5 = clock()
-        for key, a, b in zip(totals, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5), strict=True):
-            totals[key] += b - a
-    return {k: v / n * 1e6 for k, v in totals.items()}
+        answers = {json.dumps(e._evaluate(prepared), sort_keys=True) for e in engines.values()}
+        differences += len(answers) > 1
+    return differences
 
 
-def trivial_policy_floor(n: int) -> float:
-    """CPU microseconds for a bundle query of a one-line policy (`x := input.action`)."""
-    import regopy
-    from regopy.rego_shared import rego, rego_output_string
+# --- the summary API ---------------------------------------------------------------------
 
-    build = regopy.Interpreter()
-    build.add_module("floor.rego", "package floor\n\nx := input.action\n")
-    compiled = build.build(None, ["floor/x"])
-    runner = regopy.Interpreter()
-    runner.set_input(normalise_input(make_inputs(1)[0]))
-    start = time.process_time()
-    for _ in range(n):
-        out = rego.regoBundleQueryEntrypoint(runner._impl, compiled._impl, b"floor/x")
-        json.loads(rego_output_string(out))
-        rego.regoFreeOutput(out)
-    return (time.process_time() - start) / n * 1e6
+def set_engine(home_dir: Path, engine: str) -> None:
+    import tomllib
+
+    import tomli_w
+
+    path = home_dir / "joinedup.toml"
+    settings = tomllib.loads(path.read_text())
+    settings.setdefault("policy", {})["engine"] = engine
+    path.write_text(tomli_w.dumps(settings))
 
 
-# The least a decision could be in regopy: only the checks an allowed summary request must
-# pass, in one flat rule over the same data (no reasons for a refusal, no withheld
-# categories, no other action). Not a policy anyone should ship; a floor for the engine.
-FLAT_ALLOW_ONLY = """package flat
+def service_throughput(home_dir: Path, token: str, people: list[dict], engine: str,
+                       seconds: float, clients: int = 20, workers: int = 2) -> dict:
+    """Closed-loop POST /v1/summaries against `joinedup serve` with this engine."""
+    import subprocess
 
-x := {"allow": true, "obligations": {"categories": sort(object.keys(cats)), "sources": sort(object.keys(srcs))}} if {
-	data.indexes.grants[input.subject.role][input.action][input.subject.organisation][input.purpose]
-	is_string(input.subject.id)
-	count(input.time) == 20
-	is_string(input.resource.person_key)
-	input.consent.status == "active"
-	input.consent.expires_at > input.time
-	input.purpose in input.consent.purposes
-	input.consent.person_key == input.resource.person_key
-	date := substring(input.time, 0, 10)
-	some id, span in data.indexes.agreements_for[input.subject.organisation][input.purpose]
-	span[0] <= date
-	date <= span[1]
-	a := data.indexes.agreements[id]
-	cats := object.filter(object.filter(a.categories, input.resource.categories), input.consent.categories)
-	srcs := object.filter(a.sources, input.consent.categories)
-}
-"""
+    import httpx
+    from bench_service import _tree_cpu_seconds, free_port
+    from loadgen import encode_post, run_load
 
-
-def _flat_floor_worker(rounds: int, queue) -> None:
-    """Allowed summary requests through FLAT_ALLOW_ONLY: input conversion + query + output,
-    no Python glue. Puts queries per second (wall) on the queue."""
-    import regopy
-    from regopy.rego_shared import rego, rego_output_string
-
-    from policies.bundle import load_bundle
-
-    build = regopy.Interpreter()
-    build.add_data(load_bundle().data)
-    build.add_module("flat.rego", FLAT_ALLOW_ONLY)
-    compiled = build.build(None, ["flat/x"])
-    runner = regopy.Interpreter()
-    inputs = [normalise_input(x) for x in make_inputs(800)
-              if x["action"] == "summary.request" and x["consent"]["status"] == "active"]
-    start = time.perf_counter()
-    for _ in range(rounds):
-        for x in inputs:
-            handle = rego_input_from(x)
-            rego.regoSetInput(runner._impl, handle)
-            rego.regoFreeInput(handle)
-            out = rego.regoBundleQueryEntrypoint(runner._impl, compiled._impl, b"flat/x")
-            if '"allow":true' not in rego_output_string(out).replace(" ", ""):
-                raise AssertionError("the flat rule should allow these requests")
-            rego.regoFreeOutput(out)
-    queue.put(rounds * len(inputs) / (time.perf_counter() - start))
-
-
-def flat_floor(processes: int, rounds: int = 8) -> float:
-    return in_processes(_flat_floor_worker, (rounds,), processes)
-
-
-def run_opa(n: int) -> float:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "policies"))
-    from test_engine import _OpaStandIn  # the same stand-in the tests use
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _OpaStandIn)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    set_engine(home_dir, engine)
+    port = free_port()
+    server = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "joinedup"), "serve", "--home", str(home_dir), "--port", str(port),
+         "--no-access-log", "--workers", str(workers)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    requests = [encode_post(f"127.0.0.1:{port}", "/v1/summaries", token,
+                            {"identifiers": p, "purpose": "employment_support"}) for p in people]
     try:
-        engine = PolicyEngine.opa(f"http://127.0.0.1:{server.server_address[1]}")
-        engine.publish()
-        inputs = make_inputs(n)
-        engine.decide(inputs[0])
-        start = time.perf_counter()
-        for x in inputs:
-            engine.decide(x)
-        return n / (time.perf_counter() - start)
+        for _ in range(300):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        run_load("127.0.0.1", port, requests, clients=clients, seconds=3)  # warm every worker
+        cpu0 = _tree_cpu_seconds(server.pid)
+        result = run_load("127.0.0.1", port, requests, clients=clients, seconds=seconds)
+        cpu = _tree_cpu_seconds(server.pid) - cpu0
     finally:
-        server.shutdown()
-        server.server_close()
+        server.terminate()
+        server.wait(timeout=30)
+    ok = result.statuses.get(200, 0)
+    return {"rate": result.count / result.wall, "ok": ok, "count": result.count,
+            "cpu_ms": cpu / max(result.count, 1) * 1000, "p50": result.percentile(50) * 1000,
+            "outcomes": dict(result.outcomes)}
 
 
-def main() -> None:
+# --- main --------------------------------------------------------------------------------
+
+def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--n", type=int, default=4000, help="decisions per process per engine")
+    parser.add_argument("--opa-n", type=int, default=2000, help="decisions per process for the OPA server")
+    parser.add_argument("--service-seconds", type=float, default=20)
+    parser.add_argument("--people", type=int, default=2000)
+    parser.add_argument("--no-service", action="store_true")
+    parser.add_argument("--home", type=Path, default=ROOT / "bench" / "out" / "policy-service-home")
     args = parser.parse_args()
-    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    rate, cpu, allowed = run_embedded(args.n)
-    print(f"embedded, 1 process, 1 thread: {rate:,.0f} decisions/s ({1000 / rate:.3f} ms each; "
-          f"{cpu * 1e6:.0f} us CPU each = {1 / cpu:,.0f}/s per CPU-second; {allowed}/{args.n} allowed)")
-    ref_rate, ref_cpu, _ = run_embedded(args.n, PolicyEngine.embedded(REFERENCE_DIR, REFERENCE_DIR.parents[2] / "policies" / "data"))
-    print(f"  same requests, reference policies (before the fast path): {ref_rate:,.0f} decisions/s "
-          f"({ref_cpu * 1e6:.0f} us CPU each)")
-    pieces = time_pieces(min(args.n, 2000))
-    print("  CPU per decision by step: " + ", ".join(f"{k} {v:.0f} us" for k, v in pieces.items()))
-    print(f"  floor: a one-line policy's bundle query costs {trivial_policy_floor(2000):.0f} us CPU")
-    print(f"  floor: a flat allow-only rule (15 checks, no reasons), input included: "
-          f"{flat_floor(1):,.0f}/s on 1 process, {flat_floor(2):,.0f}/s on 2 processes")
-    threads = run_threads(args.n // 2, 2)
-    print(f"embedded, 1 process, 2 threads sharing one engine: {threads:,.0f} decisions/s in total")
-    both = run_processes(args.n, 2)
-    print(f"embedded, 2 processes: {both:,.0f} decisions/s in total")
-    opa_n = max(200, args.n // 10)
-    opa = run_opa(opa_n)
-    print(f"OPA adapter vs local stand-in: {opa:,.0f} decisions/s ({1000 / opa:.3f} ms each; "
-          f"overhead over embedded {1000 / opa - 1000 / rate:.3f} ms per decision)")
+
+    from policies.opa_tool import OpaServer, opa_version
+
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; "
+          f"OPA {opa_version()}")
+    names = ["regopy", "compiled"]
+    try:
+        import opapywasm  # noqa: F401
+
+        names.append("opa-py-wasm")
+    except ImportError:
+        print("opa-py-wasm: not installed (pip install opa-py-wasm to compare it)")
+    rows: dict[str, dict] = {}
+    out_dir = ROOT / "bench" / "out"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with OpaServer(out_dir / "bench-opa.log", decision_logs=False) as server:
+        setup = PolicyEngine.opa(server.url)
+        setup.publish()
+        differences = check_parity(1000, names + ["opa-server"], server.url)
+        print(f"parity check: {differences} differences in allow/reasons/obligations over 1,000 requests "
+              f"between {', '.join(names + ['opa-server'])}")
+        for name in names + ["opa-server"]:
+            n = args.opa_n if name == "opa-server" else args.n
+            opa_cpu0 = _process_cpu(server.process.pid) if name == "opa-server" else 0.0
+            one = one_process(name, n, server.url)
+            if name == "opa-server":  # the server's CPU is part of each decision's cost
+                one["cpu"] += _process_cpu(server.process.pid) - opa_cpu0
+            both, both_cpu = two_processes(name, n, server.url)
+            rows[name] = {"one": one["rate"], "cpu_us": one["cpu"] / n * 1e6, "two": both,
+                          "allowed": f"{one['allowed']}/{n}"}
+            print(f"{name:12s} 1 process: {one['rate']:8,.0f} decisions/s, {rows[name]['cpu_us']:6.0f} us CPU each "
+                  f"({one['allowed']}/{n} allowed); 2 processes: {both:8,.0f} decisions/s "
+                  f"({both_cpu:.0f} us CPU each in the clients"
+                  f"{'; plus the server' if name == 'opa-server' else ''})")
+    base = rows["regopy"]
+    print("\nengine        2 cores (decisions/s)  x regopy   CPU us/decision  x regopy (less CPU)")
+    for name, row in rows.items():
+        print(f"{name:12s}  {row['two']:20,.0f}  {row['two'] / base['two']:7.1f}x  {row['cpu_us']:15.0f}  "
+              f"{base['cpu_us'] / row['cpu_us']:7.1f}x")
+    default = rows["compiled"]["two"]
+    print(f"default engine (compiled) on 2 cores: {default:,.0f} decisions/s: bar {BAR:,} "
+          f"{'met' if default >= BAR else 'NOT met'}, goal {GOAL:,} {'met' if default >= GOAL else 'not met'}")
+    if args.no_service:
+        return 0 if differences == 0 else 1
+
+    from bench_service import prepare
+
+    token, people = prepare(args.home, args.people)
+    service = {}
+    for engine in ("embedded", "regopy"):
+        service[engine] = service_throughput(args.home, token, people, engine, args.service_seconds)
+        s = service[engine]
+        print(f"summary API, engine={engine}: {s['rate']:,.1f} requests/s closed loop (20 clients, 2 workers), "
+              f"{s['ok']}/{s['count']} ok, server CPU {s['cpu_ms']:.2f} ms/request, p50 {s['p50']:.1f} ms, "
+              f"outcomes {s['outcomes']}")
+    print(f"summary API: default engine / regopy = {service['embedded']['rate'] / service['regopy']['rate']:.2f}x "
+          f"requests/s, {service['regopy']['cpu_ms'] / service['embedded']['cpu_ms']:.2f}x less server CPU a request")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    ok = all(s["ok"] == s["count"] for s in service.values())
+    return 0 if differences == 0 and ok else 1
+
+
+def _process_cpu(pid: int) -> float:
+    from bench_service import _tree_cpu_seconds
+
+    return _tree_cpu_seconds(pid)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

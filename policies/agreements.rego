@@ -33,8 +33,11 @@ covering := data.indexes.agreements_for[input.subject.organisation][request.purp
 	is_string(input.subject.organisation)
 	provider_party
 } else := {id: [a.valid_from, a.valid_to] | some id in scanned; a := data.agreements[id]} if {
-	not is_string(input.subject.organisation)
+	not asker_named
 }
+
+# (`not <rule>` rather than `not is_string(...)`: see asker_named in authz.rego.)
+asker_named if is_string(input.subject.organisation)
 
 # Without a named asker, every agreement for the purpose naming the other parties applies.
 scanned contains id if {

@@ -29,11 +29,11 @@ cases := [
 	{"name": "before any agreement", "input": ask("csc-margate", "2024-06-01T00:00:00Z"), "expect": {"in_force": [], "problems": ["The data-sharing agreement 'dsa-thanet-employment-2026' starts on 2026-01-01.", "The data-sharing agreement 'dsa-thanet-pilot-2025' starts on 2025-01-01."]}},
 ]
 
-test_agreements_in_force if agreements.in_force == as_set(input.expect.in_force)
+check_agreements_in_force if agreements.in_force == as_set(input.expect.in_force)
 
-test_agreement_problems if agreements.problems == as_set(input.expect.problems)
+check_agreement_problems if agreements.problems == as_set(input.expect.problems)
 
-test_shipped_agreements_state_their_lawful_basis if {
+check_shipped_agreements_state_their_lawful_basis if {
 	every _, a in data.agreements {
 		a.lawful_basis.uk_gdpr_article_6 != ""
 		a.lawful_basis.uk_gdpr_article_9 != ""

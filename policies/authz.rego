@@ -58,7 +58,12 @@ role_grants_action if input.action in request.role.actions
 
 # --- who is asking -----------------------------------------------------------------------
 
-request_reasons contains "The request does not say who is asking." if not is_string(input.subject.id)
+request_reasons contains "The request does not say who is asking." if not asker_named
+
+# OPA evaluates a built-in's arguments before `not`: `not is_string(input.subject.id)` is
+# undefined, not true, when input.subject is missing. So every negated test of the input is
+# written as `not <rule>`, which is true whenever the rule is undefined, in every engine.
+asker_named if is_string(input.subject.id)
 
 request_reasons contains msg if {
 	not request.role
@@ -71,10 +76,12 @@ request_reasons contains msg if {
 }
 
 request_reasons contains msg if {
-	not request.organisation.kind in request.role.organisation_kinds
+	not organisation_fits_role
 	request.organisation
 	msg := concat("", ["Someone from ", request.organisation.name, " cannot act as a ", request.role.title, "."])
 }
+
+organisation_fits_role if request.organisation.kind in request.role.organisation_kinds
 
 # A name quoted back in a refusal; anything but a string is shown as empty.
 as_text(x) := x if is_string(x)
@@ -111,10 +118,12 @@ request_reasons contains msg if {
 }
 
 request_reasons contains msg if {
-	not input.action in data.purposes[request.purpose].actions
+	not purpose_allows_action
 	request.action
 	msg := concat("", ["The purpose '", request.purpose, "' does not allow anyone to ", request.action.description, "."])
 }
+
+purpose_allows_action if input.action in data.purposes[request.purpose].actions
 
 # --- about whom --------------------------------------------------------------------------
 
@@ -122,8 +131,10 @@ reasons contains "The request does not name the person it is about." if missing_
 
 missing_person if {
 	request.action.person_level
-	not is_string(input.resource.person_key)
+	not person_named
 }
+
+person_named if is_string(input.resource.person_key)
 
 # A citizen acts only for themselves.
 reasons contains "You can only ask about, or give consent for, yourself." if not_self
@@ -144,8 +155,10 @@ reasons contains "Your organisation has not been referred this person." if not_r
 
 not_referred if {
 	request.action.needs_referral
-	not input.subject.organisation in input.resource.referred_to
+	not referred
 }
+
+referred if input.subject.organisation in input.resource.referred_to
 
 reasons contains msg if {
 	unknown_provider
@@ -154,8 +167,10 @@ reasons contains msg if {
 
 unknown_provider if {
 	request.action.names_provider
-	not data.organisations[input.resource.provider].kind == "provider"
+	not known_provider
 }
+
+known_provider if data.organisations[input.resource.provider].kind == "provider"
 
 # --- consent and agreements ----------------------------------------------------------------
 
@@ -227,8 +242,10 @@ asked_sources := object.filter(agreements.sources, input.resource.sources) if {
 withheld_reason(c) := "not a category this service knows" if {
 	not data.categories[c]
 } else := "not covered by the person's consent" if {
-	not c in input.consent.categories
+	not consented(c)
 } else := "not covered by a data-sharing agreement in force"
+
+consented(c) if c in input.consent.categories
 
 withheld := {c: withheld_reason(c) | some c in request.requested_categories - object.keys(visible_categories)}
 

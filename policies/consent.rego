@@ -40,8 +40,11 @@ problems contains "This person's consent has expired." if {
 problems contains "The consent record has no expiry date." if {
 	needed
 	status == "active"
-	not is_string(input.consent.expires_at)
+	not has_expiry
 }
+
+# (`not <rule>` rather than `not is_string(...)`: see asker_named in authz.rego.)
+has_expiry if is_string(input.consent.expires_at)
 
 # The engine writes an expiry it cannot read as "invalid"; that must not pass for a time.
 problems contains "The consent record's expiry date is not a valid time." if {
@@ -65,9 +68,11 @@ problems contains msg if {
 problems contains msg if {
 	needed
 	status == "active"
-	not request.purpose in input.consent.purposes
+	not purpose_consented
 	msg := concat("", ["This person's consent does not cover the purpose '", request.purpose, "'."])
 }
+
+purpose_consented if request.purpose in input.consent.purposes
 
 problems contains "The consent given is for a different person." if {
 	needed
@@ -90,7 +95,7 @@ ok if {
 	is_string(input.consent.expires_at)
 	expiry_well_formed
 	not input.consent.expires_at <= input.time
-	request.purpose in input.consent.purposes
+	purpose_consented
 	not other_person
 }
 

@@ -1,4 +1,4 @@
-# Table-driven tests of the consent checks (run per row by policies/testing.py; see authz_test).
+# Table-driven tests of the consent checks (check_ rules run per row by policies/testing.py; test_ rules by `opa test`, in policies/opa_tests/; see authz_test).
 package joinedup.consent_test
 
 import data.joinedup.consent
@@ -32,11 +32,11 @@ cases := [
 	{"name": "ingest needs no consent", "input": {"action": "extract.ingest", "time": "2026-11-22T10:00:00Z"}, "expect": {"problems": []}},
 ]
 
-test_problems_are_as_expected if consent.problems == as_set(input.expect.problems)
+check_problems_are_as_expected if consent.problems == as_set(input.expect.problems)
 
-test_categories_split_from_sources if not input.expect.categories
+check_categories_split_from_sources if not input.expect.categories
 
-test_categories_split_from_sources if {
+check_categories_split_from_sources if {
 	consent.categories == as_set(input.expect.categories)
 	consent.sources == as_set(input.expect.sources)
 }

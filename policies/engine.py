@@ -1,9 +1,11 @@
-"""Policy engines: one interface, two back ends, the same Rego files and data documents.
+"""Policy engines: one interface, three back ends, the same Rego files and data documents.
 
 `EmbeddedEngine` evaluates with regopy, compiling the policies and data once into a bundle
-(regopy's plain `query` recompiles on every call; the bundle path does not). `OpaServerEngine`
-asks an OPA server through opa-python-client. Both normalise the input the same way first,
-so a decision does not depend on the engine.
+(regopy's plain `query` recompiles on every call; the bundle path does not); it needs no
+build. `WasmEngine` (policies/wasm_engine.py) runs the policies compiled by OPA to
+WebAssembly. `OpaServerEngine` (policies/opa_server.py) asks an OPA server. All normalise the
+input the same way first, so a decision does not depend on the engine (tests/policies hold
+them to the same answers over a generated corpus).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import copy
 import hashlib
 import hmac
 import json
+import logging
 import os
 import queue
 import threading
@@ -20,9 +23,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policies.bundle import DECISION_PATH, PolicyBundle, load_bundle
+
+if TYPE_CHECKING:
+    from policies.opa_server import OpaServerEngine
+
+log = logging.getLogger(__name__)
 
 # The one decision entry point: data.joinedup.authz.decision.
 ENTRYPOINT = DECISION_PATH
@@ -43,6 +51,9 @@ class Decision:
     bundle_revision: str
     input: dict[str, Any] = field(repr=False)
     decided_at: str = ""
+    # Why the engine could not decide (an OPA server that did not answer, say); the request
+    # is then refused. For the operator and the ledger, never shown to the caller.
+    engine_error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +63,7 @@ class Decision:
             "obligations": copy.deepcopy(self.obligations),
             "bundle_revision": self.bundle_revision,
             "decided_at": self.decided_at,
+            **({"engine_error": self.engine_error} if self.engine_error else {}),
         }
 
     def to_audit_event(self, hash_key: bytes) -> dict[str, Any]:
@@ -81,6 +93,8 @@ class Decision:
             event["person_key"] = resource["person_key"]
         if isinstance(consent.get("receipt_id"), str):
             event["receipt_id"] = consent["receipt_id"]
+        if self.engine_error:
+            event["engine_error"] = self.engine_error
         if isinstance(resource.get("categories"), list):
             event["categories_requested"] = sorted(str(c) for c in resource["categories"])
         return event
@@ -148,14 +162,31 @@ class PolicyEngine(ABC):
         return EmbeddedEngine(load_bundle(policy_dir, data_dir), workers)
 
     @staticmethod
+    def compiled(policy_dir: Path | None = None, data_dir: Path | None = None,
+                 workers: int | None = None) -> PolicyEngine:
+        """The OPA-compiled policies (policies/compiled/) in wasmtime; PolicyError if that build
+        does not match the policies."""
+        from policies.compiled import CompiledPolicyError
+        from policies.wasm_engine import WasmEngine
+
+        try:
+            return WasmEngine(load_bundle(policy_dir, data_dir), workers=workers)
+        except CompiledPolicyError as exc:
+            raise PolicyError(str(exc)) from exc
+
+    @staticmethod
     def opa(url: str, policy_dir: Path | None = None, data_dir: Path | None = None,
             **client_options: Any) -> OpaServerEngine:
+        from policies.opa_server import OpaServerEngine
+
         return OpaServerEngine(url, load_bundle(policy_dir, data_dir), **client_options)
 
 
-def _decision_from(raw: Any, prepared: dict[str, Any], revision: str) -> Decision:
-    """Turn the policy's answer into a Decision; anything malformed is a denial (default deny)."""
-    decision_id = uuid.uuid4().hex
+def _decision_from(raw: Any, prepared: dict[str, Any], revision: str,
+                   decision_id: str | None = None) -> Decision:
+    """Turn the policy's answer into a Decision; anything malformed is a denial (default deny).
+    The decision id is the engine's own when it has one (OPA's decision logs), else new."""
+    decision_id = decision_id or uuid.uuid4().hex
     if not isinstance(raw, dict) or not isinstance(raw.get("allow"), bool):
         return Decision(False, ["The policy gave no decision, so the request is refused."], {},
                         decision_id, revision, prepared, _now())
@@ -285,55 +316,44 @@ def _first_expression(text: str) -> Any:
     return expressions[0]
 
 
-class OpaServerEngine(PolicyEngine):
-    """An OPA server's data API (`POST /v1/data/joinedup/authz/decision`). `publish()` uploads
-    this bundle's policies and data, so the server runs exactly the files the revision names."""
-
-    def __init__(self, url: str, bundle: PolicyBundle, timeout: float = 1.5, token: str | None = None):
-        from urllib.parse import urlparse
-
-        from opa_client.opa import OpaClient
-
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise PolicyError(f"OPA url must look like http://host:port, got {url!r}")
-        port = parsed.port or (443 if parsed.scheme == "https" else 8181)
-        self.policy_bundle = bundle
-        self.bundle_revision = bundle.revision
-        self._client = OpaClient(host=parsed.hostname, port=port, ssl=parsed.scheme == "https",
-                                 timeout=timeout, token=token)
-
-    def publish(self) -> None:
-        """Upload every policy module and data document to the server."""
-        for name, source in self.policy_bundle.modules.items():
-            self._client.update_policy_from_string(source, name.removesuffix(".rego"),
-                                                   rego_compat=False)
-        for key, value in self.policy_bundle.data.items():
-            self._client.update_or_create_data(value, key)
-
-    def _evaluate(self, prepared: dict[str, Any]) -> Any:
-        import requests
-
-        package, rule = ENTRYPOINT.rsplit("/", 1)
-        try:
-            answer = self._client.query_rule(prepared, package.replace("/", "."), rule)
-        except requests.RequestException as exc:
-            raise PolicyError(f"OPA server did not answer: {exc}") from exc
-        return answer.get("result") if isinstance(answer, dict) else None
-
-    def close(self) -> None:
-        self._client.close_connection()
+# The names `[policy] engine` accepts. "embedded" is the default in-process engine: the
+# compiled one (OPA-built WebAssembly in wasmtime) when policies/compiled/ was built from the
+# policies in use, else regopy. bench/bench_policy.py shows why (bench/RESULTS-policy.md).
+ENGINE_NAMES = ("embedded", "wasm", "regopy", "opa")
 
 
 def engine_from_settings(policy_settings: dict[str, Any], policy_dir: Path | None = None,
                          data_dir: Path | None = None) -> PolicyEngine:
-    """The engine a deployment's `[policy]` settings name (`engine = "embedded" | "opa"`)."""
+    """The engine a deployment's `[policy]` settings name (`engine`, one of ENGINE_NAMES;
+    for "opa": `opa_url`, and `opa_publish` (default true: the service publishes its policies
+    and data to the server before its first decision))."""
     kind = policy_settings.get("engine", "embedded")
-    if kind == "embedded":
+    if kind == "regopy":
         return PolicyEngine.embedded(policy_dir, data_dir)
+    if kind == "wasm":
+        return PolicyEngine.compiled(policy_dir, data_dir)
+    if kind == "embedded":
+        return default_embedded_engine(policy_dir, data_dir)
     if kind == "opa":
         url = policy_settings.get("opa_url") or ""
         if not url:
             raise PolicyError("policy.engine is 'opa' but policy.opa_url is empty")
-        return PolicyEngine.opa(url, policy_dir, data_dir)
-    raise PolicyError(f"policy.engine must be 'embedded' or 'opa', got {kind!r}")
+        return PolicyEngine.opa(url, policy_dir, data_dir,
+                                auto_publish=bool(policy_settings.get("opa_publish", True)))
+    raise PolicyError(f"policy.engine must be one of {', '.join(map(repr, ENGINE_NAMES))}, got {kind!r}")
+
+
+def default_embedded_engine(policy_dir: Path | None = None, data_dir: Path | None = None,
+                            workers: int | None = None) -> PolicyEngine:
+    """The compiled engine if its build matches the policies (and wasmtime is installed),
+    else regopy, which needs no build. Which one serves is logged."""
+    from policies.compiled import CompiledPolicyError
+
+    bundle = load_bundle(policy_dir, data_dir)
+    try:
+        from policies.wasm_engine import WasmEngine
+
+        return WasmEngine(bundle, workers=workers)
+    except (CompiledPolicyError, ImportError) as exc:
+        log.warning("policy engine: regopy (the compiled policy cannot serve: %s)", exc)
+        return EmbeddedEngine(bundle, workers)

@@ -1,4 +1,4 @@
-# Table-driven tests of request normalisation (run per row by policies/testing.py).
+# Table-driven tests of request normalisation (check_ rules run per row by policies/testing.py; test_ rules by `opa test`, in policies/opa_tests/).
 package joinedup.request_test
 
 import data.joinedup.request
@@ -17,24 +17,24 @@ cases := [
 ]
 
 
-test_purpose if not "purpose" in object.keys(input.expect)
+check_purpose if not "purpose" in object.keys(input.expect)
 
-test_purpose if request.purpose == input.expect.purpose
+check_purpose if request.purpose == input.expect.purpose
 
-test_purpose if {
+check_purpose if {
 	input.expect.purpose == null
 	not request.purpose
 }
 
-test_date if not "date" in object.keys(input.expect)
+check_date if not "date" in object.keys(input.expect)
 
-test_date if request.date == input.expect.date
+check_date if request.date == input.expect.date
 
-test_date if {
+check_date if {
 	input.expect.date == null
 	not request.date
 }
 
-test_requested_categories if not input.expect.categories
+check_requested_categories if not input.expect.categories
 
-test_requested_categories if request.requested_categories == as_set(input.expect.categories)
+check_requested_categories if request.requested_categories == as_set(input.expect.categories)

@@ -17,7 +17,7 @@ from pathlib import Path
 from policies.bundle import PolicyBundle, load_bundle
 
 _PACKAGE = re.compile(r"^package\s+([\w.]+)", re.M)
-_TEST_RULE = re.compile(r"^(test_\w+)\s+if\b", re.M)
+_TEST_RULE = re.compile(r"^(check_\w+)\s+if\b", re.M)
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def register(cli: click.Group) -> None:
                   help="Use this home's policy engine settings and data overrides.")
     def check_command(input_file: Path, home: Path | None) -> None:
         """Print the decision for one input as JSON."""
-        from policies import PolicyDataError, PolicyEngine, PolicyError, engine_from_settings
+        from policies import PolicyDataError, PolicyError, engine_from_settings
 
         policy_input = read_json_object(input_file, "policy input")
         try:
@@ -68,7 +68,7 @@ def register(cli: click.Group) -> None:
                     raise click.ClickException(str(exc)) from exc
                 engine = engine_from_settings(settings, data_dir=_data_dir(home))
             else:
-                engine = PolicyEngine.embedded()
+                engine = engine_from_settings({})  # the default engine
             decision = engine.decide(policy_input)
         except (PolicyError, PolicyDataError) as exc:
             raise click.ClickException(str(exc)) from exc

@@ -1,11 +1,6 @@
 """The policy engines through their public interface: required decisions, obligations,
-audit events, data validation, and the OPA-server adapter.
-
-No OPA server binary can be installed here, so the OPA adapter is tested against a small local
-stand-in of OPA's documented REST API (PUT /v1/policies/<id>, PUT /v1/data/<path>,
-POST /v1/data/<path> with {"input": ...} -> {"result": ...}), served on 127.0.0.1 by a real
-HTTP server that evaluates with the embedded engine (regopy). It checks the adapter's HTTP
-contract and that both engines give the same decisions; it is not a test of OPA itself.
+audit events, data validation, engine selection. The OPA-server adapter is tested against a
+real OPA server in test_opa_server.py.
 """
 
 from __future__ import annotations
@@ -15,8 +10,6 @@ import hashlib
 import hmac
 import json
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -194,117 +187,16 @@ def test_invalid_agreement_data_is_refused_with_a_clear_message(tmp_path: Path, 
 
 
 def test_engine_from_settings():
-    assert engine_from_settings({"engine": "embedded"}).decide(summary_request()).allow
+    from policies import EmbeddedEngine
+    from policies.wasm_engine import WasmEngine
+
+    assert isinstance(engine_from_settings({}), WasmEngine)  # the default: compiled
+    assert isinstance(engine_from_settings({"engine": "embedded"}), WasmEngine)
+    assert isinstance(engine_from_settings({"engine": "wasm"}), WasmEngine)
+    assert isinstance(engine_from_settings({"engine": "regopy"}), EmbeddedEngine)
+    for name in ("embedded", "wasm", "regopy"):
+        assert engine_from_settings({"engine": name}).decide(summary_request()).allow
     with pytest.raises(PolicyError, match="opa_url"):
         engine_from_settings({"engine": "opa", "opa_url": ""})
-    with pytest.raises(PolicyError, match="embedded' or 'opa"):
-        engine_from_settings({"engine": "wasm"})
-
-
-# --- the OPA-server adapter against a local stand-in ----------------------------------------
-
-
-class _OpaStandIn(BaseHTTPRequestHandler):
-    """A tiny stand-in of OPA's /v1 REST API, evaluating with regopy."""
-
-    modules: dict[str, str] = {}
-    data: dict = {}
-    compiled = None
-    requests_seen: list[str] = []
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _reply(self, status: int, payload: dict | None) -> None:
-        raw = json.dumps(payload).encode() if payload is not None else b""
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def do_PUT(self):
-        cls = type(self)
-        cls.requests_seen.append(f"PUT {self.path}")
-        body = self._body()
-        if self.path.startswith("/v1/policies/"):
-            cls.modules[self.path.removeprefix("/v1/policies/")] = body.decode()
-            cls.compiled = None
-            self._reply(200, {})
-        elif self.path.startswith("/v1/data/"):
-            cls.data[self.path.removeprefix("/v1/data/")] = json.loads(body)
-            cls.compiled = None
-            self._reply(204, None)
-        else:
-            self._reply(404, {"code": "not_found"})
-
-    def do_POST(self):
-        import regopy
-        from regopy.rego_shared import rego_bundle_query_entrypoint, rego_output_string
-
-        cls = type(self)
-        cls.requests_seen.append(f"POST {self.path}")
-        path = self.path.removeprefix("/v1/data/")
-        body = json.loads(self._body() or b"{}")
-        if cls.compiled is None:
-            interp = regopy.Interpreter()
-            interp.add_data(cls.data)
-            for name, source in cls.modules.items():
-                interp.add_module(name + ".rego", source)
-            cls.compiled = interp.build(None, [path])
-        runner = regopy.Interpreter()
-        runner.set_input(body.get("input", {}))
-        text = rego_output_string(rego_bundle_query_entrypoint(runner._impl, cls.compiled._impl, path))
-        if text.strip() == "undefined":
-            self._reply(200, {})
-        else:
-            self._reply(200, {"result": json.loads(text)["expressions"][0]})
-
-
-@pytest.fixture()
-def opa_stand_in():
-    _OpaStandIn.modules, _OpaStandIn.data, _OpaStandIn.compiled = {}, {}, None
-    _OpaStandIn.requests_seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _OpaStandIn)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_opa_adapter_publishes_and_matches_the_embedded_engine(opa_stand_in, engine):
-    opa = PolicyEngine.opa(opa_stand_in)
-    opa.publish()
-    assert "PUT /v1/policies/authz" in _OpaStandIn.requests_seen
-    assert "PUT /v1/data/agreements" in _OpaStandIn.requests_seen
-    requests = [
-        summary_request(),
-        summary_request(consent=consent(status="withdrawn")),
-        summary_request(subject={"id": "g", "role": "governance", "organisation": "governance-board"}),
-        summary_request(time="2028-01-02T10:00:00Z", consent=consent(expires_at="2029-01-01T00:00:00Z")),
-        {"action": "nothing"},
-    ]
-    for req in requests:
-        remote, local = opa.decide(req), engine.decide(req)
-        assert (remote.allow, remote.reasons, remote.obligations) == (local.allow, local.reasons, local.obligations)
-        assert remote.bundle_revision == local.bundle_revision
-    assert any(s == "POST /v1/data/joinedup/authz/decision" for s in _OpaStandIn.requests_seen)
-    opa.close()
-
-
-def test_opa_adapter_denies_when_the_server_has_no_policy(opa_stand_in):
-    """An OPA server without our policy answers {} (undefined): that must be a denial."""
-    _OpaStandIn.modules = {"other": "package other\n\nx := 1\n"}
-    opa = PolicyEngine.opa(opa_stand_in)
-    d = opa.decide(summary_request())
-    assert not d.allow and d.reasons == ["The policy gave no decision, so the request is refused."]
-
-
-def test_opa_adapter_reports_an_unreachable_server():
-    opa = PolicyEngine.opa("http://127.0.0.1:9", timeout=0.2)
-    with pytest.raises(PolicyError, match="did not answer"):
-        opa.decide(summary_request())
+    with pytest.raises(PolicyError, match="must be one of 'embedded', 'wasm', 'regopy', 'opa'"):
+        engine_from_settings({"engine": "fast"})

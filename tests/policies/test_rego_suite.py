@@ -32,5 +32,5 @@ def test_runner_reports_a_broken_policy(tmp_path: Path):
     authz.write_text(authz.read_text().replace("default allow := false", "default allow := true"))
     broken = run_rego_tests(tmp_path, POLICY_DIR / "data")
     failed = {r.name: r.detail for r in broken if not r.passed}
-    assert "test_allow_is_as_expected" in failed
-    assert "empty request" in failed["test_allow_is_as_expected"]
+    assert "check_allow_is_as_expected" in failed
+    assert "empty request" in failed["check_allow_is_as_expected"]
