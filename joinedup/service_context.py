@@ -162,6 +162,40 @@ class ServiceContext:
         return run
 
 
+class HomeContext:
+    """A home's policy engine, ledger and keys without its store: for the actions that
+    write files a running server does not hold (ingest, link, users), so that they work
+    beside it. Actions take it where they take a ServiceContext."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.keyring: KeyRing = home.keyring()
+        self._policy: PolicyEngine | None = None
+        self._ledger: Ledger | None = None
+
+    @property
+    def policy(self) -> PolicyEngine:
+        if self._policy is None:
+            self._policy = open_policy_engine(self.home)
+        return self._policy
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = open_ledger(self.home)
+        return self._ledger
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+
+    def __enter__(self) -> HomeContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # -- openers of other concerns' objects (composition only) ---------------------------
 def open_policy_engine(home: Home) -> PolicyEngine:
     """The engine named by the home's `[policy]` settings; policy data from the home's

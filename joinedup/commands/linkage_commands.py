@@ -124,10 +124,10 @@ def _commit_run(h, out_dir: Path, summary: dict) -> None:
     then runs/CURRENT switched (a crash in between is finished when the service opens)."""
     from joinedup.errors import OperationError
     from joinedup.operations import linkage as linkage_ops
-    from joinedup.operations import open_service
+    from joinedup.service_context import HomeContext
     from joinedup.users import User
 
-    ctx = open_service(h)
+    ctx = HomeContext(h)
     try:
         linkage_ops.commit_run(ctx, User(**DATA_OFFICER),
                                linkage_ops.CommitRun(out_dir, summary))

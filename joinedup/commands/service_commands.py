@@ -104,6 +104,10 @@ def register(cli: click.Group) -> None:
         from joinedup.demo import DemoError, run_demo
 
         try:
-            run_demo(home or Path("joinedup-demo"), people=people, seed=seed, force=force)
+            state = run_demo(home or Path("joinedup-demo"), people=people, seed=seed, force=force)
         except DemoError as exc:
             raise click.ClickException(str(exc)) from exc
+        if not state.ok:
+            failed = [s.name for s in state.steps if s.status != "done"]
+            raise click.ClickException(f"{len(failed)} demo step(s) did not complete: "
+                                       + "; ".join(failed))
