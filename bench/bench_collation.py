@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.synth_people import REF_DATE  # noqa: E402
 from joinedup import collate  # noqa: E402
-from joinedup.home import init_home  # noqa: E402
 from joinedup import operations as ops  # noqa: E402
+from joinedup.home import init_home  # noqa: E402
 from joinedup.service_context import ServiceContext  # noqa: E402
 from joinedup.users import User  # noqa: E402
 from linkage.collation import DisclosureSettings, area_profiles, count_by_area, protect  # noqa: E402

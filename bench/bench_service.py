@@ -55,10 +55,10 @@ def prepare(home_dir: Path, people: int) -> tuple[str, list[dict]]:
     from rich.console import Console
 
     from connectors.sources import read_records
-    from joinedup.demo import run_demo
-    from joinedup.home import load_home
     from joinedup import operations as ops
+    from joinedup.demo import run_demo
     from joinedup.errors import CollationInputError
+    from joinedup.home import load_home
     from joinedup.service_context import ServiceContext
     from joinedup.users import open_user_store
 
