@@ -318,11 +318,15 @@ class ConsentStore:
             for r in rows
         ]
 
-    def current(self, person_key: str, purpose: str, at: datetime | str | None = None) -> dict[str, Any]:
-        """The policy input's `consent` object for this person and purpose at a time (now)."""
+    def current(self, person_key: str, purpose: str, at: datetime | str | None = None,
+                controller: str | None = None) -> dict[str, Any]:
+        """The policy input's `consent` object for this person and purpose at a time (now).
+        With `controller`, only the consents given to that organisation count: another
+        organisation's consent is, to it, no consent (and it learns nothing of it)."""
         when = utc_text(at)
         relevant = [r for r in self._person_records(person_key) if purpose in r.purposes
-                    and r.status_at(when) != "none"]
+                    and r.status_at(when) != "none"
+                    and (controller is None or controller in r.controllers)]
         active = [r for r in relevant if r.status_at(when) == "active"]
         chosen = max(active or relevant, key=lambda r: r.given_at, default=None)
         if chosen is None:

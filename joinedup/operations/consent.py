@@ -68,7 +68,8 @@ def grant_consent(ctx: ServiceContext, caller: Caller, request: GrantConsent) ->
         if not purposes:
             raise InvalidInput("at least one purpose is needed", [("purposes", "empty")])
         person_key = ctx.person_key(request.identifiers)
-        act.consent = ctx.consent.current(person_key, purposes[0], now_iso())
+        act.consent = ctx.consent.current(person_key, purposes[0], now_iso(),
+                                          controller=caller.organisation)
         for purpose in purposes:
             act.decide({"person_key": person_key, "categories": list(request.categories)},
                        purpose=purpose)

@@ -69,7 +69,8 @@ def create_referral(ctx: ServiceContext, caller: Caller, request: CreateReferral
         identity = standardise_identifiers(request.identifiers)
         person_key = ctx.person_key(identity)
         barriers = sorted(set(request.barriers))
-        consent = ctx.consent.current(person_key, request.purpose, now_iso())
+        consent = ctx.consent.current(person_key, request.purpose, now_iso(),
+                                      controller=caller.organisation)
         decision = act.decide({"person_key": person_key, "categories": barriers,
                                "provider": request.provider,
                                "referred_to": [request.provider]}, consent=consent)

@@ -65,7 +65,8 @@ def request_summary(ctx: ServiceContext, caller: Caller, request: SummaryRequest
                         "adjustment_reason": request.adjustment_reason})
         identity = standardise_identifiers(request.identifiers)
         person_key = ctx.person_key(identity)
-        consent = ctx.consent.current(person_key, request.purpose, now_iso())
+        consent = ctx.consent.current(person_key, request.purpose, now_iso(),
+                                      controller=caller.organisation)
         resource: dict[str, Any] = {"person_key": person_key,
                                     "categories": list(request.categories or [])}
         if request.provider:
