@@ -80,6 +80,9 @@ class ServiceContext:
         self.shared = shared
         self._store = StoreConnection(home.store_path, duckdb.connect, shared=shared)
         self._gate = self._store.gate
+        for path in (home.store_path, home.store_path.with_name(home.store_path.name + ".wal")):
+            if path.exists():
+                path.chmod(0o600)  # readable by the service's own user only
         with self.store() as cur:  # creating a table changes nothing anyone caches: no bump
             cur.execute(REFERRALS_DDL)
         self._lazy_lock = threading.Lock()
