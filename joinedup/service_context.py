@@ -209,7 +209,8 @@ def open_policy_engine(home: Home) -> PolicyEngine:
 
 
 def open_ledger(home: Home) -> Ledger:
-    return Ledger(home.ledger_dir, home.signing_key_path("audit"))
+    """The home's ledger, with its checkpoint settings and witness (joinedup.toml)."""
+    return home.open_ledger()
 
 
 def open_consent(home: Home, shared: bool = False) -> ConsentStore:
