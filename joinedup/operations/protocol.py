@@ -48,6 +48,7 @@ from joinedup.users import User
 log = logging.getLogger("joinedup.operations")
 
 Caller = User  # who is asking, authenticated by the front end
+POLICY_FAILED = "The policy could not be evaluated, so nothing was done."
 
 # Actions about one person: what their refusals say is limited (see `may_know_person`).
 PERSON_ACTIONS = frozenset({"consent.record", "summary.request", "referral.create",
@@ -110,7 +111,12 @@ class Action:
             "consent": consent or {"status": "none"},
             "time": now_iso(),
         }
-        decision = self.ctx.policy.decide(policy_input)
+        try:
+            decision = self.ctx.policy.decide(policy_input)
+        except Exception as exc:  # default deny: no answer from the policy is a no
+            log.error("policy engine failed (%s) on %s: refused", type(exc).__name__,
+                      policy_input["action"])
+            raise Refused([POLICY_FAILED]) from None
         self.decisions.append(decision)
         if refuse and not decision.allow:
             raise self.refusal(decision, reveal)

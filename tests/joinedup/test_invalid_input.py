@@ -68,3 +68,21 @@ def test_second_withdrawal_is_409(live, home):
         assert c.post(f"/v1/consent/{receipt}/withdraw").status_code == 200
         again = c.post(f"/v1/consent/{receipt}/withdraw")
         assert again.status_code == 409 and again.json()["error"] == "conflict"
+
+
+def test_a_failing_policy_engine_refuses_and_is_recorded(live, home, monkeypatch):
+    adviser = open_user_store(home).add("adviser", "csc-margate")[1]
+    ctx = live.app.state.ctx
+
+    def broken(_input):
+        raise RuntimeError("engine down")
+
+    monkeypatch.setattr(ctx.policy, "decide", broken)
+    before = ctx.ledger.size
+    with live.client(adviser) as c:
+        r = c.post("/v1/consent", json={"identifiers": PERSON, "purposes": ["employment_support"],
+                                        "categories": ["dwp"]})
+    assert r.status_code == 403 and "could not be evaluated" in r.text
+    new = list(ctx.ledger.events(before))
+    assert len(new) == 1 and new[0]["outcome"] == "refused"
+    assert ctx.consent.records(ctx.person_key(PERSON)) == []
