@@ -119,9 +119,12 @@ def test_kill_9_never_leaves_an_effect_without_its_event(demo_run, tmp_path):
         referred = {e.get("referral_id") for e in events if e["type"] == "referral.created"}
         assert [r for r in consent_rows if tuple(r) not in recorded] == []
         assert [r for r in referral_rows if r not in referred] == []
-        runs = [e["run"] for e in events if e["type"] == "linkage.run" and e.get("run")]
+        from joinedup.operations.recovery import recorded_run
+
+        runs = [recorded_run(home.runs_dir, e) for e in events
+                if e["type"] in ("linkage.run", "linkage.rollback")]
         current = (home.runs_dir / "CURRENT").read_text().strip()
-        assert runs and current == runs[-1]
+        assert runs and current == runs[-1]  # CURRENT is the last run the ledger recorded
         pem = ctx.ledger.public_key_path.read_bytes()
     finally:
         ctx.close()
