@@ -11,16 +11,17 @@ What a linkage row carries (docs/PRIVACY.md has the threat model and the measure
   single names never get a deterministic token, so frequency alignment has nothing
   low-entropy to align. The match keys are also the blocking keys.
 - `clk_given`, `clk_family`, `clk_address`: Bloom filters (bigrams, k positions each from
-  HMAC under a per-field key, as before), then **salted by the date of birth**: the 1024 bits
-  are moved by a keyed permutation chosen by the record's year and sorted day/month (a byte
-  permutation plus a bit permutation inside each byte, drawn per salt). Two records with the
-  same (or transposed) date of birth use the same permutation, so their Dice coefficient is
-  exactly the unsalted one; records born on other days use unrelated permutations, so bit
-  positions mean nothing across salt groups (a few people each): pattern mining, frequency
-  alignment of filters and learning bigram positions from known plaintext have no common
-  frame to work in. A record without a date of birth gets no filters (its names still count
-  through the match keys that need no date). Per-field keys: given and family filters (and
-  their match-key parts) cannot be compared with each other.
+  HMAC under a per-field key, as before), then **attribute-salted**: the bits are moved by a
+  keyed permutation chosen by a secret salt (a byte permutation plus a bit permutation
+  inside each byte, drawn per salt). The name filters' salt is the year of birth and the
+  sorted day/month; the address filter's is the postcode. Two records with the same salt
+  use the same permutation, so their Dice coefficient is exactly the unsalted one; records
+  with another salt use an unrelated permutation, so bit positions mean nothing across salt
+  groups (a few people each): pattern mining, frequency alignment of filters and learning
+  bigram positions from known plaintext have no common frame to work in. A record without
+  the salting field gets no such filter (its names still count through the match keys that
+  need no date). Per-field keys: given and family filters (and their match-key parts)
+  cannot be compared with each other.
 
 How a match key is computed: every standardised part is first turned into a secret 64-bit
 part token (HMAC-SHA256 under the part's own key, cached per distinct value; never written
@@ -467,7 +468,7 @@ class IdentityEncoder:
         mk_key = keyring.key("match-key")
         self._mk_seeds = {c: (_seed(mk_key, f"A|{c}"), _seed(mk_key, f"B|{c}")) for c in MATCH_KEYS}
         salt_key = keyring.key("clk-salt")
-        self._salt_seeds = (_seed(salt_key, "salt|A"), _seed(salt_key, "salt|B"))
+        self._salt_seeds = [(_seed(salt_key, f"salt{i}|A"), _seed(salt_key, f"salt{i}|B")) for i in (0, 1)]
         bits = self.settings.clk_bits
         self.salting = SaltedPermutation(salt_key, bits // 8)
         self._clk = {f: _ClkField(keyring.clk_key(f), bits, self.settings.k_for(f)) for f in _CLK_FIELD.values()}
@@ -502,12 +503,15 @@ class IdentityEncoder:
             x = _mix64(x ^ p)
         return x
 
-    def salts(self, parts: Parts) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's filter salt (from year and sorted day/month) and whether it has one."""
-        (year, y_ok), (dm, d_ok) = parts["year"], parts["dm"]
-        n = len(year)
-        a, b = self._salt_seeds
-        return self._chain(a, [year, dm], n) ^ self._chain(b, [year, dm], n), y_ok & d_ok
+    def salts(self, parts: Parts, names: tuple[str, ...], which: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's filter salt from the named parts (secret, keyed) and whether it has one."""
+        n = len(parts[names[0]][0])
+        valid = np.ones(n, dtype=bool)
+        for name in names:
+            valid &= parts[name][1]
+        values = [parts[name][0] for name in names]
+        a, b = self._salt_seeds[which]
+        return self._chain(a, values, n) ^ self._chain(b, values, n), valid
 
     def finish(
         self,
@@ -534,19 +538,23 @@ class IdentityEncoder:
             values = [p[name][0] for name in names]
             key = self._chain(a, values, n) ^ self._chain(b, values, n)
             columns[column] = pa.array(key.view(np.int64), pa.int64(), mask=~valid)
-        salts, salted = self.salts(p)
-        salt_rows = np.full(n, -1, dtype=np.int64)
-        salt_rows[salted] = self.salting.rows(salts[salted])
-        for column in CLK_COLUMNS:
-            raw, present = filters[column]
-            present = present & salted
-            out = np.zeros_like(raw)
-            idx = np.flatnonzero(present)
-            if idx.size:
-                out[idx] = self.salting.apply(raw[idx], salt_rows[idx])
-            if self.settings.hardening == "blip":
-                blip(out, present, self.settings.blip_f, self._rng)
-            columns[column] = _binary_column(out, present)
+        # Name filters are salted by the date of birth, the address filter by the postcode.
+        for columns_salted, (salts, salted) in (
+            (("clk_given", "clk_family"), self.salts(p, ("year", "dm"), 0)),
+            (("clk_address",), self.salts(p, ("pc",), 1)),
+        ):
+            salt_rows = np.full(n, -1, dtype=np.int64)
+            salt_rows[salted] = self.salting.rows(salts[salted])
+            for column in columns_salted:
+                raw, present = filters[column]
+                present = present & salted
+                out = np.zeros_like(raw)
+                idx = np.flatnonzero(present)
+                if idx.size:
+                    out[idx] = self.salting.apply(raw[idx], salt_rows[idx])
+                if self.settings.hardening == "blip":
+                    blip(out, present, self.settings.blip_f, self._rng)
+                columns[column] = _binary_column(out, present)
         return columns
 
     # -------------------------------------------------------------- public

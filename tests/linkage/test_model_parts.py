@@ -102,12 +102,17 @@ def test_one_pass_u_equals_splink_on_all_pairs(small):
         for a, b in zip(mine._comparison_levels_excluding_null,
                         theirs._comparison_levels_excluding_null, strict=True):
             where = (mine.output_column_name, a.label_for_charts)
-            if b.u_probability is None:
-                assert a.u_probability is None, where
+            if not b._u_is_trained:
+                # Splink leaves a level it never saw at its placeholder u; ours gets half a
+                # pair's share of the compared pairs (linkage.model.estimate_u).
+                total = sum(counts[mine.output_column_name].values())
+                assert a.u_probability == pytest.approx(0.5 / total, rel=1e-9), where
             else:
                 assert a.u_probability == pytest.approx(b.u_probability, rel=1e-9), where
             compared += 1
-    assert compared >= 25
+    n_levels = sum(len(c["comparison_levels"]) - sum(bool(lv.get("is_null_level")) for lv in c["comparison_levels"])
+                   for c in settings["splink"]["comparisons"])
+    assert compared == n_levels >= 15
 
 
 def _prior_and_u(linker, settings):
@@ -146,7 +151,7 @@ def test_numpy_em_equals_splink_em(small):
                 t["probability"] == "level not observed" for t in b._trained_m_probabilities], where
             assert a.m_probability == pytest.approx(b.m_probability, rel=1e-9, abs=1e-15), where
             compared += 1
-    assert compared >= 25
+    assert compared >= 15
 
 
 def test_em_samples_records_past_max_pairs(small):
