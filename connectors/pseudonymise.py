@@ -47,7 +47,8 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from itertools import repeat
+from functools import lru_cache
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,8 @@ _CLK_FIELD = {"clk_given": "given", "clk_family": "family", "clk_address": "addr
 LINKAGE_COLUMNS = ("ref",) + tuple(c for c, _ in TOKEN_COLUMNS) + tuple(MATCH_KEYS) + CLK_COLUMNS
 
 _NAMES_CONST = np.uint64(0x6A09E667F3BCC908)
+# Distinct bigrams of a typical value: the length-hiding filters set about k times this.
+_TYPICAL_BIGRAMS = {"given": 7, "family": 7, "address": 20}
 Parts = dict[str, tuple[np.ndarray, np.ndarray]]  # part -> (uint64 values, validity) per row
 
 
@@ -235,13 +238,18 @@ class _ClkField:
     """
 
     _VALUE_LIMIT = 400_000  # distinct values kept before the value table is reset
+    _MAX_K = 64
 
-    def __init__(self, key: bytes, bits: int, k: int):
-        self.key, self.bits, self.k = key, bits, k
+    def __init__(self, key: bytes, bits: int, k: int, target: int | None = None):
+        """`target`: length-hiding mode (v2): a value of b distinct bigrams gets
+        round(target / b) positions per bigram (1..64, a prefix of the bigram's positions),
+        so every filter has about `target` bits set whatever the value's length."""
+        self.key, self.bits, self.k, self.target = key, bits, k, target
         self._hmac = KeyedHash(key)
         self.words = bits // 64
         self.bigram_ids: dict[str, int] = {}
         self.table = np.zeros((256, self.words), dtype=np.uint64)
+        self.positions = np.zeros((256, self._MAX_K), dtype=np.int64)
         self._reset_values()
 
     def _reset_values(self) -> None:
@@ -255,10 +263,15 @@ class _ClkField:
         start, n = len(self.bigram_ids), len(bigrams)
         while start + n > len(self.table):
             self.table = np.vstack([self.table, np.zeros_like(self.table)])
-        blocks = -(-self.k * 4 // 32)  # SHA-256 blocks of 8 positions each
+            self.positions = np.vstack([self.positions, np.zeros_like(self.positions)])
+        k = self._MAX_K if self.target else self.k
+        blocks = -(-k * 4 // 32)  # SHA-256 blocks of 8 positions each
         digest = self._hmac.digest
         stream = b"".join(digest(bytes([c]) + b.encode("utf-8")) for b in bigrams for c in range(blocks))
-        pos = np.frombuffer(stream, dtype=">u4").reshape(n, blocks * 8)[:, : self.k].astype(np.int64)
+        pos = np.frombuffer(stream, dtype=">u4").reshape(n, blocks * 8)[:, :k].astype(np.int64)
+        if self.target:
+            self.positions[start : start + n] = pos % self.bits
+            pos = pos[:, : self.k]
         bits = np.zeros((n, self.bits), dtype=np.uint8)
         bits[np.arange(n)[:, None], pos % self.bits] = 1
         self.table[start : start + n] = np.packbits(bits, axis=1).view(np.uint64)
@@ -269,6 +282,10 @@ class _ClkField:
         start = len(self.value_ids)
         while start + len(values) > len(self.values):
             self.values = np.vstack([self.values, np.zeros_like(self.values)])
+        if self.target:
+            self.values[start : start + len(values)] = self.filters_of([_grams(v) for v in values])
+            self.value_ids.update(zip(values, range(start, start + len(values)), strict=True))
+            return
         padded = [f"_{v}_" for v in values]
         bigrams = [p[j : j + 2] for p in padded for j in range(len(p) - 1)]
         ids = list(map(self.bigram_ids.get, bigrams))
@@ -283,6 +300,27 @@ class _ClkField:
             self.table[np.array(ids, dtype=np.int64)], starts, axis=0
         )
         self.value_ids.update(zip(values, range(start, start + len(values)), strict=True))
+
+    def filters_of(self, gram_sets: list[list[str]]) -> np.ndarray:
+        """Length-hiding filters (as uint64 words) of values given as their distinct bigrams."""
+        flat = [g for grams in gram_sets for g in grams]
+        ids = list(map(self.bigram_ids.get, flat))
+        if None in ids:
+            self._add_bigrams(list({g for g, i in zip(flat, ids, strict=True) if i is None}))
+            ids = list(map(self.bigram_ids.get, flat))
+        counts = np.fromiter(map(len, gram_sets), dtype=np.int64, count=len(gram_sets))
+        k = np.clip(np.rint(self.target / np.maximum(counts, 1)), 1, self._MAX_K).astype(np.int64)
+        k_entry = np.repeat(k, counts)  # positions taken from each (value, bigram) entry
+        entry = np.repeat(np.arange(len(flat)), k_entry)
+        starts = np.zeros(len(flat), dtype=np.int64)
+        np.cumsum(k_entry[:-1], out=starts[1:])
+        column = np.arange(len(entry)) - np.repeat(starts, k_entry)
+        pos = self.positions[np.array(ids, dtype=np.int64)[entry], column]
+        row = np.repeat(np.repeat(np.arange(len(gram_sets)), counts), k_entry)
+        bits = np.zeros(len(gram_sets) * self.bits, dtype=np.uint8)
+        bits[row * self.bits + pos] = 1
+        bits = bits.reshape(len(gram_sets), self.bits)
+        return np.packbits(bits, axis=1).view(np.uint64)
 
     def value_index(self, values: Sequence[str | None]) -> np.ndarray:
         """Row of each value in the value table (-1 for None). Adds unseen values first."""
@@ -311,7 +349,14 @@ class _ClkField:
         return out.view(np.uint8).reshape(n, self.bits // 8), present
 
     def encode_words(self, texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
-        """Filters of multi-word texts as the OR of per-word filters (each word padded)."""
+        """Filters of multi-word texts as the OR of per-word filters (each word padded); in
+        length-hiding mode, one filter of all the words' bigrams together."""
+        if self.target:
+            present = np.array([bool(t) for t in texts], dtype=bool)
+            out = np.zeros((len(texts), self.words), dtype=np.uint64)
+            if present.any():
+                out[present] = self.filters_of([_word_grams(t) for t in texts if t])
+            return out.view(np.uint8).reshape(len(texts), self.bits // 8), present
         word_lists = [t.split() if t else [] for t in texts]
         flat_words = [w for ws in word_lists for w in ws]
         n = len(texts)
@@ -324,6 +369,17 @@ class _ClkField:
             np.cumsum(lengths[present][:-1], out=starts[1:])
             out[present] = np.bitwise_or.reduceat(self.values[flat], starts, axis=0)
         return out.view(np.uint8).reshape(n, self.bits // 8), present
+
+
+@lru_cache(maxsize=200_000)
+def _grams(value: str) -> tuple[str, ...]:
+    """The distinct bigrams of a value padded with "_", in order."""
+    padded = f"_{value}_"
+    return tuple(dict.fromkeys(padded[j : j + 2] for j in range(len(padded) - 1)))
+
+
+def _word_grams(text: str) -> list[str]:
+    return list(dict.fromkeys(chain.from_iterable(map(_grams, text.split()))))
 
 
 def blip(filters: np.ndarray, present: np.ndarray, f: float, rng: np.random.Generator) -> None:
@@ -471,7 +527,10 @@ class IdentityEncoder:
         self._salt_seeds = [(_seed(salt_key, f"salt{i}|A"), _seed(salt_key, f"salt{i}|B")) for i in (0, 1)]
         bits = self.settings.clk_bits
         self.salting = SaltedPermutation(salt_key, bits // 8)
-        self._clk = {f: _ClkField(keyring.clk_key(f), bits, self.settings.k_for(f)) for f in _CLK_FIELD.values()}
+        # Length-hiding: about (k x typical bigram count) bits per filter, whatever the value.
+        self._clk = {f: _ClkField(keyring.clk_key(f), bits, self.settings.k_for(f),
+                                  target=self.settings.k_for(f) * _TYPICAL_BIGRAMS[f])
+                     for f in _CLK_FIELD.values()}
         # BLIP must not be reproducible by anyone: seed from the OS unless a test injects one.
         self._rng = rng or np.random.default_rng(secrets.randbits(128))
 
