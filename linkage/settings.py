@@ -269,6 +269,9 @@ def _default_comparisons() -> list[dict[str, Any]]:
                 _level(f"({given} >= 0.999 AND {family} >= 0.6) OR ({family} >= 0.999 AND {given} >= 0.6)",
                        "one exact, the other Dice >= 0.6"),
                 _level(f"{given} >= 0.999", "given name exact, family name changed"),
+                _level(f"{given} >= 0.6 AND {family} >= 0.6", "both Dice >= 0.6"),
+                _level(_any_equal("mk_names_ym", "mk_names_md", "mk_names_yd", "mk_names_pc", "mk_names_locality"),
+                       "same phonetic names, date of birth differs"),
             ],
         ),
         _comparison(
