@@ -248,6 +248,8 @@ class _ClkField:
         self.bigram_ids: dict[str, int] = {}
         self.table = np.zeros((256, self.words), dtype=np.uint64)
         self.positions = np.zeros((256, self._MAX_K), dtype=np.int64)
+        # Length-hiding mode: row b * 64 + (k - 1) = the filter of bigram b's first k positions.
+        self.prefixes = np.zeros((256 * self._MAX_K, self.words), dtype=np.uint64) if target else None
         self._reset_values()
 
     def _reset_values(self) -> None:
@@ -269,11 +271,25 @@ class _ClkField:
         pos = np.frombuffer(stream, dtype=">u4").reshape(n, blocks * 8)[:, :k].astype(np.int64)
         if self.target:
             self.positions[start : start + n] = pos % self.bits
+            self._add_prefixes(start, pos % self.bits)
             pos = pos[:, : self.k]
         bits = np.zeros((n, self.bits), dtype=np.uint8)
         bits[np.arange(n)[:, None], pos % self.bits] = 1
         self.table[start : start + n] = np.packbits(bits, axis=1).view(np.uint64)
         self.bigram_ids.update(zip(bigrams, range(start, start + n), strict=True))
+
+    def _add_prefixes(self, start: int, pos: np.ndarray) -> None:
+        """Cumulative filters of each new bigram's positions (k = 1..64), as uint64 words in
+        the packbits layout (byte p >> 3, most significant bit first, words little-endian)."""
+        n = len(pos)
+        need = (start + n) * self._MAX_K
+        while need > len(self.prefixes):
+            self.prefixes = np.vstack([self.prefixes, np.zeros_like(self.prefixes)])
+        masks = np.zeros((n, self._MAX_K, self.words), dtype=np.uint64)
+        bit = ((pos >> 3) & 7) * 8 + (7 - (pos & 7))
+        np.put_along_axis(masks, (pos >> 6)[:, :, None], (np.uint64(1) << bit.astype(np.uint64))[:, :, None], axis=2)
+        cumulative = np.bitwise_or.accumulate(masks, axis=1)
+        self.prefixes[start * self._MAX_K : need] = cumulative.reshape(n * self._MAX_K, self.words)
 
     def _add_values(self, values: list[str]) -> None:
         """Add many values at once: their bigram rows gathered and OR-reduced in one go."""
@@ -315,16 +331,12 @@ class _ClkField:
         np.cumsum(counts[:-1], out=starts_v[1:])
         rank = np.arange(len(flat)) - np.repeat(starts_v, counts)
         k_entry = np.clip(base + (rank < extra), 1, self._MAX_K)  # positions per (value, bigram)
-        entry = np.repeat(np.arange(len(flat)), k_entry)
-        starts = np.zeros(len(flat), dtype=np.int64)
-        np.cumsum(k_entry[:-1], out=starts[1:])
-        column = np.arange(len(entry)) - np.repeat(starts, k_entry)
-        pos = self.positions[np.array(ids, dtype=np.int64)[entry], column]
-        row = np.repeat(np.repeat(np.arange(len(gram_sets)), counts), k_entry)
-        bits = np.zeros(len(gram_sets) * self.bits, dtype=np.uint8)
-        bits[row * self.bits + pos] = 1
-        bits = bits.reshape(len(gram_sets), self.bits)
-        return np.packbits(bits, axis=1).view(np.uint64)
+        rows = self.prefixes[np.array(ids, dtype=np.int64) * self._MAX_K + k_entry - 1]
+        out = np.zeros((len(gram_sets), self.words), dtype=np.uint64)
+        has = counts > 0
+        if has.any():
+            out[has] = np.bitwise_or.reduceat(rows, starts_v[has], axis=0)
+        return out
 
     def value_index(self, values: Sequence[str | None]) -> np.ndarray:
         """Row of each value in the value table (-1 for None). Adds unseen values first."""
@@ -433,6 +445,7 @@ class SaltedPermutation:
         rng = np.random.default_rng(seed)
         byte_bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)  # (256, 8)
         self.luts = np.stack([np.packbits(byte_bits[:, rng.permutation(8)], axis=1)[:, 0] for _ in range(256)])
+        self._luts_flat = self.luts.ravel()  # LUT j, byte v at j * 256 + v
         self._perm_consts = rng.integers(0, 2**63, size=width_bytes, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
         self._lut_consts = rng.integers(0, 2**63, size=width_bytes, dtype=np.uint64) * np.uint64(2)
         self._reset()
@@ -461,20 +474,25 @@ class SaltedPermutation:
                 self.perm = np.vstack([self.perm, np.zeros_like(self.perm)])
                 self.lut = np.vstack([self.lut, np.zeros_like(self.lut)])
             order = _mix64(fresh[:, None] ^ self._perm_consts[None, :])
-            self.perm[start : start + len(fresh)] = np.argsort(order, axis=1)
-            self.lut[start : start + len(fresh)] = (
-                _mix64(fresh[:, None] ^ self._lut_consts[None, :]) >> np.uint64(56)).astype(np.uint8)
+            perm = np.argsort(order, axis=1)
+            lut = (_mix64(fresh[:, None] ^ self._lut_consts[None, :]) >> np.uint64(56)).astype(np.uint8)
+            # Stored by destination: byte q of the output is source byte inv[q] through
+            # LUT lut[inv[q]] (a gather is cheaper than a scatter).
+            inv = np.argsort(perm, axis=1)
+            self.perm[start : start + len(fresh)] = inv
+            self.lut[start : start + len(fresh)] = np.take_along_axis(lut, inv, axis=1)
             ids = range(start, start + len(fresh))
             self.index.update(zip((keys[j] for j in np.flatnonzero(new)), ids, strict=True))
             found[new] = np.arange(start, start + len(fresh))
         return found[inverse]
 
     def apply(self, filters: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Each filter (n, width) uint8 moved by the permutation of its salt row."""
-        out = np.empty_like(filters)
-        values = self.luts[self.lut[rows], filters]
-        out[np.arange(len(rows))[:, None], self.perm[rows]] = values
-        return out
+        """Each filter (n, width) uint8 moved by the permutation of its salt row: output
+        byte q = LUT[lut[q]](input byte inv[q]), with the salt's inv and lut."""
+        n, width = filters.shape
+        source = self.perm[rows].astype(np.intp) + (np.arange(n, dtype=np.intp) * width)[:, None]
+        moved = filters.ravel()[source]
+        return self._luts_flat[(self.lut[rows].astype(np.intp) << 8) | moved]
 
 
 def _u64(tokens: Sequence[int | None]) -> tuple[np.ndarray, np.ndarray]:
