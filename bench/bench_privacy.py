@@ -188,6 +188,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=6000, help="rows per extract the Bloom decoding attacks score")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--speed-only", action="store_true", help="only the extraction speed section")
     args = ap.parse_args()
 
     from attacks import load_world, run_all
@@ -222,6 +223,8 @@ def main() -> None:
         say(f"| {scheme} | {n} | {s:.2f} | {n / s:,.0f} | {t:.2f} | {m / t:,.0f} |")
     ratio = (enc_best["v2"][0] / enc_best["v2"][1]) / (enc_best["v1"][0] / enc_best["v1"][1])
     say(f"\nencode throughput v2 / v1: {ratio:.2f}")
+    if args.speed_only:
+        return
 
     # ---- attacks
     say("\n## Attacks (re-identification rate; details)\n")
