@@ -137,6 +137,19 @@ class Home:
             return KeyRing.of_keys(self.project_id, _read_derived(self.secrets_dir / "service-keys.json"))
         return KeyRing(read_master_secret(self.secrets_dir / "master.key"), self.project_id)
 
+    def audit_hash_key(self) -> bytes:
+        """The key that hashes policy-decision inputs in this home's ledger events.
+
+        A linkage-unit home holds no project key, so it keeps a random key of its own
+        (secrets/audit-hash.key, made on first use): its decision hashes need only be
+        unguessable to a reader of its ledger, never comparable with another party's."""
+        if self.role != "linkage":
+            return self.keyring().audit_hash_key()
+        path = self.secrets_dir / "audit-hash.key"
+        if not path.exists():
+            write_secret_file(path, secrets.token_hex(32).encode())
+        return bytes.fromhex(path.read_text().strip())
+
     def public_key_ids(self) -> dict[str, str]:
         """The project's public key ids (keys.json): what an extract's manifest must show."""
         try:

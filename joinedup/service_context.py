@@ -118,6 +118,10 @@ class ServiceContext:
         return self._keyring
 
     @property
+    def audit_hash_key(self) -> bytes:
+        return self._keyring.audit_hash_key()
+
+    @property
     def policy(self) -> PolicyEngine:
         if self._policy is None:
             with self._lazy_lock:
@@ -172,7 +176,8 @@ class HomeContext:
 
     def __init__(self, home: Home) -> None:
         self.home = home
-        self.keyring: KeyRing = home.keyring()
+        # Not a KeyRing: a linkage-unit home links and records without any project key.
+        self.audit_hash_key: bytes = home.audit_hash_key()
         self._policy: PolicyEngine | None = None
         self._ledger: Ledger | None = None
 

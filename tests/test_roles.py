@@ -83,7 +83,8 @@ def test_linkage_unit_ingests_and_links_without_keys(parties):
         key = ring.key(purpose)
         assert key not in everything and key.hex().encode() not in everything, purpose
     secrets = sorted(p.name for p in (lu / "secrets").iterdir())
-    assert set(secrets) <= {"audit-signing.key"}  # its own ledger's signing key, nothing shared
+    # its own ledger's signing key and decision-hash key, nothing shared with other parties
+    assert set(secrets) <= {"audit-signing.key", "audit-hash.key"}
 
 
 def test_linkage_unit_refuses_an_extract_of_another_project(parties, tmp_path):

@@ -67,14 +67,14 @@ def ingest(ctx: HomeContext | ServiceContext, caller: Caller,
     with Action(ctx, caller, "extract.ingest", purpose=PURPOSE) as act:
         try:
             manifest = verify_extract(request.extract_dir, home.project_id,
-                                      home.keyring().key_ids())
+                                      home.public_key_ids())
         except IngestError as exc:
             raise InvalidInput(f"nothing ingested: {exc}", [("extract", "not valid")]) from exc
         act.decide({})
         act.record({"type": "extract.ingested", "extract_id": manifest["extract_id"],
                     "source": manifest["source"], "kind": manifest["kind"]})
         (done,) = ingest_extracts([request.extract_dir], home.extracts_dir, home.store_path,
-                                  home.project_id, home.keyring().key_ids())
+                                  home.project_id, home.public_key_ids())
         return done
 
 

@@ -178,7 +178,7 @@ class Action:
         return self.event_id
 
     def _folded(self, decision) -> dict:
-        event = decision.to_audit_event(self.ctx.keyring.audit_hash_key())
+        event = decision.to_audit_event(self.ctx.audit_hash_key)
         event["decided_at"] = event.pop("time", None)
         for key in ("type", "actor"):
             event.pop(key, None)
@@ -186,7 +186,7 @@ class Action:
 
     def decision_event(self, **extra: Any) -> dict:
         last = self.decisions[-1]
-        event = last.to_audit_event(self.ctx.keyring.audit_hash_key())
+        event = last.to_audit_event(self.ctx.audit_hash_key)
         if len(self.decisions) > 1:
             event["decisions"] = [self._folded(d) for d in self.decisions[:-1]]
         return {**event, **extra}

@@ -30,7 +30,7 @@ def _decided(home: Home, caller: User, ledger) -> dict:
     decision = open_policy_engine(home).decide({
         "subject": caller.subject(), "action": "users.manage", "purpose": "administration",
         "resource": {}, "consent": {"status": "none"}, "time": now_iso()})
-    folded = decision.to_audit_event(home.keyring().audit_hash_key())
+    folded = decision.to_audit_event(home.audit_hash_key())
     if not decision.allow:
         ledger.append(folded)
         raise Refused(list(decision.reasons), decision.decision_id)
