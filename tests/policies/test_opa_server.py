@@ -68,8 +68,10 @@ def test_opa_server_decides_as_the_embedded_engines(published):
 def test_decision_ids_in_opas_log_resolve_to_ledger_entries(opa_server, published, tmp_path):
     """The service, configured for OPA, records OPA's decision id in its ledger; OPA's log
     keeps no detail of the person (the mask), only the id and the answer."""
+    from joinedup.errors import Refused
     from joinedup.home import init_home
-    from joinedup.service_context import Refused, ServiceContext
+    from joinedup.operations import Action
+    from joinedup.service_context import ServiceContext
     from joinedup.users import User
 
     home = init_home(tmp_path / "home", project_id="opa-test")
@@ -78,10 +80,12 @@ def test_decision_ids_in_opas_log_resolve_to_ledger_entries(opa_server, publishe
     try:
         governance = User("g1", "governance", "governance-board")
         adviser = User("u1", "adviser", "csc-margate")
-        allowed = ctx.decide(governance, "audit.verify", purpose="oversight")
-        with pytest.raises(Refused):  # no consent recorded: refused, and still in the ledger
-            ctx.decide(adviser, "summary.request", resource={"person_key": PERSON},
-                       purpose="employment_support")
+        with Action(ctx, governance, "audit.verify", purpose="oversight") as act:
+            allowed = act.decide({})
+        # no consent recorded: refused (the adviser may be told why), and still in the ledger
+        with pytest.raises(Refused), Action(ctx, adviser, "summary.request",
+                                            purpose="employment_support") as act:
+            act.decide({"person_key": PERSON}, reveal=True)
         ledger = list(ctx.ledger.events())
     finally:
         ctx.close()
