@@ -10,6 +10,7 @@ place, so a failed run leaves any previous run intact.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import shutil
 import time
@@ -19,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from connectors.files import replace_dir_atomically, write_file_atomic
-from linkage import model
+from linkage import calibrate, model
+from linkage.blocking import settings_with_chosen_rules
 from linkage.clk import create_dice_macro, words_for_bits
 from linkage.clustering import assign_stable_ids, cluster_with_identifier_guard, fingerprint_sql
 from linkage.ingest import IngestedExtract, clk_bits_of, stack_sql
@@ -98,19 +101,26 @@ def _run(
     n_records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
     lap("load")
 
+    settings, blocking_info = settings_with_chosen_rules(con, "records", settings)
+    lap("blocking")
+
     linker = model.make_linker(con, settings)
     model.train(linker, settings, lambda s: step(f"training: {s}"))
     lap("train")
 
     step("scoring pairs")
     thresholds = settings["thresholds"]
-    report_t = min(thresholds["report_match_probability"], thresholds["cluster_match_probability"])
-    predictions, blocking_counts = predict_with_blocking_counts(linker, report_t, n_records)
+    # Every blocked pair is scored once; the prior is then re-estimated from them (m and
+    # u fixed) and the weights shifted by the change, so no second scoring pass.
+    predictions, blocking_counts = predict_with_blocking_counts(linker, None, n_records)
     pred_table = predictions.physical_name
+    prior = _calibrate_prior(con, linker, pred_table, n_records, settings)
+    cluster_t = _cluster_threshold(con, pred_table, thresholds)
+    report_t = min(thresholds["report_match_probability"], cluster_t)
     con.execute(
         f"""COPY (SELECT source_l, ref_l, source_r, ref_r, match_probability, match_weight
                   FROM {pred_table}
-                  WHERE match_probability >= {thresholds['report_match_probability']}
+                  WHERE match_probability >= {report_t}
                   ORDER BY source_l, ref_l, source_r, ref_r)
             TO '{tmp / 'links.parquet'}' (FORMAT parquet)"""
     )
@@ -118,7 +128,7 @@ def _run(
 
     step("clustering")
     clusters, refused = cluster_with_identifier_guard(
-        con, pred_table, "records", thresholds["cluster_match_probability"],
+        con, pred_table, "records", cluster_t,
         one_record_per_source=settings.get("clustering", {}).get("one_record_per_source", False),
     )
     con.execute(
@@ -148,6 +158,11 @@ def _run(
     _write_json(tmp / "model.json", trained)
     save_settings(settings, tmp / "settings.json")
     summary = _summary(con, extracts, n_records, changes, settings, tmp / "links.parquet")
+    summary["thresholds"] = {**thresholds, "cluster_match_probability": cluster_t,
+                             "cluster_match_probability_setting": thresholds["cluster_match_probability"]}
+    summary["prior"] = prior
+    if blocking_info is not None:
+        summary["blocking"] = blocking_info
     summary["timings_s"] = timings
     summary["merges_refused_conflicting_identifiers"] = refused
     try:
@@ -159,6 +174,44 @@ def _run(
         summary["timings_s"]["total"] = round(time.perf_counter() - started, 3)
         con.close()
     return summary
+
+
+def _calibrate_prior(con: duckdb.DuckDBPyConnection, linker: Any, pred_table: str,
+                     n_records: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """Re-estimate the prior from the scored blocked pairs (linkage.calibrate) unless the
+    settings fix it; shift every pair's weight by the change and put it in the model."""
+    settings_obj = linker._settings_obj
+    start = float(settings_obj._probability_two_random_records_match)
+    if not settings["training"].get("prior_from_scored_pairs", True):
+        return {"estimated_from": "training.prior_rules", "value": start}
+    start_log2_odds = math.log2(start / (1.0 - start))
+    weights = con.execute(f"SELECT match_weight FROM {pred_table}").fetchnumpy()["match_weight"]
+    bayes = np.asarray(weights, dtype=np.float64) - start_log2_odds
+    total_pairs = n_records * (n_records - 1) / 2.0
+    prior = calibrate.estimate_prior(bayes, total_pairs, start)
+    shift = math.log2(prior / (1.0 - prior)) - start_log2_odds
+    con.execute(
+        f"""UPDATE {pred_table} SET match_weight = match_weight + {shift!r},
+                   match_probability = CASE WHEN match_weight + {shift!r} >= 0
+                       THEN 1.0 / (1.0 + pow(2.0, -(match_weight + {shift!r})))
+                       ELSE pow(2.0, match_weight + {shift!r}) / (1.0 + pow(2.0, match_weight + {shift!r})) END"""
+    )
+    settings_obj._probability_two_random_records_match = prior
+    return {"estimated_from": "scored blocked pairs (m, u fixed)", "value": prior,
+            "start": start, "blocked_pairs": int(len(bayes))}
+
+
+def _cluster_threshold(con: duckdb.DuckDBPyConnection, pred_table: str,
+                       thresholds: dict[str, Any]) -> float:
+    """The settings' threshold, or with "auto" the one that maximises expected F1."""
+    setting = thresholds["cluster_match_probability"]
+    if setting != "auto":
+        return float(setting)
+    probs = con.execute(
+        f"SELECT match_probability FROM {pred_table} WHERE match_probability >= 0.01"
+    ).fetchnumpy()["match_probability"]
+    t, _f1 = calibrate.expected_f1_threshold(np.asarray(probs, dtype=np.float64))
+    return t
 
 
 def _summary(
