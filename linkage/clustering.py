@@ -127,6 +127,7 @@ def cluster_with_identifier_guard(
     records_table: str,
     threshold: float,
     one_record_per_source: bool = False,
+    join_groups_threshold: float | None = None,
 ) -> tuple[str, int]:
     """Connected components of the pairs at or above `threshold`, strongest pair first,
     refusing a merge that would join two records of one source holding different NHS
@@ -138,6 +139,11 @@ def cluster_with_identifier_guard(
     files) also refuses any merge that would put two records of one source together,
     which makes the clustering one-to-one between such sources.
 
+    `join_groups_threshold`: a link that would join two groups of two or more records each
+    must reach it (a weaker link still joins a single record to a group). One weak false
+    link between two true pairs otherwise makes a false entity of four (FEBRL4: 12 links
+    at 0.74-0.85 made 40 false pairs); a refused link is left for clerical review.
+
     Plain connected components (Splink's) merge whole chains through a single link;
     taking pairs in descending probability means the strong links form the clusters
     first and the weak link that would join two conflicting clusters is the one refused.
@@ -148,7 +154,7 @@ def cluster_with_identifier_guard(
     gc.disable()
     try:
         return _guarded_components(con, predictions_table, records_table, threshold,
-                                   one_record_per_source)
+                                   one_record_per_source, join_groups_threshold)
     finally:
         if was_enabled:
             gc.enable()
@@ -160,6 +166,7 @@ def _guarded_components(
     records_table: str,
     threshold: float,
     one_record_per_source: bool,
+    join_groups_threshold: float | None = None,
 ) -> tuple[str, int]:
     records = con.execute(
         f"SELECT unique_id, source, tk_nhs, tk_nino FROM {records_table} ORDER BY unique_id"
@@ -188,15 +195,20 @@ def _guarded_components(
             parent[i], i = root, parent[i]
         return root
 
+    size = [1] * len(records)
     edges = con.execute(
-        f"SELECT unique_id_l, unique_id_r FROM {predictions_table} "
+        f"SELECT unique_id_l, unique_id_r, match_probability FROM {predictions_table} "
         f"WHERE match_probability >= {float(threshold)} "
         "ORDER BY match_probability DESC, unique_id_l, unique_id_r"
     ).fetchall()
     refused = 0
-    for uid_l, uid_r in edges:
+    for uid_l, uid_r, prob in edges:
         a, b = find(index[uid_l]), find(index[uid_r])
         if a == b:
+            continue
+        if (join_groups_threshold is not None and prob < join_groups_threshold
+                and size[a] > 1 and size[b] > 1):
+            refused += 1
             continue
         held_a, held_b = ids.get(a, {}), ids.get(b, {})
         if len(held_a) < len(held_b):
@@ -206,6 +218,7 @@ def _guarded_components(
             refused += 1
             continue
         parent[b] = a
+        size[a] += size[b]
         if held_b:
             for key, tokens in held_b.items():
                 held_a.setdefault(key, set()).update(tokens)

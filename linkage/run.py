@@ -130,6 +130,7 @@ def _run(
     clusters, refused = cluster_with_identifier_guard(
         con, pred_table, "records", cluster_t,
         one_record_per_source=settings.get("clustering", {}).get("one_record_per_source", False),
+        join_groups_threshold=settings.get("clustering", {}).get("join_groups_match_probability"),
     )
     con.execute(
         f"""CREATE TABLE clustered AS

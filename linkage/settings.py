@@ -161,8 +161,24 @@ def _default_comparisons() -> list[dict[str, Any]]:
                     "tf_adjustment_column": "tk_postcode",
                     "tf_adjustment_weight": 0.5,
                 },
+                {
+                    "sql_condition": f"tk_postcode_l = tk_postcode_r AND {dice_sql('clk_address')} >= 0.75",
+                    "label_for_charts": "same postcode, address Dice >= 0.75",
+                },
+                {
+                    "sql_condition": f"{dice_sql('clk_address')} >= 0.9 AND tk_locality_l = tk_locality_r",
+                    "label_for_charts": "address Dice >= 0.9, same locality",
+                },
+                {
+                    "sql_condition": "tk_postcode_l = tk_postcode_r AND tk_locality_l = tk_locality_r",
+                    "label_for_charts": "same postcode and locality, other address",
+                },
                 _dice("clk_address", 0.9),
                 _exact("tk_postcode", "same postcode, other address"),
+                {
+                    "sql_condition": f"{dice_sql('clk_address')} >= 0.75 AND tk_locality_l = tk_locality_r",
+                    "label_for_charts": "address Dice >= 0.75, same locality",
+                },
                 _dice("clk_address", 0.75),
                 _exact("tk_pc_sector", "same sector"),
                 {
@@ -232,7 +248,9 @@ def default_settings() -> dict[str, Any]:
         "thresholds": {"cluster_match_probability": "auto", "report_match_probability": 0.5},
         # true only when every source is known to hold no duplicates (then no entity
         # gets two records of one source); agency sources do hold duplicates.
-        "clustering": {"one_record_per_source": False},
+        # A link joining two groups of records must be this strong (a weaker one still
+        # joins a lone record): FEBRL4 P 0.9920 -> 0.9984 at equal recall (RESULTS-linkage.md).
+        "clustering": {"one_record_per_source": False, "join_groups_match_probability": 0.95},
         # Blocking rules chosen per run from these candidates (linkage.blocking): every
         # rule under one budget of comparisons per record, counted before anything runs.
         # 6 per record: FEBRL4/FEBRL3 blocking recall 0.998/0.991 (date of birth alone
@@ -332,11 +350,15 @@ def validate_settings(doc: Any, where: str = "settings") -> dict[str, Any]:
     clustering = doc.get("clustering", {})
     _require(
         isinstance(clustering, dict)
-        and set(clustering) <= {"one_record_per_source"}
+        and set(clustering) <= {"one_record_per_source", "join_groups_match_probability"}
         and isinstance(clustering.get("one_record_per_source", False), bool),
         where,
-        'clustering must be an object with at most "one_record_per_source": true|false',
+        'clustering must be an object with at most "one_record_per_source": true|false and '
+        '"join_groups_match_probability"',
     )
+    join = clustering.get("join_groups_match_probability")
+    _require(join is None or (isinstance(join, int | float) and 0 < join < 1), where,
+             "clustering.join_groups_match_probability must be a number strictly between 0 and 1")
     training = doc.get("training")
     _require(isinstance(training, dict), where, "training must be an object")
     for name in ("u_max_pairs", "em_max_pairs"):
