@@ -186,10 +186,14 @@ def estimate_u(linker: Linker, max_pairs: float, seed: int) -> dict[str, dict[in
                 exact = _exact_level_count(con, comp, level, n_records)
                 if exact is not None:
                     u_of[g] = max(exact, 0.5) / max(non_null_pairs, 1.0)
-            if g not in u_of:
+            if g not in u_of and not total:
+                u_of[g] = LEVEL_NOT_OBSERVED_TEXT
+            elif g not in u_of and (n >= MIN_OBSERVED_FOR_SAMPLED_U or level._is_else_level):
+                u_of[g] = max(n, 0.5) / total
+            elif g not in u_of:
                 # Jeffreys smoothing: an unseen level gets about half a pair, never
                 # Splink's placeholder (which made a rare swap level worth +2 bits, not +14).
-                u_of[g] = (n + 0.5) / (total + 0.5 * len(levels)) if total else LEVEL_NOT_OBSERVED_TEXT
+                u_of[g] = (n + 0.5) / (total + 0.5 * len(levels))
             u_source[(comp.output_column_name, g)] = "exact" if exact is not None else "sampled"
         lookup = {comp.output_column_name: {g: {"u_probability": u} for g, u in u_of.items()}}
         for level in levels:

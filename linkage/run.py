@@ -45,11 +45,14 @@ def link_extracts(
     previous_run: Path | None = None,
     progress: Progress | None = None,
     threads: int | None = None,
+    review_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Link (and deduplicate) the extracts' records into entities; returns the summary.
 
     One extract: deduplicate it. Several: link across and deduplicate within all of them.
-    `previous_run` (a run dir) gives the entity ids to keep stable.
+    `previous_run` (a run dir) gives the entity ids to keep stable. `review_dir` holds
+    clerical labels (linkage.review): must-link / cannot-link constraints for clustering,
+    and, when there are enough, the cluster threshold.
     """
     if not extracts:
         raise LinkError("no extracts to link (ingest some first, or pass --extracts)")
@@ -63,7 +66,7 @@ def link_extracts(
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{secrets.token_hex(4)}")
     tmp.mkdir()
     try:
-        summary = _run(extracts, tmp, settings, previous_run, step, threads)
+        summary = _run(extracts, tmp, settings, previous_run, step, threads, review_dir)
         summary["run_id"] = out_dir.name
         _write_json(tmp / "summary.json", summary)
         replace_dir_atomically(tmp, out_dir)
@@ -80,6 +83,7 @@ def _run(
     previous_run: Path | None,
     step: Progress,
     threads: int | None,
+    review_dir: Path | None = None,
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -116,6 +120,7 @@ def _run(
     pred_table = predictions.physical_name
     prior = _calibrate_prior(con, linker, pred_table, n_records, settings)
     cluster_t = _cluster_threshold(con, pred_table, thresholds)
+    must, cannot, cluster_t, labels_used = _labels(con, pred_table, review_dir, cluster_t)
     report_t = min(thresholds["report_match_probability"], cluster_t)
     con.execute(
         f"""COPY (SELECT source_l, ref_l, source_r, ref_r, match_probability, match_weight
@@ -131,6 +136,7 @@ def _run(
         con, pred_table, "records", cluster_t,
         one_record_per_source=settings.get("clustering", {}).get("one_record_per_source", False),
         join_groups_threshold=settings.get("clustering", {}).get("join_groups_match_probability"),
+        must_link=must, cannot_link=cannot,
     )
     con.execute(
         f"""CREATE TABLE clustered AS
@@ -139,6 +145,8 @@ def _run(
     )
     previous_records = Path(previous_run) / "records.parquet" if previous_run else None
     changes = assign_stable_ids(con, "clustered", previous_records)
+    _write_json(tmp / "entity_changes.json", {
+        "previous_run": str(previous_run) if previous_run else None, **changes.pop("details")})
     con.execute(
         f"COPY (SELECT entity_id, source, ref FROM entities ORDER BY entity_id, source, ref) "
         f"TO '{tmp / 'entities.parquet'}' (FORMAT parquet)"
@@ -162,6 +170,12 @@ def _run(
     summary["thresholds"] = {**thresholds, "cluster_match_probability": cluster_t,
                              "cluster_match_probability_setting": thresholds["cluster_match_probability"]}
     summary["prior"] = prior
+    summary["labels"] = {"must_link": len(must), "cannot_link": len(cannot),
+                         "used_for_threshold": labels_used}
+    if review_dir is not None:
+        from linkage.review import accuracy_estimate
+
+        summary["accuracy_from_labels"] = accuracy_estimate(tmp, review_dir, cluster_t)
     if blocking_info is not None:
         summary["blocking"] = blocking_info
     summary["timings_s"] = timings
@@ -200,6 +214,40 @@ def _calibrate_prior(con: duckdb.DuckDBPyConnection, linker: Any, pred_table: st
     settings_obj._probability_two_random_records_match = prior
     return {"estimated_from": "scored blocked pairs (m, u fixed)", "value": prior,
             "start": start, "blocked_pairs": int(len(bayes))}
+
+
+def _labels(con: duckdb.DuckDBPyConnection, pred_table: str, review_dir: Path | None,
+            cluster_t: float) -> tuple[list, list, float, int]:
+    """Clerical labels as unique_id constraints, and the threshold they choose."""
+    from linkage import review
+
+    must, cannot = review.constraints(review_dir)
+    if not must and not cannot:
+        return [], [], cluster_t, 0
+    import pyarrow as pa
+
+    rows = [(a[0], a[1], b[0], b[1], kind) for kind, pairs in (("m", must), ("c", cannot))
+            for a, b in pairs]
+    con.register("jup_labels", pa.table({
+        name: [r[i] for r in rows]
+        for i, name in enumerate(("source_a", "ref_a", "source_b", "ref_b", "kind"))}))
+    try:
+        got = con.execute(
+            f"""SELECT a.unique_id, b.unique_id, l.kind, p.match_probability
+                FROM jup_labels l
+                JOIN records a ON a.source = l.source_a AND a.ref = l.ref_a
+                JOIN records b ON b.source = l.source_b AND b.ref = l.ref_b
+                LEFT JOIN {pred_table} p
+                  ON p.unique_id_l = least(a.unique_id, b.unique_id)
+                 AND p.unique_id_r = greatest(a.unique_id, b.unique_id)"""
+        ).fetchall()
+    finally:
+        con.unregister("jup_labels")
+    must_ids = [(a, b) for a, b, k, _p in got if k == "m"]
+    cannot_ids = [(a, b) for a, b, k, _p in got if k == "c"]
+    scored = [(p, "match" if k == "m" else "non-match") for _a, _b, k, p in got if p is not None]
+    t, used = review.threshold_from_labels(scored, cluster_t)
+    return must_ids, cannot_ids, t, used
 
 
 def _cluster_threshold(con: duckdb.DuckDBPyConnection, pred_table: str,
