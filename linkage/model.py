@@ -104,7 +104,10 @@ def floor_disagreement_m(linker: Linker, floor: float) -> list[str]:
             continue
         level = other[0]
         m = level.m_probability
-        if m is not None and m < floor:
+        # Never observed by EM (Splink then reports its placeholder m) counts as below the
+        # floor too: with match keys, the blocked training pairs of a small population can
+        # hold no matching pair that disagrees on a whole comparison.
+        if not level._m_is_trained or m is None or m < floor:
             # Set directly, not added to the trained history: Splink would take the
             # median of that history if anything re-populated m afterwards.
             level.m_probability = floor
@@ -125,7 +128,7 @@ def estimate_u(linker: Linker, max_pairs: float, seed: int) -> dict[str, dict[in
     of a FEBRL-size link. Here every comparison's level is computed in a single scan of
     the sampled pairs, and counted per comparison. The estimate is Splink's: u of a
     level = its share of the sampled pairs whose comparison is not null; a level never
-    seen is recorded as "not observed" (Splink then uses u = 1e-6), as Splink does.
+    seen is not left at Splink's placeholder (below).
     Returns the counts (comparison -> level value -> pairs) for tests and the report.
 
     Unlike Splink, a level seen fewer than MIN_OBSERVED_FOR_SAMPLED_U times in the sample
