@@ -59,7 +59,13 @@ def link_extracts(
     sources = [e.source for e in extracts]
     if len(set(sources)) != len(sources):
         raise LinkError(f"two extracts of the same source: {sorted(sources)}")
-    settings = validate_settings(settings or default_settings())
+    if settings is None:
+        # The defaults for the extracts' encoding (its columns decide the comparisons).
+        from linkage.ingest import encoding_scheme_of
+        from linkage.settings import v1_settings
+
+        settings = v1_settings() if encoding_scheme_of(extracts) == "v1" else default_settings()
+    settings = validate_settings(settings)
     step = progress or (lambda _s: None)
     out_dir = Path(out_dir).absolute()
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -97,7 +97,8 @@ def link_command(
             f"{out_dir} already exists: choose another --out, or pass --replace to replace it "
             "(`joinedup runs list` shows the runs)")
     try:
-        settings = load_settings(settings_file)
+        # no file: link_extracts takes the defaults for the extracts' encoding
+        settings = load_settings(settings_file) if settings_file else None
         if extract_dirs:
             extracts = [extract_from_dir(d) for d in extract_dirs]
         else:
