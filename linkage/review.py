@@ -310,7 +310,7 @@ def why_in_entity(run_dir: Path, source: str, ref: str) -> dict[str, Any]:
     members = con.execute("SELECT source, ref FROM ent WHERE entity_id = ? ORDER BY ALL", [entity]).fetchall()
     rows = con.execute(
         "SELECT source_l, ref_l, source_r, ref_r, match_probability, match_weight FROM lk "
-        "WHERE entity_l = ? AND entity_r = ? ORDER BY match_probability DESC, ALL", [entity, entity]).fetchall()
+        "WHERE entity_l = ? AND entity_r = ? ORDER BY match_probability DESC, source_l, ref_l, source_r, ref_r", [entity, entity]).fetchall()
     links = [{"pair_id": pair_id((a, b), (c, d)), "left": [a, b], "right": [c, d],
               "match_probability": p, "match_weight": w, "above_threshold": p >= t}
              for a, b, c, d, p, w in rows]

@@ -469,9 +469,13 @@ def _compile_comparison(comp: dict[str, Any], columns: dict[str, _Column]) -> _C
         for lv in raw if lv.get("tf_adjustment_column")
     }
     levels, compiled, used = [], True, set()
-    gamma = sum(1 for lv in raw if not lv.get("is_null_level"))
+    next_gamma = sum(1 for lv in raw if not lv.get("is_null_level"))
     for lv in raw:
-        gamma = -1 if lv.get("is_null_level") else gamma - 1
+        if lv.get("is_null_level"):
+            gamma = -1
+        else:
+            next_gamma -= 1
+            gamma = next_gamma
         sql = lv["sql_condition"]
         cond = scalar = None
         if sql.strip().upper() != "ELSE":
