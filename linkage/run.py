@@ -265,7 +265,8 @@ def _cluster_threshold(con: duckdb.DuckDBPyConnection, pred_table: str,
     probs = con.execute(
         f"SELECT match_probability FROM {pred_table} WHERE match_probability >= 0.01"
     ).fetchnumpy()["match_probability"]
-    t, _f1 = calibrate.expected_f1_threshold(np.asarray(probs, dtype=np.float64))
+    t, _f = calibrate.expected_f1_threshold(np.asarray(probs, dtype=np.float64),
+                                            beta=float(thresholds.get("auto_beta", 1.0)))
     return t
 
 

@@ -396,7 +396,8 @@ def v1_settings() -> dict[str, Any]:
         # "auto": the threshold that maximises the expected F1 of the calibrated match
         # probabilities (linkage.calibrate); pairs from report_match_probability up to it
         # are kept in links.parquet and go to clerical review.
-        "thresholds": {"cluster_match_probability": "auto", "report_match_probability": 0.5},
+        "thresholds": {"cluster_match_probability": "auto", "auto_beta": 0.5,
+                       "report_match_probability": 0.5},
         # true only when every source is known to hold no duplicates (then no entity
         # gets two records of one source); agency sources do hold duplicates.
         # A link joining two groups of records must be this strong (a weaker one still
@@ -498,6 +499,9 @@ def validate_settings(doc: Any, where: str = "settings") -> dict[str, Any]:
             f"thresholds.{name} must be a number strictly between 0 and 1"
             + (' or "auto"' if name == "cluster_match_probability" else "") + f", got {value!r}",
         )
+    beta = thresholds.get("auto_beta", 1.0)
+    _require(isinstance(beta, int | float) and not isinstance(beta, bool) and beta > 0, where,
+             f"thresholds.auto_beta must be a positive number, got {beta!r}")
     clustering = doc.get("clustering", {})
     _require(
         isinstance(clustering, dict)
