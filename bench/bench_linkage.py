@@ -4,7 +4,7 @@ and end-to-end scale on the synthetic sources.
     .venv/bin/python bench/bench_linkage.py febrl
     .venv/bin/python bench/bench_linkage.py scale --people 5000 50000 500000
     .venv/bin/python bench/bench_linkage.py score --people 50000
-    .venv/bin/python bench/bench_linkage.py blocking --people 100000
+    .venv/bin/python bench/bench_linkage.py blocking --people 5350 53500 535000 1070000
 
 Prints one line per measurement; peak memory is this process's max RSS (children
 included for the scale runs, which run each size in a fresh process).
@@ -477,31 +477,43 @@ def scale(args) -> None:
 
 
 def blocking(args) -> None:
-    """Pairs each default blocking rule adds (Splink's own counter, no sampling) on the
-    synthetic sources, before any scoring."""
+    """Blocking under the default budget as the population grows: for each size, the
+    synthetic sources are extracted (default encoding) and stacked, and the default
+    candidates are counted and chosen as a link run does (linkage.blocking). Prints the
+    comparisons per record, counted from group sizes (sum over the chosen rules) and
+    exactly (distinct pairs of the chosen rules together), and the rules kept."""
     import duckdb
-    from splink import DuckDBAPI
-    from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
     from connectors.keys import KeyRing, new_master_secret
+    from linkage.blocking import choose_rules
     from linkage.ingest import extract_from_dir, stack_sql
     from linkage.settings import default_settings
     from tests.linkage.quality import build_extracts
 
-    with tempfile.TemporaryDirectory() as tmp:
-        dirs = build_extracts(Path(tmp) / "src", Path(tmp) / "staged",
-                              KeyRing(new_master_secret(), "blocking-bench"), args.people[0], 3)
-        con = duckdb.connect()
-        con.execute(f"CREATE TABLE records AS {stack_sql([extract_from_dir(d) for d in dirs.values()])}")
-        n = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
-        rules = default_settings()["splink"]["blocking_rules_to_generate_predictions"]
-        counts = count_comparisons_from_blocking_rules(
-            DuckDBAPI(connection=con).register("records"), blocking_rules=rules,
-            link_type="dedupe_only", record_sample_proportion=1.0)
-        print(f"{args.people[0]} people, {n} records")
-        for row in counts:
-            print(f"{row['marginal_comparison_count']:>12,} {row['cumulative_comparison_count']:>12,}"
-                  f"  {row['blocking_rule']}")
+    settings = default_settings()["blocking"]
+    per_record = []
+    for people in args.people:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            dirs = build_extracts(Path(tmp) / "src", Path(tmp) / "staged",
+                                  KeyRing(new_master_secret(), "blocking-bench"), people, 3)
+            t1 = time.perf_counter()
+            con = duckdb.connect()
+            con.execute(f"CREATE TABLE records AS {stack_sql([extract_from_dir(d) for d in dirs.values()])}")
+            chosen, report, n, total = choose_rules(
+                con, "records", settings["candidates"], settings["max_comparisons_per_record"],
+                settings["max_count_per_rule"])
+            t2 = time.perf_counter()
+        grouped = sum(r.comparisons for r in report if r.chosen)
+        per_record.append(total / n)
+        print(f"{people} people, {n} records: {len(chosen)} of {len(report)} candidate rules kept; "
+              f"comparisons per record {total / n:.3f} (group-size sum {grouped / n:.3f}); "
+              f"synth+extract {t1 - t0:.0f}s, count+choose {t2 - t1:.1f}s", flush=True)
+        for r in report:
+            print(f"    {'+' if r.chosen else '-'} {r.comparisons / n:9.3f}/rec  {r.rule}  ({r.reason})")
+    if len(per_record) > 1:
+        print(f"comparisons per record, largest / smallest over the sizes: "
+              f"{max(per_record) / min(per_record):.2f} (target <= 2)")
 
 
 def score(args) -> None:

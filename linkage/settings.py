@@ -386,6 +386,11 @@ def default_settings() -> dict[str, Any]:
     ]
     doc["splink"]["comparisons"] = _default_comparisons()
     doc["blocking"]["candidates"] = _default_blocking_candidates()
+    # Match keys are combinations of fields, so their blocks are small: all of them take
+    # 0.9 comparisons per record on 10,000 synthetic records, 1.76 on 100,000 (keys of a date
+    # of birth and a district or sector grow with one area's population). 1.8 keeps the
+    # count flat as the population grows (bench_linkage.py blocking; RESULTS-linkage.md).
+    doc["blocking"]["max_comparisons_per_record"] = 1.8
     return doc
 
 
@@ -405,8 +410,8 @@ def v1_settings() -> dict[str, Any]:
         "clustering": {"one_record_per_source": False, "join_groups_match_probability": 0.95},
         # Blocking rules chosen per run from these candidates (linkage.blocking): every
         # rule under one budget of comparisons per record, counted before anything runs.
-        # 6 per record: FEBRL4/FEBRL3 blocking recall 0.998/0.991 (date of birth alone
-        # and postcode alone admitted), synthetic 50,000 people 1.000 (RESULTS-linkage.md).
+        # v1 (single-field tokens), 6 per record: FEBRL4/FEBRL3 blocking recall 0.998/0.991
+        # (date of birth alone and postcode alone admitted), synthetic 50,000 people 1.000.
         "blocking": {
             "candidates": _v1_blocking_candidates(),
             "max_comparisons_per_record": 6.0,
