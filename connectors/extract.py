@@ -137,18 +137,17 @@ class _Writers:
         self._rejects_fh = (tmp / "rejects.csv").open("w", newline="")
         self.rejects = csv.writer(self._rejects_fh)
         self.rejects.writerow(["row_number", "field", "reason", "action"])
-        self._bucket_writers: dict[int, tuple[pq.ParquetWriter, ...]] = {}
+        self._bucket_writers: dict[int, tuple[Any, ...]] = {}
 
-    def _bucket(self, b: int) -> tuple[pq.ParquetWriter, ...]:
+    def _bucket(self, b: int) -> tuple[Any, ...]:
+        """Arrow IPC files (uncompressed: written once, read once, deleted)."""
         w = self._bucket_writers.get(b)
         if w is None:
             d = self.tmp / f".bucket-{b:02d}"
             d.mkdir()
-            w = self._bucket_writers[b] = (
-                pq.ParquetWriter(d / "linkage.parquet", self.schema, compression="lz4"),
-                pq.ParquetWriter(d / "content.parquet", CONTENT_SCHEMA, compression="lz4"),
-                pq.ParquetWriter(d / "keymap.parquet", KEYMAP_SCHEMA, compression="lz4"),
-            )
+            w = self._bucket_writers[b] = tuple(
+                pa.ipc.new_file(str(d / name), schema)
+                for name, schema in (("linkage", self.schema), ("content", CONTENT_SCHEMA), ("keymap", KEYMAP_SCHEMA)))
         return w
 
     def write(self, linkage: pa.Table, content: pa.Table, keymap: pa.Table) -> None:
@@ -161,10 +160,8 @@ class _Writers:
         bucket = np.fromiter((int(r[0], 16) for r in refs), dtype=np.int64, count=len(refs))
         for b in np.unique(bucket).tolist():
             rows = pa.array(np.flatnonzero(bucket == b))
-            lw, cw, kw = self._bucket(b)
-            lw.write_table(linkage.take(rows))
-            cw.write_table(content.take(rows))
-            kw.write_table(keymap.take(rows))
+            for writer, table in zip(self._bucket(b), (linkage, content, keymap), strict=True):
+                writer.write_table(table.take(rows))
 
     def finish(self) -> None:
         """Append the buckets in order, each sorted by ref (so the files are in ref order)."""
@@ -172,9 +169,9 @@ class _Writers:
             for w in self._bucket_writers[b]:
                 w.close()
             d = self.tmp / f".bucket-{b:02d}"
-            for name, writer in (("linkage.parquet", self.linkage), ("content.parquet", self.content),
-                                 ("keymap.parquet", self.keymap)):
-                table = pq.read_table(d / name)
+            for name, writer in (("linkage", self.linkage), ("content", self.content), ("keymap", self.keymap)):
+                with pa.memory_map(str(d / name)) as source:
+                    table = pa.ipc.open_file(source).read_all()
                 writer.write_table(table.sort_by("ref"))
                 del table
             shutil.rmtree(d)

@@ -11,16 +11,17 @@ What a linkage row carries (docs/PRIVACY.md has the threat model and the measure
   single names never get a deterministic token, so frequency alignment has nothing
   low-entropy to align. The match keys are also the blocking keys.
 - `clk_given`, `clk_family`, `clk_address`: Bloom filters (bigrams, k positions each from
-  HMAC under a per-field key, as before), then **salted by the date of birth**: the 1024 bits
-  are moved by a keyed permutation chosen by the record's year and sorted day/month (a byte
-  permutation plus a bit permutation inside each byte, drawn per salt). Two records with the
-  same (or transposed) date of birth use the same permutation, so their Dice coefficient is
-  exactly the unsalted one; records born on other days use unrelated permutations, so bit
-  positions mean nothing across salt groups (a few people each): pattern mining, frequency
-  alignment of filters and learning bigram positions from known plaintext have no common
-  frame to work in. A record without a date of birth gets no filters (its names still count
-  through the match keys that need no date). Per-field keys: given and family filters (and
-  their match-key parts) cannot be compared with each other.
+  HMAC under a per-field key, as before), then **attribute-salted**: the bits are moved by a
+  keyed permutation chosen by a secret salt (a byte permutation plus a bit permutation
+  inside each byte, drawn per salt). The name filters' salt is the year of birth and the
+  sorted day/month; the address filter's is the postcode. Two records with the same salt
+  use the same permutation, so their Dice coefficient is exactly the unsalted one; records
+  with another salt use an unrelated permutation, so bit positions mean nothing across salt
+  groups (a few people each): pattern mining, frequency alignment of filters and learning
+  bigram positions from known plaintext have no common frame to work in. A record without
+  the salting field gets no such filter (its names still count through the match keys that
+  need no date). Per-field keys: given and family filters (and their match-key parts)
+  cannot be compared with each other.
 
 How a match key is computed: every standardised part is first turned into a secret 64-bit
 part token (HMAC-SHA256 under the part's own key, cached per distinct value; never written
@@ -46,7 +47,8 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from itertools import repeat
+from functools import lru_cache
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -108,6 +110,8 @@ _CLK_FIELD = {"clk_given": "given", "clk_family": "family", "clk_address": "addr
 LINKAGE_COLUMNS = ("ref",) + tuple(c for c, _ in TOKEN_COLUMNS) + tuple(MATCH_KEYS) + CLK_COLUMNS
 
 _NAMES_CONST = np.uint64(0x6A09E667F3BCC908)
+# Distinct bigrams of a typical value: the length-hiding filters set about k times this.
+_TYPICAL_BIGRAMS = {"given": 7, "family": 7, "address": 20}
 Parts = dict[str, tuple[np.ndarray, np.ndarray]]  # part -> (uint64 values, validity) per row
 
 
@@ -234,13 +238,18 @@ class _ClkField:
     """
 
     _VALUE_LIMIT = 400_000  # distinct values kept before the value table is reset
+    _MAX_K = 64
 
-    def __init__(self, key: bytes, bits: int, k: int):
-        self.key, self.bits, self.k = key, bits, k
+    def __init__(self, key: bytes, bits: int, k: int, target: int | None = None):
+        """`target`: length-hiding mode (v2): a value of b distinct bigrams gets
+        round(target / b) positions per bigram (1..64, a prefix of the bigram's positions),
+        so every filter has about `target` bits set whatever the value's length."""
+        self.key, self.bits, self.k, self.target = key, bits, k, target
         self._hmac = KeyedHash(key)
         self.words = bits // 64
         self.bigram_ids: dict[str, int] = {}
         self.table = np.zeros((256, self.words), dtype=np.uint64)
+        self.positions = np.zeros((256, self._MAX_K), dtype=np.int64)
         self._reset_values()
 
     def _reset_values(self) -> None:
@@ -254,10 +263,15 @@ class _ClkField:
         start, n = len(self.bigram_ids), len(bigrams)
         while start + n > len(self.table):
             self.table = np.vstack([self.table, np.zeros_like(self.table)])
-        blocks = -(-self.k * 4 // 32)  # SHA-256 blocks of 8 positions each
+            self.positions = np.vstack([self.positions, np.zeros_like(self.positions)])
+        k = self._MAX_K if self.target else self.k
+        blocks = -(-k * 4 // 32)  # SHA-256 blocks of 8 positions each
         digest = self._hmac.digest
         stream = b"".join(digest(bytes([c]) + b.encode("utf-8")) for b in bigrams for c in range(blocks))
-        pos = np.frombuffer(stream, dtype=">u4").reshape(n, blocks * 8)[:, : self.k].astype(np.int64)
+        pos = np.frombuffer(stream, dtype=">u4").reshape(n, blocks * 8)[:, :k].astype(np.int64)
+        if self.target:
+            self.positions[start : start + n] = pos % self.bits
+            pos = pos[:, : self.k]
         bits = np.zeros((n, self.bits), dtype=np.uint8)
         bits[np.arange(n)[:, None], pos % self.bits] = 1
         self.table[start : start + n] = np.packbits(bits, axis=1).view(np.uint64)
@@ -268,6 +282,10 @@ class _ClkField:
         start = len(self.value_ids)
         while start + len(values) > len(self.values):
             self.values = np.vstack([self.values, np.zeros_like(self.values)])
+        if self.target:
+            self.values[start : start + len(values)] = self.filters_of([_grams(v) for v in values])
+            self.value_ids.update(zip(values, range(start, start + len(values)), strict=True))
+            return
         padded = [f"_{v}_" for v in values]
         bigrams = [p[j : j + 2] for p in padded for j in range(len(p) - 1)]
         ids = list(map(self.bigram_ids.get, bigrams))
@@ -282,6 +300,27 @@ class _ClkField:
             self.table[np.array(ids, dtype=np.int64)], starts, axis=0
         )
         self.value_ids.update(zip(values, range(start, start + len(values)), strict=True))
+
+    def filters_of(self, gram_sets: list[list[str]]) -> np.ndarray:
+        """Length-hiding filters (as uint64 words) of values given as their distinct bigrams."""
+        flat = [g for grams in gram_sets for g in grams]
+        ids = list(map(self.bigram_ids.get, flat))
+        if None in ids:
+            self._add_bigrams(list({g for g, i in zip(flat, ids, strict=True) if i is None}))
+            ids = list(map(self.bigram_ids.get, flat))
+        counts = np.fromiter(map(len, gram_sets), dtype=np.int64, count=len(gram_sets))
+        k = np.clip(np.rint(self.target / np.maximum(counts, 1)), 1, self._MAX_K).astype(np.int64)
+        k_entry = np.repeat(k, counts)  # positions taken from each (value, bigram) entry
+        entry = np.repeat(np.arange(len(flat)), k_entry)
+        starts = np.zeros(len(flat), dtype=np.int64)
+        np.cumsum(k_entry[:-1], out=starts[1:])
+        column = np.arange(len(entry)) - np.repeat(starts, k_entry)
+        pos = self.positions[np.array(ids, dtype=np.int64)[entry], column]
+        row = np.repeat(np.repeat(np.arange(len(gram_sets)), counts), k_entry)
+        bits = np.zeros(len(gram_sets) * self.bits, dtype=np.uint8)
+        bits[row * self.bits + pos] = 1
+        bits = bits.reshape(len(gram_sets), self.bits)
+        return np.packbits(bits, axis=1).view(np.uint64)
 
     def value_index(self, values: Sequence[str | None]) -> np.ndarray:
         """Row of each value in the value table (-1 for None). Adds unseen values first."""
@@ -310,7 +349,14 @@ class _ClkField:
         return out.view(np.uint8).reshape(n, self.bits // 8), present
 
     def encode_words(self, texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
-        """Filters of multi-word texts as the OR of per-word filters (each word padded)."""
+        """Filters of multi-word texts as the OR of per-word filters (each word padded); in
+        length-hiding mode, one filter of all the words' bigrams together."""
+        if self.target:
+            present = np.array([bool(t) for t in texts], dtype=bool)
+            out = np.zeros((len(texts), self.words), dtype=np.uint64)
+            if present.any():
+                out[present] = self.filters_of([_word_grams(t) for t in texts if t])
+            return out.view(np.uint8).reshape(len(texts), self.bits // 8), present
         word_lists = [t.split() if t else [] for t in texts]
         flat_words = [w for ws in word_lists for w in ws]
         n = len(texts)
@@ -323,6 +369,17 @@ class _ClkField:
             np.cumsum(lengths[present][:-1], out=starts[1:])
             out[present] = np.bitwise_or.reduceat(self.values[flat], starts, axis=0)
         return out.view(np.uint8).reshape(n, self.bits // 8), present
+
+
+@lru_cache(maxsize=200_000)
+def _grams(value: str) -> tuple[str, ...]:
+    """The distinct bigrams of a value padded with "_", in order."""
+    padded = f"_{value}_"
+    return tuple(dict.fromkeys(padded[j : j + 2] for j in range(len(padded) - 1)))
+
+
+def _word_grams(text: str) -> list[str]:
+    return list(dict.fromkeys(chain.from_iterable(map(_grams, text.split()))))
 
 
 def blip(filters: np.ndarray, present: np.ndarray, f: float, rng: np.random.Generator) -> None:
@@ -467,10 +524,13 @@ class IdentityEncoder:
         mk_key = keyring.key("match-key")
         self._mk_seeds = {c: (_seed(mk_key, f"A|{c}"), _seed(mk_key, f"B|{c}")) for c in MATCH_KEYS}
         salt_key = keyring.key("clk-salt")
-        self._salt_seeds = (_seed(salt_key, "salt|A"), _seed(salt_key, "salt|B"))
+        self._salt_seeds = [(_seed(salt_key, f"salt{i}|A"), _seed(salt_key, f"salt{i}|B")) for i in (0, 1)]
         bits = self.settings.clk_bits
         self.salting = SaltedPermutation(salt_key, bits // 8)
-        self._clk = {f: _ClkField(keyring.clk_key(f), bits, self.settings.k_for(f)) for f in _CLK_FIELD.values()}
+        # Length-hiding: about (k x typical bigram count) bits per filter, whatever the value.
+        self._clk = {f: _ClkField(keyring.clk_key(f), bits, self.settings.k_for(f),
+                                  target=self.settings.k_for(f) * _TYPICAL_BIGRAMS[f])
+                     for f in _CLK_FIELD.values()}
         # BLIP must not be reproducible by anyone: seed from the OS unless a test injects one.
         self._rng = rng or np.random.default_rng(secrets.randbits(128))
 
@@ -502,12 +562,15 @@ class IdentityEncoder:
             x = _mix64(x ^ p)
         return x
 
-    def salts(self, parts: Parts) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's filter salt (from year and sorted day/month) and whether it has one."""
-        (year, y_ok), (dm, d_ok) = parts["year"], parts["dm"]
-        n = len(year)
-        a, b = self._salt_seeds
-        return self._chain(a, [year, dm], n) ^ self._chain(b, [year, dm], n), y_ok & d_ok
+    def salts(self, parts: Parts, names: tuple[str, ...], which: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's filter salt from the named parts (secret, keyed) and whether it has one."""
+        n = len(parts[names[0]][0])
+        valid = np.ones(n, dtype=bool)
+        for name in names:
+            valid &= parts[name][1]
+        values = [parts[name][0] for name in names]
+        a, b = self._salt_seeds[which]
+        return self._chain(a, values, n) ^ self._chain(b, values, n), valid
 
     def finish(
         self,
@@ -534,19 +597,23 @@ class IdentityEncoder:
             values = [p[name][0] for name in names]
             key = self._chain(a, values, n) ^ self._chain(b, values, n)
             columns[column] = pa.array(key.view(np.int64), pa.int64(), mask=~valid)
-        salts, salted = self.salts(p)
-        salt_rows = np.full(n, -1, dtype=np.int64)
-        salt_rows[salted] = self.salting.rows(salts[salted])
-        for column in CLK_COLUMNS:
-            raw, present = filters[column]
-            present = present & salted
-            out = np.zeros_like(raw)
-            idx = np.flatnonzero(present)
-            if idx.size:
-                out[idx] = self.salting.apply(raw[idx], salt_rows[idx])
-            if self.settings.hardening == "blip":
-                blip(out, present, self.settings.blip_f, self._rng)
-            columns[column] = _binary_column(out, present)
+        # Name filters are salted by the date of birth, the address filter by the postcode.
+        for columns_salted, (salts, salted) in (
+            (("clk_given", "clk_family"), self.salts(p, ("year", "dm"), 0)),
+            (("clk_address",), self.salts(p, ("pc",), 1)),
+        ):
+            salt_rows = np.full(n, -1, dtype=np.int64)
+            salt_rows[salted] = self.salting.rows(salts[salted])
+            for column in columns_salted:
+                raw, present = filters[column]
+                present = present & salted
+                out = np.zeros_like(raw)
+                idx = np.flatnonzero(present)
+                if idx.size:
+                    out[idx] = self.salting.apply(raw[idx], salt_rows[idx])
+                if self.settings.hardening == "blip":
+                    blip(out, present, self.settings.blip_f, self._rng)
+                columns[column] = _binary_column(out, present)
         return columns
 
     # -------------------------------------------------------------- public
