@@ -9,9 +9,9 @@ blocked counts as a non-match). It replaces the guess of a deterministic rule's 
 Cluster threshold ("auto"): with a calibrated prior the match probabilities are
 probabilities, so the threshold that maximises the expected F-beta of the pairs can be read
 from them: expected true links above t = sum p, false = sum (1 - p), missed = sum p below.
-The v2 defaults weigh precision more (beta 0.25): a false link shows one person's barriers
-to another person's adviser, and where comparisons share evidence (match keys that combine
-fields) the probabilities in the middle are overconfident.
+`thresholds.auto_beta` < 1 weighs precision more (F-beta), for comparisons whose middle
+probabilities are overconfident (RESULTS-linkage.md has the measurements: on the latest
+encoding the false links sit at high probabilities, where no threshold reaches them).
 """
 
 from __future__ import annotations

@@ -385,11 +385,6 @@ def default_settings() -> dict[str, Any]:
     # of birth and a district or sector grow with one area's population). 1.8 keeps the
     # count flat as the population grows (bench_linkage.py blocking; RESULTS-linkage.md).
     doc["blocking"]["max_comparisons_per_record"] = 1.8
-    # Match keys combine fields, so two comparisons can rest on one key (a date of birth
-    # and a sector): the middle probabilities are overconfident and the automatic threshold
-    # weighs precision more (F-beta, beta 0.25). Synthetic 5,000 people: within-source
-    # precision 0.9853 at beta 0.5, 0.9963 at 0.25 (RESULTS-linkage.md).
-    doc["thresholds"]["auto_beta"] = 0.25
     return doc
 
 
