@@ -16,13 +16,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from attacks.bloom import bootstrap_decode
+from attacks.bloom import bootstrap_decode, evaluation_rows
 from attacks.columns import deterministic_columns
 from attacks.result import AttackResult
 from attacks.world import Extract, Register, reidentified
 
 
-def known_plaintext(extract: Extract, register: Register, known: set[str]) -> AttackResult:
+def known_plaintext(extract: Extract, register: Register, known: set[str],
+                    limit: int | None = None) -> AttackResult:
+    """`limit`: score a seeded sample of that many rows (the dictionary and the learnt
+    positions still come from every known row)."""
     truth = extract.truth
     persons = truth["person"].tolist()
     is_known = [p in known for p in persons]
@@ -55,22 +58,24 @@ def known_plaintext(extract: Extract, register: Register, known: set[str]) -> At
                 add(i, a, p)
 
     decoded_right = {}
+    rows = evaluation_rows(n, limit)
     for column, attr in (("clk_given", "given"), ("clk_family", "family")):
         if column not in extract.linkage.column_names:
             continue
         bits, present = extract.filters(column)
         seed = [truth[attr].iat[i] if is_known[i] else None for i in range(n)]
-        decoded = bootstrap_decode(bits, present, register.frequencies(attr), seed)
+        decoded = bootstrap_decode(bits, present, register.frequencies(attr), seed, rows=rows)
         right = 0
-        for i, d in enumerate(decoded):
+        for i in rows.tolist():
+            d = decoded[i]
             if not is_known[i] and d is not None:
                 add(i, attr, d)
                 right += d == truth[attr].iat[i]
-        decoded_right[f"{attr}_decoded"] = right / max(1, n - sum(is_known))
+        decoded_right[f"{attr}_decoded"] = right / max(1, sum(not is_known[i] for i in rows.tolist()))
 
     credit = 0.0
     attacked = 0
-    for i in range(n):
+    for i in rows.tolist():
         if is_known[i]:
             continue
         attacked += 1

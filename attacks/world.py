@@ -85,12 +85,14 @@ class Register:
     modal: pd.DataFrame  # one row per person: their most common value of each attribute
     _freq_cache: dict[Any, Counter] = field(default_factory=dict)
 
-    def candidates(self, guess: dict[str, str]) -> set[str] | None:
-        """Persons consistent with every guessed attribute (None when nothing was guessed)."""
-        out: set[str] | None = None
+    def candidates(self, guess: dict[str, str]) -> set[str] | frozenset | None:
+        """Persons consistent with every guessed attribute (None when nothing was guessed).
+        The result may be the register's own set: do not modify it."""
+        out = None
+        empty: frozenset = frozenset()
         for attr, value in sorted(guess.items(), key=lambda kv: len(self.values[kv[0]].get(kv[1], ()))):
-            persons = self.values[attr].get(value, set())
-            out = set(persons) if out is None else out & persons
+            persons = self.values[attr].get(value, empty)
+            out = persons if out is None else out & persons
             if not out:
                 return out
         return out

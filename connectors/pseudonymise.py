@@ -98,12 +98,9 @@ MATCH_KEYS: dict[str, tuple[str, ...]] = {
     "mk_names_md": ("names", "month", "day"),
     "mk_names_yd": ("names", "year", "day"),
     "mk_names_pc": ("names", "pc"),
-    "mk_names_sector": ("names", "sector"),
     "mk_names_locality": ("names", "locality"),
     "mk_dob_pc": ("dob", "pc"),
     "mk_dob_sector": ("dob", "sector"),
-    "mk_dob_district": ("dob", "district"),
-    "mk_middle_dob": ("middle", "dob"),
 }
 CLK_COLUMNS = ("clk_given", "clk_family", "clk_address")
 _CLK_FIELD = {"clk_given": "given", "clk_family": "family", "clk_address": "address"}
@@ -241,9 +238,10 @@ class _ClkField:
     _MAX_K = 64
 
     def __init__(self, key: bytes, bits: int, k: int, target: int | None = None):
-        """`target`: length-hiding mode (v2): a value of b distinct bigrams gets
-        round(target / b) positions per bigram (1..64, a prefix of the bigram's positions),
-        so every filter has about `target` bits set whatever the value's length."""
+        """`target`: length-hiding mode (v2): a value of b distinct bigrams shares `target`
+        positions out over them (target // b each, the first target % b bigrams one more;
+        1..64, a prefix of each bigram's positions), so every filter has `target` bits set
+        less hash collisions, whatever the value's length."""
         self.key, self.bits, self.k, self.target = key, bits, k, target
         self._hmac = KeyedHash(key)
         self.words = bits // 64
@@ -309,8 +307,14 @@ class _ClkField:
             self._add_bigrams(list({g for g, i in zip(flat, ids, strict=True) if i is None}))
             ids = list(map(self.bigram_ids.get, flat))
         counts = np.fromiter(map(len, gram_sets), dtype=np.int64, count=len(gram_sets))
-        k = np.clip(np.rint(self.target / np.maximum(counts, 1)), 1, self._MAX_K).astype(np.int64)
-        k_entry = np.repeat(k, counts)  # positions taken from each (value, bigram) entry
+        # `target` positions shared out over the value's bigrams: each gets target // b, the
+        # first target % b one more (so the count does not step with the length either).
+        base = np.repeat(self.target // np.maximum(counts, 1), counts)
+        extra = np.repeat(self.target % np.maximum(counts, 1), counts)
+        starts_v = np.zeros(len(gram_sets), dtype=np.int64)
+        np.cumsum(counts[:-1], out=starts_v[1:])
+        rank = np.arange(len(flat)) - np.repeat(starts_v, counts)
+        k_entry = np.clip(base + (rank < extra), 1, self._MAX_K)  # positions per (value, bigram)
         entry = np.repeat(np.arange(len(flat)), k_entry)
         starts = np.zeros(len(flat), dtype=np.int64)
         np.cumsum(k_entry[:-1], out=starts[1:])
@@ -355,7 +359,8 @@ class _ClkField:
             present = np.array([bool(t) for t in texts], dtype=bool)
             out = np.zeros((len(texts), self.words), dtype=np.uint64)
             if present.any():
-                out[present] = self.filters_of([_word_grams(t) for t in texts if t])
+                kept = [t for t in texts if t]
+                out[present] = self.filters_of([_word_grams(t) for t in kept])
             return out.view(np.uint8).reshape(len(texts), self.bits // 8), present
         word_lists = [t.split() if t else [] for t in texts]
         flat_words = [w for ws in word_lists for w in ws]

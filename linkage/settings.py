@@ -33,15 +33,15 @@ SCHEMA_VERSION = 1
 # records is meaningful only when their dates of birth agree or are transposed).
 MATCH_KEY_COLUMNS = (
     "mk_name_dob", "mk_names_dobt", "mk_given_dob", "mk_family_dob", "mk_names_yob",
-    "mk_names_ym", "mk_names_md", "mk_names_yd", "mk_names_pc", "mk_names_sector",
-    "mk_names_locality", "mk_dob_pc", "mk_dob_sector", "mk_dob_district", "mk_middle_dob",
+    "mk_names_ym", "mk_names_md", "mk_names_yd", "mk_names_pc", "mk_names_locality",
+    "mk_dob_pc", "mk_dob_sector",
 )
 TOKEN_COLUMNS = ("tk_nhs", "tk_nino") + MATCH_KEY_COLUMNS
 CLK_COLUMNS = ("clk_given", "clk_family", "clk_address")
 BLOCKING_COLUMNS: tuple[str, ...] = ()  # the match keys are the blocking keys
 ENCODED_COLUMNS = TOKEN_COLUMNS + CLK_COLUMNS
 # Columns whose equality means "the same identity values" (stable entity ids across runs).
-FINGERPRINT_COLUMNS = ("tk_nhs", "tk_nino", "mk_name_dob", "mk_middle_dob", "mk_dob_pc", "mk_names_locality")
+FINGERPRINT_COLUMNS = ("tk_nhs", "tk_nino", "mk_name_dob", "mk_dob_pc", "mk_names_locality")
 
 # The previous encoding ("v1", connectors.legacy_v1), kept so that bench/bench_privacy.py can
 # link it beside the default one in the same run (`v1_settings()`).
@@ -305,13 +305,10 @@ def _default_comparisons() -> list[dict[str, Any]]:
                 _level(f"({given} >= 0.999 AND {family} >= 0.6) OR ({family} >= 0.999 AND {given} >= 0.6)",
                        "one exact, the other Dice >= 0.6"),
                 _level(f"{given} >= 0.999", "given name exact, family name changed"),
+                _level(f"{given} >= 0.6 AND {family} >= 0.6", "both Dice >= 0.6"),
+                _level(_any_equal("mk_names_ym", "mk_names_md", "mk_names_yd", "mk_names_pc", "mk_names_locality"),
+                       "same phonetic names, date of birth differs"),
             ],
-        ),
-        _comparison(
-            "middle_names", "middle names (with the date of birth)",
-            [_null("mk_middle_dob"), _exact("mk_middle_dob", "exact"),
-             _level("mk_given_dob_l <> mk_given_dob_r AND mk_family_dob_l <> mk_family_dob_r",
-                    "date of birth (or both names) differs: not compared", null=True)],
         ),
         _comparison(
             "date_of_birth",

@@ -273,10 +273,9 @@ def test_conditions_and_rules_outside_the_fast_path_fall_back_to_sql_exactly(wor
     """A colleague's new comparison level or blocking rule in SQL the compiler does not
     know is still applied exactly (by DuckDB), not dropped."""
     def edit_model(doc):
-        middle = next(c for c in doc["comparisons"] if c["output_column_name"] == "middle_names")
-        exact = next(lv for lv in middle["comparison_levels"]
-                     if lv["sql_condition"] == "mk_middle_dob_l = mk_middle_dob_r")
-        exact["sql_condition"] = "coalesce(mk_middle_dob_l, 0) = coalesce(mk_middle_dob_r, 1)"
+        nino = next(c for c in doc["comparisons"] if c["output_column_name"] == "nino")
+        exact = next(lv for lv in nino["comparison_levels"] if lv["sql_condition"] == "tk_nino_l = tk_nino_r")
+        exact["sql_condition"] = "coalesce(tk_nino_l, 0) = coalesce(tk_nino_r, 1)"
 
     def edit_settings(doc):
         rules = doc["splink"]["blocking_rules_to_generate_predictions"]
@@ -285,7 +284,7 @@ def test_conditions_and_rules_outside_the_fast_path_fall_back_to_sql_exactly(wor
 
     run = _copy_run(world["run"], tmp_path / "edited", edit_model, edit_settings)
     scorer = RunScorer(run)
-    assert [c.name for c in scorer.comparisons if not c.compiled] == ["middle_names"]
+    assert [c.name for c in scorer.comparisons if not c.compiled] == ["nino"]
     assert scorer.sql_rules == ["least(l.tk_nino, l.tk_nino) = r.tk_nino"]
     chosen = probes[::6]
     reference, _levels = splink_reference(run, [p for _l, p in chosen])

