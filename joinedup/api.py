@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -350,6 +351,43 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None,
             if not report.exists():
                 raise NotFound("the current run has no report")
             return HTMLResponse(report.read_text())
+
+    @app.get("/v1/linkage/review/next", tags=["linkage"])
+    def linkage_review_next(
+        user: Caller, count: Annotated[int, Query(ge=1, le=50)] = 1,
+    ) -> dict:
+        """The clerical-review queue's next pairs (encodings only: sources, refs, entity
+        ids), each with its match-weight waterfall (labels: `joinedup review label`)."""
+        from linkage.review import review_queue
+        from linkage.score import explain_pair
+
+        with ctx.one_entry():
+            ctx.decide(user, "linkage.report.read", {}, purpose="linkage_operations")
+            run = ctx.current_run_dir()
+            items = review_queue(run, ctx.home.root / "review", count)
+            for item in items:
+                item["explanation"] = explain_pair(run, tuple(item["left"]), tuple(item["right"]))
+                if item["priority"] == float("inf"):
+                    item["priority"] = None  # a request: first in the queue
+        return {"run": run.name, "items": items}
+
+    @app.get("/v1/linkage/review/pairs/{pair_id}", tags=["linkage"])
+    def linkage_review_pair(
+        user: Caller, pair_id: Annotated[str, PathParam(pattern=r"^P[0-9a-f]{16}$")],
+    ) -> dict:
+        """One pair's match-weight waterfall (why two records did or did not link)."""
+        from linkage.review import ReviewError, find_pair
+        from linkage.score import explain_pair
+
+        with ctx.one_entry():
+            ctx.decide(user, "linkage.report.read", {}, purpose="linkage_operations")
+            run = ctx.current_run_dir()
+            try:
+                pair = find_pair(run, ctx.home.root / "review", pair_id)
+            except ReviewError as exc:
+                raise NotFound(str(exc)) from exc
+            return {"run": run.name, "pair_id": pair_id,
+                    **explain_pair(run, tuple(pair["left"]), tuple(pair["right"]))}
 
     # -- audit --------------------------------------------------------------------------
     @app.get("/v1/audit/verify", tags=["audit"])

@@ -234,3 +234,27 @@ def test_why_a_record_is_in_its_entity(world):
         assert list(rec) in (link["left"], link["right"])
     out = _cli("review", "explain", "--home", str(home.root), "--run", "run1", f"{rec[0]}/{rec[1]}")
     assert why["entity_id"] in out
+
+
+def test_review_api_gives_the_queue_and_a_pairs_waterfall_to_a_data_officer_only(world):
+    from fastapi.testclient import TestClient
+
+    from joinedup.api import create_app
+
+    home = world["home"]
+    tokens = {}
+    for role, org in (("data_officer", "linkage-unit"), ("adviser", "csc-margate")):
+        out = _cli("users", "add", "--home", str(home.root), "--role", role, "--org", org)
+        tokens[role] = out.strip().split()[-1]
+    with TestClient(create_app(home.root)) as client:
+        officer = {"Authorization": f"Bearer {tokens['data_officer']}"}
+        got = client.get("/v1/linkage/review/next?count=3", headers=officer)
+        assert got.status_code == 200, got.text
+        items = got.json()["items"]
+        assert items and all(i["explanation"]["waterfall"][0]["column_name"] == "Prior" for i in items)
+        pid = items[0]["pair_id"]
+        one = client.get(f"/v1/linkage/review/pairs/{pid}", headers=officer)
+        assert one.status_code == 200 and one.json()["waterfall"] == items[0]["explanation"]["waterfall"]
+        assert client.get("/v1/linkage/review/pairs/P0000000000000000", headers=officer).status_code == 404
+        adviser = {"Authorization": f"Bearer {tokens['adviser']}"}
+        assert client.get("/v1/linkage/review/next", headers=adviser).status_code == 403
