@@ -58,6 +58,76 @@ def _json_for_script(doc: Any) -> str:
     return json.dumps(doc, default=float).replace("</", "<\\/")
 
 
+def _fmt(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def _accuracy_section(summary: dict[str, Any]) -> list[str]:
+    acc = summary.get("accuracy_from_labels") or {}
+    out = ["<h2>Accuracy estimated from clerical labels</h2>"]
+    if "precision" not in acc:
+        out.append("<p>No labels of randomly sampled pairs yet (<code>joinedup review next "
+                   "--sample links</code>, then <code>band</code>, label each).</p>")
+        return out
+    rows = [[name, _fmt(acc[name]["estimate"]), f"{acc[name]['low']:.4f} - {acc[name]['high']:.4f}",
+             acc[name]["labels"]] for name in ("precision", "recall") if name in acc]
+    out.append(_table(["measure", "estimate", "95% interval (Wilson)", "labels"], rows))
+    out.append(f"<p>Links at or above the cluster threshold: {acc['links']}; pairs between "
+               f"the report threshold and it: {acc['band_pairs']}.</p>")
+    return out
+
+
+def _blocking_section(summary: dict[str, Any]) -> list[str]:
+    info = summary.get("blocking")
+    prior = summary.get("prior") or {}
+    out = ["<h2>Blocking, prior and threshold</h2>"]
+    if info:
+        out.append(f"<p>Budget {info['budget_per_record']} comparisons per record; the chosen "
+                   f"rules make {info['comparisons']} comparisons ({info['comparisons_per_record']} "
+                   "per record), counted before scoring.</p>")
+        out.append(_table(["candidate rule", "comparisons (group sizes)", "chosen", "why"],
+                          [[c["rule"], c["comparisons"], "yes" if c["chosen"] else "no", c["reason"]]
+                           for c in info["candidates"]]))
+    t = summary["thresholds"]
+    out.append(f"<p>Prior {prior.get('value', 0):.3g} ({html.escape(str(prior.get('estimated_from', '')))}); "
+               f"cluster threshold {t['cluster_match_probability']:.4f} "
+               f"(setting: {html.escape(str(t.get('cluster_match_probability_setting', '')))}); "
+               f"labels: {summary.get('labels', {})}.</p>")
+    return out
+
+
+def _near_threshold_section(run_dir: Path, summary: dict[str, Any], limit: int = 8) -> list[str]:
+    """Waterfalls of the pairs nearest the cluster threshold (the ones review looks at)."""
+    from linkage.score import RunScorer
+
+    t = summary["thresholds"]["cluster_match_probability"]
+    links = Path(run_dir) / "links.parquet"
+    rows = duckdb.connect().execute(
+        f"SELECT source_l, ref_l, source_r, ref_r, match_probability FROM read_parquet('{links}') "
+        f"ORDER BY abs(match_probability - {float(t)}), source_l, ref_l, source_r, ref_r "
+        f"LIMIT {int(limit)}").fetchall()
+    if not rows:
+        return []
+    scorer = RunScorer(Path(run_dir))
+    out = ["<h2>Pairs nearest the cluster threshold: match-weight waterfalls</h2>"]
+    for sl, rl, sr, rr, p in rows:
+        bars = scorer.explain(scorer.row_of(sl, rl), scorer.row_of(sr, rr))
+        out.append(f"<h3>{html.escape(sl)}/{html.escape(rl)} - {html.escape(sr)}/{html.escape(rr)}: "
+                   f"match probability {p:.4f}</h3>")
+        out.append(_table(["comparison", "level", "match weight"],
+                          [[b["column_name"], b["label_for_charts"], f"{b['log2_bayes_factor']:+.2f}"]
+                           for b in bars]))
+    return out
+
+
+def _safely(make: Any) -> list[str]:
+    try:
+        return make()
+    except Exception as exc:  # noqa: BLE001 - a report section must not fail the run
+        log.warning("report section not drawn: %s", exc)
+        return []
+
+
 def write_report(
     linker: Linker,
     predictions: SplinkDataFrame,
@@ -95,6 +165,9 @@ def write_report(
         ),
         "<h2>Cluster sizes</h2>",
         _table(["records in entity", "entities"], [[k, v] for k, v in summary["cluster_sizes"].items()]),
+        *_blocking_section(summary),
+        *_accuracy_section(summary),
+        *_safely(lambda: _near_threshold_section(Path(path).parent, summary)),
         "<h2>Timings (seconds)</h2>",
         _table(["stage", "seconds"], [[k, v] for k, v in summary.get("timings_s", {}).items()]),
         *chart_html,
@@ -107,7 +180,7 @@ def write_report(
         f"{scripts}</head><body><h1>Linkage report</h1>"
         f"<p>Created {html.escape(summary['created_at'])}: {summary['records']} records, "
         f"{summary['entities']} entities; cluster threshold "
-        f"{summary['thresholds']['cluster_match_probability']}.</p>"
+        f"{summary['thresholds']['cluster_match_probability']:.4f}.</p>"
         + "".join(sections)
         + "</body></html>"
     )

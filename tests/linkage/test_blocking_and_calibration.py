@@ -1,0 +1,135 @@
+"""Blocking rules chosen under a budget from group-size counts, and the prior and
+threshold read from scored pairs."""
+
+from __future__ import annotations
+
+import math
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from linkage.blocking import BlockingError, choose_rules, count_comparisons, count_new_pairs
+from linkage.calibrate import estimate_prior, expected_f1_threshold
+from linkage.settings import SettingsError, default_settings, validate_settings
+
+
+def _table(n: int, seed: int = 1) -> duckdb.DuckDBPyConnection:
+    """n records: `a` in blocks of ~4 (small), `big` in blocks of ~n/3 (explodes),
+    `x`/`y` two columns whose values cross over (for swap rules)."""
+    rng = np.random.default_rng(seed)
+    con = duckdb.connect()
+    a = rng.integers(0, n // 4, n)
+    big = rng.integers(0, 3, n)
+    x = rng.integers(0, n // 2, n)
+    y = rng.integers(0, n // 2, n)
+    ids = np.arange(n)
+    frame = pa.table({"unique_id": ids, "a": a, "big": big, "x": x, "y": y,
+                      "k": pa.array(ids % 7, mask=ids % 5 != 0)})  # mostly null
+    con.register("frame", frame)
+    con.execute("CREATE TABLE t AS SELECT * FROM frame")
+    return con
+
+
+def _joined(con, rule: str) -> int:
+    return con.execute(f"SELECT count(*) FROM t l JOIN t r ON {rule} AND l.unique_id < r.unique_id").fetchall()[0][0]
+
+
+@pytest.mark.parametrize("rule", [
+    "l.a = r.a", "l.big = r.big", "l.a = r.a AND l.big = r.big", "l.k = r.k",
+    "l.x = r.y AND l.y = r.x",  # a swap rule: symmetric, counted exactly
+])
+def test_group_size_counts_equal_the_join(rule):
+    con = _table(400)
+    assert count_comparisons(con, "t", rule) == _joined(con, rule)
+
+
+def test_one_sided_cross_column_rule_is_counted_by_orientation_on_average():
+    con = _table(2000)
+    # l.x = r.y holds for i<j or for i>j about equally often: half the ordered pairs
+    counted, joined = count_comparisons(con, "t", "l.x = r.y"), _joined(con, "l.x = r.y")
+    assert abs(counted - joined) < 0.2 * joined
+
+
+def test_small_blocks_join_and_exploding_blocks_drop_out_as_the_data_grows():
+    candidates = ["l.big = r.big", "l.a = r.a", "l.a = r.a AND l.big = r.big", "l.x = r.y AND l.y = r.x"]
+    for n in (300, 3000):
+        con = _table(n)
+        chosen, report, records, total = choose_rules(con, "t", candidates, max_per_record=6.0)
+        assert records == n
+        assert "l.big = r.big" not in chosen  # ~n/6 per record: never within budget
+        assert "l.a = r.a" in chosen  # ~2 per record whatever n
+        # a rule containing a chosen rule's terms adds nothing: not run
+        assert "l.a = r.a AND l.big = r.big" not in chosen
+        assert total <= 6.0 * n
+        # the total is the exact number of distinct pairs the chosen rules block
+        union = " OR ".join(f"({r})" for r in chosen)
+        assert total == con.execute(
+            f"SELECT count(*) FROM t l, t r WHERE l.unique_id < r.unique_id AND ({union})").fetchall()[0][0]
+        reasons = {r.rule: r.reason for r in report}
+        assert "budget" in reasons["l.big = r.big"]
+    # with a tiny population even the big block fits
+    con = _table(12)
+    chosen, *_ = choose_rules(con, "t", candidates, max_per_record=6.0)
+    assert "l.big = r.big" in chosen
+
+
+def test_new_pairs_exclude_those_a_chosen_rule_blocks():
+    con = _table(500)
+    only_a = count_new_pairs(con, "t", "l.a = r.a", [])
+    assert only_a == _joined(con, "l.a = r.a")
+    assert count_new_pairs(con, "t", "l.a = r.a", ["l.a = r.a"]) == 0
+
+
+def test_candidates_naming_missing_columns_are_skipped_and_none_fitting_is_an_error():
+    con = _table(100)
+    chosen, report, *_ = choose_rules(con, "t", ["l.nope = r.nope", "l.a = r.a"], 6.0)
+    assert chosen == ["l.a = r.a"]
+    assert "not in the records" in report[0].reason
+    with pytest.raises(BlockingError, match="budget"):
+        choose_rules(con, "t", ["l.big = r.big"], 1.0)
+
+
+def test_blocking_settings_are_validated():
+    doc = default_settings()
+    assert validate_settings(doc) is doc
+    doc["blocking"]["candidates"] = ["l.a = r.a OR l.b = r.b"]
+    with pytest.raises(SettingsError, match="conjunction"):
+        validate_settings(doc)
+    doc = default_settings()
+    doc["blocking"]["max_comparisons_per_record"] = 0
+    with pytest.raises(SettingsError, match="max_comparisons_per_record"):
+        validate_settings(doc)
+    doc = default_settings()
+    del doc["blocking"]
+    with pytest.raises(SettingsError, match="blocking_rules_to_generate_predictions"):
+        validate_settings(doc)  # neither fixed rules nor candidates
+    doc = default_settings()
+    doc["thresholds"]["cluster_match_probability"] = "high"
+    with pytest.raises(SettingsError, match="auto"):
+        validate_settings(doc)
+
+
+def test_prior_is_recovered_from_scored_pairs_with_m_and_u_fixed():
+    """Simulated pairs: matches have Bayes factors around 2^20, non-matches around 2^-2;
+    the blocked pairs are all matches plus some non-matches; the rest of the population's
+    pairs are non-matches no rule blocked. EM on lambda alone finds the true share."""
+    rng = np.random.default_rng(3)
+    total_pairs = 5e7
+    true_prior = 2e-4
+    matches = int(true_prior * total_pairs)
+    bayes = np.concatenate([rng.normal(20, 3, matches), rng.normal(-2, 3, 20 * matches)])
+    for start in (1e-6, 1e-4, 1e-2):
+        got = estimate_prior(bayes, total_pairs, start)
+        assert got == pytest.approx(true_prior, rel=0.02)
+
+
+def test_expected_f1_threshold_sits_where_calibrated_probabilities_say():
+    p = np.array([0.999] * 90 + [0.8] * 5 + [0.3] * 5 + [0.01] * 100)
+    t, f1 = expected_f1_threshold(p)
+    # linking the 0.3 pairs costs more false links (3.5) than it finds (1.5)
+    assert t == pytest.approx(0.8)
+    assert 0.9 < f1 < 1
+    assert expected_f1_threshold(np.array([0.2, 0.1]))[0] == 0.5  # never below the floor
+    assert not math.isnan(expected_f1_threshold(np.array([]))[0])
