@@ -432,7 +432,9 @@ class ServiceContext:
     def verify_ledger(self) -> dict:
         verify = _audit_function("verify_ledger", "verify")
         pem = self.ledger.public_key_path.read_bytes()  # opening the ledger writes it
-        return verify(self.home.ledger_dir, pem).to_dict()
+        settings = self.home.ledger_settings
+        return verify(self.home.ledger_dir, pem, checkpoint_every=settings.checkpoint_every,
+                      witness=settings.witness).to_dict()
 
     def audit_report(self, start: str | None, end: str | None) -> dict:
         return _audit_function("build_report", "report")(self.ledger, start, end)
@@ -535,11 +537,7 @@ def _open_policy_engine(home: Home):
 
 
 def _open_ledger(home: Home):
-    try:
-        from audit import Ledger
-    except ImportError as exc:
-        raise NotAvailable("the audit ledger (audit.Ledger)") from exc
-    return Ledger(home.ledger_dir, home.signing_key_path("audit"))
+    return home.open_ledger()
 
 
 def _audit_function(name: str, module: str):

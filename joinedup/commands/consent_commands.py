@@ -92,12 +92,8 @@ def _decide(h, actor: dict[str, str], person_key: str, purpose: str) -> None:
 
 
 def _audit(h, event: dict[str, Any]) -> str | None:
-    """Append to the audit ledger if that package is installed (it is built in parallel)."""
-    try:
-        from audit import Ledger
-    except ImportError:
-        return None
-    ledger = Ledger(h.ledger_dir, h.signing_key_path("audit"))
+    """Append to the audit ledger (home settings: checkpoints, witness)."""
+    ledger = h.open_ledger()
     try:
         return ledger.append(event)
     finally:

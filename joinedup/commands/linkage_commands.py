@@ -29,13 +29,9 @@ def _load_home(home: Path | None):
 
 
 def _audit(h, event: dict[str, Any]) -> None:
-    """Append an audit event when the ledger is available (it is another concern's)."""
-    try:
-        from audit import Ledger
-    except ImportError:
-        return
+    """Append an audit event (home settings: checkpoints, witness)."""
     event = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "actor": DATA_OFFICER, **event}
-    ledger = Ledger(h.ledger_dir, h.signing_key_path("audit"))
+    ledger = h.open_ledger()
     try:
         ledger.append(event)
     finally:
