@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_extract.py --records 1000000            # pseudonymise (in memory)
     .venv/bin/python bench/bench_extract.py --records 200000 --extract   # CSV -> split extract
     .venv/bin/python bench/bench_extract.py --separation                 # Dice: true vs false pairs
+    .venv/bin/python bench/bench_extract.py --records 1000000 --reader   # strict CSV reader vs lenient
 
 Records are synthetic UK-style identities (names from connectors.synth_names with
 Zipf-like weights, unique NHS numbers and NINOs, ~20k postcodes, near-unique addresses),
@@ -202,6 +203,71 @@ def bench_extract(records: int, workers: int) -> None:
     print(f"  file sizes {sizes}   peak RSS {peak_rss_mb():,.0f} MB")
 
 
+def _lenient_batches(path: Path, size: int):
+    """Baseline: the csv kind's reader before strict parsing (csv.reader, short rows padded,
+    no header, width, encoding or duplicate-id checks), cutting the same column batches."""
+    from connectors.sources.generic_csv import _column_picker, _identity_named
+
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = [h.strip() for h in next(reader)]
+        mapping = _identity_named(header)
+        pickers = {name: _column_picker(spec, header) for name, spec in mapping.identity.items()}
+        width = len(header)
+        rows: list[list[str]] = []
+        for values in reader:
+            if not values or (len(values) == 1 and not values[0].strip()):
+                continue
+            if len(values) < width:
+                values = values + [""] * (width - len(values))
+            rows.append(values)
+            if len(rows) >= size:
+                yield {name: pick(rows) for name, pick in pickers.items()}
+                rows = []
+        if rows:
+            yield {name: pick(rows) for name, pick in pickers.items()}
+
+
+def bench_reader(records: int) -> None:
+    """Reading only (no encoding): the strict csv reader that the extract uses, against the
+    lenient one it replaced, on the same file, in the same run."""
+    from connectors.mapping import Mapping
+    from connectors.sources import read_batches
+
+    gen = Generator()
+    rejects: list = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "in.csv"
+        with path.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(gen.batch(1)[0]))
+            w.writeheader()
+            done = 0
+            while done < records:
+                rows = gen.batch(min(BATCH, records - done))
+                w.writerows(rows)
+                done += len(rows)
+        runs = {
+            "lenient (baseline)": lambda: _lenient_batches(path, BATCH),
+            "strict": lambda: (c for _, c, _ in read_batches("csv", str(path), Mapping(), BATCH, rejects.append)),
+        }
+        wall: dict[str, list[float]] = {name: [] for name in runs}
+        cpu: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(3):  # alternating, best of three: the machine is shared
+            for name, batches in runs.items():
+                t0, c0 = time.perf_counter(), time.process_time()
+                n = sum(len(cols["local_id"]) for cols in batches())
+                wall[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
+                assert n == records, (name, n)
+    print(f"csv reader only  records={records:,}  load average {os.getloadavg()[0]:.1f}  rejects {len(rejects)}")
+    for name in runs:
+        print(f"  {name:20s} best wall {min(wall[name]):6.2f} s ({records / min(wall[name]):10,.0f} records/s)"
+              f"   best CPU {min(cpu[name]):6.2f} s ({records / min(cpu[name]):10,.0f} records/CPU-s)")
+    base = "lenient (baseline)"
+    print(f"  strict / lenient: wall {min(wall['strict']) / min(wall[base]):.2f}, "
+          f"CPU {min(cpu['strict']) / min(cpu[base]):.2f}")
+
+
 def _typo(rng: np.random.Generator, s: str) -> str:
     i = int(rng.integers(0, len(s)))
     op = int(rng.integers(0, 3))
@@ -252,10 +318,13 @@ def main() -> None:
     ap.add_argument("--per-record", action="store_true", help="the old per-record path, for comparison")
     ap.add_argument("--workers", type=int, default=1, help="encoding processes (extract and columnar)")
     ap.add_argument("--separation", action="store_true", help="BLIP cost: Dice separation")
+    ap.add_argument("--reader", action="store_true", help="strict CSV reader against the lenient one")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
     if args.separation:
         bench_separation()
+    elif args.reader:
+        bench_reader(args.records)
     elif args.extract:
         bench_extract(args.records, args.workers)
     elif args.per_record:

@@ -13,9 +13,8 @@ import json
 import os
 import re
 import secrets
-import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.columnar import ColumnarEncoder, EncodedBatch, records_to_columns
+from connectors.columnar import ColumnarEncoder, EncodedBatch
 from connectors.content import encrypt_batch, indicators_json
-from connectors.files import replace_dir_atomically, sha256_file
+from connectors.files import (
+    OutputBusy,
+    make_tree_private,
+    replace_dir_atomically,
+    sha256_file,
+    staging_dir,
+)
 from connectors.keys import KeyRing
 from connectors.mapping import Mapping
 from connectors.parallel import encode_in_order
@@ -37,8 +42,8 @@ from connectors.pseudonymise import (
     EncodingSettings,
     IdentityEncoder,
 )
-from connectors.records import SourceRecord
-from connectors.sources import effective_mapping, reader_module
+from connectors.records import RowReject
+from connectors.sources import effective_mapping, read_batches
 
 SCHEMA_VERSION = 1
 BATCH_SIZE = 20_000
@@ -57,17 +62,6 @@ KEYMAP_SCHEMA = pa.schema([("local_id", pa.string()), ("ref", pa.string())])
 
 class ExtractError(Exception):
     """The extract cannot be written (bad arguments or output location)."""
-
-
-def _batches(records: Iterator[SourceRecord], size: int) -> Iterator[list[SourceRecord]]:
-    batch: list[SourceRecord] = []
-    for rec in records:
-        batch.append(rec)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _indicator_doc(ind: Any) -> dict[str, Any]:
@@ -142,40 +136,18 @@ def pseudonymise_extract(
     _check_replaceable(out)
     mapping = effective_mapping(kind, mapping_override)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
-    tmp.mkdir()
+    # The staging directory is owner-only; leftovers of killed runs are removed first.
     try:
-        manifest = _write_extract(
-            tmp, keyring, kind, source_name, str(input), mapping, settings, progress, batch_size,
-            workers,
-        )
-        replace_dir_atomically(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with staging_dir(out) as tmp:
+            manifest = _write_extract(
+                tmp, keyring, kind, source_name, str(input), mapping, settings, progress, batch_size,
+                workers,
+            )
+            make_tree_private(tmp)  # files 0600 (pyarrow and csv write with the umask's modes)
+            replace_dir_atomically(tmp, out)
+    except OutputBusy as exc:
+        raise ExtractError(str(exc)) from exc
     return manifest
-
-
-Batch = tuple[list[int], dict[str, list[str | None]], list[list[Any]] | None]
-
-
-def _column_batches(kind: str, input: str, mapping: Mapping, size: int) -> Iterator[Batch]:
-    """(row numbers, identity columns, indicators per row or None) per batch of the source.
-
-    A reader module with `read_batches` (the csv kind) hands over columns directly; any
-    other reader's records are gathered into batches and turned into columns here.
-    """
-    module = reader_module(kind)
-    if hasattr(module, "read_batches"):
-        yield from module.read_batches(input, mapping, size)
-        return
-    for batch in _batches(module.read(input, mapping), size):
-        yield (
-            [r.row_number for r in batch],
-            records_to_columns([r.identity for r in batch]),
-            [r.indicators for r in batch],
-        )
 
 
 def _write_extract(
@@ -198,7 +170,13 @@ def _write_extract(
     def make_encoder() -> ColumnarEncoder:
         return ColumnarEncoder(IdentityEncoder(keyring, settings), mapping)
 
-    source = (((rows, inds), cols) for rows, cols, inds in _column_batches(kind, input, mapping, batch_size))
+    def reject(r: RowReject) -> None:  # a row the reader refused: read, rejected, on file
+        writers.rejects.writerow([r.row_number, r.field, r.reason, "rejected"])
+        counts["read"] += 1
+        counts["rejected"] += 1
+
+    batches = read_batches(kind, input, mapping, batch_size, reject)
+    source = (((rows, inds), cols) for rows, cols, inds in batches)
     try:
         for (row_numbers, indicators), encoded in encode_in_order(source, make_encoder, workers):
             for i, problems in encoded.problems.items():

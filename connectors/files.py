@@ -29,12 +29,85 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_file_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` all at once (temporary name, fsync, rename)."""
+# What the project writes holds pseudonymised or personal data, keys and audit records:
+# readable by the owner only, whatever the umask of the shell that ran the command.
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create `path` and any missing parents as owner-only directories (0700).
+
+    Directories that already exist keep their mode, except `path` itself, which is made
+    0700: it is ours (an output or a home directory), its parents may not be (/tmp)."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for p in reversed(missing):
+        try:
+            p.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:
+            pass
+    os.chmod(path, PRIVATE_DIR_MODE)
+    return path
+
+
+def make_tree_private(root: Path) -> None:
+    """Owner-only modes for a tree written by code that uses the default modes (pyarrow,
+    DuckDB, csv): directories 0700, files 0600. Symbolic links are not followed."""
+    root = Path(root)
+    if root.is_symlink():
+        return
+    if root.is_dir():
+        os.chmod(root, PRIVATE_DIR_MODE)
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames:
+                if not os.path.islink(os.path.join(dirpath, name)):
+                    os.chmod(os.path.join(dirpath, name), PRIVATE_DIR_MODE)
+            for name in filenames:
+                if not os.path.islink(os.path.join(dirpath, name)):
+                    os.chmod(os.path.join(dirpath, name), PRIVATE_FILE_MODE)
+    elif root.exists():
+        os.chmod(root, PRIVATE_FILE_MODE)
+
+
+def open_private(path: Path, mode: str = "w", **kwargs: Any):
+    """`open(path, mode)` for writing, the file created (or made) 0600 before anything is
+    written to it, so there is no moment when another user could open it."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)  # an existing file keeps its mode through O_CREAT
+        return os.fdopen(fd, mode, **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextmanager
+def private_umask() -> Iterator[None]:
+    """Files and directories created inside are owner-only (umask 077), for libraries that
+    create files themselves (DuckDB's store and its WAL). The umask is per process: use it
+    around single-threaded work, or once at the start of a command."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def write_file_atomic(path: Path, data: bytes, mode: int = PRIVATE_FILE_MODE) -> None:
+    """Replace `path` with `data` all at once (temporary name, fsync, rename); the file is
+    owner-only (0600) unless `mode` says otherwise."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
     try:
-        with tmp.open("wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -43,13 +116,59 @@ def write_file_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+# --- staging a directory beside its destination ---------------------------------------------
+
+
+class OutputBusy(RuntimeError):
+    """Another process is writing the same output directory."""
+
+
+def _staging_prefix(out: Path) -> str:
+    return f".{out.name}.tmp-"
+
+
+def _retired_prefix(out: Path) -> str:
+    return f".{out.name}.old-"
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system cannot swap
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def replace_dir_atomically(tmp: Path, out: Path) -> None:
-    """Move a finished directory into place; an existing one is replaced only now."""
+    """Move a finished directory into place; an existing one is replaced only now.
+
+    Where the file system can swap two names in one step, a reader of `out` sees the old
+    directory or the new one, and a crash at any point leaves one of them at `out` (the
+    other, a leftover under a temporary name, is removed by the next `staging_dir`). Else
+    the old one is first moved aside; a crash between the two renames leaves `out` missing
+    and the old directory retired, which the next `staging_dir` puts back."""
     if out.exists():
-        old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
+        if _exchange(tmp, out):
+            shutil.rmtree(tmp, ignore_errors=True)  # now the old one
+        else:
+            old = out.with_name(f"{_retired_prefix(out)}{secrets.token_hex(4)}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)
     dir_fd = os.open(out.parent, os.O_RDONLY)
@@ -57,6 +176,79 @@ def replace_dir_atomically(tmp: Path, out: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def tidy_leftovers(out: Path) -> list[Path]:
+    """Remove what killed runs left beside `out`: staging directories, and a retired old
+    directory (put back at `out` if a crash left `out` missing). Call only while holding
+    the output's lock (`staging_dir` does). Returns the paths removed or restored."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        return []
+    done = []
+    retired = sorted(p for p in out.parent.iterdir() if p.name.startswith(_retired_prefix(out)))
+    if retired and not out.exists():
+        os.replace(retired.pop(), out)  # the old complete output, back in its place
+        done.append(out)
+    for p in out.parent.iterdir():
+        if p.name.startswith(_staging_prefix(out)) or p in retired:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            done.append(p)
+    return done
+
+
+def _lock_output(lock_path: Path, out: Path) -> int:
+    """An open, exclusively flocked descriptor of `lock_path` (OutputBusy if held).
+
+    The lock file is removed when its holder is done, so after taking the lock we check
+    that the name still leads to the file we locked (else a finishing holder unlinked it
+    between our open and our flock, and we try again on the new file)."""
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputBusy(f"{out}: another process is writing this output now") from None
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+@contextmanager
+def staging_dir(out: Path) -> Iterator[Path]:
+    """A private (0700) temporary directory beside `out` to write a complete output into,
+    then `replace_dir_atomically(tmp, out)`.
+
+    While inside, this process holds `.<out>.lock` (flock: released by the kernel when a
+    process dies, even by kill -9), so a second writer of the same output fails with
+    OutputBusy instead of racing; holding it also means that any staging directory already
+    beside `out` belongs to a dead run, so those are removed first. On an error the
+    temporary directory is removed."""
+    out = Path(out)
+    if not out.parent.exists():
+        make_private_dir(out.parent)
+    lock_path = out.with_name(f".{out.name}.lock")
+    fd = _lock_output(lock_path, out)
+    try:
+        tidy_leftovers(out)
+        tmp = out.with_name(f"{_staging_prefix(out)}{secrets.token_hex(4)}")
+        tmp.mkdir(mode=PRIVATE_DIR_MODE)
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        lock_path.unlink(missing_ok=True)  # while still holding it: see _lock_output
+        os.close(fd)
 
 
 def read_document(path: Path, fmt: str, error: type[Exception], what: str = "") -> Any:

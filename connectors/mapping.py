@@ -15,6 +15,7 @@ Each source kind ships a default mapping; a user's file overrides it field by fi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,8 @@ def _parse_spec(name: str, value: Any, where: str) -> FieldSpec:
         if not cols or not all(isinstance(c, str) for c in cols):
             raise MappingError(f"{where}: identity.{name}: needs 'column' or 'columns'")
         fmt = value.get("format")
-        if fmt is not None and not isinstance(fmt, str):
-            raise MappingError(f"{where}: identity.{name}.format must be a string")
+        if fmt is not None:
+            _check_date_format(fmt, f"{where}: identity.{name}.format")
         validate = value.get("validate", True)
         if not isinstance(validate, bool):
             raise MappingError(f"{where}: identity.{name}.validate must be true or false")
@@ -84,7 +85,24 @@ def _parse_spec(name: str, value: Any, where: str) -> FieldSpec:
     raise MappingError(f"{where}: identity.{name}: expected a column name, a list or a table")
 
 
+def _check_date_format(fmt: Any, where: str) -> None:
+    """A strptime format that can read back a date it wrote (year, month and day), so a
+    mistyped format fails here, once, and not as a dropped date on every row."""
+    if not isinstance(fmt, str) or not fmt.strip():
+        raise MappingError(f"{where} must be a strptime format such as '%d/%m/%Y'")
+    sample = date(1987, 11, 23)
+    try:
+        back = datetime.strptime(sample.strftime(fmt), fmt).date()
+    except ValueError as exc:
+        raise MappingError(f"{where} {fmt!r} is not a usable date format: {exc}") from None
+    if back != sample:
+        raise MappingError(f"{where} {fmt!r} does not hold a whole date (needs year, month and day)")
+
+
 def mapping_from_dict(doc: dict[str, Any], where: str = "mapping") -> Mapping:
+    unknown_tables = set(doc) - {"identity"}
+    if unknown_tables:
+        raise MappingError(f"{where}: unknown table(s) {sorted(unknown_tables)}; a mapping has only [identity]")
     identity = doc.get("identity")
     if not isinstance(identity, dict):
         raise MappingError(f"{where}: needs an [identity] table")

@@ -8,6 +8,7 @@ place (`connectors.standardise`, `connectors.pseudonymise`), for every kind alik
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -43,3 +44,21 @@ class SourceRecord:
     row_number: int  # 1-based position in the source (line, row or resource order)
     identity: dict[str, str | None]  # raw values under IDENTITY_FIELDS names
     indicators: list[Indicator] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RowReject:
+    """A row the reader refuses before standardisation: wrong shape, wrong type, duplicate id.
+
+    `field` names the source's own column or FHIR path ("(row)" when the whole row is
+    malformed); `reason` says what is wrong without quoting the value (rejects stay at
+    the source, but they are read by people who need not see identifiers).
+    """
+
+    row_number: int
+    field: str
+    reason: str
+
+
+# Where a reader sends the rows it refuses (the extract writes them to rejects.csv).
+RejectSink = Callable[[RowReject], None]

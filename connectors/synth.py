@@ -38,7 +38,6 @@ import functools
 import multiprocessing
 import os
 import shutil
-import tempfile
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -48,6 +47,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from connectors.files import make_private_dir, make_tree_private, staging_dir
 from connectors.sources import council as council_schema
 from connectors.synth_agencies import (
     COUNCIL_COLUMNS,
@@ -82,18 +82,17 @@ def write_synthetic_sources(
     """
     if people < 1:
         raise ValueError("people must be at least 1")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".synth-", dir=out))
-    try:
+    out = make_private_dir(Path(out))
+    # A private staging directory inside `out`; one a killed run left is removed first.
+    with staging_dir(out / "synth") as tmp:
         summary = _write_all(tmp, out, people, seed, council_dsn, workers or os.cpu_count() or 1)
+        make_tree_private(tmp)  # raw (synthetic) identities: owner-only, as an agency's would be
         for name in _OUTPUT_FILES:
             if (tmp / name).exists():
                 os.replace(tmp / name, out / name)
         if (out / "nhs").exists():
             shutil.rmtree(out / "nhs")
         os.replace(tmp / "nhs", out / "nhs")
-    finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary
 

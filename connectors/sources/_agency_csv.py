@@ -1,19 +1,19 @@
 """Shared CSV plumbing for the agency readers whose extract is a CSV file (DWP, housing).
 
-Opening, the header and the mapped columns are checked eagerly, so a bad input raises
+Opening, the header and the mapped columns are checked eagerly (connectors.sources._strict_csv), so a bad input raises
 `SourceError` before a single record is yielded; rows are then streamed one at a time.
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from pathlib import Path
 
 from connectors.mapping import Mapping, MappingError
-from connectors.records import IDENTITY_FIELDS, Indicator, SourceRecord
+from connectors.records import IDENTITY_FIELDS, Indicator, RejectSink, RowReject, SourceRecord
 from connectors.sources import SourceError
+from connectors.sources._strict_csv import CsvTable, data_rows, open_csv
 
 RowIndicators = Callable[[dict[str, str]], list[Indicator]]
 
@@ -46,68 +46,86 @@ def read_csv(
     required: Iterable[str],
     indicators: RowIndicators,
     kind: str,
+    rejects: RejectSink,
 ) -> Iterator[SourceRecord]:
+    """Records of an agency CSV file; SourceError before any record for a bad header."""
     path = Path(input)
+    table = open_csv(path)
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    try:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames
-    except (UnicodeDecodeError, csv.Error) as exc:
-        handle.close()
-        raise SourceError(f"{path}: not a readable CSV file: {exc}") from exc
-    if not header:
-        handle.close()
-        raise SourceError(f"{path}: empty file (no header row)")
-    missing = sorted(set(required) - set(header))
-    if missing:
-        handle.close()
-        raise SourceError(f"{path}: not a {kind} extract: missing column(s) {', '.join(missing)}")
-    try:
-        mapping.check_columns(header, str(path))
-    except MappingError as exc:
-        handle.close()
-        raise SourceError(str(exc)) from exc
-    return _rows(path, handle, reader, mapping, indicators)
-
-
-def _rows(path: Path, handle, reader: csv.DictReader, mapping: Mapping, indicators: RowIndicators) -> Iterator[SourceRecord]:
-    pick = identity_picker(mapping)
-    with handle:
-        row_number = 0
+        missing = sorted(set(required) - set(table.header))
+        if missing:
+            raise SourceError(f"{path}: not a {kind} extract: missing column(s) {', '.join(missing)}")
         try:
-            for row_number, row in enumerate(reader, start=1):
-                yield SourceRecord(row_number, pick(row), indicators(row))
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise SourceError(f"{path}: row {row_number + 1}: unreadable: {exc}") from exc
+            mapping.check_columns(table.header, str(path))
+        except MappingError as exc:
+            raise SourceError(str(exc)) from exc
+    except BaseException:
+        table.close()
+        raise
+    return _rows(table, mapping, indicators, rejects)
 
 
-def iso_date(value: str | None) -> date | None:
-    """An ISO date column, or None when empty or not a date (indicator dates are advisory)."""
+def _rows(table: CsvTable, mapping: Mapping, indicators: RowIndicators, rejects: RejectSink) -> Iterator[SourceRecord]:
+    pick = identity_picker(mapping)
+    header = table.header
+    with table.handle:
+        for row_number, values in data_rows(table, rejects):
+            row = dict(zip(header, values, strict=True))
+            try:
+                found = indicators(row)
+            except BadValue as bad:
+                rejects(RowReject(row_number, bad.column, bad.reason))
+                continue
+            yield SourceRecord(row_number, pick(row), found)
+
+
+class BadValue(ValueError):
+    """An indicator column holds a value of the wrong type: the row is rejected."""
+
+    def __init__(self, column: str, reason: str):
+        super().__init__(f"{column}: {reason}")
+        self.column = column
+        self.reason = reason
+
+
+def iso_date(row: dict[str, str], column: str) -> date | None:
+    """An ISO date column; None when empty; BadValue when it is not a date."""
+    value = (row.get(column) or "").strip()
     if not value:
         return None
     try:
-        return date.fromisoformat(value.strip())
+        return date.fromisoformat(value)
     except ValueError:
-        return None
+        raise BadValue(column, "not a date (YYYY-MM-DD)") from None
 
 
-def number(value: str | None) -> int | float | str | None:
-    """An integer or decimal count; None when empty; the raw text if it is not a number."""
-    if value is None or not value.strip():
+def number(row: dict[str, str], column: str) -> int | float | None:
+    """An integer or decimal count; None when empty; BadValue when it is not a number."""
+    text = (row.get(column) or "").strip()
+    if not text:
         return None
-    text = value.strip()
     try:
         return int(text)
     except ValueError:
         pass
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        return text
+        raise BadValue(column, "not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise BadValue(column, "not a finite number")
+    return value
 
 
-def yes(value: str | None) -> bool:
-    return (value or "").strip().upper() in {"Y", "YES", "TRUE", "1"}
+_YES = {"Y", "YES", "TRUE", "1"}
+_NO = {"", "N", "NO", "FALSE", "0"}
+
+
+def yes(row: dict[str, str], column: str) -> bool:
+    """A yes/no column (Y/N, yes/no, true/false, 1/0, empty = no); BadValue otherwise."""
+    value = (row.get(column) or "").strip().upper()
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise BadValue(column, "not a yes/no value (Y or N)")

@@ -14,17 +14,20 @@ database does the work and the reader streams one row per resident.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from connectors.mapping import Mapping, MappingError, mapping_from_dict
-from connectors.records import Indicator, SourceRecord
+from connectors.records import Indicator, RejectSink, RowReject, SourceRecord
 from connectors.sources import SourceError
 from connectors.sources._agency_csv import identity_picker
 
@@ -107,6 +110,14 @@ DEFAULT_MAPPING: Mapping = mapping_from_dict(
 )
 
 _BATCH = 5000
+# A byte that is not UTF-8, as the "surrogateescape" handler leaves it in decoded text.
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def _sqlite_text_leniently(dbapi_connection: Any, _record: Any) -> None:
+    """Decode SQLite text so that one row of bad bytes is a reject of that row, not a
+    failure of the whole query (sqlite3 raises for the whole cursor otherwise)."""
+    dbapi_connection.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
 
 
 def dsn_for(input: str) -> str:
@@ -135,6 +146,8 @@ def _open(input: str) -> tuple[sa.Engine, str]:
             raise SourceError(f"{where}: no such SQLite database file")
     try:
         engine = sa.create_engine(url)
+        if url.get_backend_name() == "sqlite":
+            event.listen(engine, "connect", _sqlite_text_leniently)
     except (ArgumentError, SQLAlchemyError, ImportError) as exc:
         raise SourceError(f"{where}: cannot open database: {exc}") from exc
     return engine, where
@@ -167,7 +180,13 @@ def _flag(condition: sa.ColumnElement) -> sa.ColumnElement:
     return sa.func.max(sa.case((condition, 1), else_=0))
 
 
-def _query(mapping: Mapping) -> sa.Select:
+def _valid_rows(table: sa.Table, sqlite: bool) -> list[sa.ColumnElement]:
+    """On SQLite, only the service rows whose values have their types are aggregated
+    (the residents they belong to are rejected, see _sqlite_bad_service_rows)."""
+    return [ok for _, ok in _service_checks(table)] if sqlite else []
+
+
+def _query(mapping: Mapping, sqlite: bool = False) -> sa.Select:
     identity_columns = sorted(mapping.columns() | {"person_ref"})
     ct = (
         sa.select(
@@ -176,11 +195,13 @@ def _query(mapping: Mapping) -> sa.Select:
             sa.func.sum(ctax_accounts.c.hb_overpayment_gbp).label("hb_overpayment_gbp"),
             sa.func.max(ctax_accounts.c.as_at).label("ctax_as_at"),
         )
+        .where(*_valid_rows(ctax_accounts, sqlite))
         .group_by(ctax_accounts.c.person_ref)
         .subquery("ct")
     )
     cl = (
         sa.select(care_leavers.c.person_ref, sa.func.max(care_leavers.c.recorded_on).label("cl_recorded_on"))
+        .where(*_valid_rows(care_leavers, sqlite))
         .group_by(care_leavers.c.person_ref)
         .subquery("cl")
     )
@@ -193,6 +214,7 @@ def _query(mapping: Mapping) -> sa.Select:
             _flag(asc.carer_assessment.is_(True)).label("carer"),
             sa.func.max(asc.assessed_on).label("sc_assessed_on"),
         )
+        .where(*_valid_rows(adult_social_care, sqlite))
         .group_by(asc.person_ref)
         .subquery("sc")
     )
@@ -202,6 +224,7 @@ def _query(mapping: Mapping) -> sa.Select:
             sfc.person_ref,
             sa.func.max(sa.case((sfc.case_status == "open", sfc.opened_on), else_=None)).label("sf_open_since"),
         )
+        .where(*_valid_rows(supporting_families, sqlite))
         .group_by(sfc.person_ref)
         .subquery("sf")
     )
@@ -253,24 +276,97 @@ def _indicators(row: sa.Row) -> list[Indicator]:
     return out
 
 
-def read(input: str, mapping: Mapping) -> Iterator[SourceRecord]:
+def read(input: str, mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRecord]:
     """Stream one record per resident from the council database at `input` (DSN or SQLite path)."""
     engine, where = _open(input)
     _check_schema(engine, where, mapping)  # raises before the generator yields
-    return _stream(engine, where, mapping)
+    return _stream(engine, where, mapping, rejects)
 
 
-def _stream(engine: sa.Engine, where: str, mapping: Mapping) -> Iterator[SourceRecord]:
-    query = _query(mapping)
+def _identity_value(name: str, value: Any) -> tuple[str | None, str | None]:
+    """(text, None) for a usable identity value, (None, reason) for one of the wrong type."""
+    if value is None or isinstance(value, str):
+        if value is not None and _UNDECODED.search(value):
+            return None, "not UTF-8 text"
+        return value, None
+    if isinstance(value, bool):
+        return None, "stored as a boolean, expected text"
+    if isinstance(value, int) and name not in ("date_of_birth",):
+        return str(value), None  # an id or number column typed as integer
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat(), None
+    return None, f"stored as {type(value).__name__}, expected text"
+
+
+def _stream(engine: sa.Engine, where: str, mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRecord]:
     pick = identity_picker(mapping)
+    row_number = 0
     try:
         with engine.connect() as conn:
+            sqlite = engine.dialect.name == "sqlite"
+            bad = _sqlite_bad_service_rows(conn) if sqlite else {}
+            query = _query(mapping, sqlite)
             result = conn.execution_options(stream_results=True, yield_per=_BATCH).execute(query)
             names = [(k, key[4:]) for k, key in enumerate(result.keys()) if key.startswith("id__")]
             for row_number, row in enumerate(result, start=1):
-                native = {name: row[k] for k, name in names}
+                native: dict[str, Any] = {}
+                problem = None
+                for k, name in names:
+                    native[name], reason = _identity_value(name, row[k])
+                    if reason and problem is None:
+                        problem = RowReject(row_number, f"residents.{name}", reason)
+                person = native.get("person_ref")
+                if problem is None and person in bad:
+                    problem = RowReject(row_number, *bad[person])
+                if problem is not None:
+                    rejects(problem)
+                    continue
                 yield SourceRecord(row_number, pick(native), _indicators(row))
     except SQLAlchemyError as exc:
         raise SourceError(f"{where}: query failed: {exc.__class__.__name__}: {exc}") from exc
+    except (ValueError, TypeError) as exc:
+        # A value the driver cannot convert (e.g. a malformed date in a service table).
+        raise SourceError(f"{where}: row {row_number + 1} (residents in person_ref order): unreadable value: {exc}") from exc
     finally:
         engine.dispose()
+
+
+def _valid_value(column: sa.Column) -> sa.ColumnElement:
+    """SQLite keeps any value in any column: the condition that the column holds its type."""
+    kind = column.type
+    if isinstance(kind, sa.Date):
+        # A modifier makes SQLite normalise the date ('2024-02-30' -> '2024-03-01'), so
+        # only a real calendar date in YYYY-MM-DD equals its own normal form.
+        ok = sa.and_(sa.func.typeof(column) == "text", sa.func.date(column, "+0 days") == column)
+    elif isinstance(kind, sa.Numeric):
+        ok = sa.func.typeof(column).in_(("integer", "real"))
+    elif isinstance(kind, sa.Boolean):
+        ok = sa.and_(sa.func.typeof(column) == "integer", column.in_((0, 1)))
+    else:
+        ok = sa.func.typeof(column) == "text"
+    if column.nullable:
+        return sa.or_(column.is_(None), ok)
+    return ok
+
+
+_SERVICE_TABLES = (ctax_accounts, care_leavers, adult_social_care, supporting_families)
+
+
+def _service_checks(table: sa.Table) -> list[tuple[sa.Column, sa.ColumnElement]]:
+    """(column, its validity condition) of the typed columns the query aggregates."""
+    return [(c, _valid_value(c)) for c in table.columns if not isinstance(c.type, sa.String)]
+
+
+def _sqlite_bad_service_rows(conn: sa.Connection) -> dict[str, tuple[str, str]]:
+    """person_ref -> (table.column, reason) for residents with a malformed service row."""
+    bad: dict[str, tuple[str, str]] = {}
+    for table in _SERVICE_TABLES:
+        for column, ok in _service_checks(table):
+            query = sa.select(table.c.person_ref).where(sa.not_(ok)).distinct()
+            what = "missing" if not column.nullable else "malformed"
+            for (person,) in conn.execute(query):
+                bad.setdefault(str(person), (
+                    f"{table.name}.{column.name}",
+                    f"{what} or wrong type (expected {column.type.__class__.__name__.lower()})",
+                ))
+    return bad

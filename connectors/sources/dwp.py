@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from connectors.mapping import Mapping, mapping_from_dict
-from connectors.records import Indicator, SourceRecord
+from connectors.records import Indicator, RejectSink, SourceRecord
 from connectors.sources._agency_csv import iso_date, number, read_csv, yes
 
 DEFAULT_MAPPING: Mapping = mapping_from_dict(
@@ -48,9 +48,9 @@ INDICATOR_COLUMNS = (
 
 
 def indicators(row: dict[str, str]) -> list[Indicator]:
-    as_at = iso_date(row.get("extract_date"))
-    claim_start = iso_date(row.get("claim_start_date")) or as_at
-    wca_date = iso_date(row.get("wca_date")) or as_at
+    as_at = iso_date(row, "extract_date")
+    claim_start = iso_date(row, "claim_start_date") or as_at
+    wca_date = iso_date(row, "wca_date") or as_at
     out = [
         Indicator("dwp.benefit", b.strip(), claim_start)
         for b in (row.get("benefit_type") or "").split(";")
@@ -65,16 +65,16 @@ def indicators(row: dict[str, str]) -> list[Indicator]:
         ("unemployment_spells_5y", "dwp.unemployment_spells_5y"),
         ("months_unemployed", "dwp.months_unemployed"),
     ):
-        value = number(row.get(column))
+        value = number(row, column)
         if value is not None:
             out.append(Indicator(code, value, as_at))
-    if yes(row.get("lone_parent")):
+    if yes(row, "lone_parent"):
         out.append(Indicator("dwp.lone_parent", True, as_at))
     if (row.get("skills_need") or "").strip():
         out.append(Indicator("dwp.skills_need", row["skills_need"].strip(), as_at))
     return out
 
 
-def read(input: str, mapping: Mapping) -> Iterator[SourceRecord]:
+def read(input: str, mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRecord]:
     """Stream the claimant extract at `input`; SourceError (before any record) if it is not one."""
-    return read_csv(input, mapping, INDICATOR_COLUMNS, indicators, "DWP claimant")
+    return read_csv(input, mapping, INDICATOR_COLUMNS, indicators, "DWP claimant", rejects)

@@ -2,20 +2,20 @@
 
 Without a mapping, columns named like the standard identity fields (`given_name`,
 `family_name`, `date_of_birth`, ...) are used. Without a `local_id` column, the row
-number is the local id. Row numbers count data rows from 1 (the header is not counted).
+number is the local id. Row numbers count data rows from 1 (the header is not counted);
+a row with more or fewer values than the header is rejected (connectors.sources._strict_csv).
 This kind carries no indicators: its content rows hold only the area code.
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from connectors.mapping import FieldSpec, Mapping, MappingError
-from connectors.records import IDENTITY_FIELDS, SourceRecord
+from connectors.records import IDENTITY_FIELDS, RejectSink, SourceRecord
 from connectors.sources import SourceError
+from connectors.sources._strict_csv import CsvTable, data_chunks, data_rows, open_csv
 
 DEFAULT_MAPPING = Mapping()
 
@@ -24,64 +24,40 @@ def _identity_named(header: list[str]) -> Mapping:
     return Mapping({name: FieldSpec((name,)) for name in IDENTITY_FIELDS if name in header})
 
 
-def _open(path: Path, mapping: Mapping) -> tuple[Any, Any, list[str], Mapping]:
-    """Open the file, check its header against the mapping; (file, csv reader, header, mapping)."""
+def _open(path: Path, mapping: Mapping) -> tuple[CsvTable, Mapping]:
+    """Open the file, check its header against the mapping; (table, mapping to use)."""
+    table = open_csv(path)
     try:
-        fh = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    try:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader, None)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise SourceError(f"{path}: not a readable UTF-8 CSV file: {exc}") from exc
-        if not header or not any(h.strip() for h in header):
-            raise SourceError(f"{path}: empty file or no header row")
-        header = [h.strip() for h in header]
-        if len(set(header)) != len(header):
-            raise SourceError(f"{path}: duplicate column names in the header")
         if not mapping.identity:
-            mapping = _identity_named(header)
+            mapping = _identity_named(table.header)
             if len(mapping.identity) <= 1:
                 raise SourceError(
                     f"{path}: no identity columns found (expected columns named like "
                     f"{', '.join(IDENTITY_FIELDS[1:])}, or give --mapping)"
                 )
         try:
-            mapping.check_columns(header, str(path))
+            mapping.check_columns(table.header, str(path))
         except MappingError as exc:
             raise SourceError(str(exc)) from exc
     except BaseException:
-        fh.close()
+        table.close()
         raise
-    return fh, reader, header, mapping
+    return table, mapping
 
 
-def _data_rows(path: Path, reader: Any, width: int) -> Iterator[tuple[int, list[str]]]:
-    """(row number, values padded to the header's width) of each data row; blank lines skipped."""
-    row_number = 0
-    try:
-        for values in reader:
-            if not values or (len(values) == 1 and not values[0].strip()):
-                continue  # blank line
-            row_number += 1
-            if len(values) < width:
-                values = values + [""] * (width - len(values))
-            yield row_number, values
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise SourceError(f"{path}: unreadable after data row {row_number}: {exc}") from exc
-
-
-def read(input: str, mapping: Mapping) -> Iterator[SourceRecord]:
-    """Records of a CSV file. Raises SourceError/MappingError before yielding anything."""
+def read(input: str, mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRecord]:
+    """Records of a CSV file. Raises SourceError before yielding anything for a bad header."""
     path = Path(input)
-    fh, reader, header, mapping = _open(path, mapping)
-    with fh:
+    table, mapping = _open(path, mapping)
+    return _records(table, mapping, rejects)
+
+
+def _records(table: CsvTable, mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRecord]:
+    with table.handle:
         specs = list(mapping.identity.items())
         has_local_id = "local_id" in mapping.identity
-        for row_number, values in _data_rows(path, reader, len(header)):
-            row = dict(zip(header, values, strict=False))
+        for row_number, values in data_rows(table, rejects):
+            row = dict(zip(table.header, values, strict=True))
             identity = {name: spec.pick(row) for name, spec in specs}
             if not has_local_id:
                 identity["local_id"] = str(row_number)
@@ -106,7 +82,7 @@ def _column_picker(spec: FieldSpec, header: list[str]) -> Callable[[list[list[st
 
 
 def read_batches(
-    input: str, mapping: Mapping, size: int
+    input: str, mapping: Mapping, size: int, rejects: RejectSink
 ) -> Iterator[tuple[list[int], dict[str, list[str | None]], None]]:
     """The same rows as `read`, as batches of columns: (row numbers, identity columns, None).
 
@@ -114,23 +90,17 @@ def read_batches(
     in one comprehension (values as `FieldSpec.pick` gives them).
     """
     path = Path(input)
-    fh, reader, header, mapping = _open(path, mapping)
-    with fh:
-        pickers = {name: _column_picker(spec, header) for name, spec in mapping.identity.items()}
-        rows: list[list[str]] = []
-        numbers: list[int] = []
+    table, mapping = _open(path, mapping)
+    return _batches(table, mapping, size, rejects)
 
-        def flush() -> tuple[list[int], dict[str, list[str | None]], None]:
+
+def _batches(
+    table: CsvTable, mapping: Mapping, size: int, rejects: RejectSink
+) -> Iterator[tuple[list[int], dict[str, list[str | None]], None]]:
+    with table.handle:
+        pickers = {name: _column_picker(spec, table.header) for name, spec in mapping.identity.items()}
+        for numbers, rows in data_chunks(table, rejects, size):
             cols = {name: pick(rows) for name, pick in pickers.items()}
             if "local_id" not in cols:
                 cols["local_id"] = [str(n) for n in numbers]
-            return numbers, cols, None
-
-        for row_number, values in _data_rows(path, reader, len(header)):
-            rows.append(values)
-            numbers.append(row_number)
-            if len(rows) >= size:
-                yield flush()
-                rows, numbers = [], []
-        if rows:
-            yield flush()
+            yield numbers, cols, None

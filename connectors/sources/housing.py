@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from connectors.mapping import Mapping, mapping_from_dict
-from connectors.records import Indicator, SourceRecord
+from connectors.records import Indicator, RejectSink, SourceRecord
 from connectors.sources._agency_csv import iso_date, number, read_csv, yes
 
 DEFAULT_MAPPING: Mapping = mapping_from_dict(
@@ -38,12 +38,12 @@ INDICATOR_COLUMNS = (
 
 
 def indicators(row: dict[str, str]) -> list[Indicator]:
-    as_at = iso_date(row.get("last_updated"))
+    as_at = iso_date(row, "last_updated")
     out: list[Indicator] = []
-    arrears = number(row.get("rent_arrears_weeks"))
+    arrears = number(row, "rent_arrears_weeks")
     if arrears is not None:
         out.append(Indicator("housing.rent_arrears_weeks", arrears, as_at))
-    if yes(row.get("temporary_accommodation")):
+    if yes(row, "temporary_accommodation"):
         out.append(Indicator("housing.temporary_accommodation", True, as_at))
     if (row.get("homelessness_stage") or "").strip():
         out.append(Indicator("housing.homelessness_application", row["homelessness_stage"].strip(), as_at))
@@ -52,6 +52,6 @@ def indicators(row: dict[str, str]) -> list[Indicator]:
     return out
 
 
-def read(input: str, mapping: Mapping) -> Iterator[SourceRecord]:
+def read(input: str, mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRecord]:
     """Stream the tenancy export at `input`; SourceError (before any record) if it is not one."""
-    return read_csv(input, mapping, INDICATOR_COLUMNS, indicators, "housing tenancy")
+    return read_csv(input, mapping, INDICATOR_COLUMNS, indicators, "housing tenancy", rejects)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.mapping import Mapping, MappingError, mapping_from_dict
-from connectors.records import Indicator, SourceRecord
+from connectors.records import Indicator, RejectSink, RowReject, SourceRecord
 from connectors.sources import SourceError
 from connectors.sources._agency_csv import identity_picker
 
@@ -107,6 +107,9 @@ def _load(path: Path) -> dict[str, Any]:
         raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SourceError(f"{path}: not valid JSON: {exc}") from exc
+    except RecursionError:
+        # The C parser gives up past Python's recursion limit; no FHIR resource nests so deep.
+        raise SourceError(f"{path}: JSON nested too deeply to be a FHIR Bundle") from None
     if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
         raise SourceError(f"{path}: not a FHIR Bundle (resourceType is {doc.get('resourceType') if isinstance(doc, dict) else type(doc).__name__!r})")
     if not isinstance(doc.get("entry", []), list):
@@ -114,87 +117,160 @@ def _load(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _text(value: Any) -> str | None:
+class Malformed(ValueError):
+    """A resource element of the wrong JSON type (FHIR R4 gives each element one type)."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), "null")
+
+
+def _string(value: Any, field: str) -> str | None:
+    """A FHIR string element, stripped; None when absent or blank."""
     if value is None:
         return None
-    text = str(value).strip()
-    return text or None
+    if not isinstance(value, str):
+        raise Malformed(field, f"must be a string, not {_json_type(value)}")
+    return value.strip() or None
+
+
+def _list(value: Any, field: str) -> list[Any]:
+    """A repeating FHIR element (a JSON list); [] when absent."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Malformed(field, f"must be a list, not {_json_type(value)}")
+    return value
+
+
+def _object(value: Any, field: str) -> dict[str, Any]:
+    """A complex FHIR element (a JSON object); {} when absent."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Malformed(field, f"must be an object, not {_json_type(value)}")
+    return value
+
+
+def _objects(value: Any, field: str) -> list[dict[str, Any]]:
+    return [_object(v, f"{field}[{k}]") for k, v in enumerate(_list(value, field))]
+
+
+def _strings(value: Any, field: str) -> list[str]:
+    """A repeating string element (e.g. `given`, `line`): a string in place of the list is
+    refused, never taken apart letter by letter."""
+    out = [_string(v, f"{field}[{k}]") for k, v in enumerate(_list(value, field))]
+    return [v for v in out if v]
 
 
 def flatten_patient(patient: dict[str, Any]) -> dict[str, str | None]:
-    """The Patient's identity as flat raw strings (see the module doc for the names)."""
+    """The Patient's identity as flat raw strings (see the module doc for the names).
+
+    Raises `Malformed` naming the element when one has the wrong JSON type."""
     flat: dict[str, str | None] = dict.fromkeys(PATIENT_FIELDS)
-    flat["id"] = _text(patient.get("id"))
-    for ident in patient.get("identifier") or []:
-        if isinstance(ident, dict) and ident.get("system") == NHS_NUMBER_SYSTEM:
-            flat["nhs_number"] = _text(ident.get("value"))
-            break
-    names = [n for n in patient.get("name") or [] if isinstance(n, dict)]
-    name = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
-    given = [g for g in name.get("given") or [] if _text(g)]
-    flat["given"] = _text(given[0]) if given else None
-    flat["middle_names"] = _text(" ".join(given[1:])) if len(given) > 1 else None
-    flat["family"] = _text(name.get("family"))
-    flat["birthDate"] = _text(patient.get("birthDate"))
-    flat["gender"] = _text(patient.get("gender"))
-    addresses = [a for a in patient.get("address") or [] if isinstance(a, dict)]
-    address = next((a for a in addresses if a.get("use") == "home"), addresses[0] if addresses else {})
-    flat["address_line"] = _text(" ".join(str(x) for x in address.get("line") or []))
-    flat["city"] = _text(address.get("city"))
-    flat["postalCode"] = _text(address.get("postalCode"))
+    flat["id"] = _string(patient.get("id"), "Patient.id")
+    for k, ident in enumerate(_objects(patient.get("identifier"), "Patient.identifier")):
+        system = _string(ident.get("system"), f"Patient.identifier[{k}].system")
+        value = _string(ident.get("value"), f"Patient.identifier[{k}].value")
+        if system == NHS_NUMBER_SYSTEM and flat["nhs_number"] is None:
+            flat["nhs_number"] = value
+    names = _objects(patient.get("name"), "Patient.name")
+    checked = []
+    for k, n in enumerate(names):
+        use = _string(n.get("use"), f"Patient.name[{k}].use")
+        given = _strings(n.get("given"), f"Patient.name[{k}].given")
+        family = _string(n.get("family"), f"Patient.name[{k}].family")
+        checked.append((use, given, family))
+    use, given, family = next((c for c in checked if c[0] == "official"), checked[0] if checked else (None, [], None))
+    flat["given"] = given[0] if given else None
+    flat["middle_names"] = " ".join(given[1:]) if len(given) > 1 else None
+    flat["family"] = family
+    flat["birthDate"] = _string(patient.get("birthDate"), "Patient.birthDate")
+    flat["gender"] = _string(patient.get("gender"), "Patient.gender")
+    addresses = []
+    for k, a in enumerate(_objects(patient.get("address"), "Patient.address")):
+        addresses.append({
+            "use": _string(a.get("use"), f"Patient.address[{k}].use"),
+            "line": _strings(a.get("line"), f"Patient.address[{k}].line"),
+            "city": _string(a.get("city"), f"Patient.address[{k}].city"),
+            "postalCode": _string(a.get("postalCode"), f"Patient.address[{k}].postalCode"),
+        })
+    address = next((a for a in addresses if a["use"] == "home"), addresses[0] if addresses else None)
+    if address is not None:
+        flat["address_line"] = " ".join(address["line"]) or None
+        flat["city"] = address["city"]
+        flat["postalCode"] = address["postalCode"]
     return flat
 
 
-def _ref_id(reference: Any) -> str | None:
-    if not isinstance(reference, dict):
-        return None
-    ref = str(reference.get("reference") or "")
+def _ref_id(reference: Any, field: str) -> str | None:
+    ref = _string(_object(reference, field).get("reference"), f"{field}.reference") or ""
     for prefix in ("urn:uuid:", "Patient/"):
         if ref.startswith(prefix):
             return ref[len(prefix) :]
     return ref or None
 
 
-def _date(value: Any) -> date | None:
-    try:
-        return date.fromisoformat(str(value)[:10]) if value else None
-    except ValueError:
+def _date(value: Any, field: str) -> date | None:
+    """A FHIR date or dateTime element; None when absent; Malformed when not a date."""
+    text = _string(value, field)
+    if text is None:
         return None
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        raise Malformed(field, "not a date (YYYY-MM-DD)") from None
 
 
-def _codes(concept: Any) -> list[str]:
-    if not isinstance(concept, dict):
-        return []
-    return [str(c.get("code")) for c in concept.get("coding") or [] if isinstance(c, dict)]
+def _codes(concept: Any, field: str) -> list[str]:
+    codings = _objects(_object(concept, field).get("coding"), f"{field}.coding")
+    return [c for k, coding in enumerate(codings) if (c := _string(coding.get("code"), f"{field}.coding[{k}].code"))]
 
 
 def _episode(resource: dict[str, Any], as_at: date | None) -> Indicator | None:
-    for concept in resource.get("type") or []:
-        for code in _codes(concept):
+    status = _string(resource.get("status"), "EpisodeOfCare.status")
+    period = _object(resource.get("period"), "EpisodeOfCare.period")
+    start = _date(period.get("start"), "EpisodeOfCare.period.start")
+    end = _date(period.get("end"), "EpisodeOfCare.period.end")
+    for k, concept in enumerate(_list(resource.get("type"), "EpisodeOfCare.type")):
+        for code in _codes(concept, f"EpisodeOfCare.type[{k}]"):
             if code in SERVICE_TYPES:
                 indicator, finished_value = SERVICE_TYPES[code]
-                status = resource.get("status")
-                period = resource.get("period") or {}
                 if status in _ACTIVE_EPISODE:
-                    return Indicator(indicator, "active", as_at or _date(period.get("start")))
+                    return Indicator(indicator, "active", as_at or start)
                 if status == "finished":
-                    return Indicator(indicator, finished_value, _date(period.get("end")) or as_at)
+                    return Indicator(indicator, finished_value, end or as_at)
                 return None  # cancelled / entered-in-error
     return None
 
 
 def _condition(resource: dict[str, Any]) -> Indicator | None:
-    status = _codes(resource.get("clinicalStatus"))
+    status = _codes(resource.get("clinicalStatus"), "Condition.clinicalStatus")
+    codes = _codes(resource.get("code"), "Condition.code")
+    recorded = _date(resource.get("recordedDate"), "Condition.recordedDate")
+    onset = _date(resource.get("onsetDateTime"), "Condition.onsetDateTime")
     if status and not set(status) & _ACTIVE_CONDITION:
         return None
-    for code in _codes(resource.get("code")):
+    for code in codes:
         if code in LTC_GROUPS:
-            when = _date(resource.get("recordedDate")) or _date(resource.get("onsetDateTime"))
-            return Indicator("nhs.long_term_condition", LTC_GROUPS[code], when)
+            return Indicator("nhs.long_term_condition", LTC_GROUPS[code], recorded or onset)
     return None
 
 
-def read(input: str, mapping: Mapping) -> Iterator[SourceRecord]:
+# Resource type -> (the element that references the Patient, the indicator it may give).
+_EVIDENCE = {"EpisodeOfCare": ("patient", _episode), "Condition": ("subject", _condition)}
+
+
+def read(input: str, mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRecord]:
     """Stream Patients (with indicators) from the Bundle file or directory at `input`."""
     files = _files(input)
     try:
@@ -204,33 +280,64 @@ def read(input: str, mapping: Mapping) -> Iterator[SourceRecord]:
     for path in files:
         _check_head(path)
     first = _load(files[0])  # fully checked before anything is yielded
-    return _stream(files, first, mapping)
+    return _stream(files, first, mapping, rejects)
 
 
-def _stream(files: list[Path], first: dict[str, Any], mapping: Mapping) -> Iterator[SourceRecord]:
+def _resources(path: Path, bundle: dict[str, Any]) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(entry number from 1, resourceType, resource) of each entry; SourceError naming the
+    file and entry for one that is not a resource at all (it cannot be counted as a row)."""
+    for n, entry in enumerate(bundle.get("entry") or [], start=1):
+        if not isinstance(entry, dict):
+            raise SourceError(f"{path}: entry {n}: must be an object, not {_json_type(entry)}")
+        resource = entry.get("resource")
+        if not isinstance(resource, dict):
+            raise SourceError(f"{path}: entry {n}: resource must be an object, not {_json_type(resource)}")
+        kind = resource.get("resourceType")
+        if not isinstance(kind, str):
+            raise SourceError(f"{path}: entry {n}: resource has no resourceType")
+        yield n, kind, resource
+
+
+def _stream(files: list[Path], first: dict[str, Any], mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRecord]:
     pick = identity_picker(mapping)
     row_number = 0
     for k, path in enumerate(files):
         bundle = first if k == 0 else _load(path)
-        as_at = _date(bundle.get("timestamp"))
+        try:
+            as_at = _date(bundle.get("timestamp"), "Bundle.timestamp")
+        except Malformed as bad:
+            raise SourceError(f"{path}: {bad}") from None
         patients: list[dict[str, Any]] = []
         found: dict[str, list[Indicator]] = {}
-        for entry in bundle.get("entry") or []:
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            if not isinstance(resource, dict):
-                continue
-            kind = resource.get("resourceType")
+        spoiled: dict[str, tuple[str, str]] = {}  # patient id -> its first malformed evidence
+        for n, kind, resource in _resources(path, bundle):
             if kind == "Patient":
                 patients.append(resource)
-            elif kind == "EpisodeOfCare":
-                ind = _episode(resource, as_at)
-                if ind:
-                    found.setdefault(_ref_id(resource.get("patient")) or "", []).append(ind)
-            elif kind == "Condition":
-                ind = _condition(resource)
-                if ind:
-                    found.setdefault(_ref_id(resource.get("subject")) or "", []).append(ind)
+                continue
+            if kind not in _EVIDENCE:
+                continue
+            ref_field, indicator_of = _EVIDENCE[kind]
+            try:
+                patient_id = _ref_id(resource.get(ref_field), f"{kind}.{ref_field}") or ""
+            except Malformed as bad:
+                raise SourceError(f"{path}: entry {n}: {bad}") from None
+            try:
+                ind = indicator_of(resource, as_at) if kind == "EpisodeOfCare" else indicator_of(resource)
+            except Malformed as bad:
+                # The evidence is unreadable: its patient is rejected rather than shown
+                # without it (a missing barrier would read as "no record").
+                spoiled.setdefault(patient_id, (bad.field, f"{bad.reason} ({path.name} entry {n})"))
+                continue
+            if ind:
+                found.setdefault(patient_id, []).append(ind)
         for patient in patients:
             row_number += 1
-            flat = flatten_patient(patient)
+            try:
+                flat = flatten_patient(patient)
+            except Malformed as bad:
+                rejects(RowReject(row_number, bad.field, bad.reason))
+                continue
+            if (flat["id"] or "") in spoiled and flat["id"]:
+                rejects(RowReject(row_number, *spoiled[flat["id"]]))
+                continue
             yield SourceRecord(row_number, pick(flat), found.get(flat["id"] or "", []))

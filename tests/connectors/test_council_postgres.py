@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -55,3 +57,37 @@ def test_unreachable_postgres_is_a_source_error_without_the_password(postgres_ds
         read_records("council", dsn)
     assert "s3cret-pw" not in str(info.value)
     assert "127.0.0.1:1" in str(info.value)
+
+
+def test_postgres_duplicate_person_refs_are_rejected_through_the_cli(postgres_dsn, tmp_path):
+    """A council table without its key (legacy systems have them) holding a person twice:
+    the later row is rejected with its reason, and the counts add up."""
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    from joinedup.home import init_home
+
+    write_synthetic_sources(tmp_path / "pg", 120, seed=4, council_dsn=postgres_dsn)
+    engine = sa.create_engine(postgres_dsn)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE residents DROP CONSTRAINT residents_pkey"))
+        third = conn.execute(sa.text("SELECT person_ref FROM residents ORDER BY person_ref OFFSET 2 LIMIT 1")).scalar_one()
+        conn.execute(sa.text("INSERT INTO residents SELECT * FROM residents WHERE person_ref = :p"), {"p": third})
+        total = conn.execute(sa.text("SELECT count(*) FROM residents")).scalar_one()
+    engine.dispose()
+    init_home(tmp_path / "home", project_id="proj-pg-bad")
+    out = tmp_path / "extract"
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "joinedup"), "extract", "--home", str(tmp_path / "home"),
+         "--kind", "council", "--source-name", "council-pg", "--input", postgres_dsn, "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    counts = json.loads((out / "manifest.json").read_text())["counts"]
+    assert counts["read"] == total == counts["accepted"] + counts["rejected"]
+    with (out / "rejects.csv").open() as fh:
+        rejects = [r for r in csv.DictReader(fh) if r["action"] == "rejected"]
+    assert {"row_number": "4", "field": "local_id", "reason": "duplicate local id (first at row 3)",
+            "action": "rejected"} in rejects
