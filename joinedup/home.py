@@ -136,6 +136,7 @@ def init_home(root: Path, project_id: str | None = None, force: bool = False,
     if settings_path.exists() and not force:
         raise HomeError(f"{root} is already a joinedup home (use --force to re-create it)")
     root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)  # the store, extracts and ledger inside are the deployment's own
     project_id = project_id or f"project-{secrets.token_hex(6)}"
     settings = _default_settings(project_id, witness)
     (root / "config").mkdir(exist_ok=True)
@@ -143,13 +144,14 @@ def init_home(root: Path, project_id: str | None = None, force: bool = False,
         if doc.is_file() and not doc.name.startswith("_"):
             shutil.copyfile(doc, root / "config" / doc.name)
     for sub in ("extracts", "runs", "ledger"):
-        (root / sub).mkdir(exist_ok=True)
+        (root / sub).mkdir(mode=0o700, exist_ok=True)
     write_secret_file(root / "secrets" / "master.key", new_master_secret().hex().encode())
     os.chmod(root / "secrets", 0o700)
     home = Home(root, settings)
     for party in ("audit", "consent"):
         home.signing_key_path(party)
     _create_store(home.store_path)
+    os.chmod(home.store_path, 0o600)
     write_file_atomic(settings_path, tomli_w.dumps(settings).encode())
     public = {"project_id": project_id, "key_scheme": "hkdf-sha256/v1", "key_ids": home.keyring().key_ids()}
     write_file_atomic(root / "keys.json", json.dumps(public, indent=2).encode())
