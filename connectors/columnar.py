@@ -8,7 +8,7 @@ dictionary-encodes each column), then spreads the per-value results back to the 
 numpy gathers. Only the nearly unique fields (NHS number, NINO, address) cost Python work
 per row, and that is one standardise + one HMAC per value.
 
-The results are the same as the per-record path, value for value: the same standardise
+The results are the same as the per-record path (`IdentityEncoder.encode_batch`), value for value: the same standardise
 functions, the same keys, the same caches of the `IdentityEncoder` it wraps, the same
 problems in the same order and the same usable-row rule (tests/connectors/
 test_columnar.py compares both paths on messy input).
@@ -29,12 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.mapping import Mapping
-from connectors.pseudonymise import (
-    BLOCKING_COLUMNS,
-    IdentityEncoder,
-    _binary_column,
-    blip,
-)
+from connectors.pseudonymise import IdentityEncoder, Parts, _dm
 from connectors.records import IDENTITY_FIELDS
 from connectors.standardise import (
     Problem,
@@ -49,12 +44,11 @@ from connectors.standardise import (
     standard_postcode,
     standard_sex,
     standard_text,
-    swap_day_month,
 )
 
 # Width of each cached field's result tuple (for an empty batch).
-_WIDTH = {"given_name": 6, "middle_names": 2, "family_name": 4, "date_of_birth": 6, "postcode": 5,
-          "sex": 2, "locality": 1}
+_WIDTH = {"given_name": 5, "middle_names": 2, "family_name": 4, "date_of_birth": 7, "postcode": 5,
+          "sex": 1, "locality": 1}
 # Order in which standardise_identity reports a row's dropped fields.
 _PROBLEM_ORDER = ("given_name", "family_name", "date_of_birth", "postcode", "nino", "nhs_number", "sex")
 
@@ -133,9 +127,10 @@ class ColumnarEncoder:
     """Standardise + encode batches of raw identities column-wise, per distinct value.
 
     Each repeating field keeps a cache from raw value to its finished result (the problem
-    if the value is refused, else the standardised value's tokens), so after the first
+    if the value is refused, else the standardised value's part tokens), so after the first
     batches most values cost one dict lookup. The nearly unique fields (NHS number, NINO,
-    address) are computed per distinct value of the batch without a cache.
+    address) are computed per distinct value of the batch without a cache. Match keys and
+    salted filters are then made for the whole batch by `IdentityEncoder.finish`.
     """
 
     def __init__(self, encoder: IdentityEncoder, mapping: Mapping | None = None, today: date | None = None):
@@ -143,12 +138,13 @@ class ColumnarEncoder:
         self.mapping = mapping
         self.today = today
         self.h = encoder.hashers
+        self.part = encoder.part_token
         spec = self._spec("date_of_birth")
         self._dob_format = spec.format if spec else None
         spec = self._spec("postcode")
         self._pc_validate = spec.validate if spec else True
         self._caches: dict[str, dict[str, tuple]] = {}
-        self._dob_tokens: dict[date, tuple] = {}
+        self._dob_parts: dict[date, tuple] = {}
 
     def _spec(self, name: str) -> Any:
         return self.mapping.identity.get(name) if self.mapping is not None else None
@@ -171,45 +167,36 @@ class ColumnarEncoder:
     def _given(self, v: str) -> tuple:
         w = name_words(v)
         if not w:
-            return (Problem("given_name", "no letters after cleaning", False), None, None, None, None, None)
-        g, name = w[0], self.h["name"]
+            return (Problem("given_name", "no letters after cleaning", False), None, None, None, None)
+        g = w[0]
         extra = " ".join(w[1:]) if len(w) > 1 else None
-        return (None, g, name(g), name(canonical_given(g)), self.h["name_phon"](phonetic(g)), extra)
+        return (None, g, self.part("given_canon", canonical_given(g)), self.part("name_phon", phonetic(g)), extra)
 
     def _middle(self, v: str) -> tuple:
         m = " ".join(name_words(v)) or None
-        return (m, self.h["name"](m) if m else None)
+        return (m, self.part("middle", m) if m else None)
 
     def _family(self, v: str) -> tuple:
         w = name_words(v)
         if not w:
             return (Problem("family_name", "no letters after cleaning", False), None, None, None)
         f = " ".join(w)
-        return (None, f, self.h["name"](f), self.h["name_phon"](phonetic(f)))
-
-    def _tk(self, group: str, value: str) -> int:
-        """Token of a standardised value through the encoder's per-group cache (small groups)."""
-        cache = self.enc._token_cache[group]
-        t = cache.get(value)
-        if t is None:
-            t = cache[value] = self.h[group](value)
-        return t
+        return (None, f, self.part("family", f), self.part("name_phon", phonetic(f)))
 
     def _dob(self, v: str) -> tuple:
         try:
             d = parse_birth_date(v, self._dob_format, self.today)
         except ValueError as exc:
-            return (Problem("date_of_birth", str(exc), False), None, None, None, None, None)
-        # The same date in another format: reuse its tokens.
-        done = self._dob_tokens.get(d)
+            return (Problem("date_of_birth", str(exc), False), None, None, None, None, None, None)
+        # The same date in another format: reuse its parts.
+        done = self._dob_parts.get(d)
         if done is None:
-            swap = swap_day_month(d)
-            done = self._dob_tokens[d] = (
-                None, self.h["dob"](d.isoformat()), self.h["dob"](swap.isoformat()) if swap else None,
-                self._tk("dob_year", f"{d.year:04d}"), self._tk("dob_month", f"{d.month:02d}"),
-                self._tk("dob_day", f"{d.day:02d}"))
-            if len(self._dob_tokens) > _CACHE_LIMIT:
-                self._dob_tokens.clear()
+            part = self.part
+            done = self._dob_parts[d] = (
+                None, part("dob", d.isoformat()), part("year", f"{d.year:04d}"),
+                part("month", f"{d.month:02d}"), part("day", f"{d.day:02d}"), part("daymonth", _dm(d)), d)
+            if len(self._dob_parts) > _CACHE_LIMIT:
+                self._dob_parts.clear()
         return done
 
     def _postcode(self, v: str) -> tuple:
@@ -218,19 +205,20 @@ class ColumnarEncoder:
         except ValueError as exc:
             return (Problem("postcode", str(exc), False), None, None, None, _AREA_NONE)
         area = json.dumps({"postcode_district": district, "postcode_sector": sector}, separators=(",", ":"))
-        return (None, self.h["postcode"](pc), self._tk("pc_sector", sector) if sector else None,
-                self._tk("pc_district", district) if district else None, area)
+        return (None, self.part("postcode", pc), self.part("sector", sector) if sector else None,
+                self.part("district", district) if district else None, area)
 
     def _sex(self, v: str) -> tuple:
+        # Validated (a bad value is reported as before) but not encoded: sex is low-entropy.
         try:
-            sex = standard_sex(v)
+            standard_sex(v)
         except ValueError as exc:
-            return (Problem("sex", str(exc), False), None)
-        return (None, self.h["sex"](sex) if sex else None)
+            return (Problem("sex", str(exc), False),)
+        return (None,)
 
     def _locality(self, v: str) -> tuple:
         text = standard_text(v)
-        return (self.h["locality"](text) if text else None,)
+        return (self.part("locality", text) if text else None,)
 
     def _identifier(
         self, field: str, d: _Distinct, fn: Callable[[str], str],
@@ -270,7 +258,8 @@ class ColumnarEncoder:
         n = len(next(iter(cols.values()))) if cols else 0
         none = [None] * n
         col = {f: cols.get(f, none) for f in IDENTITY_FIELDS}
-        tok: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        ids: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         row_problem: dict[str, np.ndarray] = {}  # field -> per-row Problem or None
 
         def spread(d: _Distinct, *columns: Sequence[int | None]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -300,9 +289,9 @@ class ColumnarEncoder:
 
         # given name: the first word is `given`, further words join the middle names
         dg = _Distinct(col["given_name"])
-        g_problem, givens, t_given, t_canon, t_phon, extra = self._results("given_name", dg, self._given)
+        g_problem, givens, t_canon, t_phon, extra = self._results("given_name", dg, self._given)
         add_problems("given_name", dg, g_problem)
-        tok["tk_given"], tok["tk_given_canon"], tok["tk_given_phon"] = spread(dg, t_given, t_canon, t_phon)
+        parts["g_canon"], parts["g_phon"] = spread(dg, t_canon, t_phon)
 
         dm = _Distinct(col["middle_names"])
         middles, t_middle = self._results("middle_names", dm, self._middle)
@@ -311,42 +300,40 @@ class ColumnarEncoder:
         for i in np.flatnonzero(extra_rows != None):  # noqa: E711 (object array compare)
             j = dm.index[i]
             joined = extra_rows[i] + (" " + middles[j] if j >= 0 and middles[j] else "")
-            mid_vals[i] = self.h["name"](joined)
+            mid_vals[i] = self.part("middle", joined)
             mid_valid[i] = True
-        tok["tk_middle"] = (mid_vals, mid_valid)
+        parts["middle"] = (mid_vals, mid_valid)
 
         df = _Distinct(col["family_name"])
         f_problem, families, t_family, t_fphon = self._results("family_name", df, self._family)
         add_problems("family_name", df, f_problem)
-        tok["tk_family"], tok["tk_family_phon"] = spread(df, t_family, t_fphon)
+        parts["fam"], parts["f_phon"] = spread(df, t_family, t_fphon)
 
         dd = _Distinct(col["date_of_birth"])
-        d_problem, *t_dob = self._results("date_of_birth", dd, self._dob)
+        d_problem, *t_dob, _dates = self._results("date_of_birth", dd, self._dob)
         add_problems("date_of_birth", dd, d_problem)
-        (tok["tk_dob"], tok["tk_dob_swap"], tok["tk_dob_year"], tok["tk_dob_month"],
-         tok["tk_dob_day"]) = spread(dd, *t_dob)
+        parts["dob"], parts["year"], parts["month"], parts["day"], parts["dm"] = spread(dd, *t_dob)
 
         # postcode (+ sector and district, which are also the content's area code)
         dp = _Distinct(col["postcode"])
         p_problem, t_pc, t_sector, t_district, area = self._results("postcode", dp, self._postcode)
         add_problems("postcode", dp, p_problem)
-        tok["tk_postcode"], tok["tk_pc_sector"], tok["tk_pc_district"] = spread(dp, t_pc, t_sector, t_district)
+        parts["pc"], parts["sector"], parts["district"] = spread(dp, t_pc, t_sector, t_district)
         area_rows = dp.gather(_obj(area), _AREA_NONE)
 
         for field, fn, fast, column in (("nino", standard_nino, ninos_fast, "tk_nino"),
                                         ("nhs_number", standard_nhs_number, nhs_numbers_fast, "tk_nhs")):
             d = _Distinct(col[field])
-            problems, tok[column] = self._identifier(field, d, fn, fast)
+            problems, ids[column] = self._identifier(field, d, fn, fast)
             add_problems(field, d, problems)
 
         ds = _Distinct(col["sex"])
-        s_problem, t_sex = self._results("sex", ds, self._sex)
+        (s_problem,) = self._results("sex", ds, self._sex)
         add_problems("sex", ds, s_problem)
-        tok["tk_sex"], = spread(ds, t_sex)
 
         dl = _Distinct(col["locality"])
         (t_locality,) = self._results("locality", dl, self._locality)
-        tok["tk_locality"], = spread(dl, t_locality)
+        parts["locality"], = spread(dl, t_locality)
 
         # address: only its CLK is linked on; standardised per distinct value (lru-cached)
         da = _Distinct(col["address"])
@@ -354,9 +341,9 @@ class ColumnarEncoder:
         has_address = da.gather(np.fromiter(map(bool, addresses), dtype=bool, count=da.n), False)
 
         # ------------------------------------------------ the usable-row rule (vectorised)
-        has_name = tok["tk_given"][1] | tok["tk_family"][1]
-        has_other = (tok["tk_dob"][1] | tok["tk_nhs"][1] | tok["tk_nino"][1]
-                     | tok["tk_postcode"][1] | has_address)
+        has_name = parts["g_canon"][1] | parts["fam"][1]
+        has_other = (parts["dob"][1] | ids["tk_nhs"][1] | ids["tk_nino"][1]
+                     | parts["pc"][1] | has_address)
         accepted = has_id & has_name & has_other
         problems: dict[int, list[Problem]] = {}
         any_problem = ~accepted
@@ -375,25 +362,20 @@ class ColumnarEncoder:
 
         # ------------------------------------------------ linkage columns of accepted rows
         keep = np.flatnonzero(accepted)
-        columns: dict[str, pa.Array] = {}
-        for name, (values, valid) in tok.items():
-            columns[name] = pa.array(values[keep], pa.int64(), mask=~valid[keep])
-        columns.update(self._clks(dg, list(givens), df, list(families), da, addresses, keep))
-        for name in BLOCKING_COLUMNS:
-            columns[name] = self.enc._blocking(name, columns)
-        kept_ids = [local_ids[i] for i in keep]
-        return EncodedBatch(accepted, problems, columns, kept_ids, area_rows[keep].tolist())
+        kept_parts: Parts = {
+            name: (values[keep].view(np.uint64), valid[keep]) for name, (values, valid) in parts.items()}
+        kept_ids = {name: (values[keep], valid[keep]) for name, (values, valid) in ids.items()}
+        filters = self._filters(dg, list(givens), df, list(families), da, addresses, keep)
+        columns = self.enc.finish(kept_parts, kept_ids, filters)
+        kept_local = [local_ids[i] for i in keep]
+        return EncodedBatch(accepted, problems, columns, kept_local, area_rows[keep].tolist())
 
-    # ---------------------------------------------------------------- CLKs
+    # ---------------------------------------------------------------- CLKs (unsalted)
 
-    def _clks(self, dg: _Distinct, givens: list, df: _Distinct, families: list,
-              da: _Distinct, addresses: list, keep: np.ndarray) -> dict[str, pa.Array]:
+    def _filters(self, dg: _Distinct, givens: list, df: _Distinct, families: list,
+                 da: _Distinct, addresses: list, keep: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         clk = self.enc._clk
-        # One value_index call per field, so a cache reset cannot split a batch's indexes.
-        name_idx = clk["name"].value_index(givens + families)
-        out: dict[str, tuple[np.ndarray, np.ndarray]] = {
-            "clk_name": clk["name"].gather(
-                dg.gather(name_idx[: dg.n], -1)[keep], df.gather(name_idx[dg.n:], -1)[keep]),
+        out = {
             "clk_given": clk["given"].gather(dg.gather(clk["given"].value_index(givens), -1)[keep]),
             "clk_family": clk["family"].gather(df.gather(clk["family"].value_index(families), -1)[keep]),
         }
@@ -403,14 +385,7 @@ class ColumnarEncoder:
         ext_f = np.vstack([filters, np.zeros((1, filters.shape[1]), dtype=np.uint8)])
         ext_p = np.append(present, False)
         out["clk_address"] = (ext_f[rows], ext_p[rows])
-        settings = self.enc.settings
-        result = {}
-        for column in ("clk_name", "clk_given", "clk_family", "clk_address"):
-            filt, pres = out[column]
-            if settings.hardening == "blip":
-                blip(filt, pres, settings.blip_f, self.enc._rng)
-            result[column] = _binary_column(filt, pres)
-        return result
+        return out
 
 
 def records_to_columns(identities: Sequence[dict[str, str | None]]) -> dict[str, list[str | None]]:

@@ -4,6 +4,12 @@ One ciphertext per record, so the collation engine can decrypt exactly the rows 
 refs a permitted request needs. The associated data `f"{extract_id}|{ref}"` binds a
 ciphertext to its extract and row: a row moved to another ref or extract fails to decrypt.
 
+Padding: a plaintext is padded with trailing spaces (valid JSON whitespace) up to the
+smallest of `SIZE_CLASSES` that holds it (then to a multiple of the largest class), so a
+ciphertext's length tells only its size class, not how many indicators a row has or which
+(bench/bench_privacy.py measures what a length-based attacker still learns). The class
+bounds are chosen so that nearly every row of every agency fits the first class.
+
 `decrypted_row_count()` counts every row decrypted in this process, so tests can show
 that a request decrypted only the rows it needed.
 """
@@ -20,6 +26,19 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
+SIZE_CLASSES = (1024, 4096, 16384)
+
+
+def padded(data: bytes, classes: tuple[int, ...] = SIZE_CLASSES) -> bytes:
+    """`data` with trailing spaces up to its size class (no padding when `classes` is empty)."""
+    if not classes:
+        return data
+    n = len(data)
+    for size in classes:
+        if n <= size:
+            return data + b" " * (size - n)
+    top = classes[-1]
+    return data + b" " * (-n % top)
 
 
 class ContentError(Exception):
@@ -67,14 +86,16 @@ def content_plaintext(
     }
 
 
-def encrypt_rows(key: bytes, extract_id: str, documents: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def encrypt_rows(
+    key: bytes, extract_id: str, documents: Iterable[Mapping[str, Any]], classes: tuple[int, ...] = SIZE_CLASSES,
+) -> list[dict[str, Any]]:
     """Encrypt plaintext documents (each with a `ref`) into {ref, nonce, ciphertext} rows."""
     aes = AESGCM(key)
     rows = []
     for doc in documents:
         ref = doc["ref"]
         nonce = os.urandom(NONCE_BYTES)
-        data = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+        data = padded(json.dumps(doc, separators=(",", ":"), sort_keys=True).encode(), classes)
         rows.append({"ref": ref, "nonce": nonce, "ciphertext": aes.encrypt(nonce, data, _aad(extract_id, ref))})
     return rows
 
@@ -96,12 +117,14 @@ def encrypt_batch(
     refs: list[str],
     area_json: list[str],
     indicator_json: list[str] | None,
+    classes: tuple[int, ...] = SIZE_CLASSES,
 ) -> tuple[list[bytes], list[bytes]]:
     """Nonces and ciphertexts of a batch of content rows (the fast path of `encrypt_rows`).
 
     The plaintext is assembled from pre-serialised parts and is byte for byte what
     `json.dumps(content_plaintext(...), separators=(",", ":"), sort_keys=True)` gives
-    (keys in sorted order: area, indicators, kind, ref, source); refs are hex.
+    (keys in sorted order: area, indicators, kind, ref, source), then padded to its size
+    class; refs are hex.
     """
     aes = AESGCM(key)
     n = len(refs)
@@ -112,10 +135,11 @@ def encrypt_batch(
     inds = indicator_json or ["[]"] * n
     aad_prefix = f"{extract_id}|"
     encrypt = aes.encrypt
+    pad = padded
     ciphertexts = [
         encrypt(
             nonce,
-            f'{{"area":{area},"indicators":{ind},"kind":{kind_js},"ref":"{ref}"{tail}'.encode(),
+            pad(f'{{"area":{area},"indicators":{ind},"kind":{kind_js},"ref":"{ref}"{tail}'.encode(), classes),
             (aad_prefix + ref).encode(),
         )
         for nonce, ref, area, ind in zip(nonces, refs, area_json, inds, strict=True)

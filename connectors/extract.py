@@ -1,5 +1,21 @@
 """Writing the split extract: linkage, content, keymap, rejects and manifest, atomically.
 
+Layout hygiene (the default scheme "v2"; docs/PRIVACY.md):
+- refs are keyed per project and per source record: HMAC-SHA256(ref key, source | local id
+  | n), n counting earlier rows of the same local id. A re-extract in one project gives a
+  record the same ref (so entity ids survive); another project's refs are unrelated, and
+  nobody inverts a ref without the key (which stays with the connector).
+- rows are written in ref order, which is a keyed pseudo-random order: nothing about a
+  row's position says where it was in the source. Batches go to 16 bucket files by the
+  ref's first hex digit; each bucket is sorted and appended at the end (memory: 1/16 of
+  the extract).
+- content plaintexts are padded to a size class (`connectors.content.padded`).
+- the manifest that travels lists hashes of what travels only (linkage and content);
+  the keymap's and rejects' hashes, which would confirm a guess at the keymap, stay in
+  `source.json`, which never leaves the source.
+The "v1" scheme keeps the old layout (random refs, source order, no padding, every hash in
+the manifest) so that the privacy benchmark can measure it.
+
 Everything is written into a temporary directory beside the output directory and moved
 into place only when complete (files fsynced, hashes in the manifest). An existing
 complete output is replaced only by a new complete one: a failure at any point leaves the
@@ -23,8 +39,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.columnar import ColumnarEncoder, EncodedBatch
-from connectors.content import encrypt_batch, indicators_json
+from connectors.columnar import ColumnarEncoder, EncodedBatch, records_to_columns
+from connectors.content import SIZE_CLASSES, encrypt_batch, indicators_json
 from connectors.files import (
     OutputBusy,
     make_tree_private,
@@ -33,14 +49,15 @@ from connectors.files import (
     staging_dir,
 )
 from connectors.keys import KeyRing
+from connectors.legacy_v1 import LINKAGE_COLUMNS as V1_LINKAGE_COLUMNS
+from connectors.legacy_v1 import V1ColumnarEncoder, V1IdentityEncoder
 from connectors.mapping import Mapping
 from connectors.parallel import encode_in_order
 from connectors.pseudonymise import (
-    BLOCKING_COLUMNS,
-    CLK_COLUMNS,
-    TOKEN_COLUMNS,
+    LINKAGE_COLUMNS,
     EncodingSettings,
     IdentityEncoder,
+    KeyedHash,
 )
 from connectors.records import RowReject
 from connectors.sources import effective_mapping, read_batches
@@ -48,14 +65,22 @@ from connectors.sources import effective_mapping, read_batches
 SCHEMA_VERSION = 1
 BATCH_SIZE = 20_000
 FILES = ("linkage.parquet", "content.parquet", "keymap.parquet", "rejects.csv")
+TRAVELLING_FILES = ("linkage.parquet", "content.parquet")
+BUCKETS = 16
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-LINKAGE_SCHEMA = pa.schema(
-    [pa.field("ref", pa.string(), nullable=False)]
-    + [pa.field(c, pa.int64()) for c, _ in TOKEN_COLUMNS]
-    + [pa.field(c, pa.binary()) for c in CLK_COLUMNS]
-    + [pa.field(c, pa.int64()) for c in BLOCKING_COLUMNS]
-)
+
+
+def linkage_schema(columns: tuple[str, ...]) -> pa.Schema:
+    """ref (string), then int64 tokens / match keys and binary `clk_*` filters."""
+    return pa.schema(
+        [pa.field("ref", pa.string(), nullable=False)]
+        + [pa.field(c, pa.binary() if c.startswith("clk_") else pa.int64()) for c in columns[1:]]
+    )
+
+
+LINKAGE_SCHEMA = linkage_schema(LINKAGE_COLUMNS)
+V1_LINKAGE_SCHEMA = linkage_schema(V1_LINKAGE_COLUMNS)
 CONTENT_SCHEMA = pa.schema([("ref", pa.string()), ("nonce", pa.binary()), ("ciphertext", pa.binary())])
 KEYMAP_SCHEMA = pa.schema([("local_id", pa.string()), ("ref", pa.string())])
 
@@ -92,21 +117,94 @@ def _check_replaceable(out: Path) -> None:
 
 
 class _Writers:
-    """The open output files of one extract in its temporary directory."""
+    """The open output files of one extract in its temporary directory.
 
-    def __init__(self, tmp: Path):
-        self.linkage = pq.ParquetWriter(tmp / "linkage.parquet", LINKAGE_SCHEMA, compression="zstd")
+    With `buckets`, linkage/content/keymap rows go first to per-bucket files (by the ref's
+    first hex digit); `finish()` sorts each bucket by ref and appends it to the final files.
+    """
+
+    def __init__(self, tmp: Path, schema: pa.Schema, buckets: bool):
+        self.tmp, self.schema, self.buckets = tmp, schema, buckets
+        self.linkage = pq.ParquetWriter(tmp / "linkage.parquet", schema, compression="zstd")
         self.content = pq.ParquetWriter(tmp / "content.parquet", CONTENT_SCHEMA, compression="zstd")
         self.keymap = pq.ParquetWriter(tmp / "keymap.parquet", KEYMAP_SCHEMA, compression="zstd")
         self._rejects_fh = (tmp / "rejects.csv").open("w", newline="")
         self.rejects = csv.writer(self._rejects_fh)
         self.rejects.writerow(["row_number", "field", "reason", "action"])
+        self._bucket_writers: dict[int, tuple[pq.ParquetWriter, ...]] = {}
+
+    def _bucket(self, b: int) -> tuple[pq.ParquetWriter, ...]:
+        w = self._bucket_writers.get(b)
+        if w is None:
+            d = self.tmp / f".bucket-{b:02d}"
+            d.mkdir()
+            w = self._bucket_writers[b] = (
+                pq.ParquetWriter(d / "linkage.parquet", self.schema, compression="lz4"),
+                pq.ParquetWriter(d / "content.parquet", CONTENT_SCHEMA, compression="lz4"),
+                pq.ParquetWriter(d / "keymap.parquet", KEYMAP_SCHEMA, compression="lz4"),
+            )
+        return w
+
+    def write(self, linkage: pa.Table, content: pa.Table, keymap: pa.Table) -> None:
+        if not self.buckets:
+            self.linkage.write_table(linkage)
+            self.content.write_table(content)
+            self.keymap.write_table(keymap)
+            return
+        refs = linkage.column("ref").to_pylist()
+        bucket = np.fromiter((int(r[0], 16) for r in refs), dtype=np.int64, count=len(refs))
+        for b in np.unique(bucket).tolist():
+            rows = pa.array(np.flatnonzero(bucket == b))
+            lw, cw, kw = self._bucket(b)
+            lw.write_table(linkage.take(rows))
+            cw.write_table(content.take(rows))
+            kw.write_table(keymap.take(rows))
+
+    def finish(self) -> None:
+        """Append the buckets in order, each sorted by ref (so the files are in ref order)."""
+        for b in sorted(self._bucket_writers):
+            for w in self._bucket_writers[b]:
+                w.close()
+            d = self.tmp / f".bucket-{b:02d}"
+            for name, writer in (("linkage.parquet", self.linkage), ("content.parquet", self.content),
+                                 ("keymap.parquet", self.keymap)):
+                table = pq.read_table(d / name)
+                writer.write_table(table.sort_by("ref"))
+                del table
+            shutil.rmtree(d)
+        self._bucket_writers.clear()
 
     def close(self) -> None:
+        for ws in self._bucket_writers.values():
+            for w in ws:
+                w.close()
         self.linkage.close()
         self.content.close()
         self.keymap.close()
         self._rejects_fh.close()
+
+
+class _Refs:
+    """Keyed refs: HMAC(ref key, source | local id | n), n = earlier rows with that local id."""
+
+    def __init__(self, keyring: KeyRing, source_name: str):
+        self._hash = KeyedHash(keyring.key("ref"))
+        self._prefix = f"{source_name}|"
+        self._seen: set[str] = set()
+        self._repeats: dict[str, int] = {}
+
+    def __call__(self, local_ids: list[str]) -> list[str]:
+        seen, repeats = self._seen, self._repeats
+        messages = []
+        for lid in local_ids:
+            if lid in seen:
+                n = repeats[lid] = repeats.get(lid, 0) + 1
+            else:
+                seen.add(lid)
+                n = 0
+            messages.append(f"{self._prefix}{lid}|{n}".encode())
+        digest = self._hash.digest
+        return [digest(m)[:12].hex() for m in messages]
 
 
 def pseudonymise_extract(
@@ -165,9 +263,14 @@ def _write_extract(
     extract_id = uuid.uuid4().hex
     content_key = keyring.content_key()
     counts = {"read": 0, "accepted": 0, "rejected": 0, "fields_dropped": 0}
-    writers = _Writers(tmp)
+    v1 = settings.scheme == "v1"
+    writers = _Writers(tmp, V1_LINKAGE_SCHEMA if v1 else LINKAGE_SCHEMA, buckets=not v1)
+    refs_of = _random_refs if v1 else _Refs(keyring, source_name)
+    classes = () if v1 else SIZE_CLASSES
 
     def make_encoder() -> ColumnarEncoder:
+        if v1:
+            return V1ColumnarEncoder(V1IdentityEncoder(keyring, settings), mapping)
         return ColumnarEncoder(IdentityEncoder(keyring, settings), mapping)
 
     def reject(r: RowReject) -> None:  # a row the reader refused: read, rejected, on file
@@ -195,9 +298,11 @@ def _write_extract(
                 kept = None
                 if indicators is not None:
                     kept = [indicators_json(indicators[i]) for i in np.flatnonzero(encoded.accepted)]
-                _write_batch(writers, content_key, extract_id, source_name, kind, encoded, kept)
+                refs = refs_of(encoded.local_ids)
+                _write_batch(writers, content_key, extract_id, source_name, kind, encoded, kept, refs, classes)
             if progress is not None:
                 progress(counts["read"])
+        writers.finish()
     finally:
         writers.close()
 
@@ -205,6 +310,7 @@ def _write_extract(
     for name in FILES:
         _fsync(tmp / name)
         files[name] = sha256_file(tmp / name)
+    travelling = files if v1 else {k: v for k, v in files.items() if k in TRAVELLING_FILES}
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "extract_id": extract_id,
@@ -214,13 +320,29 @@ def _write_extract(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "key_ids": {k: v for k, v in keyring.key_ids().items() if k != "person"},
         "encoding": settings.manifest(),
+        "layout": (
+            {"refs": "random", "row_order": "source", "content_size_classes": []} if v1 else
+            {"refs": "keyed", "row_order": "ref", "content_size_classes": list(SIZE_CLASSES)}),
         "counts": counts,
-        "files": files,
+        "files": travelling,
     }
     manifest_path = tmp / "manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     _fsync(manifest_path)
+    if not v1:
+        # What stays at the source: the hashes of the keymap and rejects (they would confirm
+        # a guess at the keymap if they travelled).
+        local = {"extract_id": extract_id, "files": {k: files[k] for k in FILES if k not in TRAVELLING_FILES}}
+        (tmp / "source.json").write_text(json.dumps(local, indent=2) + "\n")
+        _fsync(tmp / "source.json")
     return manifest
+
+
+def _random_refs(local_ids: list[str]) -> list[str]:
+    """The v1 layout's refs: random, as secrets.token_hex(12) each, from one draw."""
+    n = len(local_ids)
+    pool = secrets.token_hex(12 * n)
+    return [pool[24 * j : 24 * (j + 1)] for j in range(n)]
 
 
 def _write_batch(
@@ -231,25 +353,19 @@ def _write_batch(
     kind: str,
     encoded: EncodedBatch,
     indicator_json: list[str] | None,
+    refs: list[str],
+    classes: tuple[int, ...],
 ) -> None:
-    n = len(encoded.local_ids)
-    # Random refs, as secrets.token_hex(12) each, from one draw.
-    pool = secrets.token_hex(12 * n)
-    refs = [pool[24 * j : 24 * (j + 1)] for j in range(n)]
     columns = dict(encoded.columns)
     columns["ref"] = pa.array(refs, pa.string())
-    writers.linkage.write_table(pa.Table.from_pydict(columns, schema=LINKAGE_SCHEMA))
-
+    linkage = pa.Table.from_pydict(columns, schema=writers.schema)
     # The area code is the postcode sector and district, never the full postcode.
     nonces, ciphertexts = encrypt_batch(
-        content_key, extract_id, source_name, kind, refs, encoded.area_json, indicator_json
+        content_key, extract_id, source_name, kind, refs, encoded.area_json, indicator_json, classes
     )
-    writers.content.write_table(
-        pa.Table.from_pydict({"ref": refs, "nonce": nonces, "ciphertext": ciphertexts}, schema=CONTENT_SCHEMA)
-    )
-    writers.keymap.write_table(
-        pa.Table.from_pydict({"local_id": encoded.local_ids, "ref": refs}, schema=KEYMAP_SCHEMA)
-    )
+    content = pa.Table.from_pydict({"ref": refs, "nonce": nonces, "ciphertext": ciphertexts}, schema=CONTENT_SCHEMA)
+    keymap = pa.Table.from_pydict({"local_id": encoded.local_ids, "ref": refs}, schema=KEYMAP_SCHEMA)
+    writers.write(linkage, content, keymap)
 
 
 def summary_line(manifest: dict[str, Any], out_dir: str | Path) -> str:

@@ -4,9 +4,11 @@ HKDF-SHA256(master, salt=project_id, info="joinedup/v1/<purpose>") gives one key
 purpose, so tokens from two linkage projects cannot be joined, and every key has a
 public id (an HMAC of a fixed label under the key, which reveals nothing about it).
 
-Who holds what (see docs/KEYS.md): the source connectors hold the token, CLK, blocking,
-person and content keys; the linkage unit holds none (it compares encodings); the
-collation engine holds the content key; the audit party holds its signing key.
+Who holds what (see docs/KEYS.md): the key custodian and the source connectors hold the
+master secret (every key derives from it); the linkage unit holds none (it compares
+encodings and checks public key ids); the service holds only the derived keys of its row
+(`SERVICE_PURPOSES`: content, person, audit, users, and the encoding keys its person
+resolution needs), never the master secret or the ref key.
 """
 
 from __future__ import annotations
@@ -74,20 +76,47 @@ def key_id(key: bytes) -> str:
     return hmac.new(key, b"joinedup key id", hashlib.sha256).hexdigest()[:16]
 
 
+# The derived keys a service home holds (docs/KEYS.md): decrypting content, the person key,
+# audit and user-token hashing, and what person resolution needs to encode an adviser's
+# identifiers as the connectors do. Not the ref key (refs stay invertible by nobody but the
+# source) and not the master secret.
+ENCODING_PURPOSES = (
+    "token/nhs_number", "token/nino", "match-key", "clk-salt", "clk/given", "clk/family", "clk/address",
+    *(f"part/{g}" for g in ("given_canon", "family", "name_phon", "dob", "year", "month", "day",
+                             "daymonth", "middle", "postcode", "sector", "district", "locality")),
+)
+SERVICE_PURPOSES = ("content", "person", "audit-hash", "users/token-hash", *ENCODING_PURPOSES)
+
+
 @dataclass
 class KeyRing:
-    """The derived keys of one linkage project, created lazily and cached."""
+    """The derived keys of one linkage project, created lazily and cached.
 
-    master: bytes
+    Built from the master secret (custodian, connectors), or from a fixed set of derived
+    keys (`KeyRing.of_keys`, a service home): then asking for any other purpose raises
+    SecretError naming it.
+    """
+
+    master: bytes | None
     project_id: str
     _cache: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of_keys(cls, project_id: str, keys: dict[str, bytes]) -> KeyRing:
+        return cls(None, project_id, dict(keys))
 
     def key(self, purpose: str) -> bytes:
         k = self._cache.get(purpose)
         if k is None:
+            if self.master is None:
+                raise SecretError(f"this home holds no {purpose!r} key (it is not part of its role)")
             k = derive_key(self.master, self.project_id, purpose)
             self._cache[purpose] = k
         return k
+
+    def derived(self, purposes: tuple[str, ...]) -> dict[str, bytes]:
+        """The derived keys of some purposes (to hand one party its row of the key table)."""
+        return {p: self.key(p) for p in purposes}
 
     def key_id(self, purpose: str) -> str:
         return key_id(self.key(purpose))

@@ -1,38 +1,42 @@
-"""Pseudonymisation: keyed tokens, Bloom-filter encodings (CLKs) and keyed blocking keys.
+"""Pseudonymisation: keyed match keys and attribute-salted Bloom filters (encoding "v2").
 
-Everything here is keyed (keys from `connectors.keys.KeyRing`, HKDF per linkage project):
-- Token = first 8 bytes of HMAC-SHA256(token_key(group), value) as a signed big-endian
-  int64. Columns that should be comparable with each other share a key group:
-  tk_given / tk_given_canon / tk_middle / tk_family use group "name" (so a given/family
-  swap or a nickname can be spotted by equality across columns), tk_given_phon /
-  tk_family_phon use "name_phon", tk_dob / tk_dob_swap use "dob"; every other column has
-  its own group named after the column (tk_nhs -> "nhs_number", tk_pc_sector ->
-  "pc_sector", ...).
-- CLK: the bigrams of the standardised value padded with "_" ("_bill_" -> _b bi il ll l_);
-  each distinct bigram gets k bit positions from HMAC-SHA256(clk_key(field), i || bigram)
-  (independent positions, not double hashing, which is known to be attackable), set in a
-  filter of `clk_bits` bits. clk_name is the union of the given- and family-name bigrams
-  (so it survives a given/family swap). clk_address is the union over the address's words,
-  each word padded on its own ("_12_ _high_ _street_"), so word order does not matter.
-  Defaults: 1024 bits, k = 20 (k = 10 for the address, whose strings are long and would
-  otherwise saturate the filter).
-- Blocking key = a keyed 64-bit mix of tokens the row already carries: a per-rule seed
-  HMAC-SHA256(blocking_key(), "blocking-rule|<column>") folded with each part token by the
-  splitmix64 finaliser (bk_fam_yob = tk_family_phon + tk_dob_year; bk_given_dob =
-  tk_given_canon + tk_dob; bk_pc_given = tk_postcode + tk_given_phon; bk_fam_dob_md =
-  tk_family_phon + tk_dob_month + tk_dob_day). It reveals nothing the tokens do not, is
-  unlinkable across projects (keyed seed, keyed tokens) and needs no hashing per record.
+What a linkage row carries (docs/PRIVACY.md has the threat model and the measured attacks):
 
-Hardening (`hardening = "blip"`): BLIP randomised response (Schnell & Borgs 2016): after
-encoding, each bit of every CLK is flipped with probability `blip_f` (default 0.02) from a
-random source that is not reproducible. It blunts frequency attacks on the filters (the
-same name no longer gives the same filter) at some cost in Dice separation (measured by
-bench/bench_extract.py --separation, figures in bench/RESULTS-extract.md).
+- `tk_nhs`, `tk_nino`: keyed tokens of the two high-entropy identifiers, one key each.
+- `mk_*` **match keys**: one keyed 64-bit value per *combination* of standardised fields
+  (`MATCH_KEYS`), in the manner of the ONS/NHS match-key linkage: full name + date of birth,
+  phonetic names (order-free, so a given/family swap gives the same key) + year, + year and
+  sorted day/month (a day/month transposition gives the same key), + postcode, + locality,
+  date of birth + postcode, ... No field is tokenised on its own: sex, day, month, year and
+  single names never get a deterministic token, so frequency alignment has nothing
+  low-entropy to align. The match keys are also the blocking keys.
+- `clk_given`, `clk_family`, `clk_address`: Bloom filters (bigrams, k positions each from
+  HMAC under a per-field key, as before), then **attribute-salted**: the bits are moved by a
+  keyed permutation chosen by a secret salt (a byte permutation plus a bit permutation
+  inside each byte, drawn per salt). The name filters' salt is the year of birth and the
+  sorted day/month; the address filter's is the postcode. Two records with the same salt
+  use the same permutation, so their Dice coefficient is exactly the unsalted one; records
+  with another salt use an unrelated permutation, so bit positions mean nothing across salt
+  groups (a few people each): pattern mining, frequency alignment of filters and learning
+  bigram positions from known plaintext have no common frame to work in. A record without
+  the salting field gets no such filter (its names still count through the match keys that
+  need no date). Per-field keys: given and family filters (and their match-key parts)
+  cannot be compared with each other.
 
-Speed: every distinct value is tokenised once per key (per-field caches), every distinct
-bigram is hashed once per key, and CLKs of a batch are built with numpy (OR-reduce of the
-cached bigram bit vectors). HMACs use `KeyedHash` (pre-keyed SHA-256 states). The extract
-uses the column-wise batch path in `connectors.columnar`, which gives the same columns.
+How a match key is computed: every standardised part is first turned into a secret 64-bit
+part token (HMAC-SHA256 under the part's own key, cached per distinct value; never written
+out). A match key is the XOR of two keyed chains over its parts, each chain
+`x = mix(x ^ part)` from its own secret per-column seed, with `mix` the splitmix64
+finaliser. One chain alone would be invertible (differences between rows would leak
+differences between parts); the XOR of two independent chains is not (a sum of two
+permutations), and costs a few numpy passes per batch instead of an HMAC per row.
+
+Speed: HMACs run once per distinct value per key (`KeyedHash`, pre-keyed SHA-256 states),
+match keys and the salting are numpy over the batch, and the extract uses the column-wise
+path in `connectors.columnar`, which gives the same columns as `IdentityEncoder.encode_batch`.
+
+The previous encoding ("v1": per-field tokens, unsalted filters) lives in
+`connectors.legacy_v1`, only so that the privacy benchmark can measure both in one run.
 """
 
 from __future__ import annotations
@@ -55,79 +59,57 @@ from connectors.standardise import (
     StandardIdentity,
     StandardisationError,
     standardise_identity,
-    swap_day_month,
 )
 
+SCHEME = "v2"
+SCHEMES = ("v2", "v1")
 TOKEN_BYTES = 8
-_CACHE_LIMIT = 300_000  # entries per field cache before it is cleared (bounds memory)
+_CACHE_LIMIT = 300_000  # entries per part cache before it is cleared (bounds memory)
 
-# (column, key group, how to get the standardised value)
-TOKEN_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("tk_nhs", "nhs_number"),
-    ("tk_nino", "nino"),
-    ("tk_given", "name"),
-    ("tk_given_canon", "name"),
-    ("tk_given_phon", "name_phon"),
-    ("tk_middle", "name"),
-    ("tk_family", "name"),
-    ("tk_family_phon", "name_phon"),
-    ("tk_dob", "dob"),
-    ("tk_dob_swap", "dob"),
-    ("tk_dob_year", "dob_year"),
-    ("tk_dob_month", "dob_month"),
-    ("tk_dob_day", "dob_day"),
-    ("tk_sex", "sex"),
-    ("tk_postcode", "postcode"),
-    ("tk_pc_sector", "pc_sector"),
-    ("tk_pc_district", "pc_district"),
-    ("tk_locality", "locality"),
-)
-CLK_COLUMNS = ("clk_name", "clk_given", "clk_family", "clk_address")
-BLOCKING_COLUMNS = ("bk_fam_yob", "bk_given_dob", "bk_pc_given", "bk_fam_dob_md")
-LINKAGE_COLUMNS = ("ref",) + tuple(c for c, _ in TOKEN_COLUMNS) + CLK_COLUMNS + BLOCKING_COLUMNS
+# High-entropy identifiers: a keyed token each (key purpose "token/<group>").
+TOKEN_COLUMNS: tuple[tuple[str, str], ...] = (("tk_nhs", "nhs_number"), ("tk_nino", "nino"))
 
-
-def _dob_iso(i: StandardIdentity) -> str | None:
-    return i.dob.isoformat() if i.dob else None
-
-
-def _dob_swap(i: StandardIdentity) -> str | None:
-    swapped = swap_day_month(i.dob) if i.dob else None
-    return swapped.isoformat() if swapped else None
-
-
-# How each token column's value is read from a StandardIdentity.
-_TOKEN_VALUE = {
-    "tk_nhs": lambda i: i.nhs_number,
-    "tk_nino": lambda i: i.nino,
-    "tk_given": lambda i: i.given,
-    "tk_given_canon": lambda i: i.given_canon,
-    "tk_given_phon": lambda i: i.given_phon,
-    "tk_middle": lambda i: i.middle,
-    "tk_family": lambda i: i.family,
-    "tk_family_phon": lambda i: i.family_phon,
-    "tk_dob": _dob_iso,
-    "tk_dob_swap": _dob_swap,
-    "tk_dob_year": lambda i: f"{i.dob.year:04d}" if i.dob else None,
-    "tk_dob_month": lambda i: f"{i.dob.month:02d}" if i.dob else None,
-    "tk_dob_day": lambda i: f"{i.dob.day:02d}" if i.dob else None,
-    "tk_sex": lambda i: i.sex,
-    "tk_postcode": lambda i: i.postcode,
-    "tk_pc_sector": lambda i: i.pc_sector,
-    "tk_pc_district": lambda i: i.pc_district,
-    "tk_locality": lambda i: i.locality,
+# Standardised parts and the key group of each part's secret token ("part/<group>").
+PART_GROUPS: dict[str, str] = {
+    "g_canon": "given_canon",  # given name, nickname folded ("bill" -> "william")
+    "fam": "family",
+    "g_phon": "name_phon",  # phonetic codes of both names share a key: `names` is order-free
+    "f_phon": "name_phon",
+    "dob": "dob",
+    "year": "year",
+    "month": "month",
+    "day": "day",
+    "dm": "daymonth",  # day and month sorted: a transposition gives the same part
+    "middle": "middle",
+    "pc": "postcode",
+    "sector": "sector",
+    "district": "district",
+    "locality": "locality",
 }
-
-
-# Each blocking key mixes tokens the row already carries (see the module docstring).
-BLOCKING_PARTS: dict[str, tuple[str, ...]] = {
-    "bk_fam_yob": ("tk_family_phon", "tk_dob_year"),
-    "bk_given_dob": ("tk_given_canon", "tk_dob"),
-    "bk_pc_given": ("tk_postcode", "tk_given_phon"),
-    "bk_fam_dob_md": ("tk_family_phon", "tk_dob_month", "tk_dob_day"),
+# Match keys: column -> parts. "names" = the two phonetic name parts in sorted order.
+MATCH_KEYS: dict[str, tuple[str, ...]] = {
+    "mk_name_dob": ("g_canon", "fam", "dob"),
+    "mk_names_dobt": ("names", "year", "dm"),
+    "mk_given_dob": ("g_phon", "dob"),
+    "mk_family_dob": ("f_phon", "dob"),
+    "mk_names_yob": ("names", "year"),
+    "mk_names_ym": ("names", "year", "month"),
+    "mk_names_md": ("names", "month", "day"),
+    "mk_names_yd": ("names", "year", "day"),
+    "mk_names_pc": ("names", "pc"),
+    "mk_names_sector": ("names", "sector"),
+    "mk_names_locality": ("names", "locality"),
+    "mk_dob_pc": ("dob", "pc"),
+    "mk_dob_sector": ("dob", "sector"),
+    "mk_dob_district": ("dob", "district"),
+    "mk_middle_dob": ("middle", "dob"),
 }
-# Columns whose values are (nearly) unique per person: a cache would only cost memory.
-_UNCACHED_GROUPS = frozenset({"nhs_number", "nino"})
+CLK_COLUMNS = ("clk_given", "clk_family", "clk_address")
+_CLK_FIELD = {"clk_given": "given", "clk_family": "family", "clk_address": "address"}
+LINKAGE_COLUMNS = ("ref",) + tuple(c for c, _ in TOKEN_COLUMNS) + tuple(MATCH_KEYS) + CLK_COLUMNS
+
+_NAMES_CONST = np.uint64(0x6A09E667F3BCC908)
+Parts = dict[str, tuple[np.ndarray, np.ndarray]]  # part -> (uint64 values, validity) per row
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -141,6 +123,10 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 def hmac_int64(key: bytes, value: str) -> int:
     digest = hmac.digest(key, value.encode("utf-8"), "sha256")
     return int.from_bytes(digest[:TOKEN_BYTES], "big", signed=True)
+
+
+# Identifier columns whose values are (nearly) unique per person: a cache would only cost memory.
+_UNCACHED_GROUPS = frozenset({"nhs_number", "nino"})
 
 
 class KeyedHash:
@@ -183,17 +169,26 @@ class KeyedHash:
 
 @dataclass(frozen=True)
 class EncodingSettings:
-    """Encoding parameters; recorded in every manifest so the linkage side knows them."""
+    """Encoding parameters; recorded in every manifest so the linkage side knows them.
+
+    `scheme` "v2" (default) is this module's encoding; "v1" the previous one
+    (`connectors.legacy_v1`, with its extract layout), kept for measured comparison only.
+    """
 
     clk_bits: int = 1024
     clk_k: int = 20
     clk_k_fields: dict[str, int] = field(default_factory=lambda: {"address": 10})
     hardening: str = "none"  # "none" | "blip"
     blip_f: float = 0.02
+    scheme: str = SCHEME
 
     def __post_init__(self) -> None:
         if self.clk_bits <= 0 or self.clk_bits % 64:
             raise ValueError("clk_bits must be a positive multiple of 64")
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {list(SCHEMES)}")
+        if self.scheme == "v2" and self.clk_bits > 2048:
+            raise ValueError("clk_bits must be at most 2048 for scheme v2 (byte-salted filters)")
         ks = [self.clk_k, *self.clk_k_fields.values()]
         if any(not isinstance(k, int) or not 1 <= k <= 64 for k in ks):
             raise ValueError("clk_k values must be integers in 1..64")
@@ -210,6 +205,7 @@ class EncodingSettings:
 
     def manifest(self) -> dict[str, Any]:
         out: dict[str, Any] = {
+            "scheme": self.scheme,
             "clk_bits": self.clk_bits,
             "clk_k": self.clk_k,
             "clk_k_fields": dict(self.clk_k_fields),
@@ -224,7 +220,7 @@ class EncodingSettings:
     def from_dict(cls, doc: dict[str, Any] | None) -> EncodingSettings:
         if not doc:
             return cls()
-        allowed = {"clk_bits", "clk_k", "clk_k_fields", "hardening", "blip_f"}
+        allowed = {"clk_bits", "clk_k", "clk_k_fields", "hardening", "blip_f", "scheme"}
         unknown = set(doc) - allowed - {"token_bytes"}
         if unknown:
             raise ValueError(f"encoding settings: unknown key(s) {sorted(unknown)}")
@@ -360,8 +356,102 @@ def _binary_column(filters: np.ndarray, present: np.ndarray) -> pa.Array:
     )
 
 
+class SaltedPermutation:
+    """Keyed bit permutations of a filter, one per salt: a byte permutation and, for each
+    output byte, one of 256 keyed 8-bit permutations. Dice between two filters moved by the
+    same salt's permutation is unchanged; across salts the positions are unrelated.
+
+    Each salt's tables are drawn from splitmix64 of (secret salt ^ keyed constant), cached.
+    """
+
+    _SALT_LIMIT = 600_000
+
+    def __init__(self, key: bytes, width_bytes: int):
+        self.width = width_bytes
+        seed = int.from_bytes(hmac.digest(key, b"bit-permutations", "sha256"), "big")
+        rng = np.random.default_rng(seed)
+        byte_bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)  # (256, 8)
+        self.luts = np.stack([np.packbits(byte_bits[:, rng.permutation(8)], axis=1)[:, 0] for _ in range(256)])
+        self._perm_consts = rng.integers(0, 2**63, size=width_bytes, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self._lut_consts = rng.integers(0, 2**63, size=width_bytes, dtype=np.uint64) * np.uint64(2)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.index: dict[int, int] = {}
+        dtype = np.uint8 if self.width <= 256 else np.uint16
+        self.perm = np.zeros((1024, self.width), dtype=dtype)
+        self.lut = np.zeros((1024, self.width), dtype=np.uint8)
+
+    def rows(self, salts: np.ndarray) -> np.ndarray:
+        """Table row of each salt (uint64), adding unseen salts."""
+        if salts.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        uniq, inverse = np.unique(salts, return_inverse=True)
+        keys = uniq.tolist()
+        found = np.fromiter(map(self.index.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
+        new = found < 0
+        if new.any():
+            if len(self.index) + int(new.sum()) > self._SALT_LIMIT:
+                self._reset()
+                new[:] = True
+            fresh = uniq[new]
+            start = len(self.index)
+            while start + len(fresh) > len(self.perm):
+                self.perm = np.vstack([self.perm, np.zeros_like(self.perm)])
+                self.lut = np.vstack([self.lut, np.zeros_like(self.lut)])
+            order = _mix64(fresh[:, None] ^ self._perm_consts[None, :])
+            self.perm[start : start + len(fresh)] = np.argsort(order, axis=1)
+            self.lut[start : start + len(fresh)] = (
+                _mix64(fresh[:, None] ^ self._lut_consts[None, :]) >> np.uint64(56)).astype(np.uint8)
+            ids = range(start, start + len(fresh))
+            self.index.update(zip((keys[j] for j in np.flatnonzero(new)), ids, strict=True))
+            found[new] = np.arange(start, start + len(fresh))
+        return found[inverse]
+
+    def apply(self, filters: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Each filter (n, width) uint8 moved by the permutation of its salt row."""
+        out = np.empty_like(filters)
+        values = self.luts[self.lut[rows], filters]
+        out[np.arange(len(rows))[:, None], self.perm[rows]] = values
+        return out
+
+
+def _u64(tokens: Sequence[int | None]) -> tuple[np.ndarray, np.ndarray]:
+    """(values as uint64 with 0 for None, validity) of a list of tokens."""
+    arr = pa.array(tokens, pa.int64())
+    return arr.fill_null(0).to_numpy().view(np.uint64), arr.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _seed(key: bytes, label: str) -> np.uint64:
+    return np.uint64(hmac_int64(key, label) & (2**64 - 1))
+
+
+def _dm(d: date) -> str:
+    lo, hi = sorted((d.day, d.month))
+    return f"{lo:02d}{hi:02d}"
+
+
+# How each part's standardised value is read from a StandardIdentity.
+_PART_VALUE = {
+    "g_canon": lambda i: i.given_canon,
+    "fam": lambda i: i.family,
+    "g_phon": lambda i: i.given_phon,
+    "f_phon": lambda i: i.family_phon,
+    "dob": lambda i: i.dob.isoformat() if i.dob else None,
+    "year": lambda i: f"{i.dob.year:04d}" if i.dob else None,
+    "month": lambda i: f"{i.dob.month:02d}" if i.dob else None,
+    "day": lambda i: f"{i.dob.day:02d}" if i.dob else None,
+    "dm": lambda i: _dm(i.dob) if i.dob else None,
+    "middle": lambda i: i.middle,
+    "pc": lambda i: i.postcode,
+    "sector": lambda i: i.pc_sector,
+    "district": lambda i: i.pc_district,
+    "locality": lambda i: i.locality,
+}
+
+
 class IdentityEncoder:
-    """Encodes standardised identities into linkage rows (tokens, CLKs, blocking keys)."""
+    """Encodes standardised identities into linkage rows (tokens, match keys, salted CLKs)."""
 
     def __init__(
         self,
@@ -371,108 +461,124 @@ class IdentityEncoder:
     ):
         self.keyring = keyring
         self.settings = settings or EncodingSettings()
-        self._token_keys = {group: keyring.token_key(group) for _, group in TOKEN_COLUMNS}
-        self.hashers = {group: KeyedHash(key) for group, key in self._token_keys.items()}
-        self._token_cache: dict[str, dict[str, int]] = {g: {} for g in self._token_keys}
-        blocking_key = keyring.blocking_key()
-        self._blocking_seeds = {
-            c: np.uint64(hmac_int64(blocking_key, f"blocking-rule|{c}") & (2**64 - 1))
-            for c in BLOCKING_COLUMNS
-        }
+        groups = {g: keyring.key(f"part/{g}") for g in set(PART_GROUPS.values())}
+        groups.update({g: keyring.token_key(g) for _, g in TOKEN_COLUMNS})
+        self.hashers = {g: KeyedHash(k) for g, k in groups.items()}
+        self._part_cache: dict[str, dict[str, int]] = {g: {} for g in groups}
+        mk_key = keyring.key("match-key")
+        self._mk_seeds = {c: (_seed(mk_key, f"A|{c}"), _seed(mk_key, f"B|{c}")) for c in MATCH_KEYS}
+        salt_key = keyring.key("clk-salt")
+        self._salt_seeds = [(_seed(salt_key, f"salt{i}|A"), _seed(salt_key, f"salt{i}|B")) for i in (0, 1)]
         bits = self.settings.clk_bits
-        self._clk = {
-            f: _ClkField(keyring.clk_key(f), bits, self.settings.k_for(f))
-            for f in ("name", "given", "family", "address")
-        }
+        self.salting = SaltedPermutation(salt_key, bits // 8)
+        self._clk = {f: _ClkField(keyring.clk_key(f), bits, self.settings.k_for(f)) for f in _CLK_FIELD.values()}
         # BLIP must not be reproducible by anyone: seed from the OS unless a test injects one.
         self._rng = rng or np.random.default_rng(secrets.randbits(128))
 
-    # -------------------------------------------------------------- tokens
+    # -------------------------------------------------------------- parts
 
-    def _tokens(self, group: str, values: list[str | None]) -> list[int | None]:
-        cache, hasher = self._token_cache[group], self.hashers[group]
-        if group in _UNCACHED_GROUPS:
-            return [None if v is None else hasher(v) for v in values]
-        out: list[int | None] = []
-        append = out.append
-        for v in values:
-            if v is None:
-                append(None)
-                continue
-            t = cache.get(v)
-            if t is None:
-                t = hasher(v)
-                if len(cache) > _CACHE_LIMIT:
-                    cache.clear()
-                cache[v] = t
-            append(t)
+    def part_token(self, group: str, value: str) -> int:
+        """The secret token of one standardised part value (cached per group)."""
+        cache = self._part_cache[group]
+        t = cache.get(value)
+        if t is None:
+            if len(cache) > _CACHE_LIMIT:
+                cache.clear()
+            t = cache[value] = self.hashers[group](value)
+        return t
+
+    def _parts_of(self, idents: Sequence[StandardIdentity]) -> Parts:
+        out: Parts = {}
+        for part, group in PART_GROUPS.items():
+            getter = _PART_VALUE[part]
+            values = [getter(i) for i in idents]
+            out[part] = _u64([None if v is None else self.part_token(group, v) for v in values])
         return out
 
-    def _blocking(self, column: str, tokens: dict[str, pa.Array]) -> pa.Array:
-        """A keyed blocking key: the rule's secret seed mixed with the row's part tokens."""
-        seed = self._blocking_seeds[column]
-        x = np.full(len(tokens["tk_dob"]), seed, dtype=np.uint64)
-        valid = np.ones(len(x), dtype=bool)
-        for part in BLOCKING_PARTS[column]:
-            arr = tokens[part]
-            valid &= arr.is_valid().to_numpy(zero_copy_only=False)
-            x = _mix64(x ^ arr.fill_null(0).to_numpy().view(np.uint64))
-        return pa.array(x.view(np.int64), pa.int64(), mask=~valid)
+    # -------------------------------------------------------------- finishing a batch
 
-    # -------------------------------------------------------------- CLKs
+    def _chain(self, seed: np.uint64, parts: list[np.ndarray], n: int) -> np.ndarray:
+        x = np.full(n, seed, dtype=np.uint64)
+        for p in parts:
+            x = _mix64(x ^ p)
+        return x
 
-    def _clks(self, idents: Sequence[StandardIdentity]) -> dict[str, pa.Array]:
-        givens = [i.given for i in idents]
-        families = [i.family for i in idents]
-        name_f = self._clk["name"]
-        results = {
-            # clk_name: the union of given- and family-name bigrams (survives a swap).
-            "clk_name": name_f.gather(name_f.value_index(givens), name_f.value_index(families)),
-            "clk_given": self._clk["given"].gather(self._clk["given"].value_index(givens)),
-            "clk_family": self._clk["family"].gather(self._clk["family"].value_index(families)),
-            "clk_address": self._clk["address"].encode_words([i.address for i in idents]),
-        }
-        out = {}
-        for column, (filters, present) in results.items():
-            if self.settings.hardening == "blip":
-                blip(filters, present, self.settings.blip_f, self._rng)
-            out[column] = _binary_column(filters, present)
-        return out
+    def salts(self, parts: Parts, names: tuple[str, ...], which: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's filter salt from the named parts (secret, keyed) and whether it has one."""
+        n = len(parts[names[0]][0])
+        valid = np.ones(n, dtype=bool)
+        for name in names:
+            valid &= parts[name][1]
+        values = [parts[name][0] for name in names]
+        a, b = self._salt_seeds[which]
+        return self._chain(a, values, n) ^ self._chain(b, values, n), valid
+
+    def finish(
+        self,
+        parts: Parts,
+        identifiers: dict[str, tuple[np.ndarray, np.ndarray]],
+        filters: dict[str, tuple[np.ndarray, np.ndarray]],
+    ) -> dict[str, pa.Array]:
+        """The linkage columns (all but `ref`) from per-row parts, identifier tokens (int64)
+        and unsalted filters ((n, bytes) uint8, present), all for the same rows."""
+        n = len(parts["dob"][0])
+        p = dict(parts)
+        (g, g_ok), (f, f_ok) = p["g_phon"], p["f_phon"]
+        lo, hi = np.minimum(g, f), np.maximum(g, f)
+        p["names"] = (_mix64(_mix64(lo ^ _NAMES_CONST) ^ hi), g_ok & f_ok)
+        columns: dict[str, pa.Array] = {}
+        for column, _group in TOKEN_COLUMNS:
+            values, valid = identifiers[column]
+            columns[column] = pa.array(values, pa.int64(), mask=~valid)
+        for column, names in MATCH_KEYS.items():
+            valid = np.ones(n, dtype=bool)
+            for name in names:
+                valid &= p[name][1]
+            a, b = self._mk_seeds[column]
+            values = [p[name][0] for name in names]
+            key = self._chain(a, values, n) ^ self._chain(b, values, n)
+            columns[column] = pa.array(key.view(np.int64), pa.int64(), mask=~valid)
+        # Name filters are salted by the date of birth, the address filter by the postcode.
+        for columns_salted, (salts, salted) in (
+            (("clk_given", "clk_family"), self.salts(p, ("year", "dm"), 0)),
+            (("clk_address",), self.salts(p, ("pc",), 1)),
+        ):
+            salt_rows = np.full(n, -1, dtype=np.int64)
+            salt_rows[salted] = self.salting.rows(salts[salted])
+            for column in columns_salted:
+                raw, present = filters[column]
+                present = present & salted
+                out = np.zeros_like(raw)
+                idx = np.flatnonzero(present)
+                if idx.size:
+                    out[idx] = self.salting.apply(raw[idx], salt_rows[idx])
+                if self.settings.hardening == "blip":
+                    blip(out, present, self.settings.blip_f, self._rng)
+                columns[column] = _binary_column(out, present)
+        return columns
 
     # -------------------------------------------------------------- public
 
     def encode_batch(self, idents: Sequence[StandardIdentity]) -> dict[str, pa.Array]:
         """Linkage columns (all but `ref`) for a batch of standardised identities."""
-        columns: dict[str, pa.Array] = {}
+        parts = self._parts_of(idents)
+        identifiers = {}
         for column, group in TOKEN_COLUMNS:
-            getter = _TOKEN_VALUE[column]
-            columns[column] = pa.array(self._tokens(group, [getter(i) for i in idents]), pa.int64())
-        columns.update(self._clks(idents))
-        for column in BLOCKING_COLUMNS:
-            columns[column] = self._blocking(column, columns)
-        return columns
+            value = (lambda i: i.nhs_number) if group == "nhs_number" else (lambda i: i.nino)
+            hasher = self.hashers[group]
+            values, valid = _u64([None if (v := value(i)) is None else hasher(v) for i in idents])
+            identifiers[column] = (values.view(np.int64), valid)
+        given, family, address = self._clk["given"], self._clk["family"], self._clk["address"]
+        filters = {
+            "clk_given": given.gather(given.value_index([i.given for i in idents])),
+            "clk_family": family.gather(family.value_index([i.family for i in idents])),
+            "clk_address": address.encode_words([i.address for i in idents]),
+        }
+        return self.finish(parts, identifiers, filters)
 
     def encode_standardised(self, ident: StandardIdentity) -> dict[str, Any]:
-        """One linkage row: the batch path's values, without building a column per field
-        (person resolution encodes one identity per request)."""
-        row: dict[str, Any] = {}
-        for column, group in TOKEN_COLUMNS:
-            row[column] = self._tokens(group, [_TOKEN_VALUE[column](ident)])[0]
-        for column, arr in self._clks([ident]).items():
-            row[column] = arr[0].as_py()
-        for column in BLOCKING_COLUMNS:
-            row[column] = self._blocking_one(column, row)
-        return row
-
-    def _blocking_one(self, column: str, row: dict[str, Any]) -> int | None:
-        """`_blocking` for a single row: null when any part token is null."""
-        x = np.array([self._blocking_seeds[column]], dtype=np.uint64)
-        for part in BLOCKING_PARTS[column]:
-            token = row[part]
-            if token is None:
-                return None
-            x = _mix64(x ^ np.array([token], dtype=np.int64).view(np.uint64))
-        return int(x.view(np.int64)[0])
+        """One linkage row (person resolution encodes one identity per request)."""
+        return {c: arr[0].as_py() for c, arr in self.encode_batch([ident]).items()}
 
     def encode_identity(self, raw: dict[str, str | None], mapping: Mapping | None = None) -> dict[str, Any]:
         """One linkage row without `ref`, from a raw identity (fields that fail are left null)."""

@@ -11,7 +11,7 @@ import click
 
 from joinedup import __version__
 from joinedup.commands.common import home_option
-from joinedup.home import HomeError, default_home, init_home
+from joinedup.home import ROLES, HomeError, default_home, init_home
 
 
 @click.group()
@@ -44,15 +44,25 @@ def _checkpoint_ledgers(opened_after: int) -> None:
 @click.option("--witness", type=click.Path(path_type=Path), default=None,
               help="The governance board's directory that receives a copy of every audit "
                    "checkpoint ([audit] witness).")
-def init_command(home: Path | None, project_id: str | None, force: bool, witness: Path | None) -> None:
-    """Create a deployment home: configuration, master secret, derived key ids, store."""
+@click.option("--role", type=click.Choice(ROLES), default="all", show_default=True,
+              help="Which party's home: all (demo), connector, linkage (no keys), service.")
+@click.option("--keys-from", type=click.Path(path_type=Path), default=None,
+              help="The key custodian's home (connector, service), or its keys.json (linkage).")
+def init_command(home: Path | None, project_id: str | None, force: bool, witness: Path | None,
+                 role: str, keys_from: Path | None) -> None:
+    """Create a deployment home holding only its role's row of the key table (docs/KEYS.md)."""
+    from connectors.keys import SecretError
+
     root = home or default_home()
     try:
-        h = init_home(root, project_id=project_id, force=force,
+        h = init_home(root, project_id=project_id, force=force, role=role, keys_from=keys_from,
                       witness=witness.absolute() if witness else None)
-    except HomeError as exc:
+    except (HomeError, SecretError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"initialised {h.root} (project {h.project_id}); secrets in {h.secrets_dir} (0600)")
+    held = {"all": "master secret", "connector": "master secret", "service": "service keys only",
+            "linkage": "no keys, public key ids only"}[role]
+    click.echo(f"initialised {h.root} as a {role} home (project {h.project_id}; {held}); "
+               f"secrets in {h.secrets_dir} (0700)")
 
 
 def _register_commands() -> None:

@@ -6,6 +6,8 @@ Layout (created by `joinedup init`):
     HOME/config/                versioned configuration documents copied from defaults
                                 (taxonomy, policy data, linkage settings); edit and re-approve
     HOME/secrets/master.key     the master secret (hex, 0600); every key derives from it
+                                (roles "all" and "connector" only)
+    HOME/secrets/service-keys.json  the derived keys of the service's row (role "service")
     HOME/secrets/*.key          signing keys (Ed25519, 0600)
     HOME/keys.json              public key ids and public keys (safe to publish)
     HOME/store.duckdb           the embedded store
@@ -13,6 +15,11 @@ Layout (created by `joinedup init`):
 
 The `[audit]` table sets the ledger's checkpoint interval and the governance board's witness
 directory (audit.LedgerSettings); `Home.open_ledger()` opens the ledger with them.
+
+Roles (`joinedup init --role`, docs/KEYS.md): "all" (the demo: one home, every key),
+"connector" (an agency: the master secret, to pseudonymise and encrypt), "linkage" (the
+linkage unit: no master secret and no derived key; only the public key ids, to check that
+extracts belong to the project), "service" (collation and the API: only its derived keys).
 """
 
 from __future__ import annotations
@@ -28,10 +35,18 @@ from pathlib import Path
 import tomli_w
 
 from connectors.files import write_file_atomic
-from connectors.keys import KeyRing, new_master_secret, read_master_secret, write_secret_file
+from connectors.keys import (
+    SERVICE_PURPOSES,
+    KeyRing,
+    SecretError,
+    new_master_secret,
+    read_master_secret,
+    write_secret_file,
+)
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 CONFIG_SCHEMA_VERSION = 1
+ROLES = ("all", "connector", "linkage", "service")
 
 
 class HomeError(Exception):
@@ -42,7 +57,7 @@ def default_home() -> Path:
     return Path(os.environ.get("JOINEDUP_HOME", "./joinedup-home"))
 
 
-def _default_settings(project_id: str, witness: Path | None = None) -> dict:
+def _default_settings(project_id: str, role: str = "all", witness: Path | None = None) -> dict:
     from audit.ledger import DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_SECONDS
 
     audit = {"checkpoint_every": DEFAULT_CHECKPOINT_EVERY, "checkpoint_seconds": DEFAULT_CHECKPOINT_SECONDS}
@@ -51,6 +66,7 @@ def _default_settings(project_id: str, witness: Path | None = None) -> dict:
     return {
         "schema_version": CONFIG_SCHEMA_VERSION,
         "project_id": project_id,
+        "role": role,
         "deployment": "local",
         "policy": {"engine": "embedded", "opa_url": ""},
         "audit": audit,
@@ -109,8 +125,32 @@ class Home:
         own = self.config_dir / name
         return own if own.exists() else DEFAULTS_DIR / name
 
+    @property
+    def role(self) -> str:
+        return self.settings.get("role", "all")
+
     def keyring(self) -> KeyRing:
+        """This home's keys; a linkage-unit home has none (SecretError says so)."""
+        if self.role == "linkage":
+            raise SecretError(f"{self.root} is a linkage-unit home: it holds no keys")
+        if self.role == "service":
+            return KeyRing.of_keys(self.project_id, _read_derived(self.secrets_dir / "service-keys.json"))
         return KeyRing(read_master_secret(self.secrets_dir / "master.key"), self.project_id)
+
+    def public_key_ids(self) -> dict[str, str]:
+        """The project's public key ids (keys.json): what an extract's manifest must show."""
+        try:
+            doc = json.loads((self.root / "keys.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise HomeError(f"{self.root / 'keys.json'}: cannot read the public key ids ({exc})") from exc
+        if doc.get("project_id") != self.project_id or not isinstance(doc.get("key_ids"), dict):
+            raise HomeError(f"{self.root / 'keys.json'}: not the key ids of project {self.project_id!r}")
+        return doc["key_ids"]
+
+    @property
+    def keeps_content(self) -> bool:
+        """Whether ingest keeps content files here (never in a linkage-unit home)."""
+        return self.role != "linkage"
 
     def signing_key_path(self, party: str) -> Path:
         """Ed25519 private key of a party ("audit", "consent"), created on first use."""
@@ -128,34 +168,97 @@ class Home:
         return path
 
 
-def init_home(root: Path, project_id: str | None = None, force: bool = False,
-              witness: Path | None = None) -> Home:
-    """Create a deployment home. Refuses to overwrite an existing one unless forced."""
+def _read_derived(path: Path) -> dict[str, bytes]:
+    try:
+        doc = json.loads(path.read_text())
+        return {purpose: bytes.fromhex(hexkey) for purpose, hexkey in doc["keys"].items()}
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise SecretError(f"cannot read the service keys {path}: {exc}") from exc
+
+
+def init_home(
+    root: Path,
+    project_id: str | None = None,
+    force: bool = False,
+    role: str = "all",
+    keys_from: Path | None = None,
+    witness: Path | None = None,
+) -> Home:
+    """Create a deployment home. Refuses to overwrite an existing one unless forced.
+
+    `role` "all" and "connector" make a new master secret unless `keys_from` names a home
+    holding the project's master secret (the key custodian's), whose secret and project id
+    are then used. "linkage" needs `keys_from` (a home or its keys.json) for the public key
+    ids only; "service" needs a home with the master secret to derive its keys from.
+    `witness` is the governance board's directory for copies of the audit checkpoints.
+    """
+    if role not in ROLES:
+        raise HomeError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     root = Path(root)
     settings_path = root / "joinedup.toml"
     if settings_path.exists() and not force:
         raise HomeError(f"{root} is already a joinedup home (use --force to re-create it)")
+    source_ring, public = _keys_source(keys_from, role)
+    if source_ring is not None or public is not None:
+        given = project_id
+        project_id = (source_ring.project_id if source_ring is not None else public["project_id"])
+        if given and given != project_id:
+            raise HomeError(f"--project-id {given!r} differs from {keys_from}'s project {project_id!r}")
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)  # the store, extracts and ledger inside are the deployment's own
     project_id = project_id or f"project-{secrets.token_hex(6)}"
-    settings = _default_settings(project_id, witness)
+    settings = _default_settings(project_id, role, witness)
     (root / "config").mkdir(exist_ok=True)
     for doc in sorted(DEFAULTS_DIR.iterdir()):
         if doc.is_file() and not doc.name.startswith("_"):
             shutil.copyfile(doc, root / "config" / doc.name)
     for sub in ("extracts", "runs", "ledger"):
         (root / sub).mkdir(mode=0o700, exist_ok=True)
-    write_secret_file(root / "secrets" / "master.key", new_master_secret().hex().encode())
+    (root / "secrets").mkdir(mode=0o700, exist_ok=True)
     os.chmod(root / "secrets", 0o700)
+    if role in ("all", "connector"):
+        master = source_ring.master if source_ring is not None else new_master_secret()
+        write_secret_file(root / "secrets" / "master.key", master.hex().encode())
+        key_ids = KeyRing(master, project_id).key_ids()
+    elif role == "service":
+        derived = {p: k.hex() for p, k in source_ring.derived(SERVICE_PURPOSES).items()}
+        write_secret_file(root / "secrets" / "service-keys.json",
+                          json.dumps({"project_id": project_id, "keys": derived}, indent=2).encode())
+        key_ids = source_ring.key_ids()
+    else:  # linkage: public ids only
+        key_ids = public["key_ids"]
     home = Home(root, settings)
-    for party in ("audit", "consent"):
-        home.signing_key_path(party)
+    if role in ("all", "service"):
+        home.signing_key_path("consent")
     _create_store(home.store_path)
     os.chmod(home.store_path, 0o600)
     write_file_atomic(settings_path, tomli_w.dumps(settings).encode())
-    public = {"project_id": project_id, "key_scheme": "hkdf-sha256/v1", "key_ids": home.keyring().key_ids()}
-    write_file_atomic(root / "keys.json", json.dumps(public, indent=2).encode())
+    doc = {"project_id": project_id, "key_scheme": "hkdf-sha256/v1", "key_ids": key_ids}
+    write_file_atomic(root / "keys.json", json.dumps(doc, indent=2).encode())
     return home
+
+
+def _keys_source(keys_from: Path | None, role: str) -> tuple[KeyRing | None, dict | None]:
+    """(keyring with the master secret, or public key ids document) that `keys_from` gives."""
+    if keys_from is None:
+        if role in ("linkage", "service"):
+            raise HomeError(f"a {role} home needs --keys-from (the key custodian's home"
+                            f"{' or keys.json' if role == 'linkage' else ''})")
+        return None, None
+    keys_from = Path(keys_from)
+    if role == "linkage":
+        path = keys_from if keys_from.is_file() else keys_from / "keys.json"
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise HomeError(f"{path}: cannot read public key ids ({exc})") from exc
+        if not isinstance(doc.get("project_id"), str) or not isinstance(doc.get("key_ids"), dict):
+            raise HomeError(f"{path}: not a keys.json (project_id and key_ids expected)")
+        return None, {"project_id": doc["project_id"], "key_ids": doc["key_ids"]}
+    source = load_home(keys_from)
+    if source.role not in ("all", "connector"):
+        raise HomeError(f"{keys_from} holds no master secret (role {source.role})")
+    return source.keyring(), None
 
 
 def load_home(root: Path | None = None) -> Home:

@@ -17,16 +17,11 @@ from typing import Any
 
 import duckdb
 
-# Tokens that identify a record's identity; equal fingerprints = same identity values.
-FINGERPRINT_COLUMNS = (
-    "tk_nhs", "tk_nino", "tk_given", "tk_middle", "tk_family", "tk_dob", "tk_sex",
-    "tk_postcode", "tk_locality",
-)
-
 
 def fingerprint_sql(alias: str) -> str:
-    parts = ", ".join(f"coalesce({alias}.{c}::VARCHAR, '')" for c in FINGERPRINT_COLUMNS)
-    return f"md5(concat_ws('|', {parts}))"
+    """Equal fingerprints = same identity values (the digest `linkage.ingest.stack_sql`
+    computes from the encoding's identity columns)."""
+    return f"{alias}.identity_fp"
 
 
 def new_entity_id() -> str:

@@ -20,13 +20,24 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 
 from connectors.files import StoreConnection, sha256_file
 from linkage.clk import clk_struct_sql
-from linkage.settings import BLOCKING_COLUMNS, CLK_COLUMNS, TOKEN_COLUMNS
+from linkage.settings import (
+    CLK_COLUMNS,
+    FINGERPRINT_COLUMNS,
+    TOKEN_COLUMNS,
+    V1_BLOCKING_COLUMNS,
+    V1_CLK_COLUMNS,
+    V1_FINGERPRINT_COLUMNS,
+    V1_TOKEN_COLUMNS,
+)
 
-# What the linkage unit keeps of an extract (the keymap and rejects stay at the source).
+# What ingest keeps of an extract (the keymap and rejects stay at the source). A linkage-unit
+# home keeps no content (`keep_content=False`): content goes to the collation store only.
 KEPT_FILES = ("linkage.parquet", "content.parquet", "manifest.json")
+LINKAGE_ONLY_FILES = ("linkage.parquet", "manifest.json")
 CHECKED_KEY_IDS = ("token", "clk", "blocking", "content")
 
 EXTRACTS_DDL = """
@@ -73,8 +84,11 @@ def read_manifest(extract_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify_extract(extract_dir: Path, project_id: str, key_ids: dict[str, str]) -> dict[str, Any]:
-    """Check one extract's manifest against its files and this project's keys."""
+def verify_extract(
+    extract_dir: Path, project_id: str, key_ids: dict[str, str], with_content: bool = True,
+) -> dict[str, Any]:
+    """Check one extract's manifest against its files and this project's public key ids
+    (the content file only when it is to be kept; a linkage unit may receive none)."""
     extract_dir = Path(extract_dir)
     manifest = read_manifest(extract_dir)
     where = f"{extract_dir} (extract {manifest['extract_id']})"
@@ -89,7 +103,7 @@ def verify_extract(extract_dir: Path, project_id: str, key_ids: dict[str, str]) 
                 f"{where}: {name} key id {manifest['key_ids'].get(name)!r} is not this "
                 f"project's ({key_ids.get(name)!r}); it was encoded with another key"
             )
-    for name in ("linkage.parquet", "content.parquet"):
+    for name in ("linkage.parquet", "content.parquet") if with_content else ("linkage.parquet",):
         expected = manifest["files"].get(name)
         path = extract_dir / name
         if expected is None:
@@ -116,10 +130,13 @@ def ingest_extracts(
     store_path: Path,
     project_id: str,
     key_ids: dict[str, str],
+    keep_content: bool = True,
 ) -> list[IngestedExtract]:
     """Verify every extract, then copy and register them all (a newer extract of a source
-    replaces the previous one as active). Raises IngestError with nothing registered."""
-    manifests = [verify_extract(Path(d), project_id, key_ids) for d in extract_dirs]
+    replaces the previous one as active). Raises IngestError with nothing registered.
+
+    Needs no key: `key_ids` are the project's public key ids (HOME/keys.json)."""
+    manifests = [verify_extract(Path(d), project_id, key_ids, keep_content) for d in extract_dirs]
     ids = [m["extract_id"] for m in manifests]
     if len(set(ids)) != len(ids):
         raise IngestError("the same extract is given twice")
@@ -135,7 +152,9 @@ def ingest_extracts(
         placed: list[Path] = []
         in_transaction = False
         try:
-            out = [_place(Path(d), m, Path(extracts_dir), placed) for d, m in zip(extract_dirs, manifests, strict=True)]
+            kept = KEPT_FILES if keep_content else LINKAGE_ONLY_FILES
+            out = [_place(Path(d), m, Path(extracts_dir), placed, kept)
+                   for d, m in zip(extract_dirs, manifests, strict=True)]
             now = datetime.now(UTC).isoformat(timespec="seconds")
             con.execute("BEGIN TRANSACTION")
             in_transaction = True
@@ -157,7 +176,8 @@ def ingest_extracts(
     return out
 
 
-def _place(src: Path, manifest: dict[str, Any], extracts_dir: Path, placed: list[Path]) -> IngestedExtract:
+def _place(src: Path, manifest: dict[str, Any], extracts_dir: Path, placed: list[Path],
+           kept: tuple[str, ...] = KEPT_FILES) -> IngestedExtract:
     """Copy the kept files to HOME/extracts/<source>/<extract_id>/ through a temp dir."""
     dest = extracts_dir / manifest["source"] / manifest["extract_id"]
     if dest.exists():
@@ -166,7 +186,7 @@ def _place(src: Path, manifest: dict[str, Any], extracts_dir: Path, placed: list
     tmp = dest.with_name(f".{dest.name}.tmp-{secrets.token_hex(4)}")
     tmp.mkdir()
     try:
-        for name in KEPT_FILES:
+        for name in kept:
             shutil.copyfile(src / name, tmp / name)
         os.replace(tmp, dest)
     except BaseException:
@@ -205,20 +225,47 @@ def clk_bits_of(extracts: list[IngestedExtract]) -> int:
     return next(iter(sizes.values()))
 
 
+def encoding_scheme_of(extracts: list[IngestedExtract]) -> str:
+    """The encoding scheme the extracts share ("v2", or "v1" for the previous one)."""
+    schemes = {}
+    for e in extracts:
+        encoding = read_manifest(e.path).get("encoding") or {}
+        schemes[e.source] = encoding.get("scheme", "v1")
+    if len(set(schemes.values())) > 1:
+        raise IngestError(f"extracts use different encodings, which cannot be compared: {schemes}")
+    return next(iter(schemes.values()), "v2")
+
+
+def _columns_of(scheme: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(int64 columns, CLK columns, fingerprint columns) of an encoding scheme."""
+    if scheme == "v1":
+        return V1_TOKEN_COLUMNS + V1_BLOCKING_COLUMNS, V1_CLK_COLUMNS, V1_FINGERPRINT_COLUMNS
+    return TOKEN_COLUMNS, CLK_COLUMNS, FINGERPRINT_COLUMNS
+
+
 def stack_sql(extracts: list[IngestedExtract], clk_words: int | None = None) -> str:
     """SQL stacking every extract's linkage rows into one table.
 
-    Each record gets an integer unique_id and its source. With `clk_words`, each CLK
-    becomes the words struct the Dice macro reads (`linkage.clk`); without, the BLOBs
-    are kept as they are (what records.parquet holds).
+    Each record gets an integer unique_id, its source and `identity_fp` (a digest of the
+    columns that say "the same identity values", for stable entity ids). With `clk_words`,
+    each CLK becomes the words struct the Dice macro reads (`linkage.clk`); without, the
+    BLOBs are kept as they are (what records.parquet holds). The columns are the encoding
+    scheme's (from the manifests; all extracts must share one).
     """
+    tokens, clk_columns, fingerprint = _columns_of(encoding_scheme_of(extracts))
+    for e in extracts:
+        have = set(pq.read_schema(e.linkage_path).names)
+        missing = [c for c in (*tokens, *clk_columns) if c not in have]
+        if missing:
+            raise IngestError(f"{e.linkage_path}: linkage file lacks column(s) {missing}")
     if clk_words is None:
-        clks = ", ".join(CLK_COLUMNS)
+        clks = ", ".join(clk_columns)
     else:
-        clks = ", ".join(f"{clk_struct_sql(c, clk_words)} AS {c}" for c in CLK_COLUMNS)
-    plain = ", ".join(TOKEN_COLUMNS + BLOCKING_COLUMNS)
+        clks = ", ".join(f"{clk_struct_sql(c, clk_words)} AS {c}" for c in clk_columns)
+    plain = ", ".join(tokens)
+    fp = "md5(concat_ws('|', " + ", ".join(f"coalesce({c}::VARCHAR, '')" for c in fingerprint) + "))"
     parts = [
-        f"SELECT '{_sql_str(e.source)}' AS source, ref, {plain}, {clks} "
+        f"SELECT '{_sql_str(e.source)}' AS source, ref, {plain}, {clks}, {fp} AS identity_fp "
         f"FROM read_parquet('{_sql_str(str(e.linkage_path))}')"
         for e in extracts
     ]

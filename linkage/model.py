@@ -103,7 +103,10 @@ def floor_disagreement_m(linker: Linker, floor: float) -> list[str]:
             continue
         level = other[0]
         m = level.m_probability
-        if m is not None and m < floor:
+        # Never observed by EM (Splink then reports its placeholder m) counts as below the
+        # floor too: with match keys, the blocked training pairs of a small population can
+        # hold no matching pair that disagrees on a whole comparison.
+        if not level._m_is_trained or m is None or m < floor:
             # Set directly, not added to the trained history: Splink would take the
             # median of that history if anything re-populated m afterwards.
             level.m_probability = floor
@@ -124,7 +127,7 @@ def estimate_u(linker: Linker, max_pairs: float, seed: int) -> dict[str, dict[in
     of a FEBRL-size link. Here every comparison's level is computed in a single scan of
     the sampled pairs, and counted per comparison. The estimate is Splink's: u of a
     level = its share of the sampled pairs whose comparison is not null; a level never
-    seen is recorded as "not observed" (Splink then uses u = 1e-6), as Splink does.
+    seen gets 0.5 / (non-null sampled pairs).
     Returns the counts (comparison -> level value -> pairs) for tests and the report.
     """
     settings_obj = linker._settings_obj
@@ -163,10 +166,16 @@ def estimate_u(linker: Linker, max_pairs: float, seed: int) -> dict[str, dict[in
     for comp in comparisons:
         seen = counts[comp.output_column_name]
         total = sum(seen.values())
+        # Every level gets a number: one never seen in the sample gets u = 0.5 / sampled pairs
+        # (less than one pair in the sample), not Splink's placeholder u, which its saved
+        # model and the scorer would otherwise use for the match keys' rare agreement levels.
+        unseen = 0.5 / total if total else LEVEL_NOT_OBSERVED_TEXT
         lookup = {
             comp.output_column_name: {
-                cvv: {"u_probability": (n / total if n else LEVEL_NOT_OBSERVED_TEXT)}
-                for cvv, n in seen.items()
+                level.comparison_vector_value: {
+                    "u_probability": (seen[level.comparison_vector_value] / total
+                                      if seen.get(level.comparison_vector_value) else unseen)}
+                for level in comp._comparison_levels_excluding_null
             }
         }
         for level in comp._comparison_levels_excluding_null:

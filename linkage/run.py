@@ -135,7 +135,7 @@ def _run(
     # records.parquet keeps the CLKs as the extracts' BLOBs: read them again rather than
     # carry both forms through the run.
     con.execute(
-        f"""COPY (SELECT r.* EXCLUDE (unique_id), e.entity_id, c.fingerprint
+        f"""COPY (SELECT r.* EXCLUDE (unique_id, identity_fp), e.entity_id, c.fingerprint
                   FROM ({stack_sql(extracts)}) r
                   JOIN entities e USING (source, ref)
                   JOIN clustered c ON c.unique_id = e.unique_id)

@@ -27,15 +27,35 @@ from linkage.clk import DICE_FUNCTION
 
 SCHEMA_VERSION = 1
 
-# The encoded columns a linkage.parquet carries (besides `ref`).
-TOKEN_COLUMNS = (
+# The encoded columns a linkage.parquet carries (besides `ref`), encoding "v2" (the default;
+# connectors.pseudonymise): identifier tokens, match keys (combinations of fields, also the
+# blocking keys) and Bloom filters salted by the date of birth (a Dice level between two
+# records is meaningful only when their dates of birth agree or are transposed).
+MATCH_KEY_COLUMNS = (
+    "mk_name_dob", "mk_names_dobt", "mk_given_dob", "mk_family_dob", "mk_names_yob",
+    "mk_names_ym", "mk_names_md", "mk_names_yd", "mk_names_pc", "mk_names_sector",
+    "mk_names_locality", "mk_dob_pc", "mk_dob_sector", "mk_dob_district", "mk_middle_dob",
+)
+TOKEN_COLUMNS = ("tk_nhs", "tk_nino") + MATCH_KEY_COLUMNS
+CLK_COLUMNS = ("clk_given", "clk_family", "clk_address")
+BLOCKING_COLUMNS: tuple[str, ...] = ()  # the match keys are the blocking keys
+ENCODED_COLUMNS = TOKEN_COLUMNS + CLK_COLUMNS
+# Columns whose equality means "the same identity values" (stable entity ids across runs).
+FINGERPRINT_COLUMNS = ("tk_nhs", "tk_nino", "mk_name_dob", "mk_middle_dob", "mk_dob_pc", "mk_names_locality")
+
+# The previous encoding ("v1", connectors.legacy_v1), kept so that bench/bench_privacy.py can
+# link it beside the default one in the same run (`v1_settings()`).
+V1_TOKEN_COLUMNS = (
     "tk_nhs", "tk_nino", "tk_given", "tk_given_canon", "tk_given_phon", "tk_middle",
     "tk_family", "tk_family_phon", "tk_dob", "tk_dob_swap", "tk_dob_year", "tk_dob_month",
     "tk_dob_day", "tk_sex", "tk_postcode", "tk_pc_sector", "tk_pc_district", "tk_locality",
 )
-CLK_COLUMNS = ("clk_name", "clk_given", "clk_family", "clk_address")
-BLOCKING_COLUMNS = ("bk_fam_yob", "bk_given_dob", "bk_pc_given", "bk_fam_dob_md")
-ENCODED_COLUMNS = TOKEN_COLUMNS + CLK_COLUMNS + BLOCKING_COLUMNS
+V1_CLK_COLUMNS = ("clk_name", "clk_given", "clk_family", "clk_address")
+V1_BLOCKING_COLUMNS = ("bk_fam_yob", "bk_given_dob", "bk_pc_given", "bk_fam_dob_md")
+V1_FINGERPRINT_COLUMNS = (
+    "tk_nhs", "tk_nino", "tk_given", "tk_middle", "tk_family", "tk_dob", "tk_sex",
+    "tk_postcode", "tk_locality",
+)
 
 
 class SettingsError(Exception):
@@ -92,7 +112,7 @@ def _comparison(name: str, description: str, levels: list[dict[str, Any]]) -> di
     }
 
 
-def _default_comparisons() -> list[dict[str, Any]]:
+def _v1_comparisons() -> list[dict[str, Any]]:
     return [
         _comparison("nhs_number", "NHS number token", [_null("tk_nhs"), _exact("tk_nhs", "exact")]),
         _comparison("nino", "NI number token", [_null("tk_nino"), _exact("tk_nino", "exact")]),
@@ -175,7 +195,7 @@ def _default_comparisons() -> list[dict[str, Any]]:
     ]
 
 
-def _default_blocking_rules() -> list[str]:
+def _v1_blocking_rules() -> list[str]:
     # Every rule pairs a near-unique field (identifier token, full date of birth,
     # postcode) with a second one, or three name/date parts together, so that block
     # sizes stay flat as the population grows: rules on a name plus a birth year, or a
@@ -202,8 +222,129 @@ def _default_blocking_rules() -> list[str]:
     ]
 
 
+def _any_equal(*columns: str) -> str:
+    return " OR ".join(f"{c}_l = {c}_r" for c in columns)
+
+
+def _all_null(*columns: str) -> str:
+    return " AND ".join(f"({c}_l IS NULL OR {c}_r IS NULL)" for c in columns)
+
+
+def _level(sql: str, label: str, null: bool = False) -> dict[str, Any]:
+    level: dict[str, Any] = {"sql_condition": sql, "label_for_charts": label}
+    if null:
+        level["is_null_level"] = True
+    return level
+
+
+# Match keys that say "the same phonetic names" (in either order), each with another field.
+_NAMES_KEYS = ("mk_names_dobt", "mk_names_yob")
+# Match keys that say "the same date of birth", each with another field.
+_DOB_KEYS = ("mk_given_dob", "mk_family_dob")
+
+
+def _default_comparisons() -> list[dict[str, Any]]:
+    """Comparisons over the v2 encoding.
+
+    Name filters are salted by the date of birth and the address filter by the postcode: a
+    Dice level fires only for records whose salts agree. A comparison's levels therefore
+    use only keys and filters that do not repeat another comparison's evidence about a
+    place (the address comparison is the postcode-salted filter alone, and no name or date
+    level uses a place key); the place-combining match keys serve blocking only. Names and
+    dates still share the date (the name filters' salt), a dependence measured, not
+    removed: bench/RESULTS-privacy.md has the quality beside the previous encoding."""
+    given, family, address = dice_sql("clk_given"), dice_sql("clk_family"), dice_sql("clk_address")
+    return [
+        _comparison("nhs_number", "NHS number token", [_null("tk_nhs"), _exact("tk_nhs", "exact")]),
+        _comparison("nino", "NI number token", [_null("tk_nino"), _exact("tk_nino", "exact")]),
+        _comparison(
+            "name",
+            "given and family name: salted CLK Dice (same date of birth), match keys otherwise",
+            [
+                _level(f"{_all_null('clk_given', 'clk_family', *_NAMES_KEYS)}", "missing", null=True),
+                _level(f"{given} >= 0.999 AND {family} >= 0.999", "both exact"),
+                _level("mk_name_dob_l = mk_name_dob_r", "same canonical (nickname) given, same family"),
+                _level(f"{given} >= 0.8 AND {family} >= 0.8", "both Dice >= 0.8"),
+                _level(_any_equal(*_NAMES_KEYS), "same phonetic names, either order"),
+                _level(f"({given} >= 0.999 AND {family} >= 0.6) OR ({family} >= 0.999 AND {given} >= 0.6)",
+                       "one exact, the other Dice >= 0.6"),
+                _level(f"{given} >= 0.999", "given name exact, family name changed"),
+            ],
+        ),
+        _comparison(
+            "middle_names", "middle names (with the date of birth)",
+            [_null("mk_middle_dob"), _exact("mk_middle_dob", "exact"),
+             _level("mk_given_dob_l <> mk_given_dob_r AND mk_family_dob_l <> mk_family_dob_r",
+                    "date of birth (or both names) differs: not compared", null=True)],
+        ),
+        _comparison(
+            "date_of_birth",
+            "date of birth: through match keys with the names",
+            [
+                _level(_all_null("mk_names_yob", *_DOB_KEYS), "missing", null=True),
+                _level(_any_equal(*_DOB_KEYS) + " OR mk_name_dob_l = mk_name_dob_r", "exact"),
+                _level("mk_names_dobt_l = mk_names_dobt_r", "day and month swapped"),
+                _level(_any_equal("mk_names_ym", "mk_names_md", "mk_names_yd"), "two of year, month, day"),
+                _level("mk_names_yob_l = mk_names_yob_r", "same year"),
+            ],
+        ),
+        _comparison(
+            "address",
+            "address CLK Dice (salted by the postcode: any level means the same postcode)",
+            [
+                _null("clk_address"),
+                _dice("clk_address", 0.9),
+                _dice("clk_address", 0.75),
+                _level(f"{address} >= 0.4", "same postcode, other address"),
+            ],
+        ),
+    ]
+
+
+def _default_blocking_rules() -> list[str]:
+    # Every rule is one match key (a combination of fields) or an identifier: blocks stay
+    # small as the population grows, and a pair with one or two fields wrong (typo,
+    # nickname, swapped names, transposed date, new surname, move) is caught by another key.
+    return [
+        "l.tk_nhs = r.tk_nhs",
+        "l.tk_nino = r.tk_nino",
+        "l.mk_names_dobt = r.mk_names_dobt",
+        "l.mk_given_dob = r.mk_given_dob",
+        "l.mk_family_dob = r.mk_family_dob",
+        "l.mk_names_ym = r.mk_names_ym",
+        "l.mk_names_md = r.mk_names_md",
+        "l.mk_names_yd = r.mk_names_yd",
+        "l.mk_names_pc = r.mk_names_pc",
+        "l.mk_dob_pc = r.mk_dob_pc",
+        "l.mk_dob_sector = r.mk_dob_sector",
+        "l.mk_names_locality = r.mk_names_locality",
+    ]
+
+
 def default_settings() -> dict[str, Any]:
-    """The default linkage settings (no file needed)."""
+    """The default linkage settings (no file needed), over the default (v2) encoding."""
+    doc = v1_settings()
+    doc["training"]["prior_rules"] = [
+        "l.tk_nhs = r.tk_nhs",
+        "l.tk_nino = r.tk_nino",
+        "l.mk_name_dob = r.mk_name_dob",
+    ]
+    # EM blocks on one match key and estimates m for the comparisons that do not use it:
+    # date of birth + postcode (names and date), full name + date of birth (address). Pairs
+    # in these blocks are mostly one person (household members share a postcode but rarely
+    # a date of birth).
+    doc["training"]["em_blocking_rules"] = [
+        "l.mk_dob_pc = r.mk_dob_pc",
+        "l.mk_names_pc = r.mk_names_pc",
+        "l.mk_name_dob = r.mk_name_dob",
+    ]
+    doc["splink"]["comparisons"] = _default_comparisons()
+    doc["splink"]["blocking_rules_to_generate_predictions"] = _default_blocking_rules()
+    return doc
+
+
+def v1_settings() -> dict[str, Any]:
+    """Linkage settings for the v1 encoding (the previous defaults; measured comparison only)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "thresholds": {"cluster_match_probability": 0.95, "report_match_probability": 0.5},
@@ -244,8 +385,8 @@ def default_settings() -> dict[str, Any]:
             "probability_two_random_records_match": 1e-4,
             "em_convergence": 1e-4,
             "max_iterations": 25,
-            "comparisons": _default_comparisons(),
-            "blocking_rules_to_generate_predictions": _default_blocking_rules(),
+            "comparisons": _v1_comparisons(),
+            "blocking_rules_to_generate_predictions": _v1_blocking_rules(),
         },
     }
 

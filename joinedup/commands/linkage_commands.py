@@ -40,14 +40,17 @@ def _audit(h, event: dict[str, Any]) -> None:
 def ingest_command(home: Path | None, extract_dirs: tuple[Path, ...]) -> None:
     """Verify split extracts (hashes, project and key ids) and register them for linkage."""
     from connectors.keys import SecretError
+    from joinedup.home import HomeError
     from linkage.ingest import IngestError, ingest_extracts
 
     h = _load_home(home)
     try:
+        # Public key ids only: a linkage-unit home holds no key (docs/KEYS.md).
         done = ingest_extracts(
-            list(extract_dirs), h.extracts_dir, h.store_path, h.project_id, h.keyring().key_ids()
+            list(extract_dirs), h.extracts_dir, h.store_path, h.project_id, h.public_key_ids(),
+            keep_content=h.keeps_content,
         )
-    except (IngestError, SecretError) as exc:
+    except (IngestError, SecretError, HomeError) as exc:
         raise click.ClickException(f"nothing ingested: {exc}") from exc
     for e in done:
         _audit(h, {"type": "extract.ingested", "extract_id": e.extract_id, "source": e.source,

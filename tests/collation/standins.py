@@ -73,8 +73,8 @@ class TokenScorer:
     def __init__(self, home) -> None:
         parts = []
         for path in home.extracts_dir.glob("*/*/linkage.parquet"):
-            frame = pq.read_table(path, columns=["ref", "tk_nino", "tk_nhs", "tk_family",
-                                                 "tk_given_canon", "tk_dob"]).to_pandas()
+            frame = pq.read_table(path, columns=["ref", "tk_nino", "tk_nhs", "mk_name_dob",
+                                                 "mk_given_dob", "mk_family_dob"]).to_pandas()
             frame["source"] = path.parent.parent.name
             parts.append(frame)
         self.rows = pd.concat(parts, ignore_index=True)
@@ -88,8 +88,8 @@ class TokenScorer:
             value = encoded.get(col)
             return (r[col] == value) if value is not None else pd.Series(False, index=r.index)
 
-        strong = same("tk_nino") | same("tk_nhs") | (same("tk_family") & same("tk_dob") & same("tk_given_canon"))
-        weak = same("tk_dob") & (same("tk_family") | same("tk_given_canon"))
+        strong = same("tk_nino") | same("tk_nhs") | same("mk_name_dob")
+        weak = same("mk_given_dob") | same("mk_family_dob")
         hits = r[strong | weak]
         return [{"source": s, "ref": ref, "match_probability": 0.995 if st else 0.6}
                 for s, ref, st in zip(hits.source, hits.ref, strong[hits.index], strict=True)]

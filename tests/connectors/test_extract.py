@@ -58,14 +58,19 @@ def test_extract_writes_the_five_parts_with_consistent_counts(source, tmp_path):
     out = tmp_path / "out"
     manifest = run(csv_path, mapping, out)
     assert sorted(p.name for p in out.iterdir()) == [
-        "content.parquet", "keymap.parquet", "linkage.parquet", "manifest.json", "rejects.csv"]
+        "content.parquet", "keymap.parquet", "linkage.parquet", "manifest.json", "rejects.csv", "source.json"]
     assert manifest == json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"read": 40, "accepted": 37, "rejected": 3, "fields_dropped": 2}
     assert manifest["source"] == "test-src" and manifest["kind"] == "csv"
     assert manifest["linkage_project_id"] == "proj-test"
     assert set(manifest["key_ids"]) == {"token", "clk", "blocking", "content"}
     assert manifest["encoding"]["clk_bits"] == 1024
-    for name, digest in manifest["files"].items():
+    # Only what travels is hashed in the manifest; the keymap's and rejects' hashes (which
+    # would confirm a guess at the keymap) stay in source.json.
+    assert set(manifest["files"]) == {"linkage.parquet", "content.parquet"}
+    local = json.loads((out / "source.json").read_text())
+    assert set(local["files"]) == {"keymap.parquet", "rejects.csv"}
+    for name, digest in {**manifest["files"], **local["files"]}.items():
         assert sha(out / name) == digest, name
 
     linkage = pq.read_table(out / "linkage.parquet")
@@ -227,8 +232,8 @@ def test_row_without_dob_is_kept_when_postcode_or_address_remains(tmp_path):
     assert manifest["counts"] == {"read": 3, "accepted": 2, "rejected": 1, "fields_dropped": 0}
     rows = tokens_by_local_id(out)
     assert set(rows) == {"a", "b"}
-    assert rows["a"]["tk_dob"] is None and rows["a"]["tk_postcode"] is not None
-    assert rows["b"]["tk_dob"] is None and rows["b"]["clk_address"] is not None
+    assert rows["a"]["mk_given_dob"] is None and rows["a"]["mk_names_pc"] is not None
+    assert rows["b"]["mk_given_dob"] is None and rows["b"]["mk_names_pc"] is None
     with (out / "rejects.csv").open() as fh:
         rejects = list(csv.DictReader(fh))
     assert [(r["row_number"], r["field"], r["action"]) for r in rejects] == [
@@ -391,7 +396,7 @@ def test_csv_kind_round_trips_the_dwp_file_with_a_mapping(synthetic, tmp_path):
 
     a, b = tokens_by_local_id(tmp_path / "csv"), tokens_by_local_id(tmp_path / "dwp")
     assert a.keys() == b.keys()
-    assert all(a[k]["tk_nino"] == b[k]["tk_nino"] and a[k]["bk_given_dob"] == b[k]["bk_given_dob"] for k in a)
+    assert all(a[k]["tk_nino"] == b[k]["tk_nino"] and a[k]["mk_name_dob"] == b[k]["mk_name_dob"] for k in a)
 
 
 def test_the_same_person_gets_the_same_tokens_across_agencies(synthetic, tmp_path):
@@ -410,8 +415,8 @@ def test_the_same_person_gets_the_same_tokens_across_agencies(synthetic, tmp_pat
             by_person.setdefault(pid, {})[source] = rows[source][local_id]
     pairs = [(p["dwp"], p["nhs"]) for p in by_person.values() if len(p) == 2]
     assert len(pairs) > 30
-    agree = sum(a["tk_dob"] == b["tk_dob"] and a["tk_given_canon"] == b["tk_given_canon"]
-                and a["tk_family"] == b["tk_family"] for a, b in pairs)
+    agree = sum(a["mk_name_dob"] == b["mk_name_dob"] and a["clk_given"] == b["clk_given"]
+                and a["clk_family"] == b["clk_family"] for a, b in pairs)
     assert agree >= 0.95 * len(pairs)
 
 

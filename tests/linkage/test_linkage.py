@@ -107,7 +107,7 @@ def test_report_and_links_hold_no_identifier_and_no_content(world, linked):
 
 def test_relink_after_a_newer_extract_keeps_entity_ids(world, linked, tmp_path):
     home = world["home"]
-    # The DWP source sends a newer extract of the same data: new random refs.
+    # The DWP source sends a newer extract of the same data: the same keyed refs.
     newer = tmp_path / "dwp2"
     from connectors.extract import pseudonymise_extract
 
@@ -126,10 +126,10 @@ def test_relink_after_a_newer_extract_keeps_entity_ids(world, linked, tmp_path):
     same = e1[e1.source != "dwp-thanet"].merge(e2, on=["source", "ref"], suffixes=("_1", "_2"))
     assert len(same) == (e1.source != "dwp-thanet").sum()
     assert (same.entity_id_1 == same.entity_id_2).mean() >= 0.999
-    # The re-extracted DWP records (new refs) keep theirs too, through their tokens.
+    # The re-extracted DWP records keep theirs too (refs are keyed per project and record).
     dwp1 = e1[e1.source == "dwp-thanet"].entity_id
     dwp2 = e2[e2.source == "dwp-thanet"].entity_id
-    assert not set(e1[e1.source == "dwp-thanet"].ref) & set(e2[e2.source == "dwp-thanet"].ref)
+    assert set(e1[e1.source == "dwp-thanet"].ref) == set(e2[e2.source == "dwp-thanet"].ref)
     assert len(set(dwp1) & set(dwp2)) >= 0.99 * len(set(dwp1))
     summary = json.loads((run2 / "summary.json").read_text())
     assert summary["entity_changes"]["kept"] >= 0.99 * summary["entity_changes"]["previous_entities"]

@@ -102,12 +102,17 @@ def test_one_pass_u_equals_splink_on_all_pairs(small):
         for a, b in zip(mine._comparison_levels_excluding_null,
                         theirs._comparison_levels_excluding_null, strict=True):
             where = (mine.output_column_name, a.label_for_charts)
-            if b.u_probability is None:
-                assert a.u_probability is None, where
+            if not b._u_is_trained:
+                # Splink leaves a level it never saw at its placeholder u; ours gets half a
+                # pair's share of the compared pairs (linkage.model.estimate_u).
+                total = sum(counts[mine.output_column_name].values())
+                assert a.u_probability == pytest.approx(0.5 / total, rel=1e-9), where
             else:
                 assert a.u_probability == pytest.approx(b.u_probability, rel=1e-9), where
             compared += 1
-    assert compared >= 25
+    n_levels = sum(len(c["comparison_levels"]) - sum(bool(lv.get("is_null_level")) for lv in c["comparison_levels"])
+                   for c in settings["splink"]["comparisons"])
+    assert compared == n_levels >= 15
 
 
 def _prior_and_u(linker, settings):
@@ -146,20 +151,20 @@ def test_numpy_em_equals_splink_em(small):
                 t["probability"] == "level not observed" for t in b._trained_m_probabilities], where
             assert a.m_probability == pytest.approx(b.m_probability, rel=1e-9, abs=1e-15), where
             compared += 1
-    assert compared >= 25
+    assert compared >= 15
 
 
 def test_em_samples_records_past_max_pairs(small):
     settings = default_settings()
     con, linker = _linker(small, settings)
     _prior_and_u(linker, settings)
-    rule = "l.tk_dob_year = r.tk_dob_year"
+    rule = "l.mk_names_yob = r.mk_names_yob"
     blocked = con.execute(
         f"SELECT count(*) FROM records l JOIN records r ON {rule} AND l.unique_id < r.unique_id"
     ).fetchall()[0][0]
     # exact count for an equality conjunction, estimate from a probe otherwise
     assert em._blocked_pair_count(con, rule) == blocked
-    assert em._blocked_pair_count(con, "l.tk_dob_year = r.tk_dob_year AND true") >= 0
+    assert em._blocked_pair_count(con, "l.mk_names_yob = r.mk_names_yob AND true") >= 0
     info = em.estimate_m(linker, rule, max_pairs=blocked / 10, seed=3)
     assert blocked / 40 < info["pairs"] < blocked / 2.5
     full = em.estimate_m(linker, rule, max_pairs=None)
@@ -175,7 +180,7 @@ def test_blocking_counts_from_predict_equal_splinks_chart_records(small):
     Splink's own exact counts (every field of its records), and the scores are Splink's."""
     settings = default_settings()
     settings["splink"]["blocking_rules_to_generate_predictions"].append(
-        "l.tk_dob_year = r.tk_dob_year AND l.tk_sex <> r.tk_sex")  # not an equi-join: Splink describes it
+        "l.mk_names_yob = r.mk_names_yob AND l.mk_name_dob <> r.mk_name_dob")  # not an equi-join: Splink describes it
     settings["splink"]["retain_intermediate_calculation_columns"] = True  # compare each comparison's weight too
     con, linker = _linker(small, settings)
     _prior_and_u(linker, settings)
@@ -191,7 +196,8 @@ def test_blocking_counts_from_predict_equal_splinks_chart_records(small):
     # predict_with_blocking_counts scores with each Dice computed once per pair: the same
     # columns, per-comparison weights and probabilities as Splink's own predict
     assert list(scored.columns) == list(again.columns)
-    assert len(scored) > 100 and sum(c.startswith("mw_") for c in scored.columns) >= 8
+    n_comparisons = len(settings["splink"]["comparisons"])
+    assert len(scored) > 100 and sum(c.startswith("mw_") for c in scored.columns) == n_comparisons
     key = ["unique_id_l", "unique_id_r"]
     assert scored.sort_values(key).reset_index(drop=True).equals(
         again.sort_values(key).reset_index(drop=True))
@@ -205,9 +211,9 @@ def test_disagreement_m_is_floored_and_validated(small):
     for comp in linker._settings_obj.comparisons:
         other = [lv for lv in comp._comparison_levels_excluding_null if lv._is_else_level][0]
         assert other.m_probability >= 0.002, comp.output_column_name
-    # EM drives 'sex differs' to ~0 on this data; the floor is what is left
-    sex = next(c for c in linker._settings_obj.comparisons if c.output_column_name == "sex")
-    assert sex._comparison_levels_excluding_null[-1].m_probability >= 0.002
+    # EM sees no true pair that disagrees on a whole identifier on this data; the floor is what is left
+    nino = next(c for c in linker._settings_obj.comparisons if c.output_column_name == "nino")
+    assert nino._comparison_levels_excluding_null[-1].m_probability == pytest.approx(0.002)
     bad = default_settings()
     bad["training"]["disagreement_m_floor"] = 0.7
     with pytest.raises(SettingsError, match="disagreement_m_floor"):
@@ -235,9 +241,9 @@ def test_default_blocking_rules_are_scoreable_conjunctions():
         terms = equality_terms(rule)
         assert terms, rule  # person scoring binds every rule to the probe's values
         # no rule blocks on a low-cardinality field alone (blocks would grow with the
-        # population): a lone term must be an identifier or a keyed blocking key
+        # population): a lone term must be an identifier or a match key (a combination)
         if len(terms) == 1:
-            assert terms[0][0].startswith(("tk_nhs", "tk_nino", "bk_")), rule
+            assert terms[0][0].startswith(("tk_nhs", "tk_nino", "mk_")), rule
 
 
 def _guarded(records, edges, threshold=0.95):

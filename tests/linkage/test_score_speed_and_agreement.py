@@ -273,9 +273,10 @@ def test_conditions_and_rules_outside_the_fast_path_fall_back_to_sql_exactly(wor
     """A colleague's new comparison level or blocking rule in SQL the compiler does not
     know is still applied exactly (by DuckDB), not dropped."""
     def edit_model(doc):
-        sex = next(c for c in doc["comparisons"] if c["output_column_name"] == "sex")
-        exact = next(lv for lv in sex["comparison_levels"] if lv["sql_condition"] == "tk_sex_l = tk_sex_r")
-        exact["sql_condition"] = "coalesce(tk_sex_l, 0) = coalesce(tk_sex_r, 1)"
+        middle = next(c for c in doc["comparisons"] if c["output_column_name"] == "middle_names")
+        exact = next(lv for lv in middle["comparison_levels"]
+                     if lv["sql_condition"] == "mk_middle_dob_l = mk_middle_dob_r")
+        exact["sql_condition"] = "coalesce(mk_middle_dob_l, 0) = coalesce(mk_middle_dob_r, 1)"
 
     def edit_settings(doc):
         rules = doc["splink"]["blocking_rules_to_generate_predictions"]
@@ -284,7 +285,7 @@ def test_conditions_and_rules_outside_the_fast_path_fall_back_to_sql_exactly(wor
 
     run = _copy_run(world["run"], tmp_path / "edited", edit_model, edit_settings)
     scorer = RunScorer(run)
-    assert [c.name for c in scorer.comparisons if not c.compiled] == ["sex"]
+    assert [c.name for c in scorer.comparisons if not c.compiled] == ["middle_names"]
     assert scorer.sql_rules == ["least(l.tk_nino, l.tk_nino) = r.tk_nino"]
     chosen = probes[::6]
     reference, _levels = splink_reference(run, [p for _l, p in chosen])
@@ -342,8 +343,8 @@ def test_bad_runs_and_probes_are_refused_with_a_reason(world, tmp_path):
     run = _copy_run(world["run"], tmp_path / "run")
     with pytest.raises(ScoringError, match="unknown column"):
         score_identity_against_run(run, {"tk_shoe_size": 1})
-    with pytest.raises(ScoringError, match="tk_dob: a token must be an integer"):
-        score_identity_against_run(run, {"tk_dob": "1970-01-01"})
+    with pytest.raises(ScoringError, match="mk_name_dob: a token must be an integer"):
+        score_identity_against_run(run, {"mk_name_dob": "1970-01-01"})
     assert score_identity_against_run(run, {}) == []  # nothing to block on: no candidate
     (run / "model.json").write_text(json.dumps({"comparisons": []}))
     with pytest.raises(ScoringError, match="not a trained Splink model"):
