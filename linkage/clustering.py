@@ -92,14 +92,26 @@ def assign_stable_ids(
     )
     previous_ids = {r[0] for r in con.execute("SELECT DISTINCT entity_id FROM prev").fetchall()}
     kept = previous_ids & set(assigned.values())
+    # Which entities changed, with ids (entity_changes.json of the run; `joinedup runs show`).
+    new_ids = sorted(assigned[c] for c in all_clusters if c not in cluster_prevs)
+    merged = sorted(
+        ({"entity_id": assigned[c], "from": sorted(prevs)} for c, prevs in cluster_prevs.items()
+         if len(prevs) > 1), key=lambda x: x["entity_id"])
+    split = sorted(
+        ({"entity_id": prev, "into": sorted(assigned[c] for c in clusters)}
+         for prev, clusters in prev_clusters.items() if len(clusters) > 1),
+        key=lambda x: x["entity_id"])
+    retired = sorted(previous_ids - kept)
+    details = {"new": new_ids, "merged": merged, "split": split, "retired": retired}
     return {
         "entities": len(all_clusters),
         "previous_entities": len(previous_ids),
         "kept": len(kept),
-        "new": sum(1 for c in all_clusters if c not in cluster_prevs),
-        "merged": sum(1 for prevs in cluster_prevs.values() if len(prevs) > 1),
-        "split": sum(1 for clusters in prev_clusters.values() if len(clusters) > 1),
-        "retired": len(previous_ids - kept),
+        "new": len(new_ids),
+        "merged": len(merged),
+        "split": len(split),
+        "retired": len(retired),
+        "details": details,
     }
 
 
@@ -122,6 +134,9 @@ def cluster_with_identifier_guard(
     records_table: str,
     threshold: float,
     one_record_per_source: bool = False,
+    join_groups_threshold: float | None = None,
+    must_link: list[tuple[int, int]] = (),
+    cannot_link: list[tuple[int, int]] = (),
 ) -> tuple[str, int]:
     """Connected components of the pairs at or above `threshold`, strongest pair first,
     refusing a merge that would join two records of one source holding different NHS
@@ -133,6 +148,15 @@ def cluster_with_identifier_guard(
     files) also refuses any merge that would put two records of one source together,
     which makes the clustering one-to-one between such sources.
 
+    `join_groups_threshold`: a link that would join two groups of two or more records each
+    must reach it (a weaker link still joins a single record to a group). One weak false
+    link between two true pairs otherwise makes a false entity of four (FEBRL4: 12 links
+    at 0.74-0.85 made 40 false pairs); a refused link is left for clerical review.
+
+    Clerical labels (unique_id pairs): `must_link` pairs are joined first, whatever their
+    score (or none: a pair no blocking rule found); no merge may put the two records of a
+    `cannot_link` pair in one entity.
+
     Plain connected components (Splink's) merge whole chains through a single link;
     taking pairs in descending probability means the strong links form the clusters
     first and the weak link that would join two conflicting clusters is the one refused.
@@ -143,7 +167,8 @@ def cluster_with_identifier_guard(
     gc.disable()
     try:
         return _guarded_components(con, predictions_table, records_table, threshold,
-                                   one_record_per_source)
+                                   one_record_per_source, join_groups_threshold,
+                                   list(must_link), list(cannot_link))
     finally:
         if was_enabled:
             gc.enable()
@@ -155,6 +180,9 @@ def _guarded_components(
     records_table: str,
     threshold: float,
     one_record_per_source: bool,
+    join_groups_threshold: float | None = None,
+    must_link: list[tuple[int, int]] | None = None,
+    cannot_link: list[tuple[int, int]] | None = None,
 ) -> tuple[str, int]:
     records = con.execute(
         f"SELECT unique_id, source, tk_nhs, tk_nino FROM {records_table} ORDER BY unique_id"
@@ -183,15 +211,53 @@ def _guarded_components(
             parent[i], i = root, parent[i]
         return root
 
+    size = [1] * len(records)
     edges = con.execute(
-        f"SELECT unique_id_l, unique_id_r FROM {predictions_table} "
+        f"SELECT unique_id_l, unique_id_r, match_probability FROM {predictions_table} "
         f"WHERE match_probability >= {float(threshold)} "
         "ORDER BY match_probability DESC, unique_id_l, unique_id_r"
     ).fetchall()
+    # per root: the records it must never hold (cannot-link partners of its members)
+    partners: dict[int, set[int]] = {}
+    for uid_a, uid_b in cannot_link or []:
+        if uid_a in index and uid_b in index:
+            i, j = index[uid_a], index[uid_b]
+            partners.setdefault(i, set()).add(j)
+            partners.setdefault(j, set()).add(i)
+
+    def conflicts(a: int, b: int) -> bool:
+        return (any(find(j) == a for j in partners.get(b, ()))
+                or any(find(j) == b for j in partners.get(a, ())))
+
+    def join(a: int, b: int, held_a: dict, held_b: dict) -> None:
+        parent[b] = a
+        size[a] += size[b]
+        if held_b:
+            for key, tokens in held_b.items():
+                held_a.setdefault(key, set()).update(tokens)
+            ids[a] = held_a
+            del ids[b]
+        if b in partners:
+            partners.setdefault(a, set()).update(partners.pop(b))
+
     refused = 0
-    for uid_l, uid_r in edges:
+    for uid_a, uid_b in must_link or []:
+        if uid_a not in index or uid_b not in index:
+            continue
+        a, b = find(index[uid_a]), find(index[uid_b])
+        if a == b or conflicts(a, b):
+            continue
+        held_a, held_b = ids.get(a, {}), ids.get(b, {})
+        if len(held_a) < len(held_b):
+            a, b, held_a, held_b = b, a, held_b, held_a
+        join(a, b, held_a, held_b)
+    for uid_l, uid_r, prob in edges:
         a, b = find(index[uid_l]), find(index[uid_r])
         if a == b:
+            continue
+        if (join_groups_threshold is not None and prob < join_groups_threshold
+                and size[a] > 1 and size[b] > 1):
+            refused += 1
             continue
         held_a, held_b = ids.get(a, {}), ids.get(b, {})
         if len(held_a) < len(held_b):
@@ -200,12 +266,10 @@ def _guarded_components(
         if any(key in held_a and not (held_a[key] & tokens) for key, tokens in held_b.items()):
             refused += 1
             continue
-        parent[b] = a
-        if held_b:
-            for key, tokens in held_b.items():
-                held_a.setdefault(key, set()).update(tokens)
-            ids[a] = held_a
-            del ids[b]
+        if partners and conflicts(a, b):
+            refused += 1
+            continue
+        join(a, b, held_a, held_b)
     import pyarrow as pa
 
     table = pa.table({

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -127,8 +128,14 @@ def estimate_u(linker: Linker, max_pairs: float, seed: int) -> dict[str, dict[in
     of a FEBRL-size link. Here every comparison's level is computed in a single scan of
     the sampled pairs, and counted per comparison. The estimate is Splink's: u of a
     level = its share of the sampled pairs whose comparison is not null; a level never
-    seen gets 0.5 / (non-null sampled pairs).
+    seen is not left at Splink's placeholder (below).
     Returns the counts (comparison -> level value -> pairs) for tests and the report.
+
+    Unlike Splink, a level seen fewer than MIN_OBSERVED_FOR_SAMPLED_U times in the sample
+    is not left to chance: when its condition requires equal columns (`a_l = b_r AND ...`)
+    and the pairs sharing those values are few enough to join, u is counted exactly over
+    all of them (the share of all non-null pairs at that level); otherwise it is the
+    sample's share, smoothed (Jeffreys: half a pair for an unseen level).
     """
     settings_obj = linker._settings_obj
     comparisons = settings_obj.comparisons
@@ -154,7 +161,9 @@ def estimate_u(linker: Linker, max_pairs: float, seed: int) -> dict[str, dict[in
             SELECT {', '.join(cases)} FROM pairs"""
     )
     counts: dict[str, dict[int, int]] = {}
+    u_source: dict[tuple[str, int], str] = {}
     try:
+        sample_pairs = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         for comp in comparisons:
             gamma = comp._gamma_column_name
             rows = con.execute(
@@ -163,27 +172,104 @@ def estimate_u(linker: Linker, max_pairs: float, seed: int) -> dict[str, dict[in
             counts[comp.output_column_name] = {int(g): int(n) for g, n in rows}
     finally:
         con.execute(f"DROP TABLE {table}")
+    n_records = con.execute(f"SELECT count(*) FROM {RECORDS_TABLE}").fetchall()[0][0]
+    all_pairs = n_records * (n_records - 1) / 2.0
     for comp in comparisons:
         seen = counts[comp.output_column_name]
         total = sum(seen.values())
-        # Every level gets a number: one never seen in the sample gets u = 0.5 / sampled pairs
-        # (less than one pair in the sample), not Splink's placeholder u, which its saved
-        # model and the scorer would otherwise use for the match keys' rare agreement levels.
-        unseen = 0.5 / total if total else LEVEL_NOT_OBSERVED_TEXT
-        lookup = {
-            comp.output_column_name: {
-                level.comparison_vector_value: {
-                    "u_probability": (seen[level.comparison_vector_value] / total
-                                      if seen.get(level.comparison_vector_value) else unseen)}
-                for level in comp._comparison_levels_excluding_null
-            }
-        }
-        for level in comp._comparison_levels_excluding_null:
+        levels = comp._comparison_levels_excluding_null
+        u_of: dict[int, float] = {}
+        for level in levels:
+            g = level.comparison_vector_value
+            n = seen.get(g, 0)
+            exact = None
+            if n < MIN_OBSERVED_FOR_SAMPLED_U and total and not level._is_else_level:
+                # Rare in the sample: count this level over every pair that can reach it.
+                non_null_pairs = all_pairs * total / max(sample_pairs, 1)
+                exact = _exact_level_count(con, comp, level, n_records)
+                if exact is not None:
+                    u_of[g] = max(exact, 0.5) / max(non_null_pairs, 1.0)
+            if g not in u_of and not total:
+                u_of[g] = LEVEL_NOT_OBSERVED_TEXT
+            elif g not in u_of and (n >= MIN_OBSERVED_FOR_SAMPLED_U or level._is_else_level):
+                u_of[g] = max(n, 0.5) / total
+            elif g not in u_of:
+                # Jeffreys smoothing: an unseen level gets about half a pair, never
+                # Splink's placeholder (which made a rare swap level worth +2 bits, not +14).
+                u_of[g] = (n + 0.5) / (total + 0.5 * len(levels))
+            u_source[(comp.output_column_name, g)] = "exact" if exact is not None else "sampled"
+        lookup = {comp.output_column_name: {g: {"u_probability": u} for g, u in u_of.items()}}
+        for level in levels:
             append_u_probability_to_comparison_level_trained_probabilities(
                 level, lookup, comp.output_column_name, "estimate u by random sampling"
             )
     linker._populate_m_u_from_trained_values()
     return counts
+
+
+MIN_OBSERVED_FOR_SAMPLED_U = 50
+# Pairs an exact u count may join (per record of the population).
+EXACT_U_MAX_PAIRS_PER_RECORD = 30
+
+_SIDE_EQUALITY = re.compile(r"^\(?\s*\"?(\w+)_([lr])\"?\s*=\s*\"?(\w+)_([lr])\"?\s*\)?$")
+
+
+def _top_level_conjuncts(sql: str) -> list[str]:
+    parts, depth, start, upper = [], 0, 0, sql.upper()
+    i = 0
+    while i < len(sql):
+        ch = sql[i]
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0 and upper.startswith(" AND ", i):
+            parts.append(sql[start:i])
+            start = i + 5
+            i += 4
+        elif depth == 0 and upper.startswith(" OR ", i):
+            return []  # a disjunction at the top: no column must be equal
+        i += 1
+    parts.append(sql[start:])
+    return [p.strip() for p in parts]
+
+
+def level_equality_terms(sql: str) -> list[tuple[str, str]]:
+    """The `x_l = y_r` terms a level's condition requires (top-level conjuncts), as (x, y)."""
+    terms = []
+    for part in _top_level_conjuncts(sql):
+        m = _SIDE_EQUALITY.match(part)
+        if m and {m.group(2), m.group(4)} == {"l", "r"}:
+            a, b = (m.group(1), m.group(3)) if m.group(2) == "l" else (m.group(3), m.group(1))
+            terms.append((a, b))
+    return terms
+
+
+def _exact_level_count(con: Any, comp: Any, level: Any, n_records: int) -> int | None:
+    """Pairs (l.unique_id < r.unique_id) whose comparison takes this level, counted over
+    every pair that agrees on the level's required equal columns; None when the level
+    requires none or those pairs are too many to join."""
+    from linkage.blocking import count_comparisons
+
+    terms = level_equality_terms(level.sql_condition)
+    if not terms:
+        return None
+    rule = " AND ".join(f"l.{a} = r.{b}" for a, b in terms)
+    if count_comparisons(con, RECORDS_TABLE, rule) > EXACT_U_MAX_PAIRS_PER_RECORD * max(n_records, 1):
+        return None
+    columns = [d[0] for d in con.execute(f"SELECT * FROM {RECORDS_TABLE} LIMIT 0").description
+               if d[0] not in ("unique_id", "source", "ref")]
+    pair_cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in columns)
+    cases, clks = share_dice([comp._case_statement.replace("\n", " ")])
+    dice = "".join(f", {DICE_FUNCTION}(l.{c}, r.{c}) AS __jup_dice_{c}" for c in clks)
+    gamma = comp._gamma_column_name
+    row = con.execute(
+        f"""SELECT count(*) FROM (SELECT {cases[0]} FROM (
+                SELECT {pair_cols}{dice} FROM {RECORDS_TABLE} l JOIN {RECORDS_TABLE} r
+                ON {rule} AND l.unique_id < r.unique_id))
+            WHERE {gamma} = {int(level.comparison_vector_value)}"""
+    ).fetchall()
+    return int(row[0][0])
 
 
 def trained_model(linker: Linker) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from linkage.settings import equality_terms
 
 
 def predict_with_blocking_counts(
-    linker: Linker, threshold: float, records: int
+    linker: Linker, threshold: float | None, records: int
 ) -> tuple[SplinkDataFrame, list[dict[str, Any]]]:
     """`predict`, plus the pairs each blocking rule added, as the records of Splink's
     blocking-rule chart.
@@ -43,7 +43,7 @@ def predict_with_blocking_counts(
     return predictions, blocking_count_records(linker, counts, records)
 
 
-def _score_blocked_pairs(linker: Linker, blocked: SplinkDataFrame, threshold: float) -> SplinkDataFrame:
+def _score_blocked_pairs(linker: Linker, blocked: SplinkDataFrame, threshold: float | None) -> SplinkDataFrame:
     """Splink's predict on blocked pairs (its own SQL, as `linker.inference.predict`
     builds it when not chunked), with each CLK's Dice computed once per pair.
 

@@ -10,6 +10,7 @@ place, so a failed run leaves any previous run intact.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import shutil
 import time
@@ -19,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from connectors.files import replace_dir_atomically, write_file_atomic
-from linkage import model
+from linkage import calibrate, model
+from linkage.blocking import settings_with_chosen_rules
 from linkage.clk import create_dice_macro, words_for_bits
 from linkage.clustering import assign_stable_ids, cluster_with_identifier_guard, fingerprint_sql
 from linkage.ingest import IngestedExtract, clk_bits_of, stack_sql
@@ -42,25 +45,34 @@ def link_extracts(
     previous_run: Path | None = None,
     progress: Progress | None = None,
     threads: int | None = None,
+    review_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Link (and deduplicate) the extracts' records into entities; returns the summary.
 
     One extract: deduplicate it. Several: link across and deduplicate within all of them.
-    `previous_run` (a run dir) gives the entity ids to keep stable.
+    `previous_run` (a run dir) gives the entity ids to keep stable. `review_dir` holds
+    clerical labels (linkage.review): must-link / cannot-link constraints for clustering,
+    and, when there are enough, the cluster threshold.
     """
     if not extracts:
         raise LinkError("no extracts to link (ingest some first, or pass --extracts)")
     sources = [e.source for e in extracts]
     if len(set(sources)) != len(sources):
         raise LinkError(f"two extracts of the same source: {sorted(sources)}")
-    settings = validate_settings(settings or default_settings())
+    if settings is None:
+        # The defaults for the extracts' encoding (its columns decide the comparisons).
+        from linkage.ingest import encoding_scheme_of
+        from linkage.settings import v1_settings
+
+        settings = v1_settings() if encoding_scheme_of(extracts) == "v1" else default_settings()
+    settings = validate_settings(settings)
     step = progress or (lambda _s: None)
     out_dir = Path(out_dir).absolute()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{secrets.token_hex(4)}")
     tmp.mkdir()
     try:
-        summary = _run(extracts, tmp, settings, previous_run, step, threads)
+        summary = _run(extracts, tmp, settings, previous_run, step, threads, review_dir)
         summary["run_id"] = out_dir.name
         _write_json(tmp / "summary.json", summary)
         replace_dir_atomically(tmp, out_dir)
@@ -77,6 +89,7 @@ def _run(
     previous_run: Path | None,
     step: Progress,
     threads: int | None,
+    review_dir: Path | None = None,
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -98,19 +111,27 @@ def _run(
     n_records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
     lap("load")
 
+    settings, blocking_info = settings_with_chosen_rules(con, "records", settings)
+    lap("blocking")
+
     linker = model.make_linker(con, settings)
     model.train(linker, settings, lambda s: step(f"training: {s}"))
     lap("train")
 
     step("scoring pairs")
     thresholds = settings["thresholds"]
-    report_t = min(thresholds["report_match_probability"], thresholds["cluster_match_probability"])
-    predictions, blocking_counts = predict_with_blocking_counts(linker, report_t, n_records)
+    # Every blocked pair is scored once; the prior is then re-estimated from them (m and
+    # u fixed) and the weights shifted by the change, so no second scoring pass.
+    predictions, blocking_counts = predict_with_blocking_counts(linker, None, n_records)
     pred_table = predictions.physical_name
+    prior = _calibrate_prior(con, linker, pred_table, n_records, settings)
+    cluster_t = _cluster_threshold(con, pred_table, thresholds)
+    must, cannot, cluster_t, labels_used = _labels(con, pred_table, review_dir, cluster_t)
+    report_t = min(thresholds["report_match_probability"], cluster_t)
     con.execute(
         f"""COPY (SELECT source_l, ref_l, source_r, ref_r, match_probability, match_weight
                   FROM {pred_table}
-                  WHERE match_probability >= {thresholds['report_match_probability']}
+                  WHERE match_probability >= {report_t}
                   ORDER BY source_l, ref_l, source_r, ref_r)
             TO '{tmp / 'links.parquet'}' (FORMAT parquet)"""
     )
@@ -118,8 +139,10 @@ def _run(
 
     step("clustering")
     clusters, refused = cluster_with_identifier_guard(
-        con, pred_table, "records", thresholds["cluster_match_probability"],
+        con, pred_table, "records", cluster_t,
         one_record_per_source=settings.get("clustering", {}).get("one_record_per_source", False),
+        join_groups_threshold=settings.get("clustering", {}).get("join_groups_match_probability"),
+        must_link=must, cannot_link=cannot,
     )
     con.execute(
         f"""CREATE TABLE clustered AS
@@ -128,6 +151,8 @@ def _run(
     )
     previous_records = Path(previous_run) / "records.parquet" if previous_run else None
     changes = assign_stable_ids(con, "clustered", previous_records)
+    _write_json(tmp / "entity_changes.json", {
+        "previous_run": str(previous_run) if previous_run else None, **changes.pop("details")})
     con.execute(
         f"COPY (SELECT entity_id, source, ref FROM entities ORDER BY entity_id, source, ref) "
         f"TO '{tmp / 'entities.parquet'}' (FORMAT parquet)"
@@ -148,6 +173,17 @@ def _run(
     _write_json(tmp / "model.json", trained)
     save_settings(settings, tmp / "settings.json")
     summary = _summary(con, extracts, n_records, changes, settings, tmp / "links.parquet")
+    summary["thresholds"] = {**thresholds, "cluster_match_probability": cluster_t,
+                             "cluster_match_probability_setting": thresholds["cluster_match_probability"]}
+    summary["prior"] = prior
+    summary["labels"] = {"must_link": len(must), "cannot_link": len(cannot),
+                         "used_for_threshold": labels_used}
+    if review_dir is not None:
+        from linkage.review import accuracy_estimate
+
+        summary["accuracy_from_labels"] = accuracy_estimate(tmp, review_dir, cluster_t)
+    if blocking_info is not None:
+        summary["blocking"] = blocking_info
     summary["timings_s"] = timings
     summary["merges_refused_conflicting_identifiers"] = refused
     try:
@@ -159,6 +195,78 @@ def _run(
         summary["timings_s"]["total"] = round(time.perf_counter() - started, 3)
         con.close()
     return summary
+
+
+def _calibrate_prior(con: duckdb.DuckDBPyConnection, linker: Any, pred_table: str,
+                     n_records: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """Re-estimate the prior from the scored blocked pairs (linkage.calibrate) unless the
+    settings fix it; shift every pair's weight by the change and put it in the model."""
+    settings_obj = linker._settings_obj
+    start = float(settings_obj._probability_two_random_records_match)
+    if not settings["training"].get("prior_from_scored_pairs", True):
+        return {"estimated_from": "training.prior_rules", "value": start}
+    start_log2_odds = math.log2(start / (1.0 - start))
+    weights = con.execute(f"SELECT match_weight FROM {pred_table}").fetchnumpy()["match_weight"]
+    bayes = np.asarray(weights, dtype=np.float64) - start_log2_odds
+    total_pairs = n_records * (n_records - 1) / 2.0
+    prior = calibrate.estimate_prior(bayes, total_pairs, start)
+    shift = math.log2(prior / (1.0 - prior)) - start_log2_odds
+    con.execute(
+        f"""UPDATE {pred_table} SET match_weight = match_weight + {shift!r},
+                   match_probability = CASE WHEN match_weight + {shift!r} >= 0
+                       THEN 1.0 / (1.0 + pow(2.0, -(match_weight + {shift!r})))
+                       ELSE pow(2.0, match_weight + {shift!r}) / (1.0 + pow(2.0, match_weight + {shift!r})) END"""
+    )
+    settings_obj._probability_two_random_records_match = prior
+    return {"estimated_from": "scored blocked pairs (m, u fixed)", "value": prior,
+            "start": start, "blocked_pairs": int(len(bayes))}
+
+
+def _labels(con: duckdb.DuckDBPyConnection, pred_table: str, review_dir: Path | None,
+            cluster_t: float) -> tuple[list, list, float, int]:
+    """Clerical labels as unique_id constraints, and the threshold they choose."""
+    from linkage import review
+
+    must, cannot = review.constraints(review_dir)
+    if not must and not cannot:
+        return [], [], cluster_t, 0
+    import pyarrow as pa
+
+    rows = [(a[0], a[1], b[0], b[1], kind) for kind, pairs in (("m", must), ("c", cannot))
+            for a, b in pairs]
+    con.register("jup_labels", pa.table({
+        name: [r[i] for r in rows]
+        for i, name in enumerate(("source_a", "ref_a", "source_b", "ref_b", "kind"))}))
+    try:
+        got = con.execute(
+            f"""SELECT a.unique_id, b.unique_id, l.kind, p.match_probability
+                FROM jup_labels l
+                JOIN records a ON a.source = l.source_a AND a.ref = l.ref_a
+                JOIN records b ON b.source = l.source_b AND b.ref = l.ref_b
+                LEFT JOIN {pred_table} p
+                  ON p.unique_id_l = least(a.unique_id, b.unique_id)
+                 AND p.unique_id_r = greatest(a.unique_id, b.unique_id)"""
+        ).fetchall()
+    finally:
+        con.unregister("jup_labels")
+    must_ids = [(a, b) for a, b, k, _p in got if k == "m"]
+    cannot_ids = [(a, b) for a, b, k, _p in got if k == "c"]
+    scored = [(p, "match" if k == "m" else "non-match") for _a, _b, k, p in got if p is not None]
+    t, used = review.threshold_from_labels(scored, cluster_t)
+    return must_ids, cannot_ids, t, used
+
+
+def _cluster_threshold(con: duckdb.DuckDBPyConnection, pred_table: str,
+                       thresholds: dict[str, Any]) -> float:
+    """The settings' threshold, or with "auto" the one that maximises expected F1."""
+    setting = thresholds["cluster_match_probability"]
+    if setting != "auto":
+        return float(setting)
+    probs = con.execute(
+        f"SELECT match_probability FROM {pred_table} WHERE match_probability >= 0.01"
+    ).fetchnumpy()["match_probability"]
+    t, _f1 = calibrate.expected_f1_threshold(np.asarray(probs, dtype=np.float64))
+    return t
 
 
 def _summary(

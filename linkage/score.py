@@ -428,6 +428,8 @@ class _Level:
     tf_column: str | None  # term-frequency adjustment, when the level has one
     tf_weight: float
     tf_log2_u: float
+    label: str = ""
+    gamma: int | None = None  # Splink's comparison vector value (-1: the null level)
 
 
 @dataclass(frozen=True)
@@ -436,6 +438,7 @@ class _Comparison:
     levels: tuple[_Level, ...]
     compiled: bool  # False: every condition is evaluated by DuckDB
     columns: frozenset[str]  # record columns its conditions read
+    has_tf: bool = False  # some level adjusts for term frequency (Splink adds a tf bar)
 
 
 def _effective_levels(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -466,7 +469,9 @@ def _compile_comparison(comp: dict[str, Any], columns: dict[str, _Column]) -> _C
         for lv in raw if lv.get("tf_adjustment_column")
     }
     levels, compiled, used = [], True, set()
+    gamma = sum(1 for lv in raw if not lv.get("is_null_level"))
     for lv in raw:
+        gamma = -1 if lv.get("is_null_level") else gamma - 1
         sql = lv["sql_condition"]
         cond = scalar = None
         if sql.strip().upper() != "ELSE":
@@ -482,9 +487,10 @@ def _compile_comparison(comp: dict[str, Any], columns: dict[str, _Column]) -> _C
             weight=_level_weight(lv), condition=cond, scalar=scalar, sql=sql,
             tf_column=col if use_tf else None, tf_weight=float(w or 0.0),
             tf_log2_u=math.log2(exact_u[col]) if use_tf else 0.0,
+            label=str(lv.get("label_for_charts", "")), gamma=gamma,
         ))
     return _Comparison(comp.get("output_column_name", "?"), tuple(levels), compiled,
-                       frozenset(used))
+                       frozenset(used), any(lv.get("tf_adjustment_column") for lv in raw))
 
 
 def _rule_text(rule: Any) -> str:
@@ -626,6 +632,69 @@ class RunScorer:
                     weight[at] += self._tf_adjustment(level, probe, rows[at])
             total = total + weight
         return total
+
+    def row_of(self, source: str, ref: str) -> int:
+        """The row of record (source, ref) in the run; ScoringError if absent."""
+        index = self.__dict__.get("_row_index")
+        if index is None:
+            index = self.__dict__["_row_index"] = {
+                (s, r): i for i, (s, r) in enumerate(zip(self.ids["source"], self.ids["ref"], strict=True))}
+        try:
+            return index[(source, ref)]
+        except KeyError:
+            raise ScoringError(f"no record {source}/{ref} in this run") from None
+
+    def record_as_probe(self, row: int) -> dict[str, Any]:
+        """A record of the run in the form `score` takes (tokens as ints, CLKs as bytes)."""
+        probe: dict[str, Any] = {}
+        for name, column in self.columns.items():
+            if not column.valid[row]:
+                continue
+            if column.is_clk:
+                probe[name] = column.values[row].tobytes()
+            else:
+                probe[name] = int(column.values[row])
+        return probe
+
+    def explain(self, row_l: int, row_r: int) -> list[dict[str, Any]]:
+        """The match-weight waterfall of the pair (record row_l as l, row_r as r): the
+        prior, each comparison's level and weight (and its term-frequency adjustment, as a
+        separate bar where the comparison has one), then the total, in the shape of
+        Splink's waterfall chart records (`column_name`, `label_for_charts`,
+        `comparison_vector_value`, `log2_bayes_factor`, `bayes_factor`)."""
+        probe = self.record_as_probe(row_l)
+        rows = np.array([row_r], dtype=np.int64)
+        call = _Call(probe, rows)
+        by_sql = {} if self.all_compiled else self._levels_sql(probe, rows)
+        out = [{"column_name": "Prior", "label_for_charts": "Starting match weight (prior)",
+                "comparison_vector_value": None, "log2_bayes_factor": self.prior_weight}]
+        total = self.prior_weight
+        for comp in self.comparisons:
+            at = int((self._levels_numpy(comp, call) if comp.compiled else by_sql[comp.name])[0])
+            level = comp.levels[at] if at >= 0 else None
+            weight = level.weight if level is not None else 0.0
+            out.append({"column_name": comp.name,
+                        "label_for_charts": level.label if level else "",
+                        "comparison_vector_value": level.gamma if level else None,
+                        "log2_bayes_factor": weight})
+            total += weight
+            if comp.has_tf:
+                tf = 0.0
+                if level is not None and level.tf_column:
+                    tf = float(self._tf_adjustment(level, probe, rows)[0])
+                out.append({"column_name": f"tf_{comp.name}",
+                            "label_for_charts": (f"Term freq adjustment on {level.tf_column}"
+                                                 if level is not None and level.tf_column
+                                                 else (level.label if level else "")),
+                            "comparison_vector_value": level.gamma if level else None,
+                            "log2_bayes_factor": tf})
+                total += tf
+        out.append({"column_name": "Final score", "label_for_charts": "Final score",
+                    "comparison_vector_value": None, "log2_bayes_factor": total})
+        for i, rec in enumerate(out):
+            rec["bayes_factor"] = 2.0 ** rec["log2_bayes_factor"]
+            rec["bar_sort_order"] = i
+        return out
 
     def _weights_scalar(self, probe: dict[str, Any], rows: np.ndarray) -> np.ndarray:
         """The same weights as `_weights`, pair by pair in plain Python."""
@@ -838,6 +907,21 @@ def _scorer_for(run_dir: Path) -> RunScorer:
         if got is None or got[0] != stamp:
             got = _cache[str(run_dir)] = (stamp, RunScorer(run_dir))
     return got[1]
+
+
+def explain_pair(run_dir: Path, left: tuple[str, str], right: tuple[str, str]) -> dict[str, Any]:
+    """Why two records of a run did or did not link: the match-weight waterfall of the
+    pair (`RunScorer.explain`), its match probability, and each record's entity.
+    `left` and `right` are (source, ref); links.parquet gives each pair's orientation."""
+    scorer = _scorer_for(Path(run_dir))
+    row_l, row_r = scorer.row_of(*left), scorer.row_of(*right)
+    waterfall = scorer.explain(row_l, row_r)
+    weight = waterfall[-1]["log2_bayes_factor"]
+    weight = max(min(weight, 1000.0), -1000.0)
+    return {"left": {"source": left[0], "ref": left[1], "entity_id": scorer.ids["entity_id"][row_l]},
+            "right": {"source": right[0], "ref": right[1], "entity_id": scorer.ids["entity_id"][row_r]},
+            "match_weight": weight, "match_probability": 2**weight / (1 + 2**weight),
+            "waterfall": waterfall}
 
 
 def score_identity_against_run(run_dir: Path, identity: dict[str, Any]) -> list[dict[str, Any]]:

@@ -181,8 +181,24 @@ def _v1_comparisons() -> list[dict[str, Any]]:
                     "tf_adjustment_column": "tk_postcode",
                     "tf_adjustment_weight": 0.5,
                 },
+                {
+                    "sql_condition": f"tk_postcode_l = tk_postcode_r AND {dice_sql('clk_address')} >= 0.75",
+                    "label_for_charts": "same postcode, address Dice >= 0.75",
+                },
+                {
+                    "sql_condition": f"{dice_sql('clk_address')} >= 0.9 AND tk_locality_l = tk_locality_r",
+                    "label_for_charts": "address Dice >= 0.9, same locality",
+                },
+                {
+                    "sql_condition": "tk_postcode_l = tk_postcode_r AND tk_locality_l = tk_locality_r",
+                    "label_for_charts": "same postcode and locality, other address",
+                },
                 _dice("clk_address", 0.9),
                 _exact("tk_postcode", "same postcode, other address"),
+                {
+                    "sql_condition": f"{dice_sql('clk_address')} >= 0.75 AND tk_locality_l = tk_locality_r",
+                    "label_for_charts": "address Dice >= 0.75, same locality",
+                },
                 _dice("clk_address", 0.75),
                 _exact("tk_pc_sector", "same sector"),
                 {
@@ -195,30 +211,50 @@ def _v1_comparisons() -> list[dict[str, Any]]:
     ]
 
 
-def _v1_blocking_rules() -> list[str]:
-    # Every rule pairs a near-unique field (identifier token, full date of birth,
-    # postcode) with a second one, or three name/date parts together, so that block
-    # sizes stay flat as the population grows: rules on a name plus a birth year, or a
-    # postcode plus a locality, made 6.7M pairs from 187k synthetic records (quadratic in
-    # the population); these make 0.4M. Together they still catch a pair that has any
-    # one or two fields wrong (typo, nickname, new surname, move, date typo or swap).
-    # (Date of birth + locality found no extra true pair on 100,000 synthetic people and
-    # would have been about half of all pairs at 2M records, so it is not here.)
+def _v1_blocking_candidates() -> list[str]:
+    # Candidates, not rules: each run counts them on its own records and keeps those that
+    # fit the budget (linkage.blocking). Single fields come in when their blocks are small
+    # (FEBRL: date of birth alone, postcode alone) and drop out as the population grows,
+    # when combinations of a near-unique field with a second one keep the count linear.
+    # Swap-aware rules pair a given name with a family name (both ways round, and one name
+    # found in the other field with a date of birth or postcode), for names entered in
+    # the wrong fields. A candidate naming a column the encoding does not carry is skipped.
+    swap = "l.tk_given = r.tk_family AND l.tk_family = r.tk_given"
     return [
         "l.tk_nhs = r.tk_nhs",
         "l.tk_nino = r.tk_nino",
-        "l.bk_given_dob = r.bk_given_dob",
+        "l.tk_dob = r.tk_dob",
+        "l.tk_postcode = r.tk_postcode",
+        "l.tk_given = r.tk_given AND l.tk_family = r.tk_family",
+        swap,
+        "l.tk_given_phon = r.tk_given_phon AND l.tk_family_phon = r.tk_family_phon",
+        "l.tk_given_phon = r.tk_family_phon AND l.tk_family_phon = r.tk_given_phon",
         "l.tk_dob = r.tk_dob AND l.tk_family_phon = r.tk_family_phon",
-        "l.bk_pc_given = r.bk_pc_given",
-        "l.bk_fam_dob_md = r.bk_fam_dob_md AND l.tk_given_phon = r.tk_given_phon",
-        "l.tk_given_phon = r.tk_given_phon AND l.tk_family_phon = r.tk_family_phon "
-        "AND l.tk_dob_year = r.tk_dob_year",
-        "l.tk_dob = r.tk_dob AND l.tk_pc_sector = r.tk_pc_sector",
-        "l.tk_dob = r.tk_dob AND l.tk_postcode = r.tk_postcode",
+        "l.tk_dob = r.tk_dob AND l.tk_given_phon = r.tk_given_phon",
         "l.tk_dob = r.tk_dob_swap AND l.tk_family_phon = r.tk_family_phon",
         "l.tk_postcode = r.tk_postcode AND l.tk_family_phon = r.tk_family_phon",
+        "l.tk_postcode = r.tk_postcode AND l.tk_given_phon = r.tk_given_phon",
+        "l.tk_given = r.tk_family AND l.tk_dob = r.tk_dob",
+        "l.tk_family = r.tk_given AND l.tk_dob = r.tk_dob",
+        "l.tk_given = r.tk_family AND l.tk_postcode = r.tk_postcode",
+        "l.tk_family = r.tk_given AND l.tk_postcode = r.tk_postcode",
+        "l.tk_dob = r.tk_dob AND l.tk_locality = r.tk_locality",
+        "l.tk_dob = r.tk_dob AND l.tk_pc_sector = r.tk_pc_sector",
+        "l.tk_postcode = r.tk_postcode AND l.tk_dob_year = r.tk_dob_year",
+        "l.tk_family = r.tk_family AND l.tk_locality = r.tk_locality",
+        "l.tk_given = r.tk_given AND l.tk_locality = r.tk_locality",
+        "l.bk_given_dob = r.bk_given_dob",
+        "l.bk_pc_given = r.bk_pc_given",
+        "l.bk_fam_dob_md = r.bk_fam_dob_md",
+        "l.bk_fam_yob = r.bk_fam_yob",
+        "l.tk_given_phon = r.tk_given_phon AND l.tk_family_phon = r.tk_family_phon "
+        "AND l.tk_dob_year = r.tk_dob_year",
         "l.tk_given_phon = r.tk_given_phon AND l.tk_family_phon = r.tk_family_phon "
         "AND l.tk_locality = r.tk_locality",
+        "l.tk_locality = r.tk_locality AND l.tk_dob_year = r.tk_dob_year "
+        "AND l.tk_dob_month = r.tk_dob_month",
+        "l.tk_given = r.tk_given",
+        "l.tk_family = r.tk_family",
     ]
 
 
@@ -301,10 +337,11 @@ def _default_comparisons() -> list[dict[str, Any]]:
     ]
 
 
-def _default_blocking_rules() -> list[str]:
-    # Every rule is one match key (a combination of fields) or an identifier: blocks stay
-    # small as the population grows, and a pair with one or two fields wrong (typo,
+def _default_blocking_candidates() -> list[str]:
+    # Every candidate is one match key (a combination of fields) or an identifier: blocks
+    # stay small as the population grows, and a pair with one or two fields wrong (typo,
     # nickname, swapped names, transposed date, new surname, move) is caught by another key.
+    # Each run keeps those that fit its budget (linkage.blocking).
     return [
         "l.tk_nhs = r.tk_nhs",
         "l.tk_nino = r.tk_nino",
@@ -318,6 +355,11 @@ def _default_blocking_rules() -> list[str]:
         "l.mk_dob_pc = r.mk_dob_pc",
         "l.mk_dob_sector = r.mk_dob_sector",
         "l.mk_names_locality = r.mk_names_locality",
+        "l.mk_name_dob = r.mk_name_dob",
+        "l.mk_names_yob = r.mk_names_yob",
+        "l.mk_names_sector = r.mk_names_sector",
+        "l.mk_dob_district = r.mk_dob_district",
+        "l.mk_middle_dob = r.mk_middle_dob",
     ]
 
 
@@ -339,7 +381,7 @@ def default_settings() -> dict[str, Any]:
         "l.mk_name_dob = r.mk_name_dob",
     ]
     doc["splink"]["comparisons"] = _default_comparisons()
-    doc["splink"]["blocking_rules_to_generate_predictions"] = _default_blocking_rules()
+    doc["blocking"]["candidates"] = _default_blocking_candidates()
     return doc
 
 
@@ -347,10 +389,26 @@ def v1_settings() -> dict[str, Any]:
     """Linkage settings for the v1 encoding (the previous defaults; measured comparison only)."""
     return {
         "schema_version": SCHEMA_VERSION,
-        "thresholds": {"cluster_match_probability": 0.95, "report_match_probability": 0.5},
+        # "auto": the threshold that maximises the expected F1 of the calibrated match
+        # probabilities (linkage.calibrate); pairs from report_match_probability up to it
+        # are kept in links.parquet and go to clerical review.
+        "thresholds": {"cluster_match_probability": "auto", "report_match_probability": 0.5},
         # true only when every source is known to hold no duplicates (then no entity
         # gets two records of one source); agency sources do hold duplicates.
-        "clustering": {"one_record_per_source": False},
+        # A link joining two groups of records must be this strong (a weaker one still
+        # joins a lone record): FEBRL4 P 0.9920 -> 0.9984 at equal recall (RESULTS-linkage.md).
+        "clustering": {"one_record_per_source": False, "join_groups_match_probability": 0.95},
+        # Blocking rules chosen per run from these candidates (linkage.blocking): every
+        # rule under one budget of comparisons per record, counted before anything runs.
+        # 6 per record: FEBRL4/FEBRL3 blocking recall 0.998/0.991 (date of birth alone
+        # and postcode alone admitted), synthetic 50,000 people 1.000 (RESULTS-linkage.md).
+        "blocking": {
+            "candidates": _v1_blocking_candidates(),
+            "max_comparisons_per_record": 6.0,
+            # a candidate is counted exactly (a join of its blocks) only when its
+            # group-size count is at most this multiple of the budget
+            "max_count_per_rule": 2.0,
+        },
         "training": {
             # 1e5 random pairs: FEBRL4 F1 0.9964-0.9966 over seeds 1/7/42/99 (3e5: 0.9965-0.9966)
             # at ~0.25 s less per run (RESULTS-linkage.md).
@@ -386,7 +444,8 @@ def v1_settings() -> dict[str, Any]:
             "em_convergence": 1e-4,
             "max_iterations": 25,
             "comparisons": _v1_comparisons(),
-            "blocking_rules_to_generate_predictions": _v1_blocking_rules(),
+            # chosen by each run from blocking.candidates (the run's settings.json holds them)
+            "blocking_rules_to_generate_predictions": [],
         },
     }
 
@@ -420,25 +479,33 @@ def validate_settings(doc: Any, where: str = "settings") -> dict[str, Any]:
         where,
         f"schema_version must be {SCHEMA_VERSION}, got {doc.get('schema_version')!r}",
     )
-    unknown = sorted(set(doc) - {"schema_version", "thresholds", "training", "splink", "clustering"})
+    unknown = sorted(set(doc) - {"schema_version", "thresholds", "training", "splink", "clustering",
+                                 "blocking"})
     _require(not unknown, where, f"unknown key(s): {', '.join(unknown)}")
     thresholds = doc.get("thresholds")
     _require(isinstance(thresholds, dict), where, "thresholds must be an object")
     for name in ("cluster_match_probability", "report_match_probability"):
         value = thresholds.get(name)
+        if name == "cluster_match_probability" and value == "auto":
+            continue
         _require(
-            isinstance(value, int | float) and 0 < value < 1,
+            isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1,
             where,
-            f"thresholds.{name} must be a number strictly between 0 and 1, got {value!r}",
+            f"thresholds.{name} must be a number strictly between 0 and 1"
+            + (' or "auto"' if name == "cluster_match_probability" else "") + f", got {value!r}",
         )
     clustering = doc.get("clustering", {})
     _require(
         isinstance(clustering, dict)
-        and set(clustering) <= {"one_record_per_source"}
+        and set(clustering) <= {"one_record_per_source", "join_groups_match_probability"}
         and isinstance(clustering.get("one_record_per_source", False), bool),
         where,
-        'clustering must be an object with at most "one_record_per_source": true|false',
+        'clustering must be an object with at most "one_record_per_source": true|false and '
+        '"join_groups_match_probability"',
     )
+    join = clustering.get("join_groups_match_probability")
+    _require(join is None or (isinstance(join, int | float) and 0 < join < 1), where,
+             "clustering.join_groups_match_probability must be a number strictly between 0 and 1")
     training = doc.get("training")
     _require(isinstance(training, dict), where, "training must be an object")
     for name in ("u_max_pairs", "em_max_pairs"):
@@ -454,6 +521,8 @@ def validate_settings(doc: Any, where: str = "settings") -> dict[str, Any]:
             where,
             f"training.{name} must be a non-empty list of SQL strings",
         )
+    _require(isinstance(training.get("prior_from_scored_pairs", True), bool), where,
+             "training.prior_from_scored_pairs must be true or false")
     floor = training.get("disagreement_m_floor", 0.0)
     _require(
         isinstance(floor, int | float) and 0 <= floor < 0.5,
@@ -485,13 +554,34 @@ def validate_settings(doc: Any, where: str = "settings") -> dict[str, Any]:
             where,
             f"splink.comparisons[{i}] must have comparison_levels",
         )
+    blocking = doc.get("blocking")
+    if blocking is not None:
+        _validate_blocking(blocking, where)
     _require(
         isinstance(splink.get("blocking_rules_to_generate_predictions"), list)
-        and splink["blocking_rules_to_generate_predictions"],
+        and (splink["blocking_rules_to_generate_predictions"] or blocking is not None),
         where,
-        "splink.blocking_rules_to_generate_predictions must be a non-empty list",
+        "splink.blocking_rules_to_generate_predictions must be a non-empty list "
+        "(or give blocking.candidates to choose from)",
     )
     return doc
+
+
+def _validate_blocking(blocking: Any, where: str) -> None:
+    _require(isinstance(blocking, dict), where, "blocking must be an object")
+    unknown = sorted(set(blocking) - {"candidates", "max_comparisons_per_record", "max_count_per_rule"})
+    _require(not unknown, where, f"blocking: unknown key(s): {', '.join(unknown)}")
+    candidates = blocking.get("candidates")
+    _require(isinstance(candidates, list) and candidates, where,
+             "blocking.candidates must be a non-empty list of rules")
+    for i, rule in enumerate(candidates):
+        _require(isinstance(rule, str) and equality_terms(rule) is not None, where,
+                 f"blocking.candidates[{i}] must be a conjunction of l.column = r.column terms, "
+                 f"got {rule!r}")
+    for name, default in (("max_comparisons_per_record", None), ("max_count_per_rule", 2.0)):
+        value = blocking.get(name, default)
+        _require(isinstance(value, int | float) and not isinstance(value, bool) and value > 0,
+                 where, f"blocking.{name} must be a positive number, got {value!r}")
 
 
 def load_settings(path: Path | None) -> dict[str, Any]:

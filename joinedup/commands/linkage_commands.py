@@ -1,7 +1,9 @@
 """CLI commands of the linkage concern (registered by joinedup.cli):
 
     joinedup ingest --home H DIR...
-    joinedup link --home H [--extracts DIR...] [--settings FILE.json] --out RUN_DIR
+    joinedup link --home H [--extracts DIR...] [--settings FILE.json] --out RUN_DIR [--replace]
+    joinedup runs list | show [RUN] | rollback [--to RUN]
+    joinedup review next [--sample links|band] | label PAIR --as LABEL | explain PAIR|SOURCE/REF | stats
 """
 
 from __future__ import annotations
@@ -66,8 +68,11 @@ def ingest_command(home: Path | None, extract_dirs: tuple[Path, ...]) -> None:
               help="Linkage settings JSON (default: the built-in settings).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
               help="Run directory to write (under HOME/runs/ when a bare name).")
+@click.option("--replace", is_flag=True, default=False,
+              help="Replace an existing run of that name (refused without it).")
 def link_command(
-    home: Path | None, extract_dirs: tuple[Path, ...], settings_file: Path | None, out_dir: Path
+    home: Path | None, extract_dirs: tuple[Path, ...], settings_file: Path | None, out_dir: Path,
+    replace: bool,
 ) -> None:
     """Link the extracts into entities; writes links, entities, model, summary and report."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -79,8 +84,13 @@ def link_command(
     h = _load_home(home)
     if not out_dir.is_absolute() and out_dir.parent == Path("."):
         out_dir = h.runs_dir / out_dir
+    if out_dir.exists() and any(out_dir.iterdir()) and not replace:
+        raise click.ClickException(
+            f"{out_dir} already exists: choose another --out, or pass --replace to replace it "
+            "(`joinedup runs list` shows the runs)")
     try:
-        settings = load_settings(settings_file)
+        # no file: link_extracts takes the defaults for the extracts' encoding
+        settings = load_settings(settings_file) if settings_file else None
         if extract_dirs:
             extracts = [extract_from_dir(d) for d in extract_dirs]
         else:
@@ -94,7 +104,7 @@ def link_command(
         task = bar.add_task("linking", total=None)
         try:
             summary = link_extracts(
-                extracts, out_dir, settings, previous_run=previous,
+                extracts, out_dir, settings, previous_run=previous, review_dir=h.root / "review",
                 progress=lambda stage: bar.update(task, description=stage),
             )
         except (LinkError, SettingsError) as exc:
@@ -138,7 +148,230 @@ def _commit_run(h, out_dir: Path, summary: dict) -> None:
         ctx.close()
 
 
+@click.group("runs")
+def runs_group() -> None:
+    """Link runs: list them, show one (with its entity changes), roll back to an earlier one."""
+
+
+@runs_group.command("list")
+@click.option("--home", "home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def runs_list(home: Path | None, as_json: bool) -> None:
+    """Every finished run, oldest first; * marks the current one."""
+    import json as _json
+
+    from linkage.runs import list_runs
+
+    h = _load_home(home)
+    runs = list_runs(h.runs_dir)
+    if as_json:
+        click.echo(_json.dumps(runs, indent=2))
+        return
+    if not runs:
+        click.echo("no runs yet (joinedup link --out NAME)")
+    for r in runs:
+        c = r["changes"]
+        click.echo(f"{'*' if r['current'] else ' '} {r['run']:<20} {r['created_at']}  "
+                   f"{r['records']} records, {r['entities']} entities  (new {c['new']}, merged "
+                   f"{c['merged']}, split {c['split']}, retired {c['retired']})")
+
+
+@runs_group.command("show")
+@click.option("--home", "home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--limit", default=20, show_default=True, help="Entity ids shown per kind of change.")
+@click.argument("run", required=False)
+def runs_show(home: Path | None, as_json: bool, limit: int, run: str | None) -> None:
+    """One run (default: the current one): figures and entity changes with ids."""
+    import json as _json
+
+    from linkage.runs import RunsError, current_run_name, resolve_run, run_details
+
+    h = _load_home(home)
+    try:
+        name = run or current_run_name(h.runs_dir)
+        if name is None:
+            raise RunsError("no current run")
+        details = run_details(resolve_run(h.runs_dir, name))
+    except RunsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(_json.dumps(details, indent=2, default=str))
+        return
+    s = details["summary"]
+    click.echo(f"run {details['run']}: created {s.get('created_at')}, {s.get('records')} records, "
+               f"{s.get('entities')} entities; cluster threshold "
+               f"{s.get('thresholds', {}).get('cluster_match_probability')}")
+    changes = details["entity_changes"]
+    for kind in ("new", "merged", "split", "retired"):
+        items = changes.get(kind, [])
+        click.echo(f"{kind}: {len(items)}")
+        for item in items[:limit]:
+            if isinstance(item, dict):
+                other = item.get("from") or item.get("into")
+                arrow = "<-" if "from" in item else "->"
+                click.echo(f"  {item['entity_id']} {arrow} {', '.join(other)}")
+            else:
+                click.echo(f"  {item}")
+        if len(items) > limit:
+            click.echo(f"  ... {len(items) - limit} more (--json for all)")
+
+
+@runs_group.command("rollback")
+@click.option("--home", "home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
+@click.option("--to", "to", default=None, help="Run to make current (default: the one before).")
+def runs_rollback(home: Path | None, to: str | None) -> None:
+    """Make an earlier run current again (the service uses it from its next request)."""
+    from linkage.runs import RunsError, current_run_name, history, resolve_run, rollback
+
+    h = _load_home(home)
+    current = current_run_name(h.runs_dir)
+    try:
+        if to is None and current is not None:
+            before = [e["previous"] for e in history(h.runs_dir) if e["run"] == current and e["previous"]]
+            to = before[-1] if before else None
+        if to is None:
+            raise RunsError(f"nothing to roll back to (current: {current})")
+        resolve_run(h.runs_dir, to)
+        # Recorded before it is applied: no rollback without its ledger event.
+        _audit(h, {"type": "linkage.rollback", "run_id": to, "previous_run_id": current})
+        old, new = rollback(h.runs_dir, to)
+    except RunsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"current run is now {new} (was {old})")
+
+
+@click.group("review")
+def review_group() -> None:
+    """Clerical review of the current run: next pair, label it, explain it, accuracy."""
+
+
+def _current(h, run: str | None = None) -> Path:
+    from linkage.runs import RunsError, current_run_name, resolve_run
+
+    try:
+        name = run or current_run_name(h.runs_dir)
+        if name is None:
+            raise RunsError("no current run (joinedup link first)")
+        return resolve_run(h.runs_dir, name)
+    except RunsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _echo_waterfall(explained: dict) -> None:
+    click.echo(f"  {'comparison':<22} {'level':<44} {'weight':>8}")
+    for bar in explained["waterfall"]:
+        click.echo(f"  {bar['column_name']:<22} {bar['label_for_charts'][:44]:<44} "
+                   f"{bar['log2_bayes_factor']:>8.2f}")
+    click.echo(f"  match probability {explained['match_probability']:.4f}")
+
+
+@review_group.command("next")
+@click.option("--home", "home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
+@click.option("--sample", type=click.Choice(["links", "band"]), default=None,
+              help="A random pair for the accuracy estimate instead of the queue's next.")
+@click.option("--count", default=1, show_default=True, help="Queue items to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def review_next(home: Path | None, sample: str | None, count: int, as_json: bool) -> None:
+    """The next pair(s) to review, with the match-weight waterfall."""
+    import json as _json
+
+    from linkage.review import review_queue, sample_pair
+    from linkage.score import explain_pair
+
+    h = _load_home(home)
+    run = _current(h)
+    review_dir = h.root / "review"
+    if sample:
+        got = sample_pair(run, review_dir, sample)
+        items = [got] if got else []
+    else:
+        items = review_queue(run, review_dir, count)
+    for item in items:
+        item["explanation"] = explain_pair(run, tuple(item["left"]), tuple(item["right"]))
+    if as_json:
+        click.echo(_json.dumps(items, indent=2, default=str))
+        return
+    if not items:
+        click.echo("nothing to review")
+    for item in items:
+        click.echo(f"pair {item['pair_id']}: {item['left'][0]}/{item['left'][1]} - "
+                   f"{item['right'][0]}/{item['right'][1]} ({item.get('reason') or item.get('purpose')})")
+        _echo_waterfall(item["explanation"])
+        click.echo(f"  label it: joinedup review label {item['pair_id']} --as match|non-match|unsure"
+                   + (f" --purpose {item['purpose']}" if item.get("purpose") else ""))
+
+
+@review_group.command("label")
+@click.option("--home", "home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
+@click.option("--as", "label", type=click.Choice(["match", "non-match", "unsure"]), required=True)
+@click.option("--by", "by", default=None, help="Who decided (default: $USER).")
+@click.option("--purpose", type=click.Choice(["queue", "sample-links", "sample-band", "request"]),
+              default="queue", show_default=True)
+@click.argument("pair_id")
+def review_label(home: Path | None, label: str, by: str | None, purpose: str, pair_id: str) -> None:
+    """Record a decision on a pair; the next link run uses it."""
+    from linkage.review import ReviewError, add_label, find_pair
+
+    h = _load_home(home)
+    run = _current(h)
+    review_dir = h.root / "review"
+    by = by or os.environ.get("USER") or "data-officer"
+    try:
+        pair = find_pair(run, review_dir, pair_id)
+        _audit(h, {"type": "linkage.review_label", "pair_id": pair_id, "label": label,
+                   "run_id": run.name, "labelled_by": by})
+        add_label(review_dir, tuple(pair["left"]), tuple(pair["right"]), label, by, purpose,
+                  run.name, pair["match_probability"])
+    except ReviewError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"labelled {pair_id} {label} (applies from the next link run)")
+
+
+@review_group.command("explain")
+@click.option("--home", "home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
+@click.option("--run", "run", default=None, help="Run (default: the current one).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.argument("pair_or_record")
+def review_explain(home: Path | None, run: str | None, as_json: bool, pair_or_record: str) -> None:
+    """A pair's waterfall (PAIR_ID), or why a record is in its entity (SOURCE/REF)."""
+    import json as _json
+
+    from linkage.review import ReviewError, find_pair, why_in_entity
+    from linkage.score import ScoringError, explain_pair
+
+    h = _load_home(home)
+    run_dir = _current(h, run)
+    try:
+        if "/" in pair_or_record:
+            source, ref = pair_or_record.split("/", 1)
+            doc = why_in_entity(run_dir, source, ref)
+        else:
+            pair = find_pair(run_dir, h.root / "review", pair_or_record)
+            doc = explain_pair(run_dir, tuple(pair["left"]), tuple(pair["right"]))
+    except (ReviewError, ScoringError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json or "/" in pair_or_record:
+        click.echo(_json.dumps(doc, indent=2, default=str))
+    else:
+        _echo_waterfall(doc)
+
+
+@review_group.command("stats")
+@click.option("--home", "home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
+def review_stats(home: Path | None) -> None:
+    """Precision and recall of the current run estimated from sampled labels (95% Wilson)."""
+    import json as _json
+
+    from linkage.review import accuracy_estimate
+
+    h = _load_home(home)
+    click.echo(_json.dumps(accuracy_estimate(_current(h), h.root / "review"), indent=2))
+
+
 def register(cli: click.Group) -> None:
     """Add this concern's commands to the root group."""
     cli.add_command(ingest_command)
     cli.add_command(link_command)
+    cli.add_command(runs_group)
+    cli.add_command(review_group)

@@ -84,7 +84,14 @@ def test_run_outputs_follow_the_contract(world, linked):
     model = json.loads((linked / "model.json").read_text())
     assert all("m_probability" in lv for c in model["comparisons"] for lv in c["comparison_levels"]
                if not lv.get("is_null_level") and c["output_column_name"] == "date_of_birth")
-    assert load_settings(linked / "settings.json") == default_settings()
+    saved = load_settings(linked / "settings.json")
+    chosen = saved["splink"].pop("blocking_rules_to_generate_predictions")
+    expected = default_settings()
+    expected["splink"].pop("blocking_rules_to_generate_predictions")
+    assert saved == expected
+    # the run's rules: the candidates it chose, as the summary lists them
+    assert chosen == summary["blocking"]["chosen"]
+    assert set(chosen) <= set(expected["blocking"]["candidates"])
     report = (linked / "report.html").read_text()
     assert "vegaEmbed" in report and "cdn.jsdelivr" not in report  # charts inline, offline
     assert report.count("<h2>") >= 8

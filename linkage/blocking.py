@@ -1,0 +1,184 @@
+"""Blocking rules chosen from the data, under one budget of comparisons per record.
+
+A settings document may carry candidate rules instead of a fixed list:
+
+    "blocking": {"candidates": ["l.a = r.a", "l.a = r.b AND l.b = r.a", ...],
+                 "max_comparisons_per_record": 3.0}
+
+Before anything is scored, each candidate's comparisons are counted from group sizes, as
+Splink's comparison counting does (SUM n(n-1)/2 over the rule's key for a rule on equal
+columns; for a rule pairing different columns, SUM over keys of left count x right
+count, halved, since the run keeps one orientation of each pair). Candidates are then
+admitted cheapest first while the running total stays within the budget
+(`max_comparisons_per_record` x records). So a single-field rule joins when its blocks
+are small (FEBRL: date of birth alone, a few pairs per record) and drops out when it
+would explode (date of birth alone at 20M records), and the total stays linear in the
+population. A candidate naming a column the records do not carry is skipped (the
+encoding decides which columns exist), and so is one whose count is zero.
+
+The chosen rules go into the run's settings (`splink.blocking_rules_to_generate_predictions`),
+so person resolution and a re-read of the run use exactly them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from linkage.settings import equality_terms
+
+
+class BlockingError(Exception):
+    """No candidate rule is usable on these records."""
+
+
+@dataclass(frozen=True)
+class RuleCount:
+    rule: str
+    comparisons: float  # counted before running (the upper bound of its marginal pairs)
+    chosen: bool
+    reason: str  # why it was chosen or left out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "comparisons": int(self.comparisons), "chosen": self.chosen,
+                "reason": self.reason}
+
+
+def count_comparisons(con: duckdb.DuckDBPyConnection, table: str, rule: str) -> float:
+    """Pairs (one orientation, no self-pairs) that an equality-conjunction rule blocks,
+    from group sizes only (no join). Exact for rules on equal columns."""
+    terms = equality_terms(rule)
+    if not terms:
+        raise BlockingError(f"blocking rule {rule!r}: only conjunctions of l.a = r.b can be counted")
+    left = [a for a, _ in terms]
+    right = [b for _, b in terms]
+    if left == right:
+        keys = ", ".join(left)
+        not_null = " AND ".join(f"{c} IS NOT NULL" for c in left)
+        sql = (f"SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM (SELECT count(*)::DOUBLE AS n "
+               f"FROM {table} WHERE {not_null} GROUP BY {keys})")
+        return float(con.execute(sql).fetchall()[0][0])
+    lk = ", ".join(f"{a} AS k{i}" for i, a in enumerate(left))
+    rk = ", ".join(f"{b} AS k{i}" for i, b in enumerate(right))
+    lnn = " AND ".join(f"{a} IS NOT NULL" for a in left)
+    rnn = " AND ".join(f"{b} IS NOT NULL" for b in right)
+    ks = ", ".join(f"k{i}" for i in range(len(terms)))
+    on = " AND ".join(f"l.k{i} = r.k{i}" for i in range(len(terms)))
+    # records whose own left key equals their own right key would pair with themselves
+    self_pairs = " AND ".join(f"{a} = {b}" for a, b in terms)
+    sql = f"""
+        WITH l AS (SELECT {lk}, count(*)::DOUBLE AS n FROM {table} WHERE {lnn} GROUP BY {ks}),
+             r AS (SELECT {rk}, count(*)::DOUBLE AS n FROM {table} WHERE {rnn} GROUP BY {ks})
+        SELECT coalesce((SELECT sum(l.n * r.n) FROM l JOIN r ON {on}), 0)
+             - (SELECT count(*) FROM {table} WHERE {self_pairs})"""
+    return float(con.execute(sql).fetchall()[0][0]) / 2.0
+
+
+def _columns_of(rule: str) -> set[str]:
+    return {c for term in (equality_terms(rule) or []) for c in term}
+
+
+def _pair_condition(rule: str) -> str:
+    return " AND ".join(f"l.{a} = r.{b}" for a, b in equality_terms(rule) or [])
+
+
+def count_new_pairs(con: duckdb.DuckDBPyConnection, table: str, rule: str, chosen: list[str]) -> int:
+    """Pairs `rule` blocks that none of `chosen` does (as Splink's predict: each pair once,
+    l.unique_id < r.unique_id, the first rule that blocks it claims it)."""
+    others = " OR ".join(f"({_pair_condition(r)})" for r in chosen)
+    where = f" WHERE NOT coalesce({others}, false)" if others else ""
+    sql = (f"SELECT count(*) FROM {table} l JOIN {table} r ON {_pair_condition(rule)} "
+           f"AND l.unique_id < r.unique_id{where}")
+    return int(con.execute(sql).fetchall()[0][0])
+
+
+def choose_rules(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    candidates: list[str],
+    max_per_record: float,
+    max_count_per_rule: float = 2.0,
+) -> tuple[list[str], list[RuleCount], int, int]:
+    """The candidates admitted under the budget (in their settings order, so the match
+    keys of a run are stable), every candidate's count and reason, the record count and
+    the pairs the chosen rules block together.
+
+    Each candidate is counted from group sizes first; one whose count alone is over
+    `max_count_per_rule` times the budget is left out without running it. The others are
+    taken cheapest first, and each one's new pairs (those no chosen rule blocks) are
+    counted by a join of its own blocks, so the total is the exact number of pairs the
+    run will score. A rule is admitted while that total stays within the budget. A more
+    general rule admitted later drops the chosen rules that contain its terms (they add no
+    pair to it), so the run does not build their joins for nothing.
+    """
+    n = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+    present = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}
+    budget = max_per_record * n
+    counted: list[tuple[int, str, float | None, str]] = []
+    for i, rule in enumerate(candidates):
+        missing = _columns_of(rule) - present
+        if missing:
+            counted.append((i, rule, None, f"column(s) not in the records: {', '.join(sorted(missing))}"))
+            continue
+        counted.append((i, rule, count_comparisons(con, table, rule), ""))
+    chosen: dict[int, frozenset] = {}
+    new_pairs: dict[int, int] = {}
+    total = 0
+    reasons: dict[int, str] = {}
+    for i, rule, c, why in sorted(counted, key=lambda x: (x[2] is None, x[2] or 0.0, x[0])):
+        terms = frozenset(equality_terms(rule) or [])
+        if c is None:
+            reasons[i] = why
+            continue
+        if c == 0:
+            reasons[i] = "blocks no pair"
+            continue
+        if any(t <= terms for t in chosen.values()):
+            reasons[i] = "every pair it blocks is blocked by a chosen, more general rule"
+            continue
+        if c > max_count_per_rule * budget:
+            reasons[i] = (f"{c / max(n, 1):.2f} comparisons per record on its own, over "
+                          f"{max_count_per_rule:g} x the budget ({max_per_record} per record)")
+            continue
+        added = count_new_pairs(con, table, rule, [candidates[j] for j in chosen])
+        if total + added > budget:
+            reasons[i] = (f"{added / max(n, 1):.2f} new comparisons per record would take the "
+                          f"total over the budget ({max_per_record} per record)")
+            continue
+        for j in [j for j, t in chosen.items() if terms <= t]:
+            del chosen[j]
+            reasons[j] = f"dropped: the more general {rule!r} blocks every pair it did"
+        chosen[i] = terms
+        new_pairs[i] = added
+        total += added
+        reasons[i] = f"adds {added} pairs (total {total / max(n, 1):.2f} per record)"
+    if not chosen:
+        raise BlockingError(
+            "no candidate blocking rule fits the budget of "
+            f"{max_per_record} comparisons per record on {n} records: "
+            + "; ".join(f"{r}: {reasons[i]}" for i, r, _c, _w in counted))
+    report = [RuleCount(r, c or 0.0, i in chosen, reasons[i]) for i, r, c, _w in counted]
+    return [r for i, r, _c, _w in counted if i in chosen], report, n, total
+
+
+def settings_with_chosen_rules(
+    con: duckdb.DuckDBPyConnection, table: str, settings: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The settings with `splink.blocking_rules_to_generate_predictions` chosen from
+    `blocking.candidates` on these records (unchanged when the settings give fixed rules),
+    and what was counted (for the summary and report)."""
+    import copy
+
+    blocking = settings.get("blocking")
+    if not blocking:
+        return settings, None
+    chosen, report, n, pairs = choose_rules(
+        con, table, blocking["candidates"], float(blocking["max_comparisons_per_record"]),
+        float(blocking.get("max_count_per_rule", 2.0)))
+    out = copy.deepcopy(settings)
+    out["splink"]["blocking_rules_to_generate_predictions"] = chosen
+    return out, {"records": n, "budget_per_record": blocking["max_comparisons_per_record"],
+                 "comparisons": pairs, "comparisons_per_record": round(pairs / max(n, 1), 3),
+                 "chosen": chosen, "candidates": [r.to_dict() for r in report]}
