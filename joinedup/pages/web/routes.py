@@ -395,7 +395,7 @@ def _governance(router: APIRouter) -> None:
 
     @page(router, "/governance/ledger", "audit.verify", roles)
     def ledger(p: Page):
-        return p.render("gov_ledger.html", title="Audit ledger", status=p.call(adapter.ledger_status))
+        return p.render("gov_ledger.html", title="Audit ledger", ledger=p.call(adapter.ledger_status))
 
     @page(router, "/governance/accesses", "audit.report.read", roles)
     def accesses(p: Page):
