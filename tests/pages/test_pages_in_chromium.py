@@ -121,9 +121,7 @@ def test_provider_never_sees_a_referral_to_another_provider(browser, world: Worl
     other = page.content()
     absent = page.goto("/provider/referrals/ref-doesnotexist")
     assert absent.status == response.status  # "not yours" and "absent" look the same
-    assert page.locator("main").inner_text().split("decision")[0] == \
-        page.locator("main").inner_text().split("decision")[0]
-    assert other.count("Referral summary") == 0
+    assert "Referral summary" not in other
     page.goto("/provider/referrals")
     assert setting["ref"] not in page.content()
     page.context.close()
