@@ -25,8 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.synth_people import REF_DATE  # noqa: E402
 from joinedup import collate  # noqa: E402
+from joinedup import operations as ops  # noqa: E402
 from joinedup.home import init_home  # noqa: E402
 from joinedup.service_context import ServiceContext  # noqa: E402
+from joinedup.users import User  # noqa: E402
 from linkage.collation import DisclosureSettings, area_profiles, count_by_area, protect  # noqa: E402
 from tests.collation.standins import TokenScorer, build_linked_home  # noqa: E402
 from tests.collation.test_collate import ALL_CATEGORIES, identifiers_of, pick_people  # noqa: E402
@@ -101,14 +103,16 @@ def main() -> None:
             times = []
             for one in ids:
                 s = time.perf_counter()
-                collate.request_summary(ctx, adviser, one, scorer=scorer, as_of=as_of)
+                ops.request_summary(ctx, User(**adviser),
+                                    ops.SummaryRequest(one, scorer=scorer, as_of=as_of))
                 times.append((time.perf_counter() - s) * 1000)
             print(f"summary request (resolve + consent + policy + decrypt + ledger): "
                   f"p50={pct(times, .5):.2f} ms p95={pct(times, .95):.2f} ms")
 
             gov = {"id": "gov", "role": "governance", "organisation": "governance-board"}
             s = time.perf_counter()
-            result = collate.request_area_counts(ctx, gov, level="sector", as_of=as_of)
+            result = ops.request_area_counts(ctx, User(**gov),
+                                             ops.AreaCountsRequest(level="sector", as_of=as_of))
             meta = result["metadata"]
             print(f"area counts by sector: {time.perf_counter() - s:.2f} s for "
                   f"{len(built['entities'])} records, {meta['areas']} areas, "

@@ -55,9 +55,11 @@ def prepare(home_dir: Path, people: int) -> tuple[str, list[dict]]:
     from rich.console import Console
 
     from connectors.sources import read_records
+    from joinedup import operations as ops
     from joinedup.demo import run_demo
+    from joinedup.errors import CollationInputError
     from joinedup.home import load_home
-    from joinedup.service_context import CollationInputError, ServiceContext
+    from joinedup.service_context import ServiceContext
     from joinedup.users import open_user_store
 
     t0 = time.monotonic()
@@ -74,7 +76,8 @@ def prepare(home_dir: Path, people: int) -> tuple[str, list[dict]]:
     for rec in read_records("dwp", str(home_dir / "sources" / "dwp_claimants.csv")):
         person = {k: v for k, v in rec.identity.items() if v and k != "local_id"}
         try:
-            ctx.grant_consent(user, person, ["employment_support"], CATEGORIES)
+            ops.grant_consent(ctx, user, ops.GrantConsent(person, ["employment_support"],
+                                                          CATEGORIES))
         except CollationInputError:
             continue  # a planted data error (e.g. an impossible date of birth)
         consenting.append(person)
@@ -88,6 +91,7 @@ def profile(home_dir: Path, token: str, people: list[dict], n: int) -> None:
     """Where the time of one summary request goes (in-process, sequential, no HTTP)."""
     import linkage.score
     from joinedup import collate
+    from joinedup import operations as ops
     from joinedup.home import load_home
     from joinedup.service_context import ServiceContext
     from joinedup.users import open_user_store
@@ -107,7 +111,7 @@ def profile(home_dir: Path, token: str, people: list[dict], n: int) -> None:
     ctx = ServiceContext(home)
     user = open_user_store(home).authenticate(token)
     for p in people[:5]:  # warm: run loaded, engine compiled, ciphertexts mapped
-        collate.request_summary(ctx, user.subject(), p)
+        ops.request_summary(ctx, user, ops.SummaryRequest(p))
     patches = [
         (linkage.score.RunScorer, "score", "person scoring (linkage/score.py)"),
         (collate, "encode_identity", "encode identity (connectors)"),
@@ -122,7 +126,8 @@ def profile(home_dir: Path, token: str, people: list[dict], n: int) -> None:
     outcomes: dict[str, int] = defaultdict(int)
     t0 = time.perf_counter()
     for i in range(n):
-        outcomes[collate.request_summary(ctx, user.subject(), people[i % len(people)])["outcome"]] += 1
+        request = ops.SummaryRequest(people[i % len(people)])
+        outcomes[ops.request_summary(ctx, user, request).outcome] += 1
     total = time.perf_counter() - t0
     for obj, attr, fn in originals:
         setattr(obj, attr, fn)

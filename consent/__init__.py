@@ -7,9 +7,10 @@ catalogue=None)` with `grant`, `withdraw`, `current`, `history`, `records`, `rec
 
 from consent.catalogue import Catalogue, CatalogueError, load_catalogue
 from consent.receipts import ReceiptError, public_key_bytes, verify_receipt
-from consent.store import ConsentError, ConsentRecord, ConsentStore
+from consent.store import AlreadyWithdrawn, ConsentError, ConsentRecord, ConsentStore
 
 __all__ = [
+    "AlreadyWithdrawn",
     "Catalogue",
     "CatalogueError",
     "ConsentError",

@@ -44,6 +44,10 @@ class ConsentError(Exception):
     """A consent request is invalid (unknown purpose or category, bad key, unknown receipt)."""
 
 
+class AlreadyWithdrawn(ConsentError):
+    """The consent was withdrawn before: a second withdrawal changes nothing."""
+
+
 def utc_text(value: datetime | str | None = None) -> str:
     """A time as UTC "YYYY-MM-DDTHH:MM:SSZ" (sortable as text); None means now."""
     if value is None:
@@ -136,6 +140,20 @@ class ConsentStore:
               privacy_notice_version: str | None = None, given_at: datetime | str | None = None,
               expires_at: datetime | str | None = None) -> ConsentRecord:
         """Record a new consent; returns it with a new receipt id."""
+        record = self.prepare_grant(person_key, purposes, categories, recorded_by,
+                                    collection_method, controllers, privacy_notice_version,
+                                    given_at, expires_at)
+        self.apply("granted", record)
+        return record
+
+    def prepare_grant(self, person_key: str, purposes: list[str], categories: list[str],
+                      recorded_by: str, collection_method: str,
+                      controllers: list[str] | None = None,
+                      privacy_notice_version: str | None = None,
+                      given_at: datetime | str | None = None,
+                      expires_at: datetime | str | None = None) -> ConsentRecord:
+        """A new consent record, validated, with a new receipt id; nothing written yet
+        (the caller records it in the ledger first, then `apply`s it)."""
         _check_person_key(person_key)
         cat = self.catalogue
         purposes = _checked_list("purposes", purposes, cat.purposes)
@@ -169,33 +187,66 @@ class ConsentStore:
             expires_at=expires,
             recorded_by=recorded_by,
         )
-        self._append("granted", record, given, recorded_by)
         return record
 
     def withdraw(self, receipt_id: str, by: str, at: datetime | str | None = None) -> ConsentRecord:
         """Withdraw a consent from `at` (default now). Takes effect at once."""
-        if not isinstance(by, str) or not by.strip():
-            raise ConsentError("withdraw needs to know who recorded the withdrawal")
-        record = self.record(receipt_id)
-        if record.withdrawn_at is not None:
-            raise ConsentError(f"consent {receipt_id} was already withdrawn at {record.withdrawn_at}")
-        when = utc_text(at)
-        withdrawn = replace(record, withdrawn_at=when, withdrawn_by=by)
-        self._append("withdrawn", withdrawn, when, by)
+        withdrawn = self.prepare_withdraw(self.record(receipt_id), by, at)
+        self.apply("withdrawn", withdrawn)
         return withdrawn
 
-    def _append(self, event_type: str, record: ConsentRecord, at: str, by: str) -> str:
-        event_id = uuid.uuid4().hex
+    def prepare_withdraw(self, record: ConsentRecord, by: str,
+                         at: datetime | str | None = None) -> ConsentRecord:
+        """The record as withdrawn (nothing written yet); AlreadyWithdrawn if it was."""
+        if not isinstance(by, str) or not by.strip():
+            raise ConsentError("withdraw needs to know who recorded the withdrawal")
+        if record.withdrawn_at is not None:
+            raise AlreadyWithdrawn(f"consent {record.receipt_id} was already withdrawn at "
+                                   f"{record.withdrawn_at}")
+        return replace(record, withdrawn_at=utc_text(at), withdrawn_by=by)
+
+    def apply(self, event_type: str, record: ConsentRecord, event_id: str | None = None) -> bool:
+        """Write one prepared event ('granted' or 'withdrawn'). Idempotent for an event id:
+        applying the same event again (recovery after a crash) writes nothing and returns
+        False."""
+        if event_type not in ("granted", "withdrawn"):
+            raise ConsentError(f"unknown consent event {event_type!r}")
+        _check_person_key(record.person_key)
+        at = record.given_at if event_type == "granted" else record.withdrawn_at
+        by = record.recorded_by if event_type == "granted" else record.withdrawn_by
+        if at is None or by is None:
+            raise ConsentError(f"a {event_type} event needs its time and who recorded it")
+        return self._append(event_type, record, at, by, event_id) is not None
+
+    def has_event(self, event_id: str) -> bool:
+        with self._store.cursor() as con:
+            return bool(con.execute("SELECT count(*) FROM consent_events WHERE event_id = ?",
+                                    [event_id]).fetchall()[0][0])
+
+    def find(self, receipt_id: str) -> ConsentRecord | None:
+        """The latest state of one consent, or None."""
+        try:
+            return self.record(receipt_id)
+        except ConsentError:
+            return None
+
+    def _append(self, event_type: str, record: ConsentRecord, at: str, by: str,
+                event_id: str | None = None) -> str | None:
+        event_id = event_id or uuid.uuid4().hex
         # Under the index lock, so no reader in this process sees the table ahead of the
         # index; the generation is bumped before the caller hears back, so the next request
         # in any process sees this event.
         with self._index_lock, self._store.cursor() as con:
-            seq = con.execute(
+            inserted = con.execute(
                 "INSERT INTO consent_events (event_id, event_type, receipt_id, person_key, event_at, "
-                "recorded_by, record) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                "recorded_by, record) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (event_id) DO NOTHING RETURNING seq",
                 [event_id, event_type, record.receipt_id, record.person_key, at, by,
                  json.dumps(record.to_dict(), sort_keys=True)],
-            ).fetchone()[0]
+            ).fetchall()
+            if not inserted:  # this event was applied before
+                return None
+            seq = inserted[0][0]
             generation = self._gate.bump()
             if self._index is not None and self._index_generation == generation - 1:
                 receipts = self._index.setdefault(record.person_key, {})
@@ -267,16 +318,20 @@ class ConsentStore:
             for r in rows
         ]
 
-    def current(self, person_key: str, purpose: str, at: datetime | str | None = None) -> dict[str, Any]:
-        """The policy input's `consent` object for this person and purpose at a time (now)."""
+    def current(self, person_key: str, purpose: str, at: datetime | str | None = None,
+                controller: str | None = None) -> dict[str, Any]:
+        """The policy input's `consent` object for this person and purpose at a time (now).
+        With `controller`, only the consents given to that organisation count: another
+        organisation's consent is, to it, no consent (and it learns nothing of it)."""
         when = utc_text(at)
         relevant = [r for r in self._person_records(person_key) if purpose in r.purposes
-                    and r.status_at(when) != "none"]
+                    and r.status_at(when) != "none"
+                    and (controller is None or controller in r.controllers)]
         active = [r for r in relevant if r.status_at(when) == "active"]
         chosen = max(active or relevant, key=lambda r: r.given_at, default=None)
         if chosen is None:
             return {"status": "none", "purposes": [], "categories": [], "receipt_id": None,
-                    "expires_at": None, "person_key": person_key}
+                    "expires_at": None, "controllers": [], "person_key": person_key}
         status = chosen.status_at(when)
         return {
             "status": status,
@@ -286,6 +341,7 @@ class ConsentStore:
             "expires_at": chosen.expires_at,
             "given_at": chosen.given_at,
             "withdrawn_at": chosen.withdrawn_at,
+            "controllers": list(chosen.controllers),
             "person_key": person_key,
         }
 

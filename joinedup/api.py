@@ -2,14 +2,16 @@
 
 Rules every route follows:
 * who are you: a Bearer token (our API token or an OIDC JWT) → 401 if missing/bad;
-* may you: only `PolicyEngine.decide` answers (via ServiceContext.decide) → 403 with the
-  policy's reasons; every decision is in the ledger;
+* may you: only `PolicyEngine.decide` answers, through joinedup/operations (the routes are
+  thin: parse, call the action, shape the answer) → 403 with the policy's reasons when the
+  caller's role may know them, else the same answer a "not found" gets (`Withheld`);
 * input: pydantic models, unknown fields refused → 422 naming the field; identifiers are
   checked by the connectors' own standardiser (what an extract accepts, the API accepts;
   what it refuses is a 422 naming the field and the reason, never the value); bodies over
   MAX_BODY_BYTES → 413; any unexpected failure → a generic 500 (no stack trace out);
-* audit: each request is ONE ledger entry (`ctx.one_entry()`): its disclosure event carries
-  the decision, or the decision is the entry (refusals, reads that disclose no person).
+* audit: each request is ONE ledger entry (joinedup/operations/protocol.py): its effect or
+  disclosure event carries the decision, or the decision is the entry (refusals, reads that
+  disclose no person); a request refused as invalid is a `request.invalid` entry.
 
 Raw identifiers arrive only in POST bodies (never in URLs, so never in access logs) and
 are pseudonymised at once; they are not stored, logged, or passed on.
@@ -22,25 +24,30 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from joinedup import __version__
-from joinedup.home import Home, load_home
-from joinedup.service_context import (
-    CollationInputError,
+from joinedup import operations as ops
+from joinedup.errors import (
+    Conflict,
     InvalidIdentifiers,
+    InvalidInput,
     NotAvailable,
     NotFound,
     Refused,
-    ServiceContext,
-    now_iso,
-    referral_resource,
+    Withheld,
 )
+from joinedup.home import Home, load_home
+from joinedup.operations.protocol import Action
+from joinedup.service_context import ServiceContext, now_iso
 from joinedup.users import AuthError, User, looks_like_jwt
 
 MAX_BODY_BYTES = 64 * 1024
@@ -145,36 +152,145 @@ class ConsentGrant(Strict):
     categories: list[Code] = Field(min_length=1, max_length=40)
     controllers: list[Code] = Field(default_factory=list, max_length=20)
     collection_method: str = Field(default="in_person_signed", max_length=64)
-    privacy_notice_version: str = Field(default="1", max_length=32)
+    privacy_notice_version: str | None = Field(default=None, max_length=32)
     expires_at: str | None = Field(default=None, max_length=40)
 
 
-class SummaryRequest(Strict):
+class SummaryBody(Strict):
     identifiers: Identifiers
     purpose: Code = "employment_support"
     categories: list[Code] | None = Field(default=None, max_length=40)
 
 
-class ReferralRequest(Strict):
+class ReferralBody(Strict):
     identifiers: Identifiers
     provider: Code
     barriers: list[Code] = Field(min_length=1, max_length=20)
     purpose: Code = "employment_support"
 
 
-class SubjectAccessRequest(Strict):
+class SubjectAccessBody(Strict):
     identifiers: Identifiers
 
 
+# -- response models --------------------------------------------------------------------
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Problem(BaseModel):
+    field: str
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    reasons: list[str] | None = None
+    decision_id: str | None = None
+    problems: list[Problem] | None = None
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    process: str
+
+
+class Me(BaseModel):
+    id: str
+    role: str
+    organisation: str
+
+
+class ConsentGrantedOut(BaseModel):
+    receipt_id: str
+    receipt: dict[str, Any]
+
+
+class ConsentWithdrawnOut(BaseModel):
+    receipt_id: str
+    withdrawn_at: str
+
+
+class SummaryOut(BaseModel):
+    outcome: str = Field(description="matched, no_match or needs_review")
+    decision_id: str
+    summary: dict[str, Any] | None = None
+    text: str | None = None
+    reason: str | None = None
+    rows_decrypted: int | None = None
+
+
+class ReferralOut(BaseModel):
+    referral_id: str
+    provider: str
+    barriers: list[str]
+    purpose: str
+    created_by_org: str
+    created_at: str
+
+
+class ReferralList(BaseModel):
+    referrals: list[ReferralOut]
+
+
+class ReferralSummaryOut(SummaryOut):
+    referral: ReferralOut
+
+
+class AreaCountsOut(BaseModel):
+    level: str
+    decision_id: str
+    audit_event_id: str
+    metadata: dict[str, Any]
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    csv: str
+
+
+class LinkageStatusOut(BaseModel):
+    run: str
+    summary: dict[str, Any]
+
+
+class SubjectAccessOut(BaseModel):
+    person_key: str
+    disclosures: dict[str, Any]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text} for code, text in (
+        (401, "not authenticated"), (403, "refused (or, for a role that may not know, not "
+                                          "found: the two look the same)"),
+        (404, "not found"), (409, "conflicts with the current state"),
+        (413, "request body too large"), (422, "invalid input"),
+        (503, "a piece of the deployment is missing"))
+}
+
+# Routes whose requests name a person or change state: an invalid body is recorded too.
+RECORDED_ROUTES = {("POST", "/v1/consent"): "consent.record",
+                   ("POST", "/v1/summaries"): "summary.request",
+                   ("POST", "/v1/referrals"): "referral.create",
+                   ("POST", "/v1/audit/subject-access"): "audit.subject_access"}
+
+
 # -- the app ----------------------------------------------------------------------------
-async def current_user(request: Request,
-                       authorization: Annotated[str | None, Header()] = None) -> User:
+bearer = HTTPBearer(auto_error=False, description="an API token from `joinedup users add`, "
+                    "or an OIDC identity token")
+
+
+async def current_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
+) -> User:
     """Who is asking (401 if we cannot tell). Our API tokens are checked on the event loop
     (an HMAC and a stat: cheaper than a thread hop); an OIDC JWT may fetch the JWKS, so it
     is checked on the thread pool."""
     auth = request.app.state.ctx.auth
+    authorization = request.headers.get("authorization")
     try:
-        if authorization and looks_like_jwt(authorization.partition(" ")[2].strip()):
+        if credentials is not None and looks_like_jwt(credentials.credentials):
             return await run_in_threadpool(auth.authenticate, authorization)
         return auth.authenticate(authorization)
     except AuthError as exc:
@@ -194,7 +310,7 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None,
     (measured: bench/RESULTS-service.md)."""
     if not isinstance(home, Home):
         home = load_home(Path(home))
-    ctx = context or ServiceContext(home, shared=workers > 1)
+    ctx = context or ops.open_service(home, shared=workers > 1)
     summaries_on_the_loop = workers > 1
     process_id = secrets.token_hex(4)
     app = FastAPI(
@@ -203,10 +319,12 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None,
         description="Consented barrier summaries, referrals, area counts and a verifiable "
         "audit ledger for joined-up employment support. Authenticate with "
         "`Authorization: Bearer <token>` (from `joinedup users add`, or an OIDC JWT).",
+        docs_url=None, redoc_url=None,
     )
     app.state.ctx = ctx
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     _install_error_handlers(app)
+    _install_docs(app)
     from joinedup.pages.web import mount_pages  # the web pages (sign-in at /sign-in)
 
     mount_pages(app)
@@ -218,183 +336,145 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None,
 
         return HTMLResponse(render_status_page(_status(ctx)))
 
-    @app.get("/v1/health", tags=["meta"])
+    @app.get("/v1/health", tags=["meta"], response_model=Health)
     def health() -> dict:
         # Which process answers (a random id per process, not the OS pid): with --workers N,
         # operators and the tests see that every worker serves.
         return {"status": "ok", "version": __version__, "process": process_id}
 
-    @app.get("/v1/me", tags=["meta"])
+    @app.get("/v1/me", tags=["meta"], response_model=Me, responses=ERRORS)
     def me(user: Caller) -> dict:
         return user.subject()
 
     # -- consent ------------------------------------------------------------------------
-    @app.post("/v1/consent", status_code=201, tags=["consent"])
+    @app.post("/v1/consent", status_code=201, tags=["consent"],
+              response_model=ConsentGrantedOut, responses=ERRORS)
     def grant_consent(body: ConsentGrant, user: Caller) -> dict:
-        from consent import ConsentError
+        granted = ops.grant_consent(ctx, user, ops.GrantConsent(
+            identifiers=body.identifiers.raw(), purposes=body.purposes,
+            categories=body.categories, controllers=body.controllers,
+            collection_method=body.collection_method,
+            privacy_notice_version=body.privacy_notice_version, expires_at=body.expires_at))
+        return {"receipt_id": granted.receipt_id, "receipt": granted.receipt}
 
-        try:
-            return ctx.grant_consent(
-                user,
-                body.identifiers.raw(),
-                body.purposes,
-                body.categories,
-                controllers=body.controllers,
-                collection_method=body.collection_method,
-                privacy_notice_version=body.privacy_notice_version,
-                expires_at=body.expires_at,
-            )
-        except ConsentError as exc:
-            raise ApiError(422, "invalid_request", str(exc)) from exc
-
-    @app.post("/v1/consent/{receipt_id}/withdraw", tags=["consent"])
+    @app.post("/v1/consent/{receipt_id}/withdraw", tags=["consent"],
+              response_model=ConsentWithdrawnOut, responses=ERRORS)
     def withdraw_consent(receipt_id: Code, user: Caller) -> dict:
-        record = ctx.withdraw_consent(user, receipt_id)
-        return {"receipt_id": receipt_id, "withdrawn_at": record.withdrawn_at}
+        done = ops.withdraw_consent(ctx, user, ops.WithdrawConsent(receipt_id))
+        return {"receipt_id": done.receipt_id, "withdrawn_at": done.withdrawn_at}
 
-    @app.get("/v1/consent/{receipt_id}/receipt", tags=["consent"])
+    @app.get("/v1/consent/{receipt_id}/receipt", tags=["consent"], response_model=Open,
+             responses=ERRORS)
     def consent_receipt(receipt_id: Code, user: Caller) -> dict:
-        with ctx.one_entry():
-            record = ctx.consent_record(receipt_id)
-            ctx.decide(
-                user,
-                "consent.record",
-                {"person_key": record.person_key},
-                purpose=record.purposes[0] if record.purposes else None,
-            )
-            return ctx.consent.receipt(receipt_id)
+        return ops.read_receipt(ctx, user, ops.ReadReceipt(receipt_id))
 
     # -- summaries ----------------------------------------------------------------------
-    @app.post("/v1/summaries", tags=["summaries"], response_class=JSONResponse)
-    async def request_summary(body: SummaryRequest, user: Caller) -> JSONResponse:
+    @app.post("/v1/summaries", tags=["summaries"], response_class=JSONResponse,
+              response_model=SummaryOut, responses=ERRORS)
+    async def request_summary(body: SummaryBody, user: Caller) -> JSONResponse:
         # The hot path. With several worker processes it runs on this process's event loop;
         # with one, on the thread pool (once). The answer is plain JSON already, so it goes
         # out as it is (FastAPI's generic encoding of it cost ~0.1 ms a request).
+        request = ops.SummaryRequest(identifiers=body.identifiers.raw(), purpose=body.purpose,
+                                     categories=body.categories)
         if summaries_on_the_loop:
-            result = _summary(ctx, user.subject(), body)
+            result = ops.request_summary(ctx, user, request)
         else:
-            result = await run_in_threadpool(_summary, ctx, user.subject(), body)
-        return JSONResponse(result)
+            result = await run_in_threadpool(ops.request_summary, ctx, user, request)
+        return JSONResponse(result.to_dict())
 
     # -- referrals ----------------------------------------------------------------------
-    @app.post("/v1/referrals", status_code=201, tags=["referrals"])
-    def create_referral(body: ReferralRequest, user: Caller) -> dict:
-        referral = ctx.create_referral(
-            user, body.identifiers.raw(), body.provider, body.barriers, body.purpose
-        )
+    @app.post("/v1/referrals", status_code=201, tags=["referrals"], response_model=ReferralOut,
+              responses=ERRORS)
+    def create_referral(body: ReferralBody, user: Caller) -> dict:
+        referral = ops.create_referral(ctx, user, ops.CreateReferral(
+            identifiers=body.identifiers.raw(), provider=body.provider, barriers=body.barriers,
+            purpose=body.purpose))
         return referral.public()
 
-    @app.get("/v1/referrals", tags=["referrals"])
+    @app.get("/v1/referrals", tags=["referrals"], response_model=ReferralList,
+             responses=ERRORS)
     def list_referrals(user: Caller) -> dict:
         """The referrals addressed to the caller's organisation that the policy lets it
         read now (each one decided, so a withdrawn consent drops it from the list)."""
-        visible = []
-        with ctx.one_entry():
-            for referral in ctx.referrals_for(user.organisation):
-                decision = ctx.decide(
-                    user,
-                    "referral.read",
-                    referral_resource(referral),
-                    purpose=referral.purpose,
-                    consent=ctx.consent_state(referral.person_key, referral.purpose),
-                    refuse=False,
-                )
-                if decision.allow:
-                    visible.append(referral.public())
-            if visible:  # the listing's one entry carries each referral's decision
-                ctx.audit({"type": "referral.listed", "actor": user.subject(),
-                           "provider": user.organisation,
-                           "referral_ids": [r["referral_id"] for r in visible]})
-        return {"referrals": visible}
+        return {"referrals": ops.list_referrals(ctx, user)}
 
-    @app.get("/v1/referrals/{referral_id}", tags=["referrals"])
+    @app.get("/v1/referrals/{referral_id}", tags=["referrals"],
+             response_model=ReferralSummaryOut, responses=ERRORS)
     def read_referral(referral_id: Code, user: Caller) -> dict:
         """The referral summary: only the barriers the provider was asked to address."""
-        try:
-            referral = ctx.get_referral(referral_id)
-        except NotFound:
-            referral = None
-        if referral is None or referral.provider != user.organisation:
-            # Same answer for "absent" and "not yours" after the policy has had its say.
-            with ctx.one_entry():
-                ctx.decide(
-                    user,
-                    "referral.read",
-                    {"provider": user.organisation, "referred_to": []},
-                )
-            raise ApiError(404, "not_found", f"no referral {referral_id} for {user.organisation}")
-        collate = _collate()
-        return collate.request_referral_summary(ctx, user.subject(), referral)
+        read = ops.read_referral(ctx, user, ops.ReadReferral(referral_id))
+        return {**read.summary.to_dict(), "referral": read.referral.public()}
 
     # -- area counts --------------------------------------------------------------------
-    @app.get("/v1/area-counts", tags=["area counts"])
+    @app.get("/v1/area-counts", tags=["area counts"], response_model=AreaCountsOut,
+             responses=ERRORS)
     def area_counts(
         user: Caller,
         level: Annotated[str, Query(pattern=r"^(sector|district|ward|lsoa)$")] = "sector",
         purpose: Annotated[str, Query(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")] = "service_planning",
     ) -> dict:
-        collate = _collate()
-        return collate.request_area_counts(ctx, user.subject(), level=level, purpose=purpose)
+        return ops.request_area_counts(ctx, user, ops.AreaCountsRequest(level=level,
+                                                                        purpose=purpose))
 
     # -- linkage ------------------------------------------------------------------------
-    @app.get("/v1/linkage/status", tags=["linkage"])
+    @app.get("/v1/linkage/status", tags=["linkage"], response_model=LinkageStatusOut,
+             responses=ERRORS)
     def linkage_status(user: Caller) -> dict:
-        with ctx.one_entry():
-            ctx.decide(user, "linkage.report.read", {}, purpose="linkage_operations")
-            run = ctx.current_run_dir()
-            summary = _read_json(run / "summary.json")
-        return {"run": run.name, "summary": summary}
+        return ops.linkage.status(ctx, user)
 
-    @app.get("/v1/linkage/report", response_class=HTMLResponse, tags=["linkage"])
+    @app.get("/v1/linkage/report", response_class=HTMLResponse, tags=["linkage"],
+             responses=ERRORS)
     def linkage_report(user: Caller) -> HTMLResponse:
-        with ctx.one_entry():
-            ctx.decide(user, "linkage.report.read", {}, purpose="linkage_operations")
-            report = ctx.current_run_dir() / "report.html"
-            if not report.exists():
-                raise NotFound("the current run has no report")
-            return HTMLResponse(report.read_text())
+        return HTMLResponse(ops.linkage.report_html(ctx, user))
 
     # -- audit --------------------------------------------------------------------------
-    @app.get("/v1/audit/verify", tags=["audit"])
+    @app.get("/v1/audit/verify", tags=["audit"], response_model=Open, responses=ERRORS)
     def audit_verify(user: Caller) -> dict:
-        with ctx.one_entry():
-            ctx.decide(user, "audit.verify", {}, purpose="oversight")
-            return ctx.verify_ledger()
+        return ops.audit.verify(ctx, user)
 
-    @app.get("/v1/audit/report", tags=["audit"])
+    @app.get("/v1/audit/report", tags=["audit"], response_model=Open, responses=ERRORS)
     def audit_report(
         user: Caller,
-        from_: Annotated[str | None, Query(alias="from", pattern=r"^\d{4}-\d{2}-\d{2}")] = None,
-        to: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}")] = None,
+        from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+        to: Annotated[str | None, Query(max_length=40)] = None,
     ) -> dict:
-        with ctx.one_entry():
-            ctx.decide(user, "audit.report.read", {}, purpose="oversight")
-            return ctx.audit_report(from_, to)
+        return ops.audit.report(ctx, user, ops.audit.ReportRequest(from_, to))
 
-    @app.get("/v1/audit/proof/{event_id}", tags=["audit"])
+    @app.get("/v1/audit/proof/{event_id}", tags=["audit"], response_model=Open,
+             responses=ERRORS)
     def audit_proof(event_id: Code, user: Caller) -> dict:
-        with ctx.one_entry():
-            ctx.decide(user, "audit.verify", {}, purpose="oversight")
-            return ctx.inclusion_proof(event_id)
+        return ops.audit.inclusion_proof(ctx, user, event_id)
 
-    @app.post("/v1/audit/subject-access", tags=["audit"])
-    def audit_subject_access(body: SubjectAccessRequest, user: Caller) -> dict:
-        person_key = ctx.person_key(body.identifiers.raw())
-        with ctx.one_entry():
-            ctx.decide(
-                user, "audit.subject_access", {"person_key": person_key}, purpose="subject_access"
-            )
-            return {"person_key": person_key, "disclosures": ctx.subject_access(person_key)}
+    @app.post("/v1/audit/subject-access", tags=["audit"], response_model=SubjectAccessOut,
+              responses=ERRORS)
+    def audit_subject_access(body: SubjectAccessBody, user: Caller) -> dict:
+        return ops.audit.subject_access_request(ctx, user, body.identifiers.raw())
 
     return app
 
 
+DOCS_ASSETS = "/docs-assets"
+
+
+def _install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the swagger-ui-bundle package's files, served here: the page
+    loads nothing from any other host."""
+    import swagger_ui_bundle
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+              name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title="joinedup API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+
+
 # -- helpers ----------------------------------------------------------------------------
-def _summary(ctx: ServiceContext, subject: dict, body: SummaryRequest) -> dict:
-    return _collate().request_summary(ctx, subject, body.identifiers.raw(), purpose=body.purpose,
-                                      categories=body.categories)
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> Response:
@@ -402,21 +482,26 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> Response:
-        return _error(
-            403,
-            "forbidden",
-            "; ".join(exc.reasons),
-            reasons=exc.reasons,
-            decision_id=exc.decision_id,
-        )
+        return _error(403, "forbidden", "; ".join(exc.reasons), reasons=exc.reasons,
+                      decision_id=exc.decision_id)
 
-    @app.exception_handler(CollationInputError)
-    async def unusable_input(_: Request, exc: CollationInputError) -> Response:
+    @app.exception_handler(Withheld)
+    async def withheld(_: Request, exc: Withheld) -> Response:
+        # The same for "refused" and "not found": a role that may not know learns nothing.
+        return _error(403, "forbidden", str(exc), decision_id=exc.decision_id)
+
+    @app.exception_handler(InvalidInput)
+    async def unusable_input(_: Request, exc: InvalidInput) -> Response:
         if isinstance(exc, InvalidIdentifiers):  # every identifier route has `identifiers`
             problems = [{"field": f"body.identifiers.{name}", "reason": reason}
-                        for name, reason in exc.problems]
-            return _error(422, "invalid_request", str(exc), problems=problems)
-        return _error(422, "invalid_request", str(exc))
+                        for name, reason in exc.identifier_problems]
+        else:
+            problems = [{"field": f, "reason": r} for f, r in exc.problems]
+        return _error(422, "invalid_request", str(exc), problems=problems)
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, exc: Conflict) -> Response:
+        return _error(409, "conflict", str(exc))
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> Response:
@@ -427,14 +512,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(503, "not_available", f"not available yet: {exc}")
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        # Field paths and pydantic's messages, never the input (a path can hold a dict key
+        # the caller sent: those are redacted when recorded).
         problems = [
-            {
-                "field": ".".join(str(p) for p in err.get("loc", ())),
-                "reason": err.get("msg", "invalid"),
-            }
+            {"field": ".".join(str(p) for p in err.get("loc", ())),
+             "reason": err.get("msg", "invalid")}
             for err in exc.errors()
         ]
+        await run_in_threadpool(_record_invalid_body, request, problems)
         return _error(422, "invalid_request", "the request is not valid", problems=problems)
 
     @app.exception_handler(StarletteHTTPException)
@@ -462,20 +548,22 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal_error", "internal error; the operator's log has details")
 
 
-def _collate():
+def _record_invalid_body(request: Request, problems: list[dict]) -> None:
+    """A request that names a person (or changes state) is recorded even when its body is
+    invalid: one `request.invalid` entry, fields and reasons only."""
+    path = request.url.path
+    action = RECORDED_ROUTES.get((request.method, path))
+    if action is None and request.method == "POST" and path.startswith("/v1/consent/"):
+        action = "consent.record"  # a withdrawal
+    if action is None:
+        return
+    ctx: ServiceContext = request.app.state.ctx
     try:
-        from joinedup import collate
-    except ImportError as exc:
-        raise NotAvailable("collation (joinedup.collate)") from exc
-    return collate
-
-
-def _read_json(path: Path) -> dict:
-    import json
-
-    if not path.exists():
-        raise NotFound(f"{path.name} missing from the current run")
-    return json.loads(path.read_text())
+        user = ctx.auth.authenticate(request.headers.get("authorization"))
+    except AuthError:
+        return  # nobody to record it for; the route's 401 would have come first anyway
+    with Action(ctx, user, action) as act:
+        act.event_id = act.record_invalid([(p["field"], p["reason"]) for p in problems])
 
 
 def _status(ctx: ServiceContext) -> dict:

@@ -1,15 +1,7 @@
-"""Collation requests, composed from every concern (shared by the CLI and the HTTP API).
-
-A summary request: pseudonymise the identifiers at once (person key + encoding), look up
-consent, resolve the person against the current link run, ask the policy engine, apply its
-obligations (barrier categories and agency kinds), decrypt only that person's content rows
-of the permitted kinds, build the summary, and record the decision and the disclosure in
-the audit ledger. A refusal is recorded too (the policy decision event) and raised as
-`Refused`. Area counts: ask the policy, count every linked person by area, apply
-disclosure control, record the disclosure.
-
-Raw identifiers live only in the caller's memory for the length of the request: they are
-never logged, stored or put in an event.
+"""The collation engine as the service runs it: the current run's index in memory, the
+resolution of a person's identifiers to an entity, decryption of exactly the content rows
+asked for, and the area-counts table. No decisions and no ledger here: the actions that use
+these (joinedup/operations/summaries.py, referrals.py, area_counts.py) decide and record.
 """
 
 from __future__ import annotations
@@ -26,32 +18,20 @@ import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 
-from joinedup.service_context import (
-    CollationInputError,
-    InvalidIdentifiers,
-    NotFound,
-    Refused,
-    ServiceContext,
-    now_iso,
-    standardise_identifiers,
-)
-from joinedup.users import User
+from joinedup.errors import CollationInputError, NotFound
+from joinedup.service_context import ServiceContext, standardise_identifiers
 from linkage.collation import (
     DisclosureSettings,
     Taxonomy,
     area_of,
     area_profiles,
     assess_barriers,
-    build_barrier_summary,
     count_by_area,
     load_taxonomy,
     protect,
     read_area_lookup,
-    write_outputs,
 )
-from linkage.collation.area_counts import ROW_TOTAL_COLUMN, SUPPRESSED_MARK, TOTAL_ROW
 from linkage.collation.resolve import (
-    MATCHED,
     Resolution,
     ResolutionSettings,
     Scorer,
@@ -61,8 +41,6 @@ from linkage.collation.taxonomy import parse_date
 
 TAXONOMY_FILE = "taxonomy.toml"
 AREA_LOOKUP_FILE = "areas-lookup.csv"
-SUMMARY_PURPOSE = "employment_support"
-AREA_PURPOSE = "service_planning"
 LEVELS = ("sector", "district", "ward", "lsoa")
 STRONG_TOKENS = ("tk_nino", "tk_nhs")  # unique per person: an exact match elsewhere needs review
 
@@ -313,164 +291,10 @@ def resolution_settings(settings: dict) -> ResolutionSettings:
         raise CollationInputError(f"joinedup.toml [resolution]: {exc}") from exc
 
 
-def person_key_of(ctx: ServiceContext, identifiers) -> str:
-    try:
-        return ctx.person_key(identifiers)
-    except CollationInputError:
-        raise
-    except ValueError as exc:  # StandardisationError names the fields, never their values
-        raise CollationInputError(f"the identifiers cannot identify a person: {exc}") from exc
-
-
-def request_summary(
-    ctx: ServiceContext,
-    subject: dict,
-    identifiers: dict,
-    purpose: str = SUMMARY_PURPOSE,
-    categories: list[str] | None = None,
-    provider: str | None = None,
-    adjustment_gbp: float = 0.0,
-    adjustment_reason: str | None = None,
-    action: str = "summary.request",
-    scorer: Scorer | None = None,
-    as_of: date | None = None,
-) -> dict[str, Any]:
-    """A consented barrier summary of the person these identifiers resolve to.
-
-    Returns {"outcome": "matched", "summary": {...}, "text": "...", "decision_id"} or, when
-    the identifiers do not resolve to exactly one person, {"outcome": "no_match" |
-    "needs_review", "reason", "decision_id"} with no summary. Raises `Refused` when the
-    policy says no (the refusal is in the ledger). One ledger entry either way.
-    """
-    with ctx.one_entry():
-        return _request_summary(ctx, subject, identifiers, purpose, categories, provider,
-                                adjustment_gbp, adjustment_reason, action, scorer, as_of)
-
-
-def _request_summary(ctx, subject, identifiers, purpose, categories, provider, adjustment_gbp,
-                     adjustment_reason, action, scorer, as_of) -> dict[str, Any]:
-    user = _user(subject)
-    identity = standardise_identifiers(identifiers) if isinstance(identifiers, dict) else identifiers
-    person_key = person_key_of(ctx, identity)
-    consent = ctx.consent.current(person_key, purpose, now_iso())
-    resolution = resolve_identifiers(ctx, identity, scorer=scorer)
-    index = current_run_index(ctx)
-    refs = index.refs_of(resolution.entity_id) if resolution.outcome == MATCHED else []
-    kinds = sorted({k for s, _ in refs if (k := index.kind_of(s))})
-    resource: dict[str, Any] = {"person_key": person_key, "categories": list(categories or []),
-                                "sources": kinds}
-    if provider:
-        resource.update(provider=provider, referred_to=[provider])
-    decision = ctx.decide(user, action, resource, purpose=purpose, consent=consent)
-    if resolution.outcome != MATCHED:
-        # Allowed, nothing disclosed: the request's one entry is the decision saying so.
-        ctx.audit(ctx.decision_event(decision, outcome=resolution.outcome, disclosed=False))
-        return {**resolution.public(), "decision_id": decision.decision_id, "summary": None}
-    return _disclose_summary(
-        ctx, user, index, person_key, resolution.entity_id, refs, decision, consent, purpose,
-        adjustment_gbp, adjustment_reason, as_of, provider=provider,
-    )
-
-
-def request_referral_summary(ctx: ServiceContext, subject: dict, referral: Any,
-                             as_of: date | None = None) -> dict[str, Any]:
-    """A provider's view of a referral: only the barriers it was asked to address."""
-    with ctx.one_entry():
-        return _request_referral_summary(ctx, subject, referral, as_of)
-
-
-def _request_referral_summary(ctx: ServiceContext, subject: dict, referral: Any,
-                              as_of: date | None) -> dict[str, Any]:
-    user = _user(subject)
-    if not getattr(referral, "entity_id", None):
-        raise NotFound(f"referral {referral.referral_id} has no resolved person")
-    consent = ctx.consent.current(referral.person_key, referral.purpose, now_iso())
-    index = current_run_index(ctx)
-    refs = index.refs_of(referral.entity_id)
-    kinds = sorted({k for s, _ in refs if (k := index.kind_of(s))})
-    resource = {"person_key": referral.person_key, "categories": list(referral.barriers),
-                "sources": kinds, "provider": referral.provider, "referred_to": [referral.provider]}
-    decision = ctx.decide(user, "referral.read", resource, purpose=referral.purpose, consent=consent)
-    result = _disclose_summary(ctx, user, index, referral.person_key, referral.entity_id, refs,
-                               decision, consent, referral.purpose, 0.0, None, as_of,
-                               provider=referral.provider, event_type="referral.read",
-                               referral_id=referral.referral_id)
-    result["referral"] = referral.public() if hasattr(referral, "public") else None
-    return result
-
-
-def _disclose_summary(ctx, user, index, person_key, entity_id, refs, decision, consent, purpose,
-                      adjustment_gbp, adjustment_reason, as_of, provider=None,
-                      event_type="summary.disclosed", referral_id=None) -> dict[str, Any]:
-    obligations = decision.obligations or {}
-    allowed_categories = list(obligations.get("categories") or [])
-    allowed_kinds = set(obligations.get("sources") or [])
-    # Minimisation before decryption: only the rows of agency kinds the decision allows.
-    refs = [(s, r) for s, r in refs if index.kind_of(s) in allowed_kinds]
-    docs = decrypt_content(ctx, index, refs)
-    taxonomy = load_collation_taxonomy(ctx.home)
-    try:
-        summary = build_barrier_summary(
-            docs, taxonomy, categories=allowed_categories,
-            consent_receipt_id=consent.get("receipt_id"), policy_decision_id=decision.decision_id,
-            adjustment_gbp=adjustment_gbp, adjustment_reason=adjustment_reason, as_of=as_of,
-        )
-    except ValueError as exc:  # AdjustmentError: nothing disclosed
-        raise CollationInputError(str(exc)) from exc
-    event = {
-        "type": event_type,
-        "actor": user.subject(),
-        "person_key": person_key,
-        "entity_id": entity_id,
-        "summary_id": summary.summary_id,
-        "decision_id": decision.decision_id,
-        "receipt_id": consent.get("receipt_id"),
-        "purpose": purpose,
-        "categories": list(summary.categories_in_scope),
-        "sources": sorted(allowed_kinds),
-        "taxonomy_version": taxonomy.version,
-        "rows_decrypted": len(docs),
-    }
-    if summary.outcome_payment.adjustment_gbp:
-        event["payment_adjustment_gbp"] = summary.outcome_payment.adjustment_gbp
-    if provider:
-        event["provider"] = provider
-    if referral_id:
-        event["referral_id"] = referral_id
-    ctx.audit(event)
-    return {
-        "outcome": MATCHED,
-        "summary": summary.to_dict(),
-        "text": summary.to_text(taxonomy),
-        "decision_id": decision.decision_id,
-        "rows_decrypted": len(docs),
-    }
-
-
-def request_area_counts(
-    ctx: ServiceContext,
-    subject: dict,
-    level: str = "sector",
-    purpose: str = AREA_PURPOSE,
-    categories: list[str] | None = None,
-    out_dir: Path | None = None,
-    lookup_path: Path | None = None,
-    as_of: date | None = None,
-) -> dict[str, Any]:
-    """People with each barrier and with multiple disadvantage by area, suppressed and rounded."""
-    if level not in LEVELS:
-        raise CollationInputError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
-    with ctx.one_entry():
-        return _request_area_counts(ctx, subject, level, purpose, categories, out_dir,
-                                    lookup_path, as_of)
-
-
-def _request_area_counts(ctx, subject, level, purpose, categories, out_dir, lookup_path,
-                         as_of) -> dict[str, Any]:
-    user = _user(subject)
-    decision = ctx.decide(user, "area_counts.read", {"categories": list(categories or [])},
-                          purpose=purpose)
-    obligations = decision.obligations or {}
+def area_table(ctx: ServiceContext, obligations: dict, level: str,
+               lookup_path: Path | None = None, as_of: date | None = None):
+    """The protected area-counts table of every linked person, as the decision's
+    obligations allow: (table, counted barrier columns, taxonomy)."""
     settings = DisclosureSettings(
         min_count=int(obligations.get("suppression_threshold", 8)),
         rounding_base=int(obligations.get("rounding_base", 5)),
@@ -494,35 +318,7 @@ def _request_area_counts(ctx, subject, level, purpose, categories, out_dir, look
         people.append((area_of(_latest_area(person_docs), level, lookup), codes))
     table = protect(count_by_area(area_profiles(people, taxonomy.multiple_disadvantage_min),
                                   columns, level, settings, taxonomy.version))
-    meta = table.metadata()
-    event_id = ctx.audit({
-        "type": "area_counts.disclosed",
-        "actor": user.subject(),
-        "decision_id": decision.decision_id,
-        "purpose": purpose,
-        "level": level,
-        "categories": columns,
-        "taxonomy_version": taxonomy.version,
-        "areas": meta["areas"],
-        "suppressed_primary": meta["suppressed_primary"],
-        "suppressed_secondary": meta["suppressed_secondary"],
-    })
-    result: dict[str, Any] = {
-        "level": level,
-        "decision_id": decision.decision_id,
-        "audit_event_id": event_id,
-        "metadata": meta,
-        "columns": table.columns,
-        "rows": [
-            {"area": row, **{c: table.published((row, c)) for c in table.columns}}
-            for row in table.rows
-        ],
-        "csv": table.to_csv(),
-    }
-    if out_dir is not None:
-        paths = write_outputs(table, out_dir, {"decision_id": decision.decision_id})
-        result["files"] = {k: str(v) for k, v in paths.items()}
-    return result
+    return table, columns, taxonomy
 
 
 def _latest_area(docs: list[dict]) -> dict | None:
@@ -535,24 +331,3 @@ def _latest_area(docs: list[dict]) -> dict | None:
     ranked = sorted((d for d in docs if d.get("area")), key=lambda d: (latest(d), d.get("source", "")),
                     reverse=True)
     return ranked[0]["area"] if ranked else None
-
-
-def _user(subject: dict | User) -> User:
-    if isinstance(subject, User):
-        return subject
-    return User(id=str(subject.get("id")), role=str(subject.get("role")),
-                organisation=str(subject.get("organisation")))
-
-
-__all__ = [
-    "CollationInputError",
-    "InvalidIdentifiers",
-    "ROW_TOTAL_COLUMN",
-    "Refused",
-    "SUPPRESSED_MARK",
-    "TOTAL_ROW",
-    "request_area_counts",
-    "request_referral_summary",
-    "request_summary",
-    "resolve_identifiers",
-]

@@ -5,9 +5,9 @@ pseudonymised) → ingest → link → demo users → consent for some people �
 adviser (plus a refusal and a withdrawal) → refer one person to a provider → area counts
 → verify the ledger → ONE offline HTML overview.
 
-It calls the other concerns' public functions through the same ServiceContext the HTTP
-API uses. A step whose piece has not been built yet is reported as "not available yet";
-nothing is faked.
+Every user action goes through joinedup.operations, as the HTTP API's and the CLI's do
+(decided, recorded, applied); the demo plays each agency and each user. A step that fails
+is reported, the later steps say what they lack, and `joinedup demo` exits non-zero.
 
 The demo picks *which* synthetic people to show from the synthetic truth files (so the
 sample summaries are interesting); everything it shows is computed by the real pipeline.
@@ -29,9 +29,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from connectors.extract import pseudonymise_extract
+from connectors.synth import write_synthetic_sources
+from joinedup import operations as ops
+from joinedup.errors import NotAvailable, Refused
 from joinedup.home import Home, init_home
-from joinedup.service_context import NotAvailable, Refused, ServiceContext, now_iso
-from joinedup.users import User, open_user_store
+from joinedup.operations import linkage as linkage_ops
+from joinedup.service_context import HomeContext, ServiceContext, now_iso
+from joinedup.users import User
 
 DEMO_MARKER = ".joinedup-demo"
 SOURCES = (  # kind, source name, input under sources/
@@ -50,6 +55,7 @@ CONSENT_CATEGORIES = ["dwp", "council", "nhs", "housing",
                       "MH", "PH", "DIS", "SUB", "HOU", "FIN", "SKL", "CAR", "CLV", "FAM", "WRK"]
 SAMPLE_SUMMARIES = 5
 OVERVIEW_STEP = "write the HTML overview"
+DATA_OFFICER = User(id="demo-data-officer", role="data_officer", organisation="linkage-unit")
 
 
 class DemoError(Exception):
@@ -81,6 +87,11 @@ class DemoState:
     extract_dirs: list[Path] = field(default_factory=list)
     sample: list[dict] = field(default_factory=list)  # {"label", "identifiers"}
     overview: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Every step done (a step not done means the demo did not show what it should)."""
+        return all(step.status == "done" for step in self.steps)
 
     @property
     def sources_dir(self) -> Path:
@@ -151,30 +162,15 @@ def _progress(console: Console) -> Progress:
                     console=console, transient=True)
 
 
-def _need(module: str, attr: str | None = None):
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        raise StepUnavailable(f"{module} is not built yet") from exc
-    if attr is None:
-        return mod
-    if not hasattr(mod, attr):
-        raise StepUnavailable(f"{module}.{attr} is not built yet")
-    return getattr(mod, attr)
-
-
 # -- the steps --------------------------------------------------------------------------
 def _synthesise(state: DemoState) -> str:
-    write = _need("connectors.synth", "write_synthetic_sources")
     with state.console.status("synthesising four agencies' sources..."):
-        write(state.sources_dir, state.people, state.seed)
+        write_synthetic_sources(state.sources_dir, state.people, state.seed)
     return f"sources in {state.sources_dir}"
 
 
 def _extract(state: DemoState) -> str:
-    extract = _need("connectors.extract", "pseudonymise_extract")
+    extract = pseudonymise_extract
     keyring = state.home.keyring()
     counts = []
     with _progress(state.console) as progress:
@@ -188,32 +184,19 @@ def _extract(state: DemoState) -> str:
     return "accepted: " + ", ".join(counts)
 
 
-def _cli(args: list[str]) -> None:
-    """Run another concern's CLI command in-process (its documented public surface)."""
-    from joinedup.cli import cli
-
-    command = cli.commands.get(args[0])
-    if command is None:
-        raise StepUnavailable(f"`joinedup {args[0]}` is not built yet")
-    try:
-        cli.main(args, standalone_mode=False, prog_name="joinedup")
-    except SystemExit as exc:
-        if exc.code:
-            raise RuntimeError(f"`joinedup {' '.join(args[:1])}` exited {exc.code}") from exc
-
-
 def _ingest(state: DemoState) -> str:
     if not state.extract_dirs:
         raise StepUnavailable("no extracts (the extract step did not run)")
-    _cli(["ingest", "--home", str(state.root), *map(str, state.extract_dirs)])
+    with HomeContext(state.home) as hctx:
+        for extract_dir in state.extract_dirs:
+            linkage_ops.ingest(hctx, DATA_OFFICER, linkage_ops.IngestRequest(extract_dir))
     return f"{len(state.extract_dirs)} extracts registered"
 
 
 def _link(state: DemoState) -> str:
     run_dir = state.home.runs_dir / "demo-run"
-    _cli(["link", "--home", str(state.root), "--out", str(run_dir)])
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    with HomeContext(state.home) as hctx:
+        summary = linkage_ops.link(hctx, DATA_OFFICER, linkage_ops.LinkRequest(run_dir))
     report = run_dir / "report.html"
     quality = _linkage_quality(state, run_dir)
     state.overview["linkage"] = {
@@ -271,11 +254,12 @@ def _linkage_quality(state: DemoState, run_dir: Path) -> dict | None:
 
 
 def _open_service(state: DemoState) -> str:
-    state.ctx = ServiceContext(state.home)
-    store = open_user_store(state.home)
+    state.ctx = ops.open_service(state.home)
+    from joinedup.operations.users import OPERATOR, AddUser, add_user
+
     tokens = {}
     for role, org, name in DEMO_USERS:
-        user, token = store.add(role, org, name)
+        user, token = add_user(state.home, OPERATOR, AddUser(role, org, name))
         state.users[role] = user
         tokens[role] = {"user_id": user.id, "organisation": org, "token": token}
     # Kept so a newcomer can try `joinedup serve` with these users; 0600, demo only.
@@ -325,37 +309,36 @@ def _consent(state: DemoState) -> str:
     adviser = state.users["adviser"]
     consenting = state.sample[:-1]  # the last person does not consent (a refusal to show)
     for person in consenting:
-        receipt = ctx.grant_consent(adviser, person["identifiers"], ["employment_support"],
-                                    CONSENT_CATEGORIES)
-        person["receipt_id"] = receipt["receipt_id"]
+        granted = ops.grant_consent(ctx, adviser, ops.GrantConsent(
+            identifiers=person["identifiers"], purposes=["employment_support"],
+            categories=CONSENT_CATEGORIES))
+        person["receipt_id"] = granted.receipt_id
     return f"{len(consenting)} people consented; 1 did not"
 
 
 def _summaries(state: DemoState) -> str:
     ctx = _ctx(state, needs_run=True)
-    request_summary = _need("joinedup.collate", "request_summary")
     adviser = state.users["adviser"]
     shown, notes = [], []
     for person in state.sample:
         try:
-            result = request_summary(ctx, adviser.subject(), person["identifiers"],
-                                     purpose="employment_support")
-            if result.get("summary"):
-                shown.append({**result["summary"], "_label": person["label"]})
+            result = ops.request_summary(ctx, adviser, ops.SummaryRequest(person["identifiers"]))
+            if result.summary:
+                shown.append({**result.summary, "_label": person["label"]})
                 person["summary_shown"] = True
             else:
-                notes.append(f"{person['label']}: no summary — {result.get('outcome')}: "
-                             f"{result.get('reason', '')}")
+                notes.append(f"{person['label']}: no summary — {result.outcome}: "
+                             f"{result.reason or ''}")
         except Refused as exc:
             notes.append(f"{person['label']}: refused — {'; '.join(exc.reasons)}")
     # Withdrawal takes effect at once: withdraw one consent, ask again.
     withdrawn = next((p for p in reversed(state.sample) if p.get("receipt_id")), None)
     if withdrawn is not None:
-        ctx.withdraw_consent(adviser, withdrawn["receipt_id"])
+        ops.withdraw_consent(ctx, adviser, ops.WithdrawConsent(withdrawn["receipt_id"]))
         try:
-            request_summary(ctx, adviser.subject(), withdrawn["identifiers"],
-                            purpose="employment_support")
-            notes.append(f"{withdrawn['label']}: after withdrawal a summary was STILL given (defect)")
+            ops.request_summary(ctx, adviser, ops.SummaryRequest(withdrawn["identifiers"]))
+            raise RuntimeError(f"{withdrawn['label']}: after withdrawal a summary was STILL "
+                               "given (defect)")
         except Refused as exc:
             notes.append(f"{withdrawn['label']}: consent withdrawn, next request refused — "
                          f"{'; '.join(exc.reasons)}")
@@ -375,15 +358,15 @@ def _referral(state: DemoState) -> str:
         raise StepUnavailable("no consented summary to refer from")
     shown = next((s for s in summaries if s["_label"] == person["label"]), summaries[0])
     barriers = [b["code"] for b in shown.get("barriers", [])][:2] or ["WRK"]
-    referral = ctx.create_referral(state.users["adviser"], person["identifiers"], "provider-a",
-                                   barriers, "employment_support")
+    referral = ops.create_referral(ctx, state.users["adviser"], ops.CreateReferral(
+        identifiers=person["identifiers"], provider="provider-a", barriers=barriers))
     record = referral.public()
-    read = _need("joinedup.collate", "request_referral_summary")
-    provider_view = read(ctx, state.users["provider"].subject(), referral)
+    provider_view = ops.read_referral(ctx, state.users["provider"],
+                                      ops.ReadReferral(referral.referral_id)).summary
     state.overview["referral"] = {
         "record": record,
         "person": person["label"],
-        "provider_view": {**(provider_view.get("summary") or {}),
+        "provider_view": {**(provider_view.summary or {}),
                           "_label": f"what provider-a reads about {person['label']}"},
     }
     return f"{referral.referral_id} to provider-a for {', '.join(barriers)}"
@@ -391,33 +374,30 @@ def _referral(state: DemoState) -> str:
 
 def _area_counts(state: DemoState) -> str:
     ctx = _ctx(state, needs_run=True)
-    request_area_counts = _need("joinedup.collate", "request_area_counts")
     out_dir = state.root / "area-counts"
-    result = request_area_counts(ctx, state.users["governance"].subject(), level="sector",
-                                 purpose="service_planning", out_dir=out_dir)
+    result = ops.request_area_counts(ctx, state.users["governance"], ops.AreaCountsRequest(
+        level="sector", purpose="service_planning", out_dir=out_dir))
     state.overview["areas"] = _area_view(result, state.root)
     return f"{len(state.overview['areas']['rows']) - 1} postcode sectors; CSV and chart in {out_dir}"
 
 
 def _verify(state: DemoState) -> str:
+    from audit import render_report_html
+
     ctx = _ctx(state)
-    ctx.decide(state.users["governance"], "audit.verify", {}, purpose="oversight")
-    result = ctx.verify_ledger()
+    board = state.users["governance"]
+    result = ops.audit.verify(ctx, board)
     by_type: dict[str, int] = {}
     for event in ctx.ledger.events():
         by_type[event["type"]] = by_type.get(event["type"], 0) + 1
     audit = {"verified": bool(result.get("ok")), "facts": _flat(result), "by_type": by_type,
              "problem": "; ".join(result.get("problems") or [])}
-    try:
-        from joinedup.service_context import _audit_function
-
-        render = _audit_function("render_report_html", "report")
-        path = state.root / "audit-report.html"
-        path.write_text(render(ctx.audit_report(None, None)))
-        audit["report_href"] = path.name
-    except NotAvailable:
-        audit["facts"]["governance report"] = "not available yet"
+    path = state.root / "audit-report.html"
+    path.write_text(render_report_html(ops.audit.report(ctx, board, ops.audit.ReportRequest())))
+    audit["report_href"] = path.name
     state.overview["audit"] = audit
+    if not audit["verified"]:
+        raise RuntimeError(f"the ledger did not verify: {audit['problem']}")
     return f"{sum(by_type.values())} events, verified={audit['verified']}"
 
 
@@ -545,5 +525,5 @@ def _closing_summary(state: DemoState, seconds: float) -> None:
     tokens = state.home.secrets_dir / "demo-tokens.json"
     if tokens.exists():
         console.print(f"Try the API: joinedup serve --home {state.root}  (tokens: {tokens})")
-    if any(s.status == "failed" for s in state.steps):
+    if not state.ok:
         console.print(f"[red]Some steps failed; details in {state.root / 'demo-errors.log'}[/]")

@@ -112,15 +112,26 @@ class UserStore:
         os.replace(tmp, self.path)
 
     # -- management ----------------------------------------------------------------
-    def add(self, role: str, organisation: str, name: str = "") -> tuple[User, str]:
-        """Create a user; returns the user and its token (the only time it is visible)."""
+    def check_new(self, role: str, organisation: str) -> None:
+        """UserError unless a user of this role and organisation can be added."""
         if role not in ROLES:
             raise UserError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
         if not organisation or not organisation.strip():
             raise UserError("organisation must not be empty")
+
+    def get(self, user_id: str) -> User:
+        for user in self.list():
+            if user.id == user_id:
+                return user
+        raise UserError(f"no user {user_id!r}")
+
+    def add(self, role: str, organisation: str, name: str = "",
+            user_id: str | None = None) -> tuple[User, str]:
+        """Create a user; returns the user and its token (the only time it is visible)."""
+        self.check_new(role, organisation)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)  # 256 bits of randomness
         user = User(
-            id=f"u-{uuid.uuid4().hex[:12]}",
+            id=user_id or f"u-{uuid.uuid4().hex[:12]}",
             role=role,
             organisation=organisation.strip(),
             name=name.strip(),

@@ -186,10 +186,8 @@ def register(cli: click.Group) -> None:
 
         raw = read_json_object(identifiers, "identifiers")
         h = _home(home)
-        try:
-            from connectors.pseudonymise import person_key
-        except ImportError as exc:
-            raise click.ClickException(f"person keys are not available: {exc}") from exc
+        from connectors.pseudonymise import person_key
+
         try:
             key = person_key(h.keyring(), raw)
         except (ValueError, KeyError) as exc:  # StandardisationError names fields, not values

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from joinedup.commands.common import home_option, open_home, read_json_object
+from joinedup.commands.common import home_option, read_json_object, resolve_caller, service
 
 EXIT_NO_SUMMARY = 2
 EXIT_REFUSED = 3
@@ -48,30 +48,27 @@ def summary_command(home: Path | None, identifiers_file: Path, purpose: str, as_
     """A consented barrier summary of one person (the person in front of the adviser)."""
     identifiers = _read_identifiers(identifiers_file)
     categories = [c.strip().upper() for c in barriers.split(",") if c.strip()] if barriers else None
-    with _context(home) as ctx:
-        from joinedup import collate
-        from joinedup.service_context import NotAvailable, NotFound, Refused
+    from joinedup import operations as ops
+    from joinedup.errors import OperationError, Refused, Withheld
 
-        user = _resolve_user(ctx, as_user)
+    with service(home) as ctx:
+        user = resolve_caller(ctx.home, as_user)
         try:
             if user.role == "provider":
-                result = _provider_summary(ctx, collate, user, identifiers, purpose, categories)
+                result = _provider_summary(ctx, user, identifiers, categories)
             else:
-                result = collate.request_summary(
-                    ctx, user.subject(), identifiers, purpose=purpose, categories=categories,
-                    provider=provider, adjustment_gbp=adjust_gbp, adjustment_reason=reason,
-                )
-        except Refused as exc:
+                result = ops.request_summary(ctx, user, ops.SummaryRequest(
+                    identifiers=identifiers, purpose=purpose, categories=categories,
+                    provider=provider, adjustment_gbp=adjust_gbp, adjustment_reason=reason))
+        except (Refused, Withheld) as exc:
             _refused(exc)
-        except collate.CollationInputError as exc:
+        except OperationError as exc:
             raise click.ClickException(str(exc)) from exc
-        except (NotFound, NotAvailable) as exc:
-            raise click.ClickException(str(exc)) from exc
-    if result.get("summary") is None:
-        click.echo(f"no summary: {result['outcome']}: {result['reason']} "
-                   f"(decision {result.get('decision_id')})", err=True)
+    if result.summary is None:
+        click.echo(f"no summary: {result.outcome}: {result.reason} "
+                   f"(decision {result.decision_id})", err=True)
         sys.exit(EXIT_NO_SUMMARY)
-    click.echo(json.dumps(result["summary"], indent=2) if as_json else result["text"])
+    click.echo(json.dumps(result.summary, indent=2) if as_json else result.text)
 
 
 @click.command("hotspots")
@@ -89,20 +86,19 @@ def hotspots_command(home: Path | None, level: str, as_user: str, out_dir: Path,
                      barriers: str | None, lookup_path: Path | None) -> None:
     """People with each barrier and with multiple disadvantage by area, suppressed and rounded."""
     categories = [c.strip().upper() for c in barriers.split(",") if c.strip()] if barriers else None
-    with _context(home) as ctx:
-        from joinedup import collate
-        from joinedup.service_context import NotAvailable, NotFound, Refused
-        from linkage.collation import AreaCountsError
+    from joinedup import operations as ops
+    from joinedup.errors import OperationError, Refused, Withheld
+    from linkage.collation import AreaCountsError
 
-        user = _resolve_user(ctx, as_user)
+    with service(home) as ctx:
+        user = resolve_caller(ctx.home, as_user)
         try:
-            result = collate.request_area_counts(
-                ctx, user.subject(), level=level, purpose=purpose, categories=categories,
-                out_dir=out_dir, lookup_path=lookup_path,
-            )
-        except Refused as exc:
+            result = ops.request_area_counts(ctx, user, ops.AreaCountsRequest(
+                level=level, purpose=purpose, categories=categories, out_dir=out_dir,
+                lookup_path=lookup_path))
+        except (Refused, Withheld) as exc:
             _refused(exc)
-        except (collate.CollationInputError, AreaCountsError, NotFound, NotAvailable) as exc:
+        except (OperationError, AreaCountsError) as exc:
             raise click.ClickException(str(exc)) from exc
     meta = result["metadata"]
     click.echo(
@@ -114,19 +110,24 @@ def hotspots_command(home: Path | None, level: str, as_user: str, out_dir: Path,
         click.echo(f"  {name}: {path}")
 
 
-def _provider_summary(ctx, collate, user, identifiers, purpose, categories):
+def _provider_summary(ctx, user, identifiers, categories):
     """A provider reads the referral summary of a person referred to it: the referral
     records (not the caller) say who was referred and for which barriers."""
-    person_key = collate.person_key_of(ctx, identifiers)
-    referrals = [r for r in ctx.referrals_for(user.organisation) if r.person_key == person_key]
-    if not referrals:
-        # Still ask the policy, so the refusal is decided and recorded like any other.
-        ctx.decide(user, "referral.read", {"person_key": person_key, "provider": user.organisation,
-                                           "referred_to": []}, purpose=purpose)
-    referral = max(referrals, key=lambda r: r.created_at)
-    if categories:
-        referral.barriers = [c for c in referral.barriers if c in set(categories)]
-    return collate.request_referral_summary(ctx, user.subject(), referral)
+    from joinedup import operations as ops
+    from joinedup.operations.referrals import referrals_for
+
+    person_key = ctx.person_key(identifiers)
+    referrals = [r for r in referrals_for(ctx, user.organisation) if r.person_key == person_key]
+    referral_id = max(referrals, key=lambda r: r.created_at).referral_id if referrals else "none"
+    read = ops.read_referral(ctx, user, ops.ReadReferral(referral_id))
+    if categories:  # narrow what is shown, never widen what was disclosed
+        summary = dict(read.summary.summary or {})
+        summary["barriers"] = [b for b in summary.get("barriers", [])
+                               if b.get("code") in set(categories)]
+        from dataclasses import replace
+
+        return replace(read.summary, summary=summary)
+    return read.summary
 
 
 def _read_identifiers(path: Path) -> dict:
@@ -136,40 +137,9 @@ def _read_identifiers(path: Path) -> dict:
     return doc
 
 
-def _resolve_user(ctx, as_user: str):
-    from joinedup.users import User
-
-    for user in ctx.auth.users.list() if hasattr(ctx.auth, "users") else []:
-        if user.id == as_user:
-            if user.revoked_at:
-                raise click.ClickException(f"user {as_user} was revoked at {user.revoked_at}")
-            return user
-    parts = as_user.split(":")
-    if len(parts) == 3 and all(parts):
-        role, organisation, user_id = parts
-        return User(id=user_id, role=role, organisation=organisation)
-    raise click.ClickException(f"--as {as_user!r}: no such user (give a user id, or role:organisation:id)")
-
-
-class _context:
-    """Open the home's service context for one command, closing it afterwards."""
-
-    def __init__(self, home: Path | None) -> None:
-        self.home = home
-
-    def __enter__(self):
-        from joinedup.service_context import ServiceContext
-
-        self.ctx = ServiceContext(open_home(self.home))
-        return self.ctx
-
-    def __exit__(self, *exc) -> None:
-        self.ctx.close()
-
-
 def _refused(exc) -> None:
     click.echo(f"refused (decision {exc.decision_id}):", err=True)
-    for reason in exc.reasons:
+    for reason in getattr(exc, "reasons", None) or [str(exc)]:
         click.echo(f"  - {reason}", err=True)
     sys.exit(EXIT_REFUSED)
 

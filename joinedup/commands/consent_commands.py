@@ -3,7 +3,8 @@
 Identifiers (given name, family name, date of birth) come from a JSON file or a prompt, are
 turned into the pseudonymous person key at once (connectors.pseudonymise.person_key) and are
 never stored, printed or logged. Each command is decided by the policy (action
-`consent.record`) and, when the audit ledger is available, recorded in it.
+`consent.record`) and recorded in the ledger, through joinedup.operations (one entry
+each, the same as the API's).
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from typing import Any
 
 import click
 
-from joinedup.commands.common import home_option, read_json_object
+from joinedup.commands.common import (
+    fail_with,
+    home_option,
+    read_json_object,
+    resolve_caller,
+    service,
+)
 from joinedup.commands.common import open_home as _home
 
 IDENTITY_PROMPTS = (("given_name", "Given name"), ("family_name", "Family name"),
@@ -52,6 +59,15 @@ def _store(h):
     return ConsentStore(h.store_path, h.signing_key_path("consent"), catalogue)
 
 
+def _identity(identity_file: Path | None) -> dict:
+    """The identifiers, from the file or prompts (the caller drops them after use)."""
+    if identity_file is not None:
+        raw = read_json_object(identity_file, "identity")
+    else:
+        raw = {field: click.prompt(label) for field, label in IDENTITY_PROMPTS}
+    return {k: (str(v) if v is not None else None) for k, v in raw.items()}
+
+
 def _person_key(h, identity_file: Path | None) -> str:
     """Read identifiers, derive the person key, and drop the identifiers."""
     from connectors.pseudonymise import person_key
@@ -70,46 +86,6 @@ def _person_key(h, identity_file: Path | None) -> str:
     finally:
         raw.clear()
         identity.clear()
-
-
-def _decide(h, actor: dict[str, str], person_key: str, purpose: str) -> None:
-    """Ask the policy whether this actor may record consent; refuse in plain words if not."""
-    from policies import engine_from_settings
-
-    policy_input: dict[str, Any] = {
-        "subject": dict(actor), "action": "consent.record", "purpose": purpose,
-        "resource": {"person_key": person_key},
-    }
-    if actor["role"] == "citizen":
-        policy_input["subject"]["person_key"] = person_key
-    data_dir = h.config_dir / "policy-data"
-    engine = engine_from_settings(h.settings.get("policy", {}),
-                                  data_dir=data_dir if data_dir.is_dir() else None)
-    decision = engine.decide(policy_input)
-    _audit(h, decision.to_audit_event(h.keyring().audit_hash_key()))
-    if not decision.allow:
-        raise click.ClickException("refused: " + " ".join(decision.reasons))
-
-
-def _audit(h, event: dict[str, Any]) -> str | None:
-    """Append to the audit ledger if that package is installed (it is built in parallel)."""
-    try:
-        from audit import Ledger
-    except ImportError:
-        return None
-    ledger = Ledger(h.ledger_dir, h.signing_key_path("audit"))
-    try:
-        return ledger.append(event)
-    finally:
-        close = getattr(ledger, "close", None)
-        if close:
-            close()
-
-
-def _consent_event(kind: str, record, actor: dict[str, str], at: str) -> dict[str, Any]:
-    return {"type": kind, "time": at, "actor": dict(actor), "person_key": record.person_key,
-            "receipt_id": record.receipt_id, "purposes": list(record.purposes),
-            "categories": list(record.categories)}
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -141,26 +117,26 @@ def register(cli: click.Group) -> None:
     def grant(home, identity_file, actor_id, actor_role, actor_org, purposes, categories, method,
               expires_at, receipt_out) -> None:
         """Record a person's consent and issue a signed receipt."""
-        from consent import ConsentError
+        from joinedup import operations as ops
+        from joinedup.errors import OperationError
 
-        h = _home(home)
-        actor = {"id": actor_id, "role": actor_role, "organisation": actor_org}
-        key = _person_key(h, identity_file)
-        for purpose in purposes:
-            _decide(h, actor, key, purpose)
-        with _store(h) as store:
+        identity = _identity(identity_file)
+        with service(home) as ctx:
+            caller = resolve_caller(ctx.home, actor_id, actor_role, actor_org)
             try:
-                record = store.grant(key, list(purposes), list(categories), recorded_by=actor_id,
-                                     collection_method=method, expires_at=expires_at)
-            except ConsentError as exc:
-                raise click.ClickException(str(exc)) from exc
-            receipt = store.receipt(record.receipt_id)
-        _audit(h, _consent_event("consent.granted", record, actor, record.given_at))
+                granted = ops.grant_consent(ctx, caller, ops.GrantConsent(
+                    identifiers=identity, purposes=list(purposes), categories=list(categories),
+                    controllers=list(ctx.consent.catalogue.controllers),
+                    collection_method=method, expires_at=expires_at))
+            except OperationError as exc:
+                fail_with(exc)
+            finally:
+                identity.clear()
         if receipt_out:
-            _write_json(receipt_out, receipt)
-        click.echo(json.dumps({"receipt_id": record.receipt_id, "person_key": key,
-                               "purposes": record.purposes, "categories": record.categories,
-                               "expires_at": record.expires_at,
+            _write_json(receipt_out, granted.receipt)
+        click.echo(json.dumps({"receipt_id": granted.receipt_id, "person_key": granted.person_key,
+                               "purposes": granted.purposes, "categories": granted.categories,
+                               "expires_at": granted.expires_at,
                                "receipt": str(receipt_out) if receipt_out else None}, indent=2))
 
     @consent_group.command("withdraw")
@@ -170,27 +146,26 @@ def register(cli: click.Group) -> None:
     @click.option("--receipt", "receipt_id", default=None, help="Withdraw this consent only.")
     def withdraw(home, identity_file, actor_id, actor_role, actor_org, receipt_id) -> None:
         """Withdraw consent (one receipt, or every active consent of the person). Immediate."""
-        from consent import ConsentError
+        from joinedup import operations as ops
+        from joinedup.errors import OperationError
 
-        h = _home(home)
-        actor = {"id": actor_id, "role": actor_role, "organisation": actor_org}
-        with _store(h) as store:
-            try:
-                if receipt_id:
-                    targets = [store.record(receipt_id)]
-                else:
-                    key = _person_key(h, identity_file)
-                    targets = [r for r in store.records(key) if r.withdrawn_at is None]
-                if not targets:
-                    raise click.ClickException("this person has no consent to withdraw")
-                done = []
-                for record in targets:
-                    _decide(h, actor, record.person_key, record.purposes[0])
-                    withdrawn = store.withdraw(record.receipt_id, by=actor_id)
-                    _audit(h, _consent_event("consent.withdrawn", withdrawn, actor, withdrawn.withdrawn_at))
-                    done.append({"receipt_id": withdrawn.receipt_id, "withdrawn_at": withdrawn.withdrawn_at})
-            except ConsentError as exc:
-                raise click.ClickException(str(exc)) from exc
+        with service(home) as ctx:
+            caller = resolve_caller(ctx.home, actor_id, actor_role, actor_org)
+            if receipt_id:
+                targets = [receipt_id]
+            else:
+                key = _person_key(ctx.home, identity_file)
+                targets = [r.receipt_id for r in ctx.consent.records(key) if r.withdrawn_at is None]
+            if not targets:
+                raise click.ClickException("this person has no consent to withdraw")
+            done = []
+            for target in targets:
+                try:
+                    withdrawn = ops.withdraw_consent(ctx, caller, ops.WithdrawConsent(target))
+                except OperationError as exc:
+                    fail_with(exc)
+                done.append({"receipt_id": withdrawn.receipt_id,
+                             "withdrawn_at": withdrawn.withdrawn_at})
         click.echo(json.dumps({"withdrawn": done}, indent=2))
 
     @consent_group.command("show")

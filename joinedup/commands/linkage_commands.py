@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,17 +28,12 @@ def _load_home(home: Path | None):
 
 
 def _audit(h, event: dict[str, Any]) -> None:
-    """Append an audit event when the ledger is available (it is another concern's)."""
-    try:
-        from audit import Ledger
-    except ImportError:
-        return
+    """Append an audit event to the home's ledger."""
+    from audit import Ledger
+
     event = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "actor": DATA_OFFICER, **event}
-    ledger = Ledger(h.ledger_dir, h.signing_key_path("audit"))
-    try:
+    with Ledger(h.ledger_dir, h.signing_key_path("audit")) as ledger:
         ledger.append(event)
-    finally:
-        ledger.close()
 
 
 @click.command("ingest")
@@ -104,13 +98,8 @@ def link_command(
             )
         except (LinkError, SettingsError) as exc:
             raise click.ClickException(f"link failed (previous run untouched): {exc}") from exc
-    # A run under HOME/runs is named by its directory name; one elsewhere by its path.
-    in_runs = out_dir.absolute().parent.resolve() == h.runs_dir.resolve()
-    _write_current(h.runs_dir, out_dir.name if in_runs else str(out_dir.absolute()))
+    _commit_run(h, out_dir, summary)
     changes = summary["entity_changes"]
-    _audit(h, {"type": "linkage.run", "run_id": summary["run_id"],
-               "extract_ids": [e["extract_id"] for e in summary["extracts"]],
-               "records": summary["records"], "entities": summary["entities"]})
     click.echo(
         f"linked {summary['records']} records into {summary['entities']} entities "
         f"({changes['new']} new, {changes['merged']} merged, {changes['split']} split, "
@@ -130,10 +119,22 @@ def _current_run(h) -> Path | None:
     return run if (run / "records.parquet").exists() else None
 
 
-def _write_current(runs_dir: Path, name: str) -> None:
-    tmp = runs_dir / "CURRENT.tmp"
-    tmp.write_text(name + "\n")
-    os.replace(tmp, runs_dir / "CURRENT")
+def _commit_run(h, out_dir: Path, summary: dict) -> None:
+    """Make the run current through joinedup.operations: decided, `linkage.run` recorded,
+    then runs/CURRENT switched (a crash in between is finished when the service opens)."""
+    from joinedup.errors import OperationError
+    from joinedup.operations import linkage as linkage_ops
+    from joinedup.service_context import HomeContext
+    from joinedup.users import User
+
+    ctx = HomeContext(h)
+    try:
+        linkage_ops.commit_run(ctx, User(**DATA_OFFICER),
+                               linkage_ops.CommitRun(out_dir, summary))
+    except OperationError as exc:
+        raise click.ClickException(f"the run was not made current: {exc}") from exc
+    finally:
+        ctx.close()
 
 
 def register(cli: click.Group) -> None:

@@ -11,22 +11,6 @@ from joinedup.commands.common import open_home as _home
 from joinedup.users import ROLES, UserError, open_user_store
 
 
-def _audit_user_event(home, event: dict) -> None:
-    """Record user management in the ledger when the audit concern is available."""
-    try:
-        from joinedup.service_context import NotAvailable, _open_ledger, now_iso
-
-        ledger = _open_ledger(home)
-    except NotAvailable:
-        click.echo("note: audit ledger not available yet; user event not recorded", err=True)
-        return
-    event.setdefault("time", now_iso())
-    ledger.append(event)
-    close = getattr(ledger, "close", None)
-    if callable(close):
-        close()
-
-
 def register(cli: click.Group) -> None:
     """Add this concern's commands to the root group."""
 
@@ -41,14 +25,14 @@ def register(cli: click.Group) -> None:
     @click.option("--name", default="", help="A display name (optional).")
     def users_add(home: Path | None, role: str, org: str, name: str) -> None:
         """Create an API user and print its token ONCE."""
+        from joinedup.errors import Refused
+        from joinedup.operations.users import OPERATOR, AddUser, add_user
+
         h = _home(home)
         try:
-            user, token = open_user_store(h).add(role, org, name)
-        except UserError as exc:
+            user, token = add_user(h, OPERATOR, AddUser(role, org, name))
+        except (UserError, Refused) as exc:
             raise click.ClickException(str(exc)) from exc
-        operator = {"id": "cli", "role": "admin", "organisation": "operator"}
-        _audit_user_event(h, {"type": "user.added", "actor": operator, "user_id": user.id,
-                              "role": user.role, "organisation": user.organisation})
         click.echo(f"user {user.id} ({user.role} @ {user.organisation})")
         click.echo(f"token (shown once, keep it secret): {token}")
 
@@ -73,13 +57,14 @@ def register(cli: click.Group) -> None:
     @click.argument("user_id")
     def users_revoke(home: Path | None, user_id: str) -> None:
         """Revoke a user's token (takes effect on the server's next request)."""
+        from joinedup.errors import Refused
+        from joinedup.operations.users import OPERATOR, revoke_user
+
         h = _home(home)
         try:
-            user = open_user_store(h).revoke(user_id)
-        except UserError as exc:
+            user = revoke_user(h, OPERATOR, user_id)
+        except (UserError, Refused) as exc:
             raise click.ClickException(str(exc)) from exc
-        operator = {"id": "cli", "role": "admin", "organisation": "operator"}
-        _audit_user_event(h, {"type": "user.revoked", "actor": operator, "user_id": user.id})
         click.echo(f"revoked {user.id} at {user.revoked_at}")
 
     @cli.command("serve")
@@ -119,6 +104,10 @@ def register(cli: click.Group) -> None:
         from joinedup.demo import DemoError, run_demo
 
         try:
-            run_demo(home or Path("joinedup-demo"), people=people, seed=seed, force=force)
+            state = run_demo(home or Path("joinedup-demo"), people=people, seed=seed, force=force)
         except DemoError as exc:
             raise click.ClickException(str(exc)) from exc
+        if not state.ok:
+            failed = [s.name for s in state.steps if s.status != "done"]
+            raise click.ClickException(f"{len(failed)} demo step(s) did not complete: "
+                                       + "; ".join(failed))

@@ -7,11 +7,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors import content
-from joinedup import collate
 from joinedup.home import init_home
 from joinedup.service_context import ServiceContext
 from linkage import active_extracts, link_extracts
 from linkage.collation.resolve import MATCHED, NEEDS_REVIEW, NO_MATCH
+from tests.collation import actions as collate
 from tests.collation.standins import build_linked_home
 from tests.collation.test_collate import ADVISER, AS_OF, grant, identifiers_of, pick_people
 

@@ -38,12 +38,13 @@ def test_401_without_or_with_a_bad_or_revoked_token(live, home):
 
 def test_identifiers_accept_what_the_standardiser_accepts(live, home):
     """One standardiser: the connectors' forms of a date are accepted (the request then gets
-    as far as the missing link run), what it refuses is a 422 naming the field, never the value."""
+    as far as the policy, which refuses: no consent), what it refuses is a 422 naming the
+    field, never the value."""
     _, token = open_user_store(home).add("adviser", "csc-margate")
     with live.client(token) as c:
         for dob in ("3/2/1990", "03-02-1990", "1990-02-03", "3 Feb 1990", "19900203"):
             r = c.post("/v1/summaries", json={"identifiers": {**PERSON, "date_of_birth": dob}})
-            assert r.status_code == 404 and "link run" in r.json()["message"], (dob, r.text)
+            assert r.status_code == 403 and "consent" in r.json()["message"], (dob, r.text)
         for field, value, why in (("date_of_birth", "31/02/1990", "impossible date"),
                                   ("date_of_birth", "3/2/2990", "future"),
                                   ("date_of_birth", "yesterday", "unrecognised"),
@@ -59,7 +60,11 @@ def test_identifiers_accept_what_the_standardiser_accepts(live, home):
         r = c.post("/v1/consent", json={"identifiers": bad, "purposes": ["employment_support"],
                                         "categories": ["dwp"]})
         assert r.status_code == 422 and "date_of_birth" in r.json()["problems"][0]["field"]
-    assert live.app.state.ctx.ledger.size == 0  # nothing was decided, nothing recorded
+    # Each request named a person: one entry each, whatever its outcome; the invalid ones
+    # are `request.invalid` entries with the field and reason, never the value.
+    events = list(live.app.state.ctx.ledger.events())
+    assert [e["type"] for e in events] == ["policy.decision"] * 5 + ["request.invalid"] * 6
+    assert all("31/02/1990" not in str(e) and "yesterday" not in str(e) for e in events)
 
 
 def test_422_names_the_field(live, home):

@@ -42,20 +42,24 @@ def test_consent_adviser_allowed_others_refused_with_reasons(live, tokens):
             r = c.post("/v1/consent", json=GRANT)
             assert r.status_code == 403, (role, r.text)
             body = r.json()
-            assert body["error"] == "forbidden" and body["reasons"] and body["decision_id"]
+            # A role that may not know about the person hears no reasons (no consent status).
+            assert body["error"] == "forbidden" and "reasons" not in body and body["decision_id"]
             assert c.post(f"/v1/consent/{receipt_id}/withdraw").status_code == 403
     with live.client(tokens["adviser"]) as c:
         r = c.post(f"/v1/consent/{receipt_id}/withdraw")
         assert r.status_code == 200 and r.json()["withdrawn_at"]
-        assert c.post("/v1/consent/nope/withdraw").status_code == 404
+        # A second withdrawal changes nothing: 409. An unknown receipt looks like one held
+        # elsewhere (403, no reasons).
+        assert c.post(f"/v1/consent/{receipt_id}/withdraw").status_code == 409
+        assert c.post("/v1/consent/nope/withdraw").status_code == 403
     events = list(live.app.state.ctx.ledger.events())
     types = [e["type"] for e in events]
     assert types.count("consent.granted") == 1 and types.count("consent.withdrawn") == 1
-    # One entry per decided request (the unknown receipt is a 404 before any decision):
-    # grant, receipt, 3 roles x 2 refusals, withdrawal. Refusals are recorded too.
-    assert len(events) == 9
+    # One entry per request: grant, receipt, 3 roles x 2 refusals, withdrawal, the second
+    # withdrawal, the unknown receipt. Refusals are recorded too.
+    assert len(events) == 11
     decisions = [d for e in events for d in decisions_in(e)]
-    assert len(decisions) == 9 and sum(not d["allow"] for d in decisions) == 6
+    assert len(decisions) == 11 and sum(not d["allow"] for d in decisions) == 7
     assert events[0]["decision"]["action"] == "consent.record"  # carried by consent.granted
 
 

@@ -1,0 +1,70 @@
+"""Audit actions: verify the ledger, the governance report, an inclusion proof, and a
+person's subject access (what was shared about them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from audit import LedgerError, ReportError, build_report, subject_access, verify_ledger
+from joinedup.errors import InvalidInput, NotFound
+from joinedup.operations.protocol import Action, Caller
+from joinedup.service_context import ServiceContext
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    start: str | None = None
+    end: str | None = None
+
+
+def verify(ctx: ServiceContext, caller: Caller) -> dict:
+    with Action(ctx, caller, "audit.verify", purpose="oversight") as act:
+        act.decide({})
+        pem = ctx.ledger.public_key_path.read_bytes()
+        return verify_ledger(ctx.home.ledger_dir, pem).to_dict()
+
+
+def report(ctx: ServiceContext, caller: Caller, request: ReportRequest) -> dict:
+    """The governance report between two dates. A date that is not one is InvalidInput,
+    naming the parameter, never quoting it."""
+    with Action(ctx, caller, "audit.report.read", purpose="oversight") as act:
+        problems = [(name, "not a date or time (YYYY-MM-DD or ISO 8601)")
+                    for name, value in (("from", request.start), ("to", request.end))
+                    if value is not None and not _is_iso(value)]
+        if problems:
+            raise InvalidInput("; ".join(f"{n}: {r}" for n, r in problems), problems)
+        act.decide({})
+        try:
+            return build_report(ctx.ledger, request.start, request.end)
+        except ReportError as exc:
+            raise InvalidInput("the report period is not valid",
+                               [("from/to", type(exc).__name__)]) from None
+
+
+def _is_iso(value: str) -> bool:
+    for parse in (date.fromisoformat, lambda v: datetime.fromisoformat(v.replace("Z", "+00:00"))):
+        try:
+            parse(value)
+            return True
+        except ValueError:
+            continue
+    return False
+
+
+def inclusion_proof(ctx: ServiceContext, caller: Caller, event_id: str) -> dict:
+    with Action(ctx, caller, "audit.verify", purpose="oversight") as act:
+        act.check_text({"event_id": event_id})
+        act.decide({})
+        try:
+            return ctx.ledger.inclusion_proof(event_id)
+        except (LedgerError, IndexError, KeyError, ValueError) as exc:
+            raise NotFound(f"no event {event_id} in the ledger") from exc
+
+
+def subject_access_request(ctx: ServiceContext, caller: Caller, identifiers: dict) -> dict:
+    """Every disclosure about the person these identifiers name."""
+    with Action(ctx, caller, "audit.subject_access", purpose="subject_access") as act:
+        person_key = ctx.person_key(identifiers)
+        act.decide({"person_key": person_key})
+        return {"person_key": person_key, "disclosures": subject_access(ctx.ledger, person_key)}

@@ -1,0 +1,67 @@
+"""Finish, when the service opens, every effect whose ledger event was written before a
+crash: an action records its event first and applies it after, so after a kill -9 the
+ledger may hold an event whose effect is missing, never the reverse.
+
+The events read are those appended since the last recovery (a watermark kept in the
+store); each effect is applied idempotently, keyed by the event's ids:
+
+| event               | effect re-applied                               |
+|---------------------|-------------------------------------------------|
+| consent.granted     | the consent row (the event carries the record)  |
+| consent.withdrawn   | the withdrawal row                              |
+| referral.created    | the referral row (the event carries every column)|
+| linkage.run         | runs/CURRENT names the last recorded run        |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from consent import ConsentRecord
+from joinedup.operations.linkage import switch_current
+from joinedup.operations.referrals import insert_referral, referral_from_event
+from joinedup.service_context import ServiceContext
+
+WATERMARK_DDL = "CREATE TABLE IF NOT EXISTS ops_recovered (ledger_size BIGINT NOT NULL)"
+
+
+@dataclass
+class Recovered:
+    scanned: int = 0
+    reapplied: dict[str, int] = field(default_factory=dict)
+
+
+def recover(ctx: ServiceContext) -> Recovered:
+    """Re-apply what a crash left recorded but not applied; returns what was done."""
+    done = Recovered()
+    with ctx.store(write=True) as cur:
+        cur.execute(WATERMARK_DDL)
+        rows = cur.execute("SELECT max(ledger_size) FROM ops_recovered").fetchall()
+    start = int(rows[0][0] or 0) if rows else 0
+    ledger = ctx.ledger
+    end = ledger.size
+    if start > end:  # a ledger replaced under us: check all of it
+        start = 0
+    last_run: str | None = None
+    for event in ledger.events(start, end):
+        done.scanned += 1
+        kind = event.get("type")
+        if kind in ("consent.granted", "consent.withdrawn") and isinstance(event.get("record"), dict):
+            record = ConsentRecord(**event["record"])
+            if ctx.consent.apply(kind.split(".")[1], record, event["event_id"]):
+                done.reapplied[kind] = done.reapplied.get(kind, 0) + 1
+        elif kind == "referral.created" and "referral_id" in event:
+            if insert_referral(ctx, referral_from_event(event)):
+                done.reapplied[kind] = done.reapplied.get(kind, 0) + 1
+        elif kind == "linkage.run" and event.get("run"):
+            last_run = event["run"]
+    if last_run is not None:
+        marker = ctx.home.runs_dir / "CURRENT"
+        current = marker.read_text().strip() if marker.exists() else None
+        if current != last_run and (ctx.home.runs_dir / last_run).is_dir():
+            switch_current(ctx.home.runs_dir, last_run)
+            done.reapplied["linkage.run"] = 1
+    with ctx.store(write=True) as cur:
+        cur.execute("DELETE FROM ops_recovered")
+        cur.execute("INSERT INTO ops_recovered VALUES (?)", [end])
+    return done
