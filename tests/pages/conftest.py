@@ -134,22 +134,31 @@ def screenshot(page, name: str) -> Path:
 
 def consent_for(world: World, person: dict, categories: list[str] | None = None) -> str:
     """Record consent as the adviser would (through the same operation)."""
-    done = world.ctx.grant_consent(world.user("adviser"), identifiers(person),
-                                   ["employment_support"], categories or ALL_CATEGORIES,
-                                   privacy_notice_version="csc-notice-2026-01")
-    return done["receipt_id"]
+    from joinedup import operations as ops
+
+    done = ops.grant_consent(world.ctx, world.user("adviser"), ops.GrantConsent(
+        identifiers(person), ["employment_support"], categories or ALL_CATEGORIES,
+        privacy_notice_version="csc-notice-2026-01"))
+    return done.receipt_id
+
+
+def refer(world: World, person: dict, provider: str, barriers: list[str]):
+    from joinedup import operations as ops
+
+    return ops.create_referral(world.ctx, world.user("adviser"),
+                               ops.CreateReferral(identifiers(person), provider, barriers))
 
 
 def matched_person(world: World, start: int = 0) -> tuple[int, dict, dict]:
     """(index, identifiers, summary) of the next linked person with a consented, matched
     summary that has at least one barrier."""
-    from joinedup.collate import request_summary
+    from joinedup import operations as ops
 
-    adviser = world.user("adviser").subject()
     for n in range(start, len(world.people)):
         person = world.people[n]
         consent_for(world, person)
-        result = request_summary(world.ctx, adviser, identifiers(person))
+        result = ops.request_summary(world.ctx, world.user("adviser"),
+                                     ops.SummaryRequest(identifiers(person))).to_dict()
         if result.get("outcome") == "matched" and result["summary"]["barriers"]:
             return n, person, result
     raise AssertionError("no linked person with barriers among the claimants")

@@ -15,6 +15,7 @@ from tests.pages.conftest import (
     identifiers,
     matched_person,
     new_page,
+    refer,
     screenshot,
 )
 
@@ -52,8 +53,11 @@ def follow_link(page, href: str) -> None:
 def test_adviser_journey_with_the_keyboard_alone(browser, world: World):
     # A linked person with barriers and no consent yet (index past the ones other tests use).
     n, person, _ = matched_person(world, start=10)
+    from joinedup import operations as ops
+
     for record in world.ctx.consent.records(world.ctx.person_key(identifiers(person))):
-        world.ctx.withdraw_consent(world.user("adviser"), record.receipt_id)
+        ops.withdraw_consent(world.ctx, world.user("adviser"),
+                             ops.WithdrawConsent(record.receipt_id))
     page = new_page(browser, world)
     page.goto("/sign-in")
     type_into(page, "#token", world.tokens["adviser"])
@@ -113,8 +117,7 @@ def test_adviser_journey_with_the_keyboard_alone(browser, world: World):
 def test_provider_journey_from_inbox_to_outcome(browser, world: World):
     n, person, result = matched_person(world, start=20)
     codes = [b["code"] for b in result["summary"]["barriers"]]
-    referral = world.ctx.create_referral(world.user("adviser"), identifiers(person), "provider-a",
-                                         codes, "employment_support")
+    referral = refer(world, person, "provider-a", codes)
     page = new_page(browser, world, "provider")
     page.goto("/provider/referrals")
     row = page.locator("tr", has=page.locator(f"a:text-is('{referral.referral_id}')"))
@@ -205,13 +208,9 @@ def test_session_cookie_is_httponly_and_samesite_strict(browser, world: World):
 # Each form, what to send to make it fail, and the error-summary message expected.
 def test_every_form_shows_a_govuk_error_summary(browser, world: World):
     n, person, result = matched_person(world, start=33)
-    referral = world.ctx.create_referral(world.user("adviser"), identifiers(person), "provider-a",
-                                         [result["summary"]["barriers"][0]["code"]],
-                                         "employment_support")
-    accepted = world.ctx.create_referral(world.user("adviser"), identifiers(person),
-                                         "provider-a",
-                                         [result["summary"]["barriers"][0]["code"]],
-                                         "employment_support")
+    first = [result["summary"]["barriers"][0]["code"]]
+    referral = refer(world, person, "provider-a", first)
+    accepted = refer(world, person, "provider-a", first)
     from joinedup.pages.web import adapter
 
     adapter.respond_to_referral(world.ctx, world.user("provider"), accepted.referral_id, True, "")
@@ -319,9 +318,16 @@ def test_decision_lookup_shows_a_recorded_refusal(browser, world: World):
 
 def test_citizen_sees_what_was_shared_about_them(browser, world: World):
     n, person, _ = matched_person(world, start=36)
+    receipt = world.ctx.consent.current(world.ctx.person_key(identifiers(person)),
+                                        "employment_support")["receipt_id"]
     page = new_page(browser, world, "citizen")
     page.goto("/citizen/access")
     fill_identifiers(page, person)
+    page.fill("#receipt", "0" * 32)  # somebody else's, or nobody's, receipt: refused
+    page.click("button:has-text('Show me')")
+    assert "do not match" in page.locator(".govuk-error-summary").inner_text()
+    assert page.locator("#shared").count() == 0
+    page.fill("#receipt", receipt)
     page.click("button:has-text('Show me')")
     text = page.locator("#shared").inner_text()
     assert "csc-margate" in text and "summary of your barriers" in text

@@ -13,6 +13,7 @@ from tests.pages.conftest import (
     fill_identifiers,
     matched_person,
     new_page,
+    refer,
     screenshot,
 )
 
@@ -54,16 +55,9 @@ def setting(world: World) -> dict:
     """A consented, linked person with barriers, and a referral of them to provider-a."""
     n, person, result = matched_person(world)
     barriers = [b["code"] for b in result["summary"]["barriers"]]
-    referral = world.ctx.create_referral(world.user("adviser"), _ident(person), "provider-a",
-                                         barriers[:1], "employment_support")
+    referral = refer(world, person, "provider-a", barriers[:1])
     receipt = result["summary"]["consent_receipt_id"]
     return {"n": n, "person": person, "ref": referral.referral_id, "receipt": receipt}
-
-
-def _ident(person: dict) -> dict:
-    from tests.pages.conftest import identifiers
-
-    return identifiers(person)
 
 
 def _refusals(world: World, role: str) -> int:

@@ -20,16 +20,18 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from joinedup.pages.web import adapter
-from joinedup.pages.web.session import COOKIE, Session, SessionCodec, cookie_settings
-from joinedup.service_context import (
-    CollationInputError,
+from joinedup.errors import (
+    Conflict,
     InvalidIdentifiers,
+    InvalidInput,
     NotAvailable,
     NotFound,
     Refused,
-    ServiceContext,
+    Withheld,
 )
+from joinedup.pages.web import adapter
+from joinedup.pages.web.session import COOKIE, Session, SessionCodec, cookie_settings
+from joinedup.service_context import ServiceContext
 from joinedup.users import AuthError, User
 
 log = logging.getLogger("joinedup.pages")
@@ -125,12 +127,16 @@ class Page:
 
     def call(self, operation: Callable, *args: Any, **kwargs: Any) -> Any:
         """An operation of the adapter; a refusal, an absence or a missing piece becomes its
-        page. Bad input (CollationInputError) is left to the page, to show on the form."""
+        page. Bad input (InvalidInput) and a conflict are left to the page, to show on the
+        form."""
         try:
             return operation(self.ctx, self.user, *args, **kwargs)
         except Refused as exc:
             raise Bounce(self.render("refused.html", 403, title="You cannot do this",
                                      reasons=exc.reasons, decision_id=exc.decision_id)) from exc
+        except Withheld as exc:
+            raise Bounce(self.render("refused.html", 403, title="You cannot do this",
+                                     reasons=[str(exc)], decision_id=exc.decision_id)) from exc
         except NotFound as exc:
             raise Bounce(self.render("not_found.html", 404, title="Not found",
                                      message=str(exc))) from exc
@@ -256,17 +262,29 @@ def _answer(p: Page, handler, action, roles, purpose, signed_in) -> Response:
                         message="Something went wrong. The operator's log has details.")
 
 
-def input_errors(exc: CollationInputError, fields: dict[str, str] | None = None) -> list:
-    """(field id, message) pairs for the error summary from an operation's input error."""
+def input_errors(exc: InvalidInput | Conflict, fields: dict[str, str] | None = None) -> list:
+    """(field id, message) pairs for the error summary from an operation's input error:
+    each problem's field mapped to the form's field (`fields`), else the first field."""
     fields = fields or {}
-    if isinstance(exc, InvalidIdentifiers):
-        return [(name, f"{LABELS.get(name, name)}: {reason}") for name, reason in exc.problems]
-    text = str(exc)
-    name, _, message = text.partition(": ")
-    if message and name in fields:
-        return [(fields[name], message[:1].upper() + message[1:])]
     first = next(iter(fields.values()), "main-content")
-    return [(first, text[:1].upper() + text[1:])]
+    if isinstance(exc, InvalidIdentifiers):
+        return [(name, f"{LABELS.get(name, name)}: {reason}")
+                for name, reason in exc.identifier_problems]
+    problems = getattr(exc, "problems", None) or []
+    if not problems:
+        text = str(exc)
+        name, _, message = text.partition(": ")
+        problems = [(name, message)] if message and name in fields else [("", text)]
+    out = []
+    for name, message in problems:
+        name = name.removeprefix("identifiers.")
+        target = fields.get(name) or (name if name in LABELS else first)
+        out.append((target, _sentence(message if name in fields else str(exc))))
+    return out
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 LABELS = {"given_name": "First name", "family_name": "Last name",

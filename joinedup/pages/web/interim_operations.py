@@ -1,7 +1,8 @@
-"""Operations the web pages need that the service had no function for yet, in the
-operations layer's shape `(ctx, caller, request) -> result` and its protocol: decide (the
-policy, default deny), record (one ledger entry per request), then apply. They belong in
-`joinedup/operations/`; they are here, behind `adapter`, until they move.
+"""Operations the web pages need that `joinedup.operations` has no function for yet, in its
+shape `(ctx, caller, request) -> result` and with its `Action` protocol: decide (the
+policy, default deny), record (the one ledger entry), then apply (idempotently, keyed by
+the event id). They belong in `joinedup/operations/`; they are here, behind `adapter`,
+until they move.
 
 Tables of their own in the store: `referral_events` (a provider's answer and the outcomes
 it records, append-only) and `self_reported_barriers`.
@@ -11,20 +12,15 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from joinedup.service_context import (
-    CollationInputError,
-    NotFound,
-    Refused,
-    ServiceContext,
-    now_iso,
-    referral_resource,
-)
+from joinedup.errors import InvalidInput, NotFound, Refused, Withheld
+from joinedup.operations.protocol import Action, may_know_person
+from joinedup.operations.referrals import find_referral
+from joinedup.service_context import ServiceContext, now_iso
 from joinedup.users import User
 
 TRIGGER_QUESTIONS_FILE = "trigger-questions.toml"
@@ -42,6 +38,7 @@ CREATE TABLE IF NOT EXISTS referral_events (
     recorded_at VARCHAR NOT NULL
 )""", """
 CREATE TABLE IF NOT EXISTS self_reported_barriers (
+    event_id VARCHAR NOT NULL,
     person_key VARCHAR NOT NULL,
     code VARCHAR NOT NULL,
     question_id VARCHAR NOT NULL,
@@ -172,36 +169,34 @@ def role_may(ctx: ServiceContext, caller: User, action: str) -> bool:
 
 
 def refuse_page(ctx: ServiceContext, caller: User, action: str, purpose: str | None) -> None:
-    """A page of an action the caller's role is not granted: the policy decides (and says
-    why), the decision is recorded like the API's, and Refused is raised."""
-    with ctx.one_entry():
-        decision = ctx.decide(caller, action, {}, purpose=purpose)
-    raise Refused(["This page is not for your role."], decision.decision_id)
+    """A page of an action the caller's role is not granted: the policy decides on an empty
+    resource (no person: its reasons are about the role), the refusal is recorded as the
+    API's is, and Refused is raised."""
+    with Action(ctx, caller, action, purpose=purpose) as act:
+        decision = act.decide({}, reveal=True)
+        raise Refused(["This page is not for your role."], decision.decision_id)
 
 
-def _guard_text(field: str, text: str) -> None:
-    """Free text that goes to the ledger must not carry an identifier."""
-    from audit.guard import scan_for_identifiers
-
-    if scan_for_identifiers({field: text}):
-        raise CollationInputError(
-            f"{field}: looks like it contains an identifier (a postcode, NHS number or NI "
-            "number); describe the reason without one")
+def _invalid(field: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{field}: {message}", [(field, message)])
 
 
 # -- referrals: the provider's answer and outcomes ---------------------------------------
-def _referral_for_provider(ctx: ServiceContext, caller: User, referral_id: str, action: str):
-    """The referral, if it is addressed to the caller's organisation; else the policy has
-    its say on an empty resource and NotFound (absent and not yours look the same)."""
-    try:
-        referral = ctx.get_referral(referral_id)
-    except NotFound:
-        referral = None
-    if referral is None or referral.provider != caller.organisation:
-        ctx.decide(caller, action, {"provider": caller.organisation, "referred_to": []},
-                   purpose="employment_support")
-        raise NotFound(f"no referral {referral_id} for {caller.organisation}")
-    return referral
+def _provider_referral(ctx: ServiceContext, act: Action, referral_id: str):
+    """The referral if it is addressed to the caller's organisation, decided; else the
+    policy has its say on an empty resource and the answer is Withheld (absent and "not
+    yours" look the same). A provider never hears why (consent status is not its to know)."""
+    act.check_text({"referral_id": referral_id})
+    act.consent = {"status": "unknown", "controllers": []}
+    referral = find_referral(ctx, referral_id)
+    if referral is None or referral.provider != act.caller.organisation:
+        act.decide({"provider": act.caller.organisation, "referred_to": []},
+                   purpose="employment_support", reveal=False)
+        raise Withheld(act.decisions[-1].decision_id)
+    decision = act.decide(referral.resource(), purpose=referral.purpose, reveal=False,
+                          consent=ctx.consent.current(referral.person_key, referral.purpose,
+                                                      now_iso()))
+    return referral, decision
 
 
 def referral_statuses(ctx: ServiceContext, referral_ids: list[str]) -> dict[str, dict]:
@@ -213,7 +208,8 @@ def referral_statuses(ctx: ServiceContext, referral_ids: list[str]) -> dict[str,
     with ctx.store() as cur:
         rows = cur.execute(
             f"SELECT referral_id, kind, detail, recorded_at FROM referral_events "
-            f"WHERE referral_id IN ({marks}) ORDER BY recorded_at, event_id", referral_ids).fetchall()
+            f"WHERE referral_id IN ({marks}) ORDER BY recorded_at, event_id",
+            referral_ids).fetchall()
     out: dict[str, dict] = {}
     for referral_id, kind, detail, at in rows:
         state = out.setdefault(referral_id, {"status": "new", "outcomes": {}})
@@ -230,26 +226,22 @@ def respond_to_referral(ctx: ServiceContext, caller: User, referral_id: str, acc
     """A provider accepts or declines a referral addressed to it, with a reason (required
     to decline)."""
     reason = (reason or "").strip()
-    with ctx.one_entry():
-        referral = _referral_for_provider(ctx, caller, referral_id, "referral.respond")
-        decision = ctx.decide(caller, "referral.respond", referral_resource(referral),
-                              purpose=referral.purpose,
-                              consent=ctx.consent_state(referral.person_key, referral.purpose))
+    with Action(ctx, caller, "referral.respond", purpose="employment_support") as act:
+        act.check_text({"reason": reason})
+        referral, _ = _provider_referral(ctx, act, referral_id)
         if not accept and not reason:
-            raise CollationInputError("reason: say why the referral is declined")
+            raise _invalid("reason", "say why the referral is declined")
         if len(reason) > MAX_REASON:
-            raise CollationInputError(f"reason: at most {MAX_REASON} characters")
-        if reason:
-            _guard_text("reason", reason)
+            raise _invalid("reason", f"at most {MAX_REASON} characters")
         current = referral_statuses(ctx, [referral_id]).get(referral_id, {"status": "new"})
         if current["status"] != "new":
-            raise CollationInputError(f"referral: already {current['status']}")
+            raise _invalid("referral", f"already {current['status']}")
         kind = "accepted" if accept else "declined"
-        ctx.audit({"type": f"referral.{kind}", "actor": caller.subject(),
-                   "referral_id": referral_id, "person_key": referral.person_key,
-                   "provider": referral.provider, "decision_id": decision.decision_id,
-                   **({"reason": reason} if reason else {})})
-        _add_event(ctx, caller, referral_id, kind, {"reason": reason} if reason else {})
+        detail = {"reason": reason} if reason else {}
+        event_id = act.record({"type": f"referral.{kind}", "referral_id": referral_id,
+                               "person_key": referral.person_key,
+                               "provider": referral.provider, **detail})
+        _apply_event(ctx, caller, event_id, referral_id, kind, detail)
     return {"referral_id": referral_id, "status": kind}
 
 
@@ -258,59 +250,72 @@ def record_outcome(ctx: ServiceContext, caller: User, referral_id: str, mileston
     """A provider records a job outcome of an accepted referral: milestones in order, each
     on or after the job start plus its weeks, never in the future."""
     schedule = outcome_schedule(ctx)
-    with ctx.one_entry():
-        referral = _referral_for_provider(ctx, caller, referral_id, "outcome.record")
-        decision = ctx.decide(caller, "outcome.record", referral_resource(referral),
-                              purpose=referral.purpose,
-                              consent=ctx.consent_state(referral.person_key, referral.purpose))
+    with Action(ctx, caller, "outcome.record", purpose="employment_support") as act:
+        act.check_text({"milestone": milestone, "date": on})
+        referral, _ = _provider_referral(ctx, act, referral_id)
         if milestone not in schedule.milestones:
-            raise CollationInputError("milestone: choose one of the outcomes listed")
+            raise _invalid("milestone", "choose one of the outcomes listed")
         try:
             when = date.fromisoformat(on)
-        except (TypeError, ValueError) as exc:
-            raise CollationInputError("date: enter a real date, for example 2026-03-27") from exc
+        except (TypeError, ValueError):
+            raise _invalid("date", "enter a real date, for example 2026-03-27") from None
         if when > date.today():
-            raise CollationInputError("date: must be today or in the past")
-        state = referral_statuses(ctx, [referral_id]).get(referral_id, {"status": "new",
-                                                                        "outcomes": {}})
+            raise _invalid("date", "must be today or in the past")
+        state = referral_statuses(ctx, [referral_id]).get(
+            referral_id, {"status": "new", "outcomes": {}})
         if state["status"] != "accepted":
-            raise CollationInputError("referral: accept the referral before recording outcomes")
+            raise _invalid("referral", "accept the referral before recording outcomes")
         if milestone in state["outcomes"]:
-            raise CollationInputError(f"milestone: {milestone} is already recorded")
+            raise _invalid("milestone", f"{milestone} is already recorded")
         names = list(schedule.milestones)
         earlier = names[: names.index(milestone)]
         missing = [m for m in earlier if m not in state["outcomes"]]
         if missing:
-            raise CollationInputError(f"milestone: record {missing[0]} first")
+            raise _invalid("milestone", f"record {missing[0]} first")
         if earlier:
             start = date.fromisoformat(state["outcomes"][names[0]])
             weeks = schedule.milestones[milestone]["weeks_after_job_start"]
             if when < start + timedelta(weeks=weeks):
-                raise CollationInputError(
-                    f"date: must be at least {weeks} weeks after the job start ({start})")
-        share = schedule.milestones[milestone]["share"]
-        ctx.audit({"type": "outcome.recorded", "actor": caller.subject(),
-                   "referral_id": referral_id, "person_key": referral.person_key,
-                   "provider": referral.provider, "milestone": milestone, "date": when.isoformat(),
-                   "share": share, "outcomes_version": schedule.version,
-                   "decision_id": decision.decision_id})
-        _add_event(ctx, caller, referral_id, "outcome",
-                   {"milestone": milestone, "date": when.isoformat()})
-    return {"referral_id": referral_id, "milestone": milestone, "date": when.isoformat()}
+                raise _invalid("date", f"must be at least {weeks} weeks after the job start "
+                                       f"({start})")
+        detail = {"milestone": milestone, "date": when.isoformat()}
+        event_id = act.record({"type": "outcome.recorded", "referral_id": referral_id,
+                               "person_key": referral.person_key, "provider": referral.provider,
+                               **detail, "share": schedule.milestones[milestone]["share"],
+                               "outcomes_version": schedule.version})
+        _apply_event(ctx, caller, event_id, referral_id, "outcome", detail)
+    return {"referral_id": referral_id, **detail}
 
 
-def _add_event(ctx: ServiceContext, caller: User, referral_id: str, kind: str, detail: dict) -> None:
+def _apply_event(ctx: ServiceContext, caller: User, event_id: str, referral_id: str,
+                 kind: str, detail: dict) -> None:
+    """Apply a recorded answer or outcome (idempotent: keyed by its ledger event id)."""
     _tables(ctx)
     with ctx.store(write=True) as cur:
-        cur.execute("INSERT INTO referral_events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [f"rev-{uuid.uuid4().hex}", referral_id, kind, json.dumps(detail), caller.id,
+        cur.execute("INSERT OR IGNORE INTO referral_events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [event_id, referral_id, kind, json.dumps(detail), caller.id,
                      caller.organisation, now_iso()])
+
+
+def payment_due(ctx: ServiceContext, summary: dict | None, status: dict) -> dict:
+    """The outcome payment due on a referral: the tariff over the barriers referred (the
+    summary's outcome payment) times the share of each milestone recorded."""
+    schedule = outcome_schedule(ctx)
+    total = float(((summary or {}).get("outcome_payment") or {}).get("total_gbp") or 0.0)
+    rows = []
+    for name, ms in schedule.milestones.items():
+        done = status.get("outcomes", {}).get(name)
+        rows.append({"milestone": name, "title": ms["title"], "share": ms["share"],
+                     "recorded": done, "due_gbp": round(total * ms["share"], 2) if done else None})
+    return {"total_gbp": total, "rows": rows, "schedule_version": schedule.version,
+            "due_gbp": round(sum(r["due_gbp"] or 0.0 for r in rows), 2)}
 
 
 def caseload(ctx: ServiceContext, caller: User) -> list[dict]:
     """The referrals this adviser made, with their status (no barrier in the list)."""
-    with ctx.one_entry():
-        ctx.decide(caller, "referral.track", {}, purpose="employment_support")
+    _tables(ctx)
+    with Action(ctx, caller, "referral.track", purpose="employment_support") as act:
+        act.decide({})
         with ctx.store() as cur:
             rows = cur.execute(
                 "SELECT referral_id, provider, created_at FROM referrals WHERE created_by = ? "
@@ -320,32 +325,47 @@ def caseload(ctx: ServiceContext, caller: User) -> list[dict]:
              **statuses.get(r[0], {"status": "new", "outcomes": {}})} for r in rows]
 
 
-# -- self-reported barriers -------------------------------------------------------------
+# -- consent history, self-reported barriers ----------------------------------------------
+def consent_history(ctx: ServiceContext, caller: User, identifiers: dict) -> dict:
+    """The person's consents held by the caller's organisation, and their history."""
+    with Action(ctx, caller, "consent.record", purpose="employment_support") as act:
+        person_key = ctx.person_key(identifiers)
+        act.consent = ctx.consent.current(person_key, "employment_support", now_iso(),
+                                          controller=caller.organisation)
+        act.decide({"person_key": person_key})
+        records = [r.to_dict() for r in ctx.consent.records(person_key)
+                   if caller.organisation in r.controllers]
+        held = {r["receipt_id"] for r in records}
+        history = [h for h in ctx.consent.history(person_key) if h["receipt_id"] in held]
+        act.record(act.decision_event(outcome="consent.history.read", person_key=person_key))
+    return {"records": records, "history": history}
+
+
 def record_self_reported(ctx: ServiceContext, caller: User, identifiers: dict,
                          question_ids: list[str]) -> dict:
     """Barriers the person reports in answer to the trigger questions, recorded as such."""
     questions = trigger_questions(ctx)
     by_id = {q["id"]: q for q in questions.questions}
-    unknown = [q for q in question_ids if q not in by_id]
-    if unknown or not question_ids:
-        raise CollationInputError("questions: choose at least one answer that applies")
-    codes = sorted({by_id[q]["barrier"] for q in question_ids})
-    with ctx.one_entry():
+    with Action(ctx, caller, "barrier.self_report", purpose="employment_support") as act:
+        act.check_text({"answers": list(question_ids)})
+        if not question_ids or any(q not in by_id for q in question_ids):
+            raise _invalid("questions", "choose at least one answer that applies")
+        codes = sorted({by_id[q]["barrier"] for q in question_ids})
         person_key = ctx.person_key(identifiers)
-        decision = ctx.decide(caller, "barrier.self_report",
-                              {"person_key": person_key, "categories": codes},
-                              purpose="employment_support",
-                              consent=ctx.consent_state(person_key, "employment_support"))
-        ctx.audit({"type": "barrier.self_reported", "actor": caller.subject(),
-                   "person_key": person_key, "categories": codes,
-                   "questions_version": questions.version, "decision_id": decision.decision_id})
+        consent = ctx.consent.current(person_key, "employment_support", now_iso(),
+                                      controller=caller.organisation)
+        act.decide({"person_key": person_key, "categories": codes}, consent=consent,
+                   reveal=may_know_person(caller, consent))
+        event_id = act.record({"type": "barrier.self_reported", "person_key": person_key,
+                               "categories": codes, "questions": sorted(set(question_ids)),
+                               "questions_version": questions.version})
         _tables(ctx)
-        at = now_iso()
         with ctx.store(write=True) as cur:
-            for q in question_ids:
-                cur.execute("INSERT INTO self_reported_barriers VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [person_key, by_id[q]["barrier"], q, questions.version, caller.id,
-                             caller.organisation, at])
+            cur.execute("DELETE FROM self_reported_barriers WHERE event_id = ?", [event_id])
+            for q in sorted(set(question_ids)):
+                cur.execute("INSERT INTO self_reported_barriers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [event_id, person_key, by_id[q]["barrier"], q, questions.version,
+                             caller.id, caller.organisation, now_iso()])
     return {"categories": codes}
 
 
@@ -354,8 +374,9 @@ def self_reported(ctx: ServiceContext, person_key: str) -> list[dict]:
     _tables(ctx)
     with ctx.store() as cur:
         rows = cur.execute(
-            "SELECT code, question_id, max(recorded_at) FROM self_reported_barriers WHERE person_key = ? "
-            "GROUP BY code, question_id ORDER BY code", [person_key]).fetchall()
+            "SELECT code, question_id, max(recorded_at) FROM self_reported_barriers "
+            "WHERE person_key = ? GROUP BY code, question_id ORDER BY code",
+            [person_key]).fetchall()
     return [{"code": r[0], "question_id": r[1], "reported_at": r[2]} for r in rows]
 
 
@@ -376,8 +397,8 @@ def outcomes_by_provider(ctx: ServiceContext, caller: User) -> dict:
     threshold = int(disclosure.get("suppression_threshold", 8))
     base = int(disclosure.get("rounding_base", 5))
     _tables(ctx)
-    with ctx.one_entry():
-        decision = ctx.decide(caller, "audit.report.read", {}, purpose="oversight")
+    with Action(ctx, caller, "audit.report.read", purpose="oversight") as act:
+        act.decide({})
         with ctx.store() as cur:
             rows = cur.execute(
                 "SELECT organisation, json_extract_string(detail, '$.milestone') AS m, count(*) "
@@ -385,24 +406,22 @@ def outcomes_by_provider(ctx: ServiceContext, caller: User) -> dict:
             ).fetchall()
             referred = cur.execute(
                 "SELECT provider, count(*) FROM referrals GROUP BY provider").fetchall()
-        counts: dict[str, dict[str, int]] = {}
-        for provider, _ in referred:
-            counts.setdefault(provider, {})
+        counts: dict[str, dict[str, int]] = {provider: {} for provider, _ in referred}
         for org, milestone, n in rows:
             counts.setdefault(org, {})[milestone] = n
         referred_n = dict(referred)
         table = []
-        suppressed = 0
         for provider in sorted(counts):
             row: dict[str, Any] = {"provider": provider,
-                                   "referrals": _suppress(referred_n.get(provider, 0), threshold, base)}
+                                   "referrals": _suppress(referred_n.get(provider, 0),
+                                                          threshold, base)}
             for m in schedule.milestones:
                 row[m] = _suppress(counts[provider].get(m, 0), threshold, base)
-            suppressed += sum(1 for k, v in row.items() if k != "provider" and v is None)
             table.append(row)
-        ctx.audit({"type": "outcomes.disclosed", "actor": caller.subject(),
-                   "decision_id": decision.decision_id, "purpose": "oversight",
-                   "providers": len(table), "suppressed": suppressed})
+        suppressed = sum(1 for row in table for k, v in row.items()
+                         if k != "provider" and v is None)
+        act.record({"type": "outcomes.disclosed", "purpose": "oversight",
+                    "providers": len(table), "suppressed": suppressed})
     return {"columns": ["referrals", *schedule.milestones],
             "titles": {m: v["title"] for m, v in schedule.milestones.items()},
             "rows": table, "suppression_threshold": threshold, "rounding_base": base,
@@ -413,8 +432,9 @@ def find_decision(ctx: ServiceContext, caller: User, decision_id: str) -> dict:
     """A recorded policy decision by its id: input hash, bundle revision, result, reasons."""
     from audit.report import decisions_in
 
-    with ctx.one_entry():
-        ctx.decide(caller, "audit.report.read", {}, purpose="oversight")
+    with Action(ctx, caller, "audit.report.read", purpose="oversight") as act:
+        act.check_text({"decision_id": decision_id})
+        act.decide({})
         for event in ctx.ledger.events():
             for d in decisions_in(event):
                 if d.get("decision_id") == decision_id:
@@ -425,30 +445,31 @@ def find_decision(ctx: ServiceContext, caller: User, decision_id: str) -> dict:
                             "role": actor.get("role"), "organisation": actor.get("organisation"),
                             "action": d.get("action"), "purpose": d.get("purpose"),
                             "allow": d.get("allow"), "reasons": d.get("reasons") or [],
-                            "obligations": d.get("obligations") or {},
                             "bundle_revision": d.get("bundle_revision"),
                             "input_hash": d.get("input_hash")}
-    raise NotFound(f"no decision {decision_id} in the ledger")
+        raise NotFound(f"no decision {decision_id} in the ledger")
 
 
 def ledger_status(ctx: ServiceContext, caller: User) -> dict:
-    """Whether the ledger verifies, its last signed checkpoint, and the witness."""
-    with ctx.one_entry():
-        ctx.decide(caller, "audit.verify", {}, purpose="oversight")
-        verified = ctx.verify_ledger()
-        checkpoints = ctx.ledger.checkpoints()
-    witness = (ctx.home.settings.get("audit") or {}).get("witness")
+    """Whether the ledger verifies (the operation's verify), its last signed checkpoint, and
+    the witness the checkpoints are also written to."""
+    from joinedup.operations import audit as audit_ops
+
+    verified = audit_ops.verify(ctx, caller)
+    checkpoints = ctx.ledger.checkpoints()
+    witness = getattr(ctx.ledger, "witness", None) or \
+        (ctx.home.settings.get("audit") or {}).get("witness")
     return {"verification": verified, "entries": ctx.ledger.size,
             "last_checkpoint": checkpoints[-1] if checkpoints else None,
-            "checkpoints": len(checkpoints), "witness": witness}
+            "checkpoints": len(checkpoints), "witness": str(witness) if witness else None}
 
 
 def policy_register(ctx: ServiceContext, caller: User) -> dict:
     """The data-sharing agreements and the versions of everything the board approves."""
     from joinedup.collate import load_collation_taxonomy
 
-    with ctx.one_entry():
-        ctx.decide(caller, "audit.report.read", {}, purpose="oversight")
+    with Action(ctx, caller, "audit.report.read", purpose="oversight") as act:
+        act.decide({})
     data = policy_data(ctx)
     return {
         "agreements": data.get("agreements", {}),
@@ -466,8 +487,8 @@ def policy_register(ctx: ServiceContext, caller: User) -> dict:
 # -- data officer -------------------------------------------------------------------------
 def link_runs(ctx: ServiceContext, caller: User) -> dict:
     """Every link run in the home, its summary, and which one is current."""
-    with ctx.one_entry():
-        ctx.decide(caller, "linkage.report.read", {}, purpose="linkage_operations")
+    with Action(ctx, caller, "linkage.report.read", purpose="linkage_operations") as act:
+        act.decide({})
     runs_dir = ctx.home.runs_dir
     marker = runs_dir / "CURRENT"
     current = marker.read_text().strip() if marker.exists() else None
@@ -477,8 +498,7 @@ def link_runs(ctx: ServiceContext, caller: User) -> dict:
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         runs.append({"run": run.name, "current": run.name == current,
                      "status": "complete" if (run / "entities.parquet").exists() else "incomplete",
-                     "summary": summary,
-                     "finished": summary.get("finished_at") or summary.get("created_at")})
+                     "summary": summary})
     return {"current": current, "runs": runs}
 
 
@@ -494,8 +514,8 @@ def run_changes(ctx: ServiceContext, caller: User, before: str, after: str) -> d
     records' (source, ref) membership; entity ids are pseudonymous)."""
     import pyarrow.parquet as pq
 
-    with ctx.one_entry():
-        ctx.decide(caller, "linkage.report.read", {}, purpose="linkage_operations")
+    with Action(ctx, caller, "linkage.report.read", purpose="linkage_operations") as act:
+        act.decide({})
     members: list[dict[str, frozenset]] = []
     for name in (before, after):
         table = pq.read_table(_run_dir(ctx, name) / "entities.parquet",
@@ -534,10 +554,14 @@ def run_changes(ctx: ServiceContext, caller: User, before: str, after: str) -> d
 
 
 def quality_report_html(ctx: ServiceContext, caller: User, run: str | None = None) -> str:
-    with ctx.one_entry():
-        ctx.decide(caller, "linkage.report.read", {}, purpose="linkage_operations")
-    run_dir = _run_dir(ctx, run) if run else ctx.current_run_dir()
-    report = run_dir / "report.html"
-    if not report.exists():
-        raise NotFound(f"run {run_dir.name} has no report")
-    return report.read_text()
+    """The linkage quality report (Splink's HTML) of a run, the current one by default."""
+    if not run:
+        from joinedup.operations import linkage as linkage_ops
+
+        return linkage_ops.report_html(ctx, caller)
+    with Action(ctx, caller, "linkage.report.read", purpose="linkage_operations") as act:
+        act.decide({})
+        report = _run_dir(ctx, run) / "report.html"
+        if not report.exists():
+            raise NotFound(f"run {run} has no report")
+        return report.read_text()

@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
+from joinedup.errors import Conflict, InvalidInput, Refused, Withheld
 from joinedup.pages.web import adapter
 from joinedup.pages.web.framework import (
     HERE,
@@ -24,7 +25,6 @@ from joinedup.pages.web.framework import (
     start_page,
 )
 from joinedup.pages.web.session import Session
-from joinedup.service_context import CollationInputError, Refused
 from joinedup.users import AuthError
 
 ASSETS = HERE.parent / "assets" / "node_modules" / "govuk-frontend" / "dist" / "govuk"
@@ -139,13 +139,14 @@ def _adviser(router: APIRouter) -> None:
         p.session.person = identifiers
         try:
             result = adapter.request_summary(p.ctx, p.user, identifiers)
-        except CollationInputError as exc:
+        except InvalidInput as exc:
             p.session.person = None
             return p.render("adviser_find.html", 400, title="Find the person",
                             values=identifiers, errors=input_errors(exc))
-        except Refused as exc:
+        except (Refused, Withheld) as exc:
             return p.render("adviser_find_result.html", 403, title="No summary for this person",
-                            outcome="refused", reasons=exc.reasons, decision_id=exc.decision_id)
+                            outcome="refused", reasons=getattr(exc, "reasons", [str(exc)]),
+                            decision_id=exc.decision_id)
         if result.get("outcome") != "matched":
             return p.render("adviser_find_result.html", title="Find result", result=result,
                             outcome=result.get("outcome"))
@@ -188,7 +189,7 @@ def _adviser(router: APIRouter) -> None:
                 result = p.call(adapter.request_summary, who, amount, reason)
                 return p.render("adviser_person.html", title="Barrier summary", result=result,
                                 adjusted=True, **_summary_view(result))
-            except CollationInputError as exc:
+            except InvalidInput as exc:
                 errors = input_errors(exc, {"adjustment": "adjustment", "reason": "reason"})
         result = p.call(adapter.request_summary, who)
         return p.render("adviser_person.html", 400, title="Barrier summary", result=result,
@@ -218,14 +219,12 @@ def _adviser(router: APIRouter) -> None:
         if chosen["notice"] != catalogue.privacy_notice_version:
             errors.append(("notice", "Confirm the person has been given the privacy notice"))
         if not errors:
-            from consent import ConsentError
-
             try:
                 done = p.call(adapter.grant_consent, who, chosen["purposes"],
                               chosen["categories"], catalogue.privacy_notice_version)
                 return p.redirect(f"/adviser/consent/receipt/{quote(done['receipt_id'])}",
                                   "Consent recorded. Print the receipt for the person.")
-            except (ConsentError, CollationInputError) as exc:
+            except InvalidInput as exc:
                 errors = input_errors(exc, {"purposes": "purposes", "categories": "categories"})
         return p.render("adviser_consent.html", 400, title="Record consent", chosen=chosen,
                         errors=errors, **view)
@@ -246,14 +245,12 @@ def _adviser(router: APIRouter) -> None:
 
     @page(router, "/adviser/consent/withdraw", "consent.record", roles, methods=("POST",))
     def withdraw(p: Page):
-        from consent import ConsentError
-
         receipt_id = p.value("receipt_id")
         try:
             if not receipt_id:
-                raise CollationInputError("receipt: choose the consent to withdraw")
+                raise InvalidInput("receipt: choose the consent to withdraw")
             p.call(adapter.withdraw_consent, receipt_id)
-        except (ConsentError, CollationInputError) as exc:
+        except (InvalidInput, Conflict) as exc:
             found = p.call(adapter.consent_history, _person(p))
             return p.render("adviser_history.html", 400, title="Consent and its history",
                             errors=[("withdraw", str(exc)[:1].upper() + str(exc)[1:])],
@@ -271,7 +268,7 @@ def _adviser(router: APIRouter) -> None:
         chosen = p.values("answers")
         try:
             p.call(adapter.record_self_reported, who, chosen)
-        except CollationInputError as exc:
+        except InvalidInput as exc:
             return p.render("adviser_self_report.html", 400, title="Trigger questions",
                             questions=questions, chosen=chosen,
                             errors=input_errors(exc, {"questions": "answers"}))
@@ -299,7 +296,7 @@ def _adviser(router: APIRouter) -> None:
                                   chosen["barriers"])
                 return p.render("adviser_referred.html", title="Referral sent",
                                 referral=referral, providers=providers, **_summary_view(result))
-            except CollationInputError as exc:
+            except InvalidInput as exc:
                 errors = input_errors(exc, {"provider": "provider", "barriers": "barriers"})
         return p.render("adviser_refer.html", 400, title="Refer to a provider", chosen=chosen,
                         errors=errors, **view)
@@ -348,7 +345,7 @@ def _provider(router: APIRouter) -> None:
                         {"reason": reason})
         try:
             p.call(adapter.respond_to_referral, referral_id, answer == "accept", reason)
-        except CollationInputError as exc:
+        except InvalidInput as exc:
             return show(p, 400, input_errors(exc, {"reason": "reason", "referral": "answer"}),
                         {"answer": answer, "reason": reason})
         return p.redirect(f"/provider/referrals/{quote(referral_id)}",
@@ -368,7 +365,7 @@ def _provider(router: APIRouter) -> None:
             try:
                 p.call(adapter.record_outcome, referral_id, milestone, on)
                 return p.redirect(f"/provider/referrals/{quote(referral_id)}", "Outcome recorded.")
-            except CollationInputError as exc:
+            except InvalidInput as exc:
                 errors = input_errors(exc, {"milestone": "milestone", "date": "date",
                                             "referral": "milestone"})
         return show(p, 400, errors, {"milestone": milestone, "date": on})
@@ -426,7 +423,7 @@ def _governance(router: APIRouter) -> None:
                             value=decision_id, errors=errors)
         try:
             found = adapter.find_decision(p.ctx, p.user, decision_id)
-        except adapter.NotFound:
+        except (adapter.NotFound, InvalidInput):
             return p.render("gov_decision.html", 404, title="Look up a decision", found=None,
                             value=decision_id,
                             errors=[("decision_id", "No decision with this id is in the ledger")])
@@ -538,12 +535,15 @@ def _citizen(router: APIRouter) -> None:
             return p.render("citizen_access.html", title="What was shared about you",
                             values={}, report=None)
         identifiers, errors = identifiers_from(p)
+        receipt = p.value("receipt")
+        if not receipt:
+            errors.append(("receipt", "Enter the reference on your consent receipt"))
         if not errors:
             try:
-                report = p.call(adapter.subject_access, identifiers)
+                report = p.call(adapter.subject_access, identifiers, receipt)
                 return p.render("citizen_access.html", title="What was shared about you",
                                 values={}, report=report)
-            except CollationInputError as exc:
-                errors = input_errors(exc)
+            except InvalidInput as exc:
+                errors = input_errors(exc, {"receipt": "receipt"})
         return p.render("citizen_access.html", 400, title="What was shared about you",
                         values=identifiers, report=None, errors=errors)
