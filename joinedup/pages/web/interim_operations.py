@@ -50,16 +50,53 @@ CREATE TABLE IF NOT EXISTS self_reported_barriers (
 
 _ready: set[int] = set()
 _ready_lock = threading.Lock()
+# id(ctx) -> (store write generation, what the pages read of these tables): read again only
+# after a write to the store by any process, so a page costs no store open in between.
+_snapshots: dict[int, tuple[int, dict]] = {}
 
 
 def _tables(ctx: ServiceContext) -> None:
     if id(ctx) in _ready:
         return
     with _ready_lock:
-        with ctx.store(write=True) as cur:
+        with ctx.store() as cur:  # creating a table changes nothing anyone caches: no bump
             for statement in DDL:
                 cur.execute(statement)
         _ready.add(id(ctx))
+
+
+def _generation(ctx: ServiceContext) -> int | None:
+    gate = getattr(ctx, "_gate", None)
+    return gate.generation() if gate is not None else None
+
+
+def _snapshot(ctx: ServiceContext) -> dict:
+    """The referral events, self-reported barriers and referral owners, as of the store's
+    current write generation."""
+    _tables(ctx)
+    generation = _generation(ctx)
+    cached = _snapshots.get(id(ctx))
+    if generation is not None and cached is not None and cached[0] == generation:
+        return cached[1]
+    with ctx.store() as cur:
+        generation = _generation(ctx)
+        events = cur.execute("SELECT referral_id, kind, detail, recorded_at, organisation "
+                             "FROM referral_events ORDER BY recorded_at, event_id").fetchall()
+        reports = cur.execute("SELECT person_key, code, question_id, recorded_at "
+                              "FROM self_reported_barriers ORDER BY code, question_id").fetchall()
+        referrals = cur.execute("SELECT referral_id, provider, created_at, created_by "
+                                "FROM referrals ORDER BY created_at DESC, referral_id").fetchall()
+    data: dict = {"events": {}, "self_reported": {}, "made_by": {}, "referred": {}}
+    for referral_id, kind, detail, at, org in events:
+        data["events"].setdefault(referral_id, []).append((kind, json.loads(detail), at, org))
+    for person_key, code, question_id, at in reports:
+        data["self_reported"].setdefault(person_key, {})[(code, question_id)] = at
+    for referral_id, provider, created_at, created_by in referrals:
+        data["made_by"].setdefault(created_by, []).append((referral_id, provider, created_at))
+        data["referred"][provider] = data["referred"].get(provider, 0) + 1
+    if generation is not None:
+        _snapshots[id(ctx)] = (generation, data)
+    return data
 
 
 # -- configuration (versioned data, validated on load) ---------------------------------
@@ -201,23 +238,15 @@ def _provider_referral(ctx: ServiceContext, act: Action, referral_id: str):
 
 def referral_statuses(ctx: ServiceContext, referral_ids: list[str]) -> dict[str, dict]:
     """referral id -> {status, reason, outcomes: {milestone: date}} from its events."""
-    _tables(ctx)
-    if not referral_ids:
-        return {}
-    marks = ",".join("?" * len(referral_ids))
-    with ctx.store() as cur:
-        rows = cur.execute(
-            f"SELECT referral_id, kind, detail, recorded_at FROM referral_events "
-            f"WHERE referral_id IN ({marks}) ORDER BY recorded_at, event_id",
-            referral_ids).fetchall()
+    events = _snapshot(ctx)["events"]
     out: dict[str, dict] = {}
-    for referral_id, kind, detail, at in rows:
-        state = out.setdefault(referral_id, {"status": "new", "outcomes": {}})
-        doc = json.loads(detail)
-        if kind in ("accepted", "declined"):
-            state.update(status=kind, reason=doc.get("reason"), answered_at=at)
-        elif kind == "outcome":
-            state["outcomes"][doc["milestone"]] = doc["date"]
+    for referral_id in referral_ids:
+        for kind, doc, at, _ in events.get(referral_id, []):
+            state = out.setdefault(referral_id, {"status": "new", "outcomes": {}})
+            if kind in ("accepted", "declined"):
+                state.update(status=kind, reason=doc.get("reason"), answered_at=at)
+            elif kind == "outcome":
+                state["outcomes"][doc["milestone"]] = doc["date"]
     return out
 
 
@@ -313,13 +342,9 @@ def payment_due(ctx: ServiceContext, summary: dict | None, status: dict) -> dict
 
 def caseload(ctx: ServiceContext, caller: User) -> list[dict]:
     """The referrals this adviser made, with their status (no barrier in the list)."""
-    _tables(ctx)
     with Action(ctx, caller, "referral.track", purpose="employment_support") as act:
         act.decide({})
-        with ctx.store() as cur:
-            rows = cur.execute(
-                "SELECT referral_id, provider, created_at FROM referrals WHERE created_by = ? "
-                "ORDER BY created_at DESC, referral_id", [caller.id]).fetchall()
+        rows = _snapshot(ctx)["made_by"].get(caller.id, [])
     statuses = referral_statuses(ctx, [r[0] for r in rows])
     return [{"referral_id": r[0], "provider": r[1], "created_at": r[2],
              **statuses.get(r[0], {"status": "new", "outcomes": {}})} for r in rows]
@@ -371,13 +396,9 @@ def record_self_reported(ctx: ServiceContext, caller: User, identifiers: dict,
 
 def self_reported(ctx: ServiceContext, person_key: str) -> list[dict]:
     """The person's self-reported barriers (read only inside an allowed summary request)."""
-    _tables(ctx)
-    with ctx.store() as cur:
-        rows = cur.execute(
-            "SELECT code, question_id, max(recorded_at) FROM self_reported_barriers "
-            "WHERE person_key = ? GROUP BY code, question_id ORDER BY code",
-            [person_key]).fetchall()
-    return [{"code": r[0], "question_id": r[1], "reported_at": r[2]} for r in rows]
+    found = _snapshot(ctx)["self_reported"].get(person_key, {})
+    return [{"code": code, "question_id": q, "reported_at": at}
+            for (code, q), at in sorted(found.items())]
 
 
 # -- governance ---------------------------------------------------------------------------
@@ -396,20 +417,16 @@ def outcomes_by_provider(ctx: ServiceContext, caller: User) -> dict:
     disclosure = policy_data(ctx).get("disclosure", {})
     threshold = int(disclosure.get("suppression_threshold", 8))
     base = int(disclosure.get("rounding_base", 5))
-    _tables(ctx)
     with Action(ctx, caller, "audit.report.read", purpose="oversight") as act:
         act.decide({})
-        with ctx.store() as cur:
-            rows = cur.execute(
-                "SELECT organisation, json_extract_string(detail, '$.milestone') AS m, count(*) "
-                "FROM referral_events WHERE kind = 'outcome' GROUP BY organisation, m"
-            ).fetchall()
-            referred = cur.execute(
-                "SELECT provider, count(*) FROM referrals GROUP BY provider").fetchall()
-        counts: dict[str, dict[str, int]] = {provider: {} for provider, _ in referred}
-        for org, milestone, n in rows:
-            counts.setdefault(org, {})[milestone] = n
-        referred_n = dict(referred)
+        snapshot = _snapshot(ctx)
+        referred_n = snapshot["referred"]
+        counts: dict[str, dict[str, int]] = {provider: {} for provider in referred_n}
+        for events in snapshot["events"].values():
+            for kind, doc, _, org in events:
+                if kind == "outcome":
+                    row = counts.setdefault(org, {})
+                    row[doc["milestone"]] = row.get(doc["milestone"], 0) + 1
         table = []
         for provider in sorted(counts):
             row: dict[str, Any] = {"provider": provider,
