@@ -29,6 +29,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -39,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.columnar import ColumnarEncoder, EncodedBatch, records_to_columns
+from connectors.columnar import ColumnarEncoder, EncodedBatch
 from connectors.content import SIZE_CLASSES, encrypt_batch, indicators_json
 from connectors.files import (
     OutputBusy,

@@ -4,7 +4,6 @@ finished run the current one (record `linkage.run` first, then switch runs/CURRE
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
