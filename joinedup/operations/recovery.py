@@ -11,6 +11,7 @@ store); each effect is applied idempotently, keyed by the event's ids:
 | consent.withdrawn   | the withdrawal row                              |
 | referral.created    | the referral row (the event carries every column)|
 | linkage.run         | runs/CURRENT names the last recorded run        |
+| linkage.review_label| the label in HOME/review (keyed by the event id)|
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from consent import ConsentRecord
 from joinedup.operations.linkage import switch_current
 from joinedup.operations.referrals import insert_referral, referral_from_event
+from joinedup.operations.review import apply_label
 from joinedup.service_context import ServiceContext
 
 WATERMARK_DDL = "CREATE TABLE IF NOT EXISTS ops_recovered (ledger_size BIGINT NOT NULL)"
@@ -52,6 +54,9 @@ def recover(ctx: ServiceContext) -> Recovered:
                 done.reapplied[kind] = done.reapplied.get(kind, 0) + 1
         elif kind == "referral.created" and "referral_id" in event:
             if insert_referral(ctx, referral_from_event(event)):
+                done.reapplied[kind] = done.reapplied.get(kind, 0) + 1
+        elif kind == "linkage.review_label" and event.get("pair_id"):
+            if apply_label(ctx, event):
                 done.reapplied[kind] = done.reapplied.get(kind, 0) + 1
         elif kind == "linkage.run" and event.get("run"):
             last_run = event["run"]

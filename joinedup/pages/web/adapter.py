@@ -159,3 +159,41 @@ def subject_access(ctx: ServiceContext, caller: User, identifiers: dict,
 
 
 __all__ = ["InvalidInput", "NotFound", "Refused", "Withheld"]
+
+
+# -- data officer: clerical review (joinedup.operations.review) ---------------------------
+def review_queue(ctx: ServiceContext, caller: User, limit: int = 20) -> dict:
+    from joinedup.operations import review
+
+    return review.review_queue(ctx, caller, review.QueueRequest(limit))
+
+
+def review_pair(ctx: ServiceContext, caller: User, pair_id: str) -> dict:
+    from joinedup.operations import review
+
+    return review.show_pair(ctx, caller, review.PairRequest(pair_id))
+
+
+def label_pair(ctx: ServiceContext, caller: User, pair_id: str, label: str,
+               purpose: str = "queue") -> dict:
+    from joinedup.operations import review
+
+    return review.label_pair(ctx, caller, review.LabelPair(pair_id, label, purpose))
+
+
+def next_review_pair(ctx: ServiceContext, caller: User) -> str | None:
+    from joinedup.operations import review
+
+    return review.next_pair(ctx, caller)
+
+
+def sample_review_pair(ctx: ServiceContext, caller: User, stratum: str) -> dict | None:
+    from joinedup.operations import review
+
+    return review.sample(ctx, caller, review.SampleRequest(stratum))
+
+
+def why_in_entity(ctx: ServiceContext, caller: User, source: str, ref: str) -> dict:
+    from joinedup.operations import review
+
+    return review.why_in_entity(ctx, caller, review.WhyRequest(source, ref))

@@ -161,6 +161,7 @@ MENU: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("/governance/register", "Register", "audit.report.read", ("governance",)),
     ("/data/runs", "Link runs", "linkage.report.read", ("data_officer",)),
     ("/data/changes", "Changes between runs", "linkage.report.read", ("data_officer",)),
+    ("/data/review", "Review queue", "linkage.review", ("data_officer",)),
     ("/citizen/access", "What was shared about me", "audit.subject_access", ("citizen",)),
 ]
 

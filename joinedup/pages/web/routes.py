@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from joinedup.errors import Conflict, InvalidInput, Refused, Withheld
-from joinedup.pages.web import adapter
+from joinedup.pages.web import adapter, review_routes
 from joinedup.pages.web.framework import (
     HERE,
     Bounce,
@@ -42,6 +42,7 @@ def mount_pages(app: FastAPI) -> None:
     _provider(router)
     _governance(router)
     _data_officer(router)
+    review_routes.register(router)
     _citizen(router)
     app.include_router(router)
 
