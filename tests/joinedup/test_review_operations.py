@@ -150,3 +150,22 @@ def test_why_in_entity_and_accuracy(world):
     acc = ops_review.accuracy(ctx, officer)
     assert acc["precision"]["labels"] == 1 and acc["precision"]["estimate"] == 1.0
     assert acc["precision"]["low"] < 1.0
+
+
+def test_cli_label_goes_through_the_operation(world):
+    from click.testing import CliRunner
+
+    from joinedup.cli import cli
+
+    home, ctx, users = world
+    pair_id = ops_review.next_pair(ctx, users["data_officer"])
+    result = CliRunner().invoke(cli, ["review", "label", pair_id, "--as", "unsure", "--by",
+                                      "officer-7", "--home", str(home.root)])
+    assert result.exit_code == 0, result.output
+    label = lr.labels(home.root / "review")[pair_id]
+    assert label["label"] == "unsure" and label["by"] == "officer-7"
+    event = next(e for e in ctx.ledger.events() if e.get("event_id") == label["event_id"])
+    assert event["type"] == "linkage.review_label" and event["decision"]["allow"] is True
+    bad = CliRunner().invoke(cli, ["review", "label", "P" + "f" * 16, "--as", "match",
+                                   "--home", str(home.root)])
+    assert bad.exit_code != 0 and "no pair" in bad.output
