@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from joinedup.errors import Conflict, InvalidInput, Refused, Withheld
-from joinedup.pages.web import adapter, review_routes
+from joinedup.pages.web import adapter
 from joinedup.pages.web.framework import (
     HERE,
     Bounce,
@@ -24,6 +24,7 @@ from joinedup.pages.web.framework import (
     page,
     start_page,
 )
+from joinedup.pages.web.review_routes import register as register_review_pages
 from joinedup.pages.web.session import Session
 from joinedup.users import AuthError
 
@@ -42,7 +43,7 @@ def mount_pages(app: FastAPI) -> None:
     _provider(router)
     _governance(router)
     _data_officer(router)
-    review_routes.register(router)
+    register_review_pages(router)
     _citizen(router)
     app.include_router(router)
 
