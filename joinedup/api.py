@@ -326,6 +326,9 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None,
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     _install_error_handlers(app)
     _install_docs(app)
+    from joinedup.pages.web import mount_pages  # the web pages (sign-in at /sign-in)
+
+    mount_pages(app)
 
     # -- pages and meta -----------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

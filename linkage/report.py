@@ -139,6 +139,17 @@ def write_report(
     """Write report.html. `blocking_counts`: the blocking-rule chart's records as
     `linkage.predict.predict_with_blocking_counts` gives them."""
     charts = _charts(linker, predictions, blocking_counts)
+    # Waterfalls of pairs near the threshold (linkage.report_waterfall): the run directory
+    # being written already holds the model and records they are explained from.
+    from linkage import report_waterfall
+
+    waterfall_html, waterfall_records = report_waterfall.section(
+        Path(path).parent, float(summary["thresholds"]["cluster_match_probability"]))
+    if waterfall_records:
+        from splink.internals.charts import WaterfallChart
+
+        charts.append(("Match-weight waterfall chart (choose the pair with the slider)",
+                       WaterfallChart(waterfall_records, filter_nulls=False).chart_dict))
     libs = load_chart_libraries()
     scripts = "".join(f"<script>{src}</script>" for src in libs.values())
     chart_html = []
@@ -170,6 +181,7 @@ def write_report(
         *_safely(lambda: _near_threshold_section(Path(path).parent, summary)),
         "<h2>Timings (seconds)</h2>",
         _table(["stage", "seconds"], [[k, v] for k, v in summary.get("timings_s", {}).items()]),
+        waterfall_html,
         *chart_html,
     ]
     doc = (

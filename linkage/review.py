@@ -75,8 +75,11 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 def add_label(review_dir: Path, left: Record, right: Record, label: str, by: str,
               purpose: str = "queue", run: str | None = None,
-              match_probability: float | None = None) -> dict[str, Any]:
-    """Record a clerical decision on a pair; returns the stored label."""
+              match_probability: float | None = None,
+              event_id: str | None = None) -> dict[str, Any]:
+    """Record a clerical decision on a pair; returns the stored label. `event_id`: the
+    ledger event that recorded the decision first (the service's label action keys its
+    idempotent re-apply on it)."""
     if label not in LABELS:
         raise ReviewError(f"label must be one of {', '.join(LABELS)}, got {label!r}")
     if purpose not in PURPOSES:
@@ -87,6 +90,8 @@ def add_label(review_dir: Path, left: Record, right: Record, label: str, by: str
            "source_r": right[0], "ref_r": right[1], "label": label, "by": by,
            "at": datetime.now(UTC).isoformat(timespec="seconds"), "purpose": purpose,
            "run": run, "match_probability": match_probability}
+    if event_id is not None:
+        doc["event_id"] = event_id
     _append(Path(review_dir) / "labels.jsonl", doc)
     return doc
 

@@ -61,7 +61,7 @@ def set_current(runs_dir: Path, name: str, action: str, actor: str = "cli") -> N
         f.write(json.dumps(entry, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
-    tmp = runs_dir / "CURRENT.tmp"
+    tmp = runs_dir / f"CURRENT.{os.getpid()}.tmp"
     tmp.write_text(name + "\n")
     os.replace(tmp, runs_dir / "CURRENT")
 

@@ -16,4 +16,5 @@ if [ "${1:-}" = "--test" ]; then
 else
   .venv/bin/python -m pip install -q -e . 2>&1 | grep -v "^WARNING: Location" || true
 fi
+bash scripts/frontend.sh   # GOV.UK Frontend (served by the pages) and axe-core (page tests)
 .venv/bin/joinedup --version

@@ -312,20 +312,23 @@ def review_next(home: Path | None, sample: str | None, count: int, as_json: bool
 @click.argument("pair_id")
 def review_label(home: Path | None, label: str, by: str | None, purpose: str, pair_id: str) -> None:
     """Record a decision on a pair; the next link run uses it."""
-    from linkage.review import ReviewError, add_label, find_pair
+    # The service's action (joinedup.operations.review): decided as `linkage.review`,
+    # `linkage.review_label` recorded, then the label stored.
+    from joinedup.errors import OperationError
+    from joinedup.operations import review as review_ops
+    from joinedup.service_context import HomeContext
+    from joinedup.users import User
 
     h = _load_home(home)
-    run = _current(h)
-    review_dir = h.root / "review"
     by = by or os.environ.get("USER") or "data-officer"
+    ctx = HomeContext(h)
     try:
-        pair = find_pair(run, review_dir, pair_id)
-        _audit(h, {"type": "linkage.review_label", "pair_id": pair_id, "label": label,
-                   "run_id": run.name, "labelled_by": by})
-        add_label(review_dir, tuple(pair["left"]), tuple(pair["right"]), label, by, purpose,
-                  run.name, pair["match_probability"])
-    except ReviewError as exc:
+        review_ops.label_pair(ctx, User(**{**DATA_OFFICER, "id": by}),
+                              review_ops.LabelPair(pair_id, label, purpose))
+    except OperationError as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        ctx.close()
     click.echo(f"labelled {pair_id} {label} (applies from the next link run)")
 
 

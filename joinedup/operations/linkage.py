@@ -4,7 +4,6 @@ finished run the current one (record `linkage.run` first, then switch runs/CURRE
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,10 +115,10 @@ def run_name(ctx: ServiceContext, run_dir: Path) -> str:
     return run_dir.name if in_runs else str(run_dir.absolute())
 
 
-def switch_current(runs_dir: Path, name: str) -> None:
-    marker = runs_dir / "CURRENT"
-    if marker.exists() and marker.read_text().strip() == name:
+def switch_current(runs_dir: Path, name: str, action: str = "link", actor: str = "service") -> None:
+    """Point runs/CURRENT at `name` (atomic), noting the change in runs/HISTORY.jsonl."""
+    from linkage.runs import current_run_name, set_current
+
+    if current_run_name(runs_dir) == name:
         return
-    tmp = runs_dir / f"CURRENT.{os.getpid()}.tmp"
-    tmp.write_text(name + "\n")
-    os.replace(tmp, marker)
+    set_current(runs_dir, name, action, actor)

@@ -1,0 +1,131 @@
+"""The pages over HTTP without a browser: the session cookie (encrypted, tamper-evident,
+Secure over TLS), CSRF, one ledger entry per page request (as the API), the versioned
+configuration the pages use, and the same refusal for the page as for the API."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from joinedup.pages.web.interim_operations import (
+    ConfigurationError,
+    load_outcome_schedule,
+    load_trigger_questions,
+)
+from joinedup.pages.web.session import Session, SessionCodec
+from tests.pages.conftest import World, identifiers, matched_person
+
+
+def _csrf(text: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', text).group(1)
+
+
+def signed_in(world: World, role: str, base_url: str = "http://testserver") -> TestClient:
+    client = TestClient(world.live.app, base_url=base_url, follow_redirects=True)
+    page = client.get("/sign-in")
+    page = client.post("/sign-in", data={"csrf_token": _csrf(page.text),
+                                         "token": world.tokens[role], "next": ""})
+    assert "/sign-in" not in str(page.url)
+    return client
+
+
+def test_session_cookie_is_encrypted_and_tamper_evident():
+    codec = SessionCodec(b"k" * 32)
+    session = Session(token="ju_secret_token", person={"given_name": "Ann"})
+    cookie = codec.dump(session)
+    assert "ju_secret_token" not in cookie and "Ann" not in cookie
+    assert codec.load(cookie).person == {"given_name": "Ann"}
+    flipped = cookie[:20] + ("A" if cookie[20] != "A" else "B") + cookie[21:]
+    assert codec.load(flipped) is None
+    assert SessionCodec(b"x" * 32).load(cookie) is None  # another deployment's key
+    old = Session(token="t", expires=time.time() - 1)
+    assert codec.load(codec.dump(old)) is None
+
+
+def test_cookie_is_secure_over_tls_and_httponly_strict(world: World):
+    for base, secure in (("https://testserver", True), ("http://testserver", False)):
+        client = TestClient(world.live.app, base_url=base)
+        response = client.get("/sign-in")
+        header = response.headers["set-cookie"].lower()
+        assert "httponly" in header and "samesite=strict" in header
+        assert ("secure" in [part.strip() for part in header.split(";")]) is secure, header
+
+
+def test_a_forged_cookie_signs_nobody_in(world: World):
+    client = TestClient(world.live.app, follow_redirects=False)
+    client.cookies.set("joinedup_session", "AAAA" * 30)
+    response = client.get("/governance/ledger")
+    assert response.status_code == 303 and response.headers["location"].startswith("/sign-in")
+
+
+def test_csrf_token_of_another_session_is_refused(world: World):
+    one, other = signed_in(world, "adviser"), signed_in(world, "adviser")
+    token_of_other = _csrf(other.get("/adviser/find").text)
+    before = world.ctx.ledger.size
+    response = one.post("/adviser/finish", data={"csrf_token": token_of_other})
+    assert response.status_code == 403 and "This form has expired" in response.text
+    assert world.ctx.ledger.size == before
+
+
+def test_each_page_request_is_one_ledger_entry(world: World):
+    _, person, _ = matched_person(world, start=38)
+    client = signed_in(world, "adviser")
+    page = client.get("/adviser/find")
+    before = world.ctx.ledger.size
+    page = client.post("/adviser/find", data={"csrf_token": _csrf(page.text),
+                                              **identifiers(person)})
+    assert "Barrier summary" in page.text
+    assert world.ctx.ledger.size == before + 1
+    (last,) = world.ctx.ledger.events(before)
+    assert last["type"] == "summary.disclosed" and last["decision"]["allow"] is True
+    for path in ("/adviser/person", "/adviser/caseload", "/adviser/consent/history"):
+        before = world.ctx.ledger.size
+        assert client.get(path).status_code == 200
+        assert world.ctx.ledger.size == before + 1, path
+    governance = signed_in(world, "governance")
+    for path in ("/governance/accesses", "/governance/outcomes", "/governance/register"):
+        before = world.ctx.ledger.size
+        assert governance.get(path).status_code == 200
+        assert world.ctx.ledger.size == before + 1, path
+
+
+def test_page_and_api_refuse_the_same_way(world: World):
+    """A provider asking for a person's summary: the API's 403 and the page's refusal are
+    the same decision kind, each one recorded."""
+    provider_page = signed_in(world, "provider")
+    before = world.ctx.ledger.size
+    page = provider_page.get("/adviser/person")
+    assert page.status_code == 403 and "You cannot do this" in page.text
+    api = TestClient(world.live.app).post(
+        "/v1/summaries", headers={"Authorization": f"Bearer {world.tokens['provider']}"},
+        json={"identifiers": identifiers(world.people[0])})
+    assert api.status_code == 403
+    events = list(world.ctx.ledger.events(before))
+    refusals = [e for e in events if e.get("type") == "policy.decision" and e["allow"] is False
+                and e["action"] == "summary.request"]
+    assert len(refusals) == 2 and len(events) == 2
+
+
+def test_static_assets_are_served_by_the_service(world: World):
+    client = TestClient(world.live.app)
+    css = client.get("/static/govuk-frontend.min.css")
+    assert css.status_code == 200 and ".govuk-" in css.text[:5000]
+    assert client.get("/assets/images/favicon.ico").status_code == 200
+    page = signed_in(world, "governance").get("/governance/ledger").text
+    assert "https://" not in page and "http://" not in page.replace("http://testserver", "")
+
+
+def test_trigger_questions_and_outcomes_are_validated_on_load(tmp_path):
+    bad = tmp_path / "q.toml"
+    bad.write_text('schema_version = 1\nversion = "x"\n[[questions]]\nid = "a"\n'
+                   'text = "?"\nbarrier = "NOPE"\n')
+    with pytest.raises(ConfigurationError, match=r"questions\[1\]\.barrier"):
+        load_trigger_questions(bad, {"MH"})
+    shares = tmp_path / "o.toml"
+    shares.write_text('schema_version = 1\nversion = "x"\n[milestones.a]\ntitle = "A"\n'
+                      'share = 0.5\nweeks_after_job_start = 0\n')
+    with pytest.raises(ConfigurationError, match="add up to 0.5"):
+        load_outcome_schedule(shares)
