@@ -129,3 +129,40 @@ def test_trigger_questions_and_outcomes_are_validated_on_load(tmp_path):
                       'share = 0.5\nweeks_after_job_start = 0\n')
     with pytest.raises(ConfigurationError, match="add up to 0.5"):
         load_outcome_schedule(shares)
+
+
+def test_sign_in_with_an_oidc_id_token_when_configured(world: World, tmp_path):
+    import json
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from joinedup.users import OidcConfig, OidcVerifier
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "k1", "use": "sig", "alg": "RS256"})
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    settings = {"auth": {"oidc": {"issuer": "https://idp.example", "audience": "joinedup",
+                                  "jwks": str(tmp_path / "jwks.json")}}}
+    claims = {"iss": "https://idp.example", "aud": "joinedup", "sub": "board-member-1",
+              "exp": int(time.time()) + 300, "joinedup_role": "governance",
+              "joinedup_org": "governance-board"}
+    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+    auth = world.ctx.auth
+    saved = auth.oidc
+    auth.oidc = OidcVerifier(OidcConfig.from_settings(settings, tmp_path))
+    try:
+        client = TestClient(world.live.app, follow_redirects=True)
+        page = client.get("/sign-in")
+        assert "ID token" in page.text
+        page = client.post("/sign-in", data={"csrf_token": _csrf(page.text), "token": token})
+        assert page.url.path == "/governance/ledger" and "Audit ledger" in page.text
+        expired = jwt.encode({**claims, "exp": int(time.time()) - 5}, key, algorithm="RS256",
+                             headers={"kid": "k1"})
+        again = TestClient(world.live.app, follow_redirects=True)
+        page = again.get("/sign-in")
+        page = again.post("/sign-in", data={"csrf_token": _csrf(page.text), "token": expired})
+        assert page.status_code == 400 and "There is a problem" in page.text
+    finally:
+        auth.oidc = saved

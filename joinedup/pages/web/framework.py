@@ -63,7 +63,8 @@ templates.globals.update(
         (k, v["title"] + (" (special category)" if v.get("special_category") else ""))
         for k, v in cat.categories.items()],
     titles=lambda cat, codes: [cat.category_title(c) for c in codes],
-    outcome_options=lambda sch: [(k, v["title"]) for k, v in sch.milestones.items()],
+    outcome_options=lambda sch, st: [(k, v["title"]) for k, v in sch.milestones.items()
+                                     if k not in st.get("outcomes", {})],
     flat_items=lambda doc: [(k, v) for k, v in (doc or {}).items()
                             if not isinstance(v, dict | list)],
     chart_column=lambda result: {row["area"]: row.get("multiple_disadvantage")
