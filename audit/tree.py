@@ -31,14 +31,14 @@ class TreeCache:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._fds: dict[int, int] = {}
 
     def _fd(self, level: int) -> int:
         fd = self._fds.get(level)
         if fd is None:
             path = self.directory / f"level-{level:02d}.bin"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             self._fds[level] = fd
         return fd
 

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from audit import LedgerError
 from joinedup import __version__
 from joinedup import operations as ops
 from joinedup.errors import (
@@ -510,6 +511,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotAvailable)
     async def not_available(_: Request, exc: NotAvailable) -> Response:
         return _error(503, "not_available", f"not available yet: {exc}")
+
+    @app.exception_handler(LedgerError)
+    async def ledger_down(_: Request, exc: LedgerError) -> Response:
+        # The ledger cannot record: nothing was applied (record comes before apply).
+        log.error("the audit ledger cannot record: %s", type(exc).__name__)
+        return _error(503, "ledger_unavailable", "the audit ledger cannot record now; "
+                      "nothing was done")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:

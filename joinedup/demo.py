@@ -109,7 +109,9 @@ def run_demo(root: Path, people: int = 5000, seed: int = 7, force: bool = False,
     console = console or Console()
     root = Path(root).absolute()
     _prepare(root, force)
-    home = init_home(root, project_id=f"demo-{seed}")
+    # The governance board's witness of the audit checkpoints: its own folder in the demo
+    # (a relative path is taken from the home, so a copied demo home keeps its own witness).
+    home = init_home(root, project_id=f"demo-{seed}", witness=Path("governance-witness"))
     (root / DEMO_MARKER).write_text("created by joinedup demo; safe to delete\n")
     state = DemoState(root=root, home=home, people=people, seed=seed, console=console)
     console.rule(f"[bold]joinedup demo[/] — {people} synthetic people, seed {seed}, home {root}")

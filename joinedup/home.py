@@ -10,6 +10,9 @@ Layout (created by `joinedup init`):
     HOME/keys.json              public key ids and public keys (safe to publish)
     HOME/store.duckdb           the embedded store
     HOME/extracts/ HOME/runs/ HOME/ledger/
+
+The `[audit]` table sets the ledger's checkpoint interval and the governance board's witness
+directory (audit.LedgerSettings); `Home.open_ledger()` opens the ledger with them.
 """
 
 from __future__ import annotations
@@ -39,12 +42,18 @@ def default_home() -> Path:
     return Path(os.environ.get("JOINEDUP_HOME", "./joinedup-home"))
 
 
-def _default_settings(project_id: str) -> dict:
+def _default_settings(project_id: str, witness: Path | None = None) -> dict:
+    from audit.ledger import DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_SECONDS
+
+    audit = {"checkpoint_every": DEFAULT_CHECKPOINT_EVERY, "checkpoint_seconds": DEFAULT_CHECKPOINT_SECONDS}
+    if witness is not None:
+        audit["witness"] = str(witness)
     return {
         "schema_version": CONFIG_SCHEMA_VERSION,
         "project_id": project_id,
         "deployment": "local",
         "policy": {"engine": "embedded", "opa_url": ""},
+        "audit": audit,
     }
 
 
@@ -83,6 +92,18 @@ class Home:
     def ledger_dir(self) -> Path:
         return self.root / "ledger"
 
+    @property
+    def ledger_settings(self):
+        """The validated `[audit]` table (audit.LedgerSettings); a relative witness path is
+        taken from the home."""
+        from audit import LedgerSettings
+
+        return LedgerSettings.from_table(self.settings.get("audit"), base_dir=self.root)
+
+    def open_ledger(self, signed: bool = True):
+        """The audit ledger with this home's checkpoint settings and witness."""
+        return self.ledger_settings.open(self.ledger_dir, self.signing_key_path("audit") if signed else None)
+
     def config_file(self, name: str) -> Path:
         """A configuration document: the home's copy, else the shipped default."""
         own = self.config_dir / name
@@ -107,27 +128,30 @@ class Home:
         return path
 
 
-def init_home(root: Path, project_id: str | None = None, force: bool = False) -> Home:
+def init_home(root: Path, project_id: str | None = None, force: bool = False,
+              witness: Path | None = None) -> Home:
     """Create a deployment home. Refuses to overwrite an existing one unless forced."""
     root = Path(root)
     settings_path = root / "joinedup.toml"
     if settings_path.exists() and not force:
         raise HomeError(f"{root} is already a joinedup home (use --force to re-create it)")
     root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)  # the store, extracts and ledger inside are the deployment's own
     project_id = project_id or f"project-{secrets.token_hex(6)}"
-    settings = _default_settings(project_id)
+    settings = _default_settings(project_id, witness)
     (root / "config").mkdir(exist_ok=True)
     for doc in sorted(DEFAULTS_DIR.iterdir()):
         if doc.is_file() and not doc.name.startswith("_"):
             shutil.copyfile(doc, root / "config" / doc.name)
     for sub in ("extracts", "runs", "ledger"):
-        (root / sub).mkdir(exist_ok=True)
+        (root / sub).mkdir(mode=0o700, exist_ok=True)
     write_secret_file(root / "secrets" / "master.key", new_master_secret().hex().encode())
     os.chmod(root / "secrets", 0o700)
     home = Home(root, settings)
     for party in ("audit", "consent"):
         home.signing_key_path(party)
     _create_store(home.store_path)
+    os.chmod(home.store_path, 0o600)
     write_file_atomic(settings_path, tomli_w.dumps(settings).encode())
     public = {"project_id": project_id, "key_scheme": "hkdf-sha256/v1", "key_ids": home.keyring().key_ids()}
     write_file_atomic(root / "keys.json", json.dumps(public, indent=2).encode())
@@ -150,7 +174,14 @@ def load_home(root: Path | None = None) -> Home:
         )
     if not isinstance(settings.get("project_id"), str) or not settings["project_id"]:
         raise HomeError(f"{settings_path}: project_id must be a non-empty string")
-    return Home(root, settings)
+    home = Home(root, settings)
+    from audit import LedgerError
+
+    try:
+        home.ledger_settings  # noqa: B018 (validated on load, so a typo is caught at once)
+    except LedgerError as exc:
+        raise HomeError(f"{settings_path}: {exc}") from exc
+    return home
 
 
 def _create_store(path: Path) -> None:

@@ -80,6 +80,9 @@ class ServiceContext:
         self.shared = shared
         self._store = StoreConnection(home.store_path, duckdb.connect, shared=shared)
         self._gate = self._store.gate
+        for path in (home.store_path, home.store_path.with_name(home.store_path.name + ".wal")):
+            if path.exists():
+                path.chmod(0o600)  # readable by the service's own user only
         with self.store() as cur:  # creating a table changes nothing anyone caches: no bump
             cur.execute(REFERRALS_DDL)
         self._lazy_lock = threading.Lock()
@@ -206,7 +209,8 @@ def open_policy_engine(home: Home) -> PolicyEngine:
 
 
 def open_ledger(home: Home) -> Ledger:
-    return Ledger(home.ledger_dir, home.signing_key_path("audit"))
+    """The home's ledger, with its checkpoint settings and witness (joinedup.toml)."""
+    return home.open_ledger()
 
 
 def open_consent(home: Home, shared: bool = False) -> ConsentStore:

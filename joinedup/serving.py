@@ -11,6 +11,7 @@ SIGINT or SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -35,8 +36,11 @@ def serve(home_root: Path, host: str, port: int, workers: int = 1, access_log: b
     if workers == 1:
         from joinedup.api import create_app
 
-        uvicorn.run(create_app(home_root), host=host, port=port, access_log=access_log,
-                    log_level="info")
+        try:
+            uvicorn.run(_checkpoint_at_shutdown(create_app(home_root)), host=host, port=port,
+                        access_log=access_log, log_level="info")
+        finally:
+            _checkpoint_ledgers()
         return 0
     return _Supervisor(home_root, host, port, workers, access_log).run()
 
@@ -55,7 +59,7 @@ def _worker(home_root: str, host: str, port: int, workers: int, access_log: bool
     from joinedup.api import create_app
 
     sock = _listening_socket(host, port)
-    config = uvicorn.Config(create_app(home_root, workers=workers), host=host, port=port,
+    config = uvicorn.Config(_checkpoint_at_shutdown(create_app(home_root, workers=workers)), host=host, port=port,
                             access_log=access_log, log_level="info")
     server = uvicorn.Server(config)
 
@@ -66,7 +70,36 @@ def _worker(home_root: str, host: str, port: int, workers: int, access_log: bool
             ready.set()
 
     threading.Thread(target=say_when_started, daemon=True).start()
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        _checkpoint_ledgers()
+
+
+def _checkpoint_at_shutdown(app):
+    """Run _checkpoint_ledgers when the app shuts down. (After uvicorn returns is too late
+    on SIGTERM: uvicorn re-raises the signal once it has shut down, which ends the process.)"""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(the_app):
+        async with inner(the_app) as state:
+            yield state
+        _checkpoint_ledgers()
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def _checkpoint_ledgers() -> None:
+    """At shutdown: a signed checkpoint (copied to the witness) covering every entry this
+    process appended, so that `audit verify` catches a cut of any length."""
+    from audit import LedgerError, checkpoint_open_ledgers
+
+    try:
+        checkpoint_open_ledgers()
+    except LedgerError as exc:
+        log.error("audit checkpoint at shutdown failed: %s", exc)
 
 
 class _Supervisor:

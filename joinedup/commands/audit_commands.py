@@ -20,13 +20,31 @@ from joinedup.commands.common import open_home as _home
 
 
 def _ledger(home: Path | None):
-    from audit import Ledger, LedgerError
+    from audit import LedgerError
 
     h = _home(home)
     try:
-        return Ledger(h.ledger_dir, h.signing_key_path("audit"))
+        return _Closing(h.open_ledger())
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+class _Closing:
+    """A ledger whose close (which signs the final checkpoint) fails as a ClickException."""
+
+    def __init__(self, ledger) -> None:
+        self.ledger = ledger
+
+    def __enter__(self):
+        return self.ledger
+
+    def __exit__(self, *exc: object) -> None:
+        from audit import LedgerError
+
+        try:
+            self.ledger.close()
+        except LedgerError as error:
+            raise click.ClickException(f"audit checkpoint failed: {error}") from error
 
 
 def _write_json(path: Path | None, doc: dict) -> None:
@@ -55,9 +73,12 @@ def register(cli: click.Group) -> None:
                   help="Audit public key (PEM) to trust; default: derived from the home's key.")
     @click.option("--checkpoint", "trusted", type=click.Path(exists=True, path_type=Path),
                   multiple=True, help="A checkpoint kept outside the ledger (repeatable).")
+    @click.option("--witness", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="The governance board's witness directory (default: [audit] witness).")
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-    def verify_command(home, public_key, trusted, as_json) -> None:  # fmt: skip
-        """Recompute every leaf, root and checkpoint; exit 1 naming the first bad entry."""
+    def verify_command(home, public_key, trusted, witness, as_json) -> None:  # fmt: skip
+        """Recompute every leaf, root and checkpoint, against the witness when there is one;
+        exit 1 naming the first bad entry."""
         from cryptography.hazmat.primitives import serialization
 
         from audit import verify_ledger
@@ -71,7 +92,10 @@ def register(cli: click.Group) -> None:
             pem = private.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
-        result = verify_ledger(h.ledger_dir, pem, [read_json_object(p, "checkpoint") for p in trusted])
+        settings = h.ledger_settings
+        result = verify_ledger(h.ledger_dir, pem, [read_json_object(p, "checkpoint") for p in trusted],
+                               checkpoint_every=settings.checkpoint_every,
+                               witness=witness or settings.witness)
         if as_json:
             click.echo(json.dumps(result.to_dict(), indent=2))
         else:
@@ -80,9 +104,11 @@ def register(cli: click.Group) -> None:
             for problem in result.problems:
                 click.echo(f"BAD: {problem}", err=True)
             if result.ok:
+                against = ("no witness" if result.witness_checkpoints is None
+                           else f"{result.witness_checkpoints} at the witness")
                 click.echo(
                     f"ledger OK: {result.entries} entries, {result.checkpoints_checked} "
-                    f"checkpoints verified, root {result.root_hash}"
+                    f"checkpoints verified ({against}), root {result.root_hash}"
                 )
             else:
                 first = result.to_dict()["first_bad_entry"]

@@ -23,7 +23,6 @@ from joinedup.commands.common import (
     resolve_caller,
     service,
 )
-from joinedup.commands.common import open_home as _home
 
 IDENTITY_PROMPTS = (("given_name", "Given name"), ("family_name", "Family name"),
                     ("date_of_birth", "Date of birth (YYYY-MM-DD)"))
@@ -47,16 +46,6 @@ def _with(options):
     return wrap
 
 
-
-
-def _store(h):
-    from consent import CatalogueError, ConsentStore, load_catalogue
-
-    try:
-        catalogue = load_catalogue(h.config_file("consent-catalogue.toml"))
-    except CatalogueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    return ConsentStore(h.store_path, h.signing_key_path("consent"), catalogue)
 
 
 def _identity(identity_file: Path | None) -> dict:
@@ -171,30 +160,46 @@ def register(cli: click.Group) -> None:
     @consent_group.command("show")
     @home_option
     @identity_option
+    @_with(actor_options)
     @click.option("--receipt", "receipt_id", default=None, help="Print this signed receipt.")
     @click.option("--purpose", "purposes", multiple=True, help="Purpose(s) (default: all).")
-    def show(home, identity_file, receipt_id, purposes) -> None:
-        """Show a person's current consent per purpose, or one signed receipt."""
-        from consent import ConsentError
+    def show(home, identity_file, actor_id, actor_role, actor_org, receipt_id, purposes) -> None:
+        """Show a person's current consent per purpose, or one signed receipt (as your
+        organisation holds them)."""
+        from joinedup import operations as ops
+        from joinedup.errors import OperationError
+        from joinedup.operations.consent import ConsentStatusRequest, consent_status
 
-        h = _home(home)
-        with _store(h) as store:
+        with service(home) as ctx:
+            caller = resolve_caller(ctx.home, actor_id, actor_role, actor_org)
             try:
                 if receipt_id:
-                    click.echo(json.dumps(store.receipt(receipt_id), indent=2, sort_keys=True))
+                    doc = ops.read_receipt(ctx, caller, ops.ReadReceipt(receipt_id))
+                    click.echo(json.dumps(doc, indent=2, sort_keys=True))
                     return
-                key = _person_key(h, identity_file)
-                wanted = purposes or tuple(store.catalogue.purposes)
-                click.echo(json.dumps({p: store.current(key, p) for p in wanted}, indent=2))
-            except ConsentError as exc:
-                raise click.ClickException(str(exc)) from exc
+                identity = _identity(identity_file)
+                doc = consent_status(ctx, caller, ConsentStatusRequest(identity, list(purposes)))
+                identity.clear()
+            except OperationError as exc:
+                fail_with(exc)
+        click.echo(json.dumps(doc, indent=2))
 
     @consent_group.command("history")
     @home_option
     @identity_option
-    def history(home, identity_file) -> None:
-        """The append-only consent history of a person."""
-        h = _home(home)
-        key = _person_key(h, identity_file)
-        with _store(h) as store:
-            click.echo(json.dumps(store.history(key), indent=2))
+    @_with(actor_options)
+    def history(home, identity_file, actor_id, actor_role, actor_org) -> None:
+        """The append-only consent history of a person (consents your organisation holds)."""
+        from joinedup.errors import OperationError
+        from joinedup.operations.consent import consent_history
+
+        with service(home) as ctx:
+            caller = resolve_caller(ctx.home, actor_id, actor_role, actor_org)
+            identity = _identity(identity_file)
+            try:
+                events = consent_history(ctx, caller, identity)
+            except OperationError as exc:
+                fail_with(exc)
+            finally:
+                identity.clear()
+        click.echo(json.dumps(events, indent=2))

@@ -28,11 +28,9 @@ def _load_home(home: Path | None):
 
 
 def _audit(h, event: dict[str, Any]) -> None:
-    """Append an audit event to the home's ledger."""
-    from audit import Ledger
-
+    """Append an audit event (home settings: checkpoints, witness)."""
     event = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "actor": DATA_OFFICER, **event}
-    with Ledger(h.ledger_dir, h.signing_key_path("audit")) as ledger:
+    with h.open_ledger() as ledger:
         ledger.append(event)
 
 

@@ -22,7 +22,9 @@ def verify(ctx: ServiceContext, caller: Caller) -> dict:
     with Action(ctx, caller, "audit.verify", purpose="oversight") as act:
         act.decide({})
         pem = ctx.ledger.public_key_path.read_bytes()
-        return verify_ledger(ctx.home.ledger_dir, pem).to_dict()
+        settings = ctx.home.ledger_settings
+        return verify_ledger(ctx.home.ledger_dir, pem, checkpoint_every=settings.checkpoint_every,
+                             witness=settings.witness).to_dict()
 
 
 def report(ctx: ServiceContext, caller: Caller, request: ReportRequest) -> dict:

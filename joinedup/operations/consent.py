@@ -138,3 +138,32 @@ def _held_record(ctx: ServiceContext, act: Action, receipt_id: str) -> ConsentRe
     if record is None or act.caller.organisation not in record.controllers:
         raise Withheld(act.decisions[-1].decision_id)
     return record
+
+
+@dataclass(frozen=True)
+class ConsentStatusRequest:
+    identifiers: dict
+    purposes: list[str] = field(default_factory=list)  # empty: every purpose
+
+
+def consent_status(ctx: ServiceContext, caller: Caller, request: ConsentStatusRequest) -> dict:
+    """The person's consent per purpose, as the caller's organisation holds it (another
+    organisation's consent is, to it, none). Decided as `consent.record`; one entry."""
+    with Action(ctx, caller, ACTION) as act:
+        act.check_text({"purposes": list(request.purposes)})
+        person_key = ctx.person_key(request.identifiers)
+        wanted = list(request.purposes) or list(ctx.consent.catalogue.purposes)
+        act.consent = {"status": "none"}
+        act.decide({"person_key": person_key}, purpose=wanted[0])
+        return {p: ctx.consent.current(person_key, p, now_iso(), controller=caller.organisation)
+                for p in wanted}
+
+
+def consent_history(ctx: ServiceContext, caller: Caller, identifiers: dict) -> list[dict]:
+    """The append-only history of the person's consents held by the caller's organisation."""
+    with Action(ctx, caller, ACTION) as act:
+        person_key = ctx.person_key(identifiers)
+        act.consent = {"status": "none"}
+        act.decide({"person_key": person_key})
+        return [e for e in ctx.consent.history(person_key)
+                if caller.organisation in (e["record"].get("controllers") or [])]

@@ -27,12 +27,11 @@ recorded as a redacted `request.invalid` entry and the caller gets InvalidInput.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from audit import EventRejected
-from audit.guard import scan_for_identifiers
+from audit import EventRejected, check_event, find_identifiers
 from joinedup.errors import (
     Conflict,
     InvalidIdentifiers,
@@ -49,6 +48,7 @@ from joinedup.users import User
 log = logging.getLogger("joinedup.operations")
 
 Caller = User  # who is asking, authenticated by the front end
+POLICY_FAILED = "The policy could not be evaluated, so nothing was done."
 
 # Actions about one person: what their refusals say is limited (see `may_know_person`).
 PERSON_ACTIONS = frozenset({"consent.record", "summary.request", "referral.create",
@@ -68,26 +68,9 @@ def may_know_person(caller: Caller, consent: dict | None) -> bool:
 
 
 def identifier_problems(fields: dict[str, Any]) -> list[tuple[str, str]]:
-    """(field, reason) for every string in these fields that looks like an identifier."""
-    problems: list[tuple[str, str]] = []
-    for name, value in _flatten(fields):
-        found = scan_for_identifiers({"value": value})
-        if found:
-            # The guard's message is "event field value: value looks like ..."; keep the tail.
-            problems.append((name, found.split(": ", 1)[-1]))
-    return problems
-
-
-def _flatten(fields: dict[str, Any], prefix: str = "") -> Iterable[tuple[str, str]]:
-    for name, value in fields.items():
-        where = f"{prefix}{name}"
-        if isinstance(value, str):
-            yield where, value
-        elif isinstance(value, dict):
-            yield from _flatten(value, where + ".")
-        elif isinstance(value, list | tuple):
-            for i, item in enumerate(value):
-                yield from _flatten({f"[{i}]": item}, where)
+    """(field, reason) for every value in these fields that looks like an identifier (the
+    ledger's own guard, audit.find_identifiers: the same rule the ledger applies)."""
+    return [(f.field, f.reason) for f in find_identifiers(fields)]
 
 
 @dataclass
@@ -128,7 +111,12 @@ class Action:
             "consent": consent or {"status": "none"},
             "time": now_iso(),
         }
-        decision = self.ctx.policy.decide(policy_input)
+        try:
+            decision = self.ctx.policy.decide(policy_input)
+        except Exception as exc:  # default deny: no answer from the policy is a no
+            log.error("policy engine failed (%s) on %s: refused", type(exc).__name__,
+                      policy_input["action"])
+            raise Refused([POLICY_FAILED]) from None
         self.decisions.append(decision)
         if refuse and not decision.allow:
             raise self.refusal(decision, reveal)
@@ -177,6 +165,9 @@ class Action:
             else:
                 event["decisions"] = folded
         try:
+            # Strict: an effect event must be stored as it is (recovery applies it again from
+            # the ledger), so one the ledger would redact is refused here, as invalid input.
+            check_event(event)
             self.event_id = self.ctx.ledger.append(event)
         except EventRejected as exc:
             # The guard found an identifier in what we were about to record: record the
@@ -259,7 +250,7 @@ def _reason_only(message: str) -> str:
 
 def _safe_code(value: str | None) -> str | None:
     """A code to record, or None when it looks like an identifier itself."""
-    if value is None or scan_for_identifiers({"value": value}):
+    if value is None or find_identifiers({"value": value}):
         return None
     return value
 

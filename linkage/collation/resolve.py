@@ -125,12 +125,8 @@ def resolve_person(
 
 def default_scorer() -> Scorer:
     """The linkage package's scorer (`score_identity_against_run`)."""
-    try:
-        from linkage import score_identity_against_run  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise ResolutionUnavailable(
-            "person resolution needs linkage.score_identity_against_run, which is not available"
-        ) from exc
+    from linkage.score import score_identity_against_run  # imported late: linkage.score is heavy
+
     return score_identity_against_run
 
 

@@ -25,3 +25,8 @@ def sample_event(i: int, etype: str = "summary.disclosed") -> dict:
         "purpose": "employment_support",
         "categories": ["MH", "HOU"],
     }
+
+
+def id_at(ledger, index: int) -> str:
+    """The event id the ledger gave the entry at this position (ids carry a random part)."""
+    return next(ledger.events(index, index + 1))["event_id"]

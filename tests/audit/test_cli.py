@@ -13,7 +13,7 @@ from audit.records import decode_record, encode_record
 from audit.verifier import load_public_key, verify_consistency_proof, verify_inclusion_proof
 from joinedup.cli import cli
 from joinedup.home import init_home
-from tests.audit.helpers import sample_event
+from tests.audit.helpers import id_at, sample_event
 
 IDENTITY = {"given_name": "Alice", "family_name": "Smith", "date_of_birth": "1980-02-03"}
 
@@ -41,7 +41,8 @@ def test_verify_ok_then_deleted_entry_is_named(home):
     result = run("audit", "verify", "--home", str(home.root), "--json")
     assert result.exit_code == 1
     doc = json.loads(result.output)
-    assert doc["ok"] is False and doc["first_bad_entry"] == "ev-0000000011"
+    assert doc["ok"] is False and doc["first_bad_index"] == 11
+    assert doc["first_bad_entry"] == "entry #11"
 
 
 def test_checkpoint_prove_consistency_and_standalone_verification(home, tmp_path):
@@ -49,8 +50,9 @@ def test_checkpoint_prove_consistency_and_standalone_verification(home, tmp_path
     assert run("audit", "checkpoint", "--home", str(home.root), "--out", str(first)).exit_code == 0
     with Ledger(home.ledger_dir, home.signing_key_path("audit")) as led:
         led.append_many([sample_event(i) for i in range(25, 40)])
+        third = id_at(led, 3)
     bundle_path = tmp_path / "proof.json"
-    result = run("audit", "prove", "ev-0000000003", "--home", str(home.root), "--out", str(bundle_path))
+    result = run("audit", "prove", third, "--home", str(home.root), "--out", str(bundle_path))
     assert result.exit_code == 0, result.output
     bundle = json.loads(bundle_path.read_text())
     key = load_public_key((home.ledger_dir / "audit-public.pem").read_bytes())
@@ -64,8 +66,8 @@ def test_checkpoint_prove_consistency_and_standalone_verification(home, tmp_path
     verify_consistency_proof(doc["proof"], doc["old_checkpoint"], doc["new_checkpoint"], key)
 
     assert run("audit", "verify", "--home", str(home.root), "--checkpoint", str(first)).exit_code == 0
-    result = run("audit", "prove", "ev-0000000999", "--home", str(home.root))
-    assert result.exit_code != 0 and "not in a tree" in result.output
+    result = run("audit", "prove", "ev-000000000999-aaaaaaaa", "--home", str(home.root))
+    assert result.exit_code != 0 and "no event ev-000000000999-aaaaaaaa" in result.output
 
 
 def test_verify_fails_on_tampering_after_a_checkpoint(home, tmp_path):
@@ -77,12 +79,14 @@ def test_verify_fails_on_tampering_after_a_checkpoint(home, tmp_path):
     log.write_bytes(b"".join(lines))
     result = run("audit", "verify", "--home", str(home.root))
     assert result.exit_code == 1
-    assert "first bad entry: ev-0000000000" in result.output  # only one checkpoint: range 0..24
+    with Ledger(home.ledger_dir) as led:
+        first = id_at(led, 0)
+    assert f"first bad entry: {first}" in result.output  # only one checkpoint: range 0..24
 
     lines[7] = lines[7].replace(b"marketing", b"employment_support")  # leaf now wrong: exact
     log.write_bytes(b"".join(lines))
     result = run("audit", "verify", "--home", str(home.root))
-    assert result.exit_code == 1 and "first bad entry: ev-0000000007" in result.output
+    assert result.exit_code == 1 and "first bad entry: entry #7" in result.output
 
 
 def test_report_writes_json_and_offline_html(home, tmp_path):
@@ -103,7 +107,7 @@ def test_subject_access_pseudonymises_identifiers(home, tmp_path):
 
     key = person_key(home.keyring(), IDENTITY)
     with Ledger(home.ledger_dir, home.signing_key_path("audit")) as led:
-        led.append({**sample_event(100), "person_key": key})
+        disclosed = led.append({**sample_event(100), "person_key": key})
         led.append({**sample_event(101, "consent.granted"), "person_key": key})
     ids = tmp_path / "me.json"
     ids.write_text(json.dumps(IDENTITY))
@@ -111,7 +115,7 @@ def test_subject_access_pseudonymises_identifiers(home, tmp_path):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["person_key"] == key
-    assert [e["event_id"] for e in doc["disclosures"]] == ["ev-0000000025"]
+    assert [e["event_id"] for e in doc["disclosures"]] == [disclosed]
     assert [e["type"] for e in doc["other_events"]] == ["consent.granted"]
     # The identifiers themselves, not fragments a hex hash may contain by chance.
     assert "Alice" not in result.output and IDENTITY["date_of_birth"] not in result.output

@@ -20,7 +20,7 @@ from audit.verifier import (
     verify_inclusion,
     verify_inclusion_proof,
 )
-from tests.audit.helpers import sample_event
+from tests.audit.helpers import id_at, sample_event
 
 
 def naive_root(leaves: list[bytes]) -> bytes:
@@ -55,7 +55,7 @@ def test_inclusion_proofs_verify_for_every_leaf_and_size(filled):
     for size in (1, 2, 3, 5, 8, 13, 32, 33, 70):
         root = filled.root(size)
         for index in range(size):
-            proof = filled.inclusion_proof(f"ev-{index:010d}", size)
+            proof = filled.inclusion_proof(id_at(filled, index), size)
             assert len(proof["audit_path"]) <= max(1, (size - 1).bit_length())
             verify_inclusion(
                 index, size, bytes.fromhex(proof["leaf_hash"]), hexes(proof["audit_path"]), root
@@ -73,9 +73,9 @@ def test_consistency_proofs_verify_for_every_pair(filled):
 
 def test_forged_inclusion_proofs_fail(filled):
     root = filled.root()
-    proof = filled.inclusion_proof("ev-0000000021")
+    proof = filled.inclusion_proof(id_at(filled, 21))
     leaf, path = bytes.fromhex(proof["leaf_hash"]), hexes(proof["audit_path"])
-    other_leaf = leaf_hash(filled.get("ev-0000000022"))
+    other_leaf = leaf_hash(filled.get(id_at(filled, 22)))
     bad_path = list(path)
     bad_path[2] = bytes(32)
     for args in [
@@ -109,8 +109,8 @@ def test_proof_documents_against_signed_checkpoints(filled):
     new = filled.checkpoint()
     assert new["tree_size"] == 70 and old is not None
     verify_checkpoint(new, key)
-    proof = filled.inclusion_proof("ev-0000000042", new["tree_size"])
-    proof["event"] = filled.get("ev-0000000042")
+    proof = filled.inclusion_proof(id_at(filled, 42), new["tree_size"])
+    proof["event"] = filled.get(id_at(filled, 42))
     verify_inclusion_proof(proof, new, key)
     verify_consistency_proof(filled.consistency_proof(30, 70), old, new, key)
 
@@ -130,7 +130,7 @@ def test_standalone_verifier_command(filled, tmp_path, capsys):
     files = {
         "cp": cp,
         "old": old,
-        "inc": filled.inclusion_proof("ev-0000000005", cp["tree_size"]),
+        "inc": filled.inclusion_proof(id_at(filled, 5), cp["tree_size"]),
         "cons": filled.consistency_proof(20, cp["tree_size"]),
     }
     for name, doc in files.items():

@@ -11,7 +11,6 @@ from linkage.collation import (
     NEEDS_REVIEW,
     NO_MATCH,
     ResolutionSettings,
-    ResolutionUnavailable,
     decide_resolution,
     resolve_person,
 )
@@ -59,11 +58,11 @@ def test_resolve_person_uses_the_given_scorer_and_reports_a_missing_one(monkeypa
 
     r = resolve_person({"tk_dob": 1}, Path("/runs/r1"), scorer=scorer)
     assert r.entity_id == "E5" and seen["args"] == (Path("/runs/r1"), {"tk_dob": 1})
-    import linkage
+    from linkage.collation.resolve import default_scorer
+    from linkage.score import score_identity_against_run
 
-    monkeypatch.delattr(linkage, "score_identity_against_run", raising=False)
-    with pytest.raises(ResolutionUnavailable, match="score_identity_against_run"):
-        resolve_person({}, Path("/runs/r1"))
+    # The linkage scorer is a dependency, not an optional piece (no ImportError fallback).
+    assert default_scorer() is score_identity_against_run
 
 
 def test_a_strong_identifier_of_another_person_forces_review():

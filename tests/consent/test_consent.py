@@ -163,14 +163,15 @@ def test_cli_grant_show_withdraw_history(tmp_path: Path):
     granted = json.loads(out.output)
     assert verify_receipt(json.loads(receipt.read_text()))
     shown = json.loads(runner.invoke(cli, ["consent", "show", "--home", str(home), "--identity", str(ident),
-                                           "--purpose", PURPOSE]).output)
+                                           "--as", "u1", "--purpose", PURPOSE]).output)
     assert shown[PURPOSE]["status"] == "active" and shown[PURPOSE]["receipt_id"] == granted["receipt_id"]
     out = runner.invoke(cli, ["consent", "withdraw", "--home", str(home), "--identity", str(ident), "--as", "u1"])
     assert out.exit_code == 0, out.output
     shown = json.loads(runner.invoke(cli, ["consent", "show", "--home", str(home), "--identity", str(ident),
-                                           "--purpose", PURPOSE]).output)
+                                           "--as", "u1", "--purpose", PURPOSE]).output)
     assert shown[PURPOSE]["status"] == "withdrawn"
-    history = runner.invoke(cli, ["consent", "history", "--home", str(home), "--identity", str(ident)]).output
+    history = runner.invoke(cli, ["consent", "history", "--home", str(home), "--identity", str(ident),
+                                  "--as", "u1"]).output
     assert [e["event"] for e in json.loads(history)] == ["granted", "withdrawn"]
     # Identifiers are never stored: not in the store file, not in the ledger.
     for path in [home / "store.duckdb", *sorted((home / "ledger").rglob("*"))]:

@@ -112,3 +112,15 @@ def test_unexpected_errors_are_a_generic_500_without_details(live, home, monkeyp
     assert r.json() == {"error": "internal_error",
                         "message": "internal error; the operator's log has details"}
     assert "Ann" not in r.text and "Traceback" not in r.text
+
+
+def test_home_store_and_directories_are_private(home):
+    import stat
+
+    from joinedup.operations import open_service
+
+    open_service(home).close()
+    assert stat.S_IMODE(home.root.stat().st_mode) == 0o700
+    for sub in (home.extracts_dir, home.runs_dir, home.ledger_dir):
+        assert stat.S_IMODE(sub.stat().st_mode) == 0o700, sub
+    assert stat.S_IMODE(home.store_path.stat().st_mode) == 0o600

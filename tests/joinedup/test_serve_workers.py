@@ -159,7 +159,8 @@ def test_a_worker_that_dies_is_replaced_and_all_stop_together(linked_home, tmp_p
             now = _workers_of(server.pid)
             if len(now) == 2 and now != before:
                 break
-            assert time.monotonic() < deadline and server.poll() is None, "no replacement"
+            assert time.monotonic() < deadline and server.poll() is None, (
+                "no replacement", server.stderr.read().decode()[-3000:] if server.poll() else "")
             time.sleep(0.2)
         assert _healthy(url)
     finally:
