@@ -11,11 +11,17 @@ store); each effect is applied idempotently, keyed by the event's ids:
 | consent.withdrawn   | the withdrawal row                              |
 | referral.created    | the referral row (the event carries every column)|
 | linkage.run         | runs/CURRENT names the last recorded run        |
+| linkage.rollback    | (the same: the run rolled back to)              |
+
+A run is found by the event's `run` (its directory name), else by its `run_id` (a directory
+of that name, or the run whose summary.json has that run_id).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from consent import ConsentRecord
 from joinedup.operations.linkage import switch_current
@@ -42,7 +48,7 @@ def recover(ctx: ServiceContext) -> Recovered:
     end = ledger.size
     if start > end:  # a ledger replaced under us: check all of it
         start = 0
-    last_run: str | None = None
+    last_run_event: dict | None = None
     for event in ledger.events(start, end):
         done.scanned += 1
         kind = event.get("type")
@@ -53,15 +59,35 @@ def recover(ctx: ServiceContext) -> Recovered:
         elif kind == "referral.created" and "referral_id" in event:
             if insert_referral(ctx, referral_from_event(event)):
                 done.reapplied[kind] = done.reapplied.get(kind, 0) + 1
-        elif kind == "linkage.run" and event.get("run"):
-            last_run = event["run"]
+        elif kind in ("linkage.run", "linkage.rollback"):
+            last_run_event = event
+    last_run = recorded_run(ctx.home.runs_dir, last_run_event) if last_run_event else None
     if last_run is not None:
         marker = ctx.home.runs_dir / "CURRENT"
         current = marker.read_text().strip() if marker.exists() else None
-        if current != last_run and (ctx.home.runs_dir / last_run).is_dir():
+        if current != last_run:
             switch_current(ctx.home.runs_dir, last_run)
-            done.reapplied["linkage.run"] = 1
+            done.reapplied[last_run_event["type"]] = 1
     with ctx.store(write=True) as cur:
         cur.execute("DELETE FROM ops_recovered")
         cur.execute("INSERT INTO ops_recovered VALUES (?)", [end])
     return done
+
+
+def recorded_run(runs_dir: Path, event: dict) -> str | None:
+    """The run (CURRENT's form of its name) a linkage event made current, if it exists."""
+    name = event.get("run")
+    if isinstance(name, str) and (runs_dir / name).is_dir():
+        return name
+    run_id = event.get("run_id")
+    if not isinstance(run_id, str) or not run_id:
+        return None
+    if (runs_dir / run_id).is_dir():
+        return run_id
+    for summary in sorted(runs_dir.glob("*/summary.json")):
+        try:
+            if json.loads(summary.read_text()).get("run_id") == run_id:
+                return summary.parent.name
+        except (OSError, ValueError):
+            continue
+    return None

@@ -30,7 +30,15 @@ CALLERS = [  # role, organisation
     ("data_officer", "linkage-unit"), ("citizen", "public"), ("admin", "joinedup-ops"),
 ]
 HOLDER = ("adviser", "csc-margate")  # the organisation that records every consent here
-PURPOSES = ["employment_support", "service_planning", "oversight"]
+def _purposes() -> list[str]:
+    """Every purpose the shipped policy data knows, and one it does not."""
+    from policies import bundle
+
+    doc = json.loads((Path(bundle.__file__).parent / "data" / "purposes.json").read_text())
+    return sorted(doc["purposes"]) + ["not_a_purpose"]
+
+
+PURPOSES = _purposes()
 STATES = ["none", "active", "withdrawn", "stranger_active", "stranger_none"]
 CATEGORIES = ["dwp", "council", "nhs", "housing", "MH", "PH", "DIS", "SUB", "HOU", "FIN",
               "SKL", "CAR", "CLV", "FAM", "WRK"]
