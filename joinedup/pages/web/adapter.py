@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hmac
 
+import joinedup.pages.web.interim_operations as interim
 from joinedup import operations as ops
 from joinedup.errors import InvalidInput, NotFound, Refused, Withheld
 from joinedup.operations.protocol import Action
-from joinedup.pages.web import interim_operations as interim
 from joinedup.service_context import ServiceContext
 from joinedup.users import User
 

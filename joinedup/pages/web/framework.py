@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
+import joinedup.pages.web.adapter as adapter
 from joinedup.errors import (
     Conflict,
     InvalidIdentifiers,
@@ -29,7 +30,6 @@ from joinedup.errors import (
     Refused,
     Withheld,
 )
-from joinedup.pages.web import adapter
 from joinedup.pages.web.session import COOKIE, Session, SessionCodec, cookie_settings
 from joinedup.service_context import ServiceContext
 from joinedup.users import AuthError, User
