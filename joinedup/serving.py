@@ -58,8 +58,13 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 def _worker(home_root: str, host: str, port: int, workers: int, access_log: bool, ready) -> None:
     from joinedup.api import create_app
 
+    # Ready first, then take the port: with SO_REUSEPORT the kernel hands a bound socket its
+    # share of new connections at once, so a worker that bound before opening the home (and
+    # finishing what a crash interrupted) or compiling the policy would leave them waiting.
+    app = create_app(home_root, workers=workers)
+    app.state.ctx.policy  # noqa: B018  (compiled now, not on the first request)
     sock = _listening_socket(host, port)
-    config = uvicorn.Config(_checkpoint_at_shutdown(create_app(home_root, workers=workers)), host=host, port=port,
+    config = uvicorn.Config(_checkpoint_at_shutdown(app), host=host, port=port,
                             access_log=access_log, log_level="info")
     server = uvicorn.Server(config)
 

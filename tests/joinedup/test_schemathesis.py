@@ -50,7 +50,7 @@ def test_no_server_errors_under_schemathesis(demo_run, tmp_path):
                 [str(st), "run", f"{live.url}/openapi.json", "--checks", "not_a_server_error",
                  "-H", f"Authorization: Bearer {token}", "--max-examples", "25", "--seed", "1",
                  "--phases", "examples,coverage,fuzzing"],
-                capture_output=True, text=True, timeout=600)
+                capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its cache: not here
             assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     finally:
         live.stop()
