@@ -29,6 +29,7 @@ import argparse
 import json
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -153,7 +154,9 @@ def main() -> int:
                "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
     if args.workers:
         command += ["--workers", str(args.workers)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A SIGTERM (a timeout) still stops the server and removes the home.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     url, host = f"http://127.0.0.1:{port}", f"127.0.0.1:{port}"
     failed = False
     try:
@@ -184,28 +187,47 @@ def main() -> int:
             ("provider: referral summary page", "provider",
              page(lambda i: f"/provider/referrals/{referrals[i % len(referrals)]}")),
             ("governance: ledger page", "governance", page(lambda i: "/governance/ledger")),
+            ("  baseline API GET /v1/audit/verify", "governance",
+             lambda role, i: encode_get(host, "/v1/audit/verify", token=tokens[role][i])),
             ("governance: accesses page", "governance", page(lambda i: "/governance/accesses")),
             ("governance: outcomes page", "governance", page(lambda i: "/governance/outcomes")),
             ("governance: area counts page", "governance",
              page(lambda i: "/governance/area-counts")),
+            ("  baseline API GET /v1/area-counts", "governance",
+             lambda role, i: encode_get(host, "/v1/area-counts", token=tokens[role][i])),
             ("data officer: link runs page", "data_officer", page(lambda i: "/data/runs")),
             ("  baseline status page / (no operation)", "governance",
              lambda role, i: encode_get(host, "/")),
         ]
         rows = []
+        print(f"{'page':42s} {'p50':>7s} {'p95':>7s} {'p99':>7s} {'n':>5s} | closed loop:"
+              f" {'p50':>7s} {'p95':>7s} {'pages/s':>8s}  errors", flush=True)
         for name, role, build in targets:
             count = len(sessions[role])
             # 20 simulated users on this page: the role's users, repeated to 20 clients.
             requests = [build(role, i % count) for i in range(args.users)]
-            run_load("127.0.0.1", port, requests, clients=args.users, seconds=1)  # warm
+            warm = run_load("127.0.0.1", port, requests, clients=1, seconds=1, max_requests=3)
+            one = max(warm.latencies or [0.0])
+            # The paced phase sends every scheduled request even when late, so a page that
+            # takes far longer than the schedule allows would run for minutes: such a page
+            # gets fewer requests (marked "capped"); its latency still shows it.
+            budget = int(args.rate * args.seconds)
+            capped = one * budget / 2 > 3 * args.seconds
+            if capped:
+                budget = max(args.users * 2, int(3 * args.seconds * 2 / max(one, 1e-3)))
             paced = run_load("127.0.0.1", port, requests, clients=args.users,
-                             seconds=args.seconds, rate=args.rate)
+                             seconds=args.seconds, rate=args.rate, max_requests=budget)
             closed = run_load("127.0.0.1", port, requests, clients=args.users,
-                              seconds=args.seconds / 2)
+                              seconds=args.seconds / 2,
+                              max_requests=budget if capped else 1_000_000)
             bad = {s: n for s, n in {**paced.statuses, **closed.statuses}.items() if s != 200}
-            rows.append((name, percentiles(paced.latencies), paced.count,
-                         percentiles(closed.latencies), closed.count / max(closed.wall, 1e-9),
-                         bad))
+            rows.append((name + (" (capped)" if capped else ""), percentiles(paced.latencies),
+                         paced.count, percentiles(closed.latencies),
+                         closed.count / max(closed.wall, 1e-9), bad))
+            _, p, n, c, per_s, _ = rows[-1]
+            print(f"{rows[-1][0]:42s} {p['p50']:7.1f} {p['p95']:7.1f} {p['p99']:7.1f} {n:5d} |"
+                  f"              {c['p50']:7.1f} {c['p95']:7.1f} {per_s:8.1f}  {bad or ''}",
+                  flush=True)
             if bad:
                 failed = True
     finally:
@@ -213,24 +235,20 @@ def main() -> int:
         server.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{args.users} simulated users; paced at {args.rate:g} pages/s for {args.seconds:g}s, "
-          f"then closed loop for {args.seconds / 2:g}s; times in ms")
-    print(f"{'page':42s} {'p50':>7s} {'p95':>7s} {'p99':>7s} {'n':>5s} | closed loop:"
-          f" {'p50':>7s} {'p95':>7s} {'pages/s':>8s}  errors")
-    baseline_of = {}
-    for name, p, n, c, per_s, bad in rows:
-        print(f"{name:42s} {p['p50']:7.1f} {p['p95']:7.1f} {p['p99']:7.1f} {n:5d} |"
-              f"              {c['p50']:7.1f} {c['p95']:7.1f} {per_s:8.1f}  {bad or ''}")
-        baseline_of[name] = p["p95"]
-    print("\nratios of paced p95 (page / its API baseline, same operation, same run):")
+          f"then closed loop for {args.seconds / 2:g}s; times in ms (table above)")
+    baseline_of = {name.replace(" (capped)", ""): p["p95"] for name, p, *_ in rows}
+    print("ratios of paced p95 (page / its API baseline, same operation, same run):")
     for page_name, base in (("adviser: barrier summary page", "  baseline API POST /v1/summaries"),
-                            ("provider: inbox page", "  baseline API GET /v1/referrals")):
+                            ("provider: inbox page", "  baseline API GET /v1/referrals"),
+                            ("governance: ledger page", "  baseline API GET /v1/audit/verify"),
+                            ("governance: area counts page", "  baseline API GET /v1/area-counts")):
         print(f"  {page_name:40s} {baseline_of[page_name] / baseline_of[base]:.2f}x")
     pages = [(name, p) for name, p, *_ in rows if not name.startswith("  baseline")]
-    worst = max(pages, key=lambda item: item[1]["p95"])
-    verdict = worst[1]["p95"] < 100 and not failed
-    print(f"\nslowest page by paced p95: {worst[0].strip()} {worst[1]['p95']:.1f} ms -> "
+    over = [(name, p["p95"]) for name, p in pages if not p["p95"] < 100]
+    verdict = not over and not failed
+    print(f"pages with paced p95 >= 100 ms: {over or 'none'} -> "
           f"{'PASS' if verdict else 'FAIL'} (target: every page p95 < 100 ms, no errors)")
-    print(json.dumps({"uptime": open("/proc/loadavg").read().strip()}))
+    print(json.dumps({"loadavg_at_end": open("/proc/loadavg").read().strip()}))
     return 0 if verdict else 1
 
 

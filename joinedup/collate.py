@@ -256,7 +256,10 @@ def encode_identity(ctx: ServiceContext, index: RunIndex, identifiers) -> dict:
     ident = standardise_identifiers(identifiers) if isinstance(identifiers, dict) else identifiers
 
     encoding = index.encoding()
-    stamp = (ctx.home.project_id, json.dumps(encoding, sort_keys=True))
+    # Keyed by the deployment's keys too: two homes may share a project id (every demo
+    # home does), and one's encoder would give the other's people no match.
+    stamp = (ctx.home.project_id, ctx.keyring.key_id("blocking"),
+             json.dumps(encoding, sort_keys=True))
     with _cache_lock:
         encoder = _encoder_cache.get(stamp)
         if encoder is None:

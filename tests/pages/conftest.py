@@ -49,16 +49,20 @@ class World:
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> Iterator[World]:
-    from click.testing import CliRunner
+    import subprocess
+    import sys
 
     from joinedup.api import create_app
-    from joinedup.cli import cli
     from joinedup.home import load_home
     from joinedup.users import open_user_store
 
+    # The demo runs in its own process, as a user would run it (no state shared with the
+    # other tests of the session).
     root = tmp_path_factory.mktemp("pages") / "home"
-    result = CliRunner().invoke(cli, ["demo", "--home", str(root), "--people", "300"])
-    assert result.exit_code == 0, result.output
+    joinedup = Path(sys.executable).parent / "joinedup"
+    result = subprocess.run([str(joinedup), "demo", "--home", str(root), "--people", "300"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     home = load_home(root)
     doc = json.loads((root / "secrets" / "demo-tokens.json").read_text())
     tokens = {role: v["token"] for role, v in doc.items()}

@@ -153,7 +153,11 @@ def test_provider_journey_from_inbox_to_outcome(browser, world: World):
 
 
 def test_withdrawal_in_one_browser_stops_the_summary_in_another(browser, world: World):
-    n, person, _ = matched_person(world, start=25)
+    n, person, result = matched_person(world, start=25)
+    referral = refer(world, person, "provider-a", [result["summary"]["barriers"][0]["code"]])
+    provider = new_page(browser, world, "provider")
+    provider.goto(f"/provider/referrals/{referral.referral_id}")
+    assert provider.locator("h1").inner_text() == "Referral summary"
     seer = new_page(browser, world, "adviser")
     seer.goto("/adviser/find")
     fill_identifiers(seer, person)
@@ -172,6 +176,11 @@ def test_withdrawal_in_one_browser_stops_the_summary_in_another(browser, world: 
     assert response.status == 403
     assert "Current barriers" not in seer.content()
     assert seer.locator("h1").inner_text() == "You cannot do this"
+    response = provider.reload()  # the provider's open referral stops too, at once
+    assert response.status == 403 and "Current barriers" not in provider.content()
+    provider.goto("/provider/referrals")
+    assert referral.referral_id not in provider.content()
+    provider.context.close()
     seer.context.close()
     other.context.close()
 

@@ -129,3 +129,82 @@ def test_trigger_questions_and_outcomes_are_validated_on_load(tmp_path):
                       'share = 0.5\nweeks_after_job_start = 0\n')
     with pytest.raises(ConfigurationError, match="add up to 0.5"):
         load_outcome_schedule(shares)
+
+
+def test_sign_in_with_an_oidc_id_token_when_configured(world: World, tmp_path):
+    import json
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from joinedup.users import OidcConfig, OidcVerifier
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "k1", "use": "sig", "alg": "RS256"})
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    settings = {"auth": {"oidc": {"issuer": "https://idp.example", "audience": "joinedup",
+                                  "jwks": str(tmp_path / "jwks.json")}}}
+    claims = {"iss": "https://idp.example", "aud": "joinedup", "sub": "board-member-1",
+              "exp": int(time.time()) + 300, "joinedup_role": "governance",
+              "joinedup_org": "governance-board"}
+    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+    auth = world.ctx.auth
+    saved = auth.oidc
+    auth.oidc = OidcVerifier(OidcConfig.from_settings(settings, tmp_path))
+    try:
+        client = TestClient(world.live.app, follow_redirects=True)
+        page = client.get("/sign-in")
+        assert "ID token" in page.text
+        page = client.post("/sign-in", data={"csrf_token": _csrf(page.text), "token": token})
+        assert page.url.path == "/governance/ledger" and "Audit ledger" in page.text
+        expired = jwt.encode({**claims, "exp": int(time.time()) - 5}, key, algorithm="RS256",
+                             headers={"kid": "k1"})
+        again = TestClient(world.live.app, follow_redirects=True)
+        page = again.get("/sign-in")
+        page = again.post("/sign-in", data={"csrf_token": _csrf(page.text), "token": expired})
+        assert page.status_code == 400 and "There is a problem" in page.text
+    finally:
+        auth.oidc = saved
+
+
+def test_governance_downloads_csv_and_json(world: World):
+    import csv
+    import io
+    import json
+
+    board = signed_in(world, "governance")
+    for name in ("accesses", "denials", "outcomes", "area-counts"):
+        as_csv = board.get(f"/governance/download/{name}.csv")
+        assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv")
+        assert "attachment" in as_csv.headers["content-disposition"]
+        assert list(csv.reader(io.StringIO(as_csv.text)))[0], name
+        as_json = board.get(f"/governance/download/{name}.json")
+        assert as_json.status_code == 200 and isinstance(json.loads(as_json.text), dict), name
+    refused = signed_in(world, "adviser").get("/governance/download/accesses.csv")
+    assert refused.status_code == 403 and "You cannot do this" in refused.text
+
+
+def test_changes_between_runs_are_classified(world: World):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def run(name: str, entities: dict[str, list[str]]) -> None:
+        rows = [(e, "dwp", r) for e, refs in entities.items() for r in refs]
+        (world.home.runs_dir / name).mkdir(exist_ok=True)
+        pq.write_table(pa.table({"entity_id": [r[0] for r in rows],
+                                 "source": [r[1] for r in rows], "ref": [r[2] for r in rows]}),
+                       world.home.runs_dir / name / "entities.parquet")
+
+    run("t-before", {"a": ["1", "2"], "b": ["3"], "c": ["4"], "d": ["5", "6"], "g": ["9"]})
+    run("t-after", {"A": ["1", "2"], "BC": ["3", "4"], "D1": ["5"], "D2": ["6"], "N": ["7"]})
+    officer = signed_in(world, "data_officer")
+    page = officer.get("/data/changes?before=t-before&after=t-after")
+    assert page.status_code == 200
+    from joinedup.pages.web import adapter
+
+    found = adapter.run_changes(world.ctx, world.user("data_officer"), "t-before", "t-after")
+    assert (found["unchanged"], found["merged"], found["split"], found["new"], found["gone"]) \
+        == (1, 1, 2, 1, 1)
+    for word in ("Merged", "Split", "New", "Gone"):
+        assert word in page.text

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hmac
 
+import joinedup.pages.web.interim_operations as interim
 from joinedup import operations as ops
 from joinedup.errors import InvalidInput, NotFound, Refused, Withheld
 from joinedup.operations.protocol import Action
-from joinedup.pages.web import interim_operations as interim
 from joinedup.service_context import ServiceContext
 from joinedup.users import User
 
@@ -25,7 +25,6 @@ record_outcome = interim.record_outcome
 referral_statuses = interim.referral_statuses
 caseload = interim.caseload
 record_self_reported = interim.record_self_reported
-consent_history = interim.consent_history
 outcomes_by_provider = interim.outcomes_by_provider
 find_decision = interim.find_decision
 link_runs = interim.link_runs
@@ -76,6 +75,16 @@ def withdraw_consent(ctx: ServiceContext, caller: User, receipt_id: str) -> dict
 def consent_receipt(ctx: ServiceContext, caller: User, receipt_id: str) -> dict:
     """GET /v1/consent/{id}/receipt: the signed receipt."""
     return ops.read_receipt(ctx, caller, ops.ReadReceipt(receipt_id))
+
+
+def consent_history(ctx: ServiceContext, caller: User, identifiers: dict) -> dict:
+    """`joinedup consent history`: the consents the caller's organisation holds, each as it
+    stands now (the last event of its receipt), and their append-only history."""
+    history = ops.consent.consent_history(ctx, caller, identifiers)
+    latest: dict[str, dict] = {}
+    for event in history:
+        latest[event["receipt_id"]] = event["record"]
+    return {"records": list(latest.values()), "history": history}
 
 
 def create_referral(ctx: ServiceContext, caller: User, identifiers: dict, provider: str,

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
+import joinedup.pages.web.adapter as adapter
 from joinedup.errors import (
     Conflict,
     InvalidIdentifiers,
@@ -29,7 +30,6 @@ from joinedup.errors import (
     Refused,
     Withheld,
 )
-from joinedup.pages.web import adapter
 from joinedup.pages.web.session import COOKIE, Session, SessionCodec, cookie_settings
 from joinedup.service_context import ServiceContext
 from joinedup.users import AuthError, User
@@ -63,7 +63,8 @@ templates.globals.update(
         (k, v["title"] + (" (special category)" if v.get("special_category") else ""))
         for k, v in cat.categories.items()],
     titles=lambda cat, codes: [cat.category_title(c) for c in codes],
-    outcome_options=lambda sch: [(k, v["title"]) for k, v in sch.milestones.items()],
+    outcome_options=lambda sch, st: [(k, v["title"]) for k, v in sch.milestones.items()
+                                     if k not in st.get("outcomes", {})],
     flat_items=lambda doc: [(k, v) for k, v in (doc or {}).items()
                             if not isinstance(v, dict | list)],
     chart_column=lambda result: {row["area"]: row.get("multiple_disadvantage")

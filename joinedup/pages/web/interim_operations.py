@@ -350,22 +350,7 @@ def caseload(ctx: ServiceContext, caller: User) -> list[dict]:
              **statuses.get(r[0], {"status": "new", "outcomes": {}})} for r in rows]
 
 
-# -- consent history, self-reported barriers ----------------------------------------------
-def consent_history(ctx: ServiceContext, caller: User, identifiers: dict) -> dict:
-    """The person's consents held by the caller's organisation, and their history."""
-    with Action(ctx, caller, "consent.record", purpose="employment_support") as act:
-        person_key = ctx.person_key(identifiers)
-        act.consent = ctx.consent.current(person_key, "employment_support", now_iso(),
-                                          controller=caller.organisation)
-        act.decide({"person_key": person_key})
-        records = [r.to_dict() for r in ctx.consent.records(person_key)
-                   if caller.organisation in r.controllers]
-        held = {r["receipt_id"] for r in records}
-        history = [h for h in ctx.consent.history(person_key) if h["receipt_id"] in held]
-        act.record(act.decision_event(outcome="consent.history.read", person_key=person_key))
-    return {"records": records, "history": history}
-
-
+# -- self-reported barriers ----------------------------------------------
 def record_self_reported(ctx: ServiceContext, caller: User, identifiers: dict,
                          question_ids: list[str]) -> dict:
     """Barriers the person reports in answer to the trigger questions, recorded as such."""

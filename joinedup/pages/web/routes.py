@@ -13,8 +13,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
+import joinedup.pages.web.adapter as adapter
 from joinedup.errors import Conflict, InvalidInput, Refused, Withheld
-from joinedup.pages.web import adapter
 from joinedup.pages.web.framework import (
     HERE,
     Bounce,
