@@ -47,6 +47,7 @@ from joinedup.errors import (
     Withheld,
 )
 from joinedup.home import Home, load_home
+from joinedup.operations import review as review_ops
 from joinedup.operations.protocol import Action
 from joinedup.service_context import ServiceContext, now_iso
 from joinedup.users import AuthError, User, looks_like_jwt
@@ -250,6 +251,12 @@ class AreaCountsOut(BaseModel):
     csv: str
 
 
+class ReviewLabelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(pattern=r"^(match|non-match|unsure)$")
+    purpose: str = Field(default="queue", pattern=r"^(queue|sample-links|sample-band|request)$")
+
+
 class LinkageStatusOut(BaseModel):
     run: str
     summary: dict[str, Any]
@@ -428,6 +435,22 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None,
              responses=ERRORS)
     def linkage_report(user: Caller) -> HTMLResponse:
         return HTMLResponse(ops.linkage.report_html(ctx, user))
+
+    @app.get("/v1/linkage/review/next", tags=["linkage"], responses=ERRORS)
+    def linkage_review_next(user: Caller, count: Annotated[int, Query(ge=1, le=50)] = 1) -> dict:
+        """The clerical-review queue's next pairs (encodings only: sources, refs, entity ids),
+        the number labelled so far and the accuracy estimate from sampled labels."""
+        return review_ops.review_queue(ctx, user, review_ops.QueueRequest(limit=count))
+
+    @app.get("/v1/linkage/review/pairs/{pair_id}", tags=["linkage"], responses=ERRORS)
+    def linkage_review_pair(user: Caller, pair_id: str) -> dict:
+        """One pair's match-weight waterfall (why two records did or did not link)."""
+        return review_ops.show_pair(ctx, user, review_ops.PairRequest(pair_id))
+
+    @app.post("/v1/linkage/review/pairs/{pair_id}/label", tags=["linkage"], responses=ERRORS)
+    def linkage_review_label(user: Caller, pair_id: str, body: ReviewLabelIn) -> dict:
+        """Label a pair (recorded, then stored; the next link run uses it)."""
+        return review_ops.label_pair(ctx, user, review_ops.LabelPair(pair_id, body.label, body.purpose))
 
     # -- audit --------------------------------------------------------------------------
     @app.get("/v1/audit/verify", tags=["audit"], response_model=Open, responses=ERRORS)

@@ -251,10 +251,19 @@ def test_review_api_gives_the_queue_and_a_pairs_waterfall_to_a_data_officer_only
         got = client.get("/v1/linkage/review/next?count=3", headers=officer)
         assert got.status_code == 200, got.text
         items = got.json()["items"]
-        assert items and all(i["explanation"]["waterfall"][0]["column_name"] == "Prior" for i in items)
+        assert items
         pid = items[0]["pair_id"]
         one = client.get(f"/v1/linkage/review/pairs/{pid}", headers=officer)
-        assert one.status_code == 200 and one.json()["waterfall"] == items[0]["explanation"]["waterfall"]
+        assert one.status_code == 200 and one.json()["waterfall"][0]["column_name"] == "Prior"
         assert client.get("/v1/linkage/review/pairs/P0000000000000000", headers=officer).status_code == 404
         adviser = {"Authorization": f"Bearer {tokens['adviser']}"}
         assert client.get("/v1/linkage/review/next", headers=adviser).status_code == 403
+        labelled = client.post(f"/v1/linkage/review/pairs/{pid}/label", headers=officer,
+                               json={"label": "unsure"})
+        assert labelled.status_code == 200, labelled.text
+        refused = client.post(f"/v1/linkage/review/pairs/{pid}/label", headers=adviser,
+                              json={"label": "match"})
+        assert refused.status_code == 403
+    from linkage.review import labels
+
+    assert labels(home.root / "review")[pid]["label"] == "unsure"
