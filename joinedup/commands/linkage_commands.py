@@ -41,24 +41,26 @@ def _audit(h, event: dict[str, Any]) -> None:
 @click.option("--home", "home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
 @click.argument("extract_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 def ingest_command(home: Path | None, extract_dirs: tuple[Path, ...]) -> None:
-    """Verify split extracts (hashes, project and key ids) and register them for linkage."""
+    """Verify split extracts (hashes, project and key ids) and register them for linkage.
+
+    Each extract is one action of joinedup.operations: decided, `extract.ingested` recorded,
+    then registered (a linkage-unit home needs only the public key ids; docs/KEYS.md)."""
     from connectors.keys import SecretError
+    from joinedup.errors import OperationError
     from joinedup.home import HomeError
-    from linkage.ingest import IngestError, ingest_extracts
+    from joinedup.operations import linkage as linkage_ops
+    from joinedup.service_context import HomeContext
+    from joinedup.users import User
 
     h = _load_home(home)
     try:
-        # Public key ids only: a linkage-unit home holds no key (docs/KEYS.md).
-        done = ingest_extracts(
-            list(extract_dirs), h.extracts_dir, h.store_path, h.project_id, h.public_key_ids(),
-            keep_content=h.keeps_content,
-        )
-    except (IngestError, SecretError, HomeError) as exc:
-        raise click.ClickException(f"nothing ingested: {exc}") from exc
-    for e in done:
-        _audit(h, {"type": "extract.ingested", "extract_id": e.extract_id, "source": e.source,
-                   "kind": e.kind})
-        click.echo(f"ingested {e.source} extract {e.extract_id} (now active for {e.source})")
+        with HomeContext(h) as ctx:
+            for extract_dir in extract_dirs:
+                e = linkage_ops.ingest(ctx, User(**DATA_OFFICER),
+                                       linkage_ops.IngestRequest(extract_dir))
+                click.echo(f"ingested {e.source} extract {e.extract_id} (now active for {e.source})")
+    except (OperationError, SecretError, HomeError) as exc:
+        raise click.ClickException(f"not ingested: {exc}") from exc
 
 
 @click.command("link")

@@ -73,7 +73,8 @@ def ingest(ctx: HomeContext | ServiceContext, caller: Caller,
         act.record({"type": "extract.ingested", "extract_id": manifest["extract_id"],
                     "source": manifest["source"], "kind": manifest["kind"]})
         (done,) = ingest_extracts([request.extract_dir], home.extracts_dir, home.store_path,
-                                  home.project_id, home.public_key_ids())
+                                  home.project_id, home.public_key_ids(),
+                                  keep_content=home.keeps_content)
         return done
 
 
