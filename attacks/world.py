@@ -142,7 +142,8 @@ def _plaintext(kind: str, input: str) -> dict[str, tuple[int, dict[str, str | No
     """local id -> (source row, attributes, indicator codes), read as the connector reads it."""
     mapping = effective_mapping(kind, None)
     out = {}
-    for rec in reader_module(kind).read(input, mapping):
+    # Rows the connector rejects never reach an extract: the attacker can ignore them too.
+    for rec in reader_module(kind).read(input, mapping, lambda _reject: None):
         ident, _problems = standardise_identity(rec.identity, mapping)
         if ident.local_id is None:
             continue
