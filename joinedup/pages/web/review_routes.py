@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+import joinedup.pages.web.adapter as adapter
 from joinedup.errors import InvalidInput
-from joinedup.pages.web import adapter
 from joinedup.pages.web.framework import Page, input_errors, page
 
 ROLES = ("data_officer",)
