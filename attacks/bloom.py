@@ -179,7 +179,8 @@ def _k_of(extract: Extract, attr: str) -> int:
 
 def _filter_field(column: str) -> tuple[str, bool]:
     return {"clk_given": ("given", False), "clk_family": ("family", False),
-            "clk_address": ("address", True)}[column]
+            "clk_given_pc": ("given", False), "clk_family_pc": ("family", False),
+            "clk_address": ("address", True), "clk_address_dob": ("address", True)}[column]
 
 
 def pattern_mining(extract: Extract, register: Register, grouping: str | None = None,

@@ -30,7 +30,8 @@ V2_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 # What each filter encodes (the attribute a decoded filter reveals).
 V1_FILTERS = {"clk_given": "given", "clk_family": "family", "clk_name": None, "clk_address": "address"}
-V2_FILTERS = {"clk_given": "given", "clk_family": "family", "clk_address": "address"}
+V2_FILTERS = {"clk_given": "given", "clk_family": "family", "clk_address": "address",
+              "clk_given_pc": "given", "clk_family_pc": "family", "clk_address_dob": "address"}
 
 
 def deterministic_columns(scheme: str) -> dict[str, tuple[str, ...]]:

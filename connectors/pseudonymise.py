@@ -101,8 +101,28 @@ MATCH_KEYS: dict[str, tuple[str, ...]] = {
     "mk_names_locality": ("names", "locality"),
     "mk_dob_pc": ("dob", "pc"),
     "mk_dob_sector": ("dob", "sector"),
+    # Keys that reach pairs whose date of birth differs or is missing (measured on FEBRL:
+    # the keys above group at most 0.945 / 0.888 of the true pairs; these raise it to 0.99 / 0.97).
+    "mk_names": ("names",),
+    "mk_given_pc": ("g_phon", "pc"),
+    "mk_family_pc": ("f_phon", "pc"),
+    "mk_dob_locality": ("dob", "locality"),
+    "mk_given_locality": ("g_phon", "locality"),
+    "mk_family_locality": ("f_phon", "locality"),
 }
-CLK_COLUMNS = ("clk_given", "clk_family", "clk_address")
+CLK_COLUMNS = ("clk_given", "clk_family", "clk_address", "clk_given_pc", "clk_family_pc", "clk_address_dob")
+# Each published filter: (the unsalted filter it is made from, the parts of its salt, salt
+# number). Names and address are published twice, salted by the date of birth and by the
+# postcode, so that they compare when either agrees (and for records with no date of birth).
+# Columns sharing a salt are listed together: a batch's salt table is built per salt.
+SALTED_FILTERS: dict[str, tuple[str, tuple[str, ...], int]] = {
+    "clk_given": ("clk_given", ("year", "dm"), 0),
+    "clk_family": ("clk_family", ("year", "dm"), 0),
+    "clk_address_dob": ("clk_address", ("year", "dm"), 0),
+    "clk_address": ("clk_address", ("pc",), 1),
+    "clk_given_pc": ("clk_given", ("pc",), 2),
+    "clk_family_pc": ("clk_family", ("pc",), 2),
+}
 _CLK_FIELD = {"clk_given": "given", "clk_family": "family", "clk_address": "address"}
 LINKAGE_COLUMNS = ("ref",) + tuple(c for c, _ in TOKEN_COLUMNS) + tuple(MATCH_KEYS) + CLK_COLUMNS
 
@@ -547,7 +567,7 @@ class IdentityEncoder:
         mk_key = keyring.key("match-key")
         self._mk_seeds = {c: (_seed(mk_key, f"A|{c}"), _seed(mk_key, f"B|{c}")) for c in MATCH_KEYS}
         salt_key = keyring.key("clk-salt")
-        self._salt_seeds = [(_seed(salt_key, f"salt{i}|A"), _seed(salt_key, f"salt{i}|B")) for i in (0, 1)]
+        self._salt_seeds = [(_seed(salt_key, f"salt{i}|A"), _seed(salt_key, f"salt{i}|B")) for i in (0, 1, 2)]
         bits = self.settings.clk_bits
         self.salting = SaltedPermutation(salt_key, bits // 8)
         # Length-hiding: about (k x typical bigram count) bits per filter, whatever the value.
@@ -620,23 +640,25 @@ class IdentityEncoder:
             values = [p[name][0] for name in names]
             key = self._chain(a, values, n) ^ self._chain(b, values, n)
             columns[column] = pa.array(key.view(np.int64), pa.int64(), mask=~valid)
-        # Name filters are salted by the date of birth, the address filter by the postcode.
-        for columns_salted, (salts, salted) in (
-            (("clk_given", "clk_family"), self.salts(p, ("year", "dm"), 0)),
-            (("clk_address",), self.salts(p, ("pc",), 1)),
-        ):
-            salt_rows = np.full(n, -1, dtype=np.int64)
-            salt_rows[salted] = self.salting.rows(salts[salted])
-            for column in columns_salted:
-                raw, present = filters[column]
-                present = present & salted
-                out = np.zeros_like(raw)
-                idx = np.flatnonzero(present)
-                if idx.size:
-                    out[idx] = self.salting.apply(raw[idx], salt_rows[idx])
-                if self.settings.hardening == "blip":
-                    blip(out, present, self.settings.blip_f, self._rng)
-                columns[column] = _binary_column(out, present)
+        # Name filters are salted by the date of birth and by the postcode, the address
+        # filter by the postcode (SALTED_FILTERS).
+        salt_rows: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+        for column, (source, salt_parts, which) in SALTED_FILTERS.items():
+            if salt_parts not in salt_rows:
+                salts, salted = self.salts(p, salt_parts, which)
+                rows = np.full(n, -1, dtype=np.int64)
+                rows[salted] = self.salting.rows(salts[salted])
+                salt_rows[salt_parts] = rows, salted
+            rows, salted = salt_rows[salt_parts]
+            raw, present = filters[source]
+            present = present & salted
+            out = np.zeros_like(raw)
+            idx = np.flatnonzero(present)
+            if idx.size:
+                out[idx] = self.salting.apply(raw[idx], rows[idx])
+            if self.settings.hardening == "blip":
+                blip(out, present, self.settings.blip_f, self._rng)
+            columns[column] = _binary_column(out, present)
         return columns
 
     # -------------------------------------------------------------- public

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import duckdb
+from splink.internals.exceptions import EMTrainingException
 from splink import DuckDBAPI, Linker
 from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
 from splink.internals.duckdb.dataframe import DuckDBDataFrame
@@ -83,7 +84,12 @@ def train(
     for rule in training["em_blocking_rules"]:
         step(f"m: {rule}")
         # Splink's EM without term frequencies, its iterations run in numpy (linkage.em).
-        em.estimate_m(linker, rule, training["em_max_pairs"], training.get("seed") or 0)
+        try:
+            em.estimate_m(linker, rule, training["em_max_pairs"], training.get("seed") or 0)
+        except EMTrainingException as exc:
+            # A rule that blocks no pair here (e.g. no locality in these sources): the other
+            # rules train the comparisons; a comparison no rule trains keeps its start m.
+            logging.getLogger(__name__).info("EM session skipped: %s", exc)
     floor_disagreement_m(linker, training.get("disagreement_m_floor", 0.0))
 
 

@@ -34,10 +34,11 @@ SCHEMA_VERSION = 1
 MATCH_KEY_COLUMNS = (
     "mk_name_dob", "mk_names_dobt", "mk_given_dob", "mk_family_dob", "mk_names_yob",
     "mk_names_ym", "mk_names_md", "mk_names_yd", "mk_names_pc", "mk_names_locality",
-    "mk_dob_pc", "mk_dob_sector",
+    "mk_dob_pc", "mk_dob_sector", "mk_names", "mk_given_pc", "mk_family_pc",
+    "mk_dob_locality", "mk_given_locality", "mk_family_locality",
 )
 TOKEN_COLUMNS = ("tk_nhs", "tk_nino") + MATCH_KEY_COLUMNS
-CLK_COLUMNS = ("clk_given", "clk_family", "clk_address")
+CLK_COLUMNS = ("clk_given", "clk_family", "clk_address", "clk_given_pc", "clk_family_pc", "clk_address_dob")
 BLOCKING_COLUMNS: tuple[str, ...] = ()  # the match keys are the blocking keys
 ENCODED_COLUMNS = TOKEN_COLUMNS + CLK_COLUMNS
 # Columns whose equality means "the same identity values" (stable entity ids across runs).
@@ -273,62 +274,75 @@ def _level(sql: str, label: str, null: bool = False) -> dict[str, Any]:
     return level
 
 
-# Match keys that say "the same phonetic names" (in either order), each with another field.
-_NAMES_KEYS = ("mk_names_dobt", "mk_names_yob")
+# Match keys that say "the same phonetic names" (in either order).
+_NAMES_KEYS = ("mk_names", "mk_names_dobt", "mk_names_yob")
 # Match keys that say "the same date of birth", each with another field.
 _DOB_KEYS = ("mk_given_dob", "mk_family_dob")
+
+
+def _best_dice(*columns: str) -> str:
+    """The highest Dice over views of one field salted differently (a view whose salts
+    differ gives a chance-level Dice, so the highest is the view whose salts agree)."""
+    return f"greatest({', '.join(dice_sql(c) for c in columns)})"
 
 
 def _default_comparisons() -> list[dict[str, Any]]:
     """Comparisons over the v2 encoding.
 
-    Name filters are salted by the date of birth and the address filter by the postcode: a
-    Dice level fires only for records whose salts agree. A comparison's levels therefore
-    use only keys and filters that do not repeat another comparison's evidence about a
-    place (the address comparison is the postcode-salted filter alone, and no name or date
-    level uses a place key); the place-combining match keys serve blocking only. Names and
-    dates still share the date (the name filters' salt), a dependence measured, not
+    Name filters are published twice, salted by the date of birth and by the postcode, and
+    the address filter is salted by the postcode: a Dice level fires only for records whose
+    salts agree, so a name level means "similar names, and the same date of birth or the
+    same postcode". Dependence between comparisons (a name level implies an agreeing date
+    or postcode; the date levels come through keys with names or a place) is measured, not
     removed: bench/RESULTS-privacy.md has the quality beside the previous encoding."""
-    given, family, address = dice_sql("clk_given"), dice_sql("clk_family"), dice_sql("clk_address")
+    given = _best_dice("clk_given", "clk_given_pc")
+    family = _best_dice("clk_family", "clk_family_pc")
+    # One name alone counts only within one date of birth: the postcode views would count
+    # the postcode a second time (the address comparison counts it), and one name plus a
+    # postcode is what household members share.
+    given_dob, family_dob = dice_sql("clk_given"), dice_sql("clk_family")
+    address = _best_dice("clk_address", "clk_address_dob")
     return [
         _comparison("nhs_number", "NHS number token", [_null("tk_nhs"), _exact("tk_nhs", "exact")]),
         _comparison("nino", "NI number token", [_null("tk_nino"), _exact("tk_nino", "exact")]),
         _comparison(
             "name",
-            "given and family name: salted CLK Dice (same date of birth), match keys otherwise",
+            "given and family name: salted CLK Dice (same date of birth or postcode), match keys otherwise",
             [
-                _level(f"{_all_null('clk_given', 'clk_family', *_NAMES_KEYS)}", "missing", null=True),
+                _level(f"{_all_null('clk_given', 'clk_family', 'clk_given_pc', 'clk_family_pc', *_NAMES_KEYS)}",
+                       "missing", null=True),
                 _level(f"{given} >= 0.999 AND {family} >= 0.999", "both exact"),
                 _level("mk_name_dob_l = mk_name_dob_r", "same canonical (nickname) given, same family"),
                 _level(f"{given} >= 0.8 AND {family} >= 0.8", "both Dice >= 0.8"),
-                _level(_any_equal(*_NAMES_KEYS), "same phonetic names, either order"),
+                # The names + place keys add no pair mk_names lacks; naming them keeps EM from
+                # estimating this comparison on pairs blocked by them (linkage.em).
+                _level(_any_equal(*_NAMES_KEYS, "mk_names_pc", "mk_names_locality"),
+                       "same phonetic names, either order"),
                 _level(f"({given} >= 0.999 AND {family} >= 0.6) OR ({family} >= 0.999 AND {given} >= 0.6)",
                        "one exact, the other Dice >= 0.6"),
-                _level(f"{given} >= 0.999", "given name exact, family name changed"),
+                _level(f"{given_dob} >= 0.999", "given name exact, family name changed"),
                 _level(f"{given} >= 0.6 AND {family} >= 0.6", "both Dice >= 0.6"),
-                _level(_any_equal("mk_names_ym", "mk_names_md", "mk_names_yd", "mk_names_pc", "mk_names_locality"),
-                       "same phonetic names, date of birth differs"),
+                _level(f"{family_dob} >= 0.999", "family name exact, given name differs"),
             ],
         ),
         _comparison(
             "date_of_birth",
-            "date of birth: through match keys with the names",
+            "date of birth: through match keys with the names or a place",
             [
-                _level(_all_null("mk_names_yob", *_DOB_KEYS), "missing", null=True),
-                _level(_any_equal(*_DOB_KEYS) + " OR mk_name_dob_l = mk_name_dob_r", "exact"),
+                _level(_all_null("mk_names_yob", "mk_dob_pc", "mk_dob_locality", *_DOB_KEYS), "missing", null=True),
+                _level(_any_equal(*_DOB_KEYS, "mk_name_dob", "mk_dob_pc", "mk_dob_locality", "mk_dob_sector"),
+                       "exact (seen with a name or a place)"),
                 _level("mk_names_dobt_l = mk_names_dobt_r", "day and month swapped"),
-                _level(_any_equal("mk_names_ym", "mk_names_md", "mk_names_yd"), "two of year, month, day"),
-                _level("mk_names_yob_l = mk_names_yob_r", "same year"),
             ],
         ),
         _comparison(
             "address",
-            "address CLK Dice (salted by the postcode: any level means the same postcode)",
+            "address CLK Dice (salted by the postcode and by the date of birth)",
             [
-                _null("clk_address"),
-                _dice("clk_address", 0.9),
-                _dice("clk_address", 0.75),
-                _level(f"{address} >= 0.4", "same postcode, other address"),
+                _level(_all_null("clk_address", "clk_address_dob"), "missing", null=True),
+                _level(f"{address} >= 0.9", "Dice >= 0.9"),
+                _level(f"{address} >= 0.75", "Dice >= 0.75"),
+                _level(f"{dice_sql('clk_address')} >= 0.4", "same postcode, other address"),
             ],
         ),
     ]
@@ -352,6 +366,12 @@ def _default_blocking_candidates() -> list[str]:
         "l.mk_dob_pc = r.mk_dob_pc",
         "l.mk_dob_sector = r.mk_dob_sector",
         "l.mk_names_locality = r.mk_names_locality",
+        "l.mk_names = r.mk_names",
+        "l.mk_given_pc = r.mk_given_pc",
+        "l.mk_family_pc = r.mk_family_pc",
+        "l.mk_dob_locality = r.mk_dob_locality",
+        "l.mk_given_locality = r.mk_given_locality",
+        "l.mk_family_locality = r.mk_family_locality",
     ]
     # (Adding the other keys (names + year, names + sector, date of birth + district, middle
     # names + date of birth) as candidates made false within-source pairs on the synthetic
@@ -366,14 +386,16 @@ def default_settings() -> dict[str, Any]:
         "l.tk_nino = r.tk_nino",
         "l.mk_name_dob = r.mk_name_dob",
     ]
-    # EM blocks on one match key and estimates m for the comparisons that do not use it:
-    # date of birth + postcode (names and date), full name + date of birth (address). Pairs
-    # in these blocks are mostly one person (household members share a postcode but rarely
-    # a date of birth).
+    # EM blocks on one match key and estimates m for the comparisons that do not use it.
+    # No key holding a postcode: the address comparison (salted by the postcode) would learn
+    # that matches never change postcode. Date of birth + locality trains the names (and the
+    # address), phonetic names + locality the date of birth, full name + date of birth the
+    # address; a key that blocks no pair (no locality in the data) is skipped.
     doc["training"]["em_blocking_rules"] = [
-        "l.mk_dob_pc = r.mk_dob_pc",
-        "l.mk_names_pc = r.mk_names_pc",
+        "l.mk_dob_locality = r.mk_dob_locality",
+        "l.mk_names_locality = r.mk_names_locality",
         "l.mk_name_dob = r.mk_name_dob",
+        "l.mk_dob_pc = r.mk_dob_pc",
     ]
     doc["splink"]["comparisons"] = _default_comparisons()
     doc["blocking"]["candidates"] = _default_blocking_candidates()
