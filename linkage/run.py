@@ -23,7 +23,7 @@ import duckdb
 import numpy as np
 
 from connectors.files import replace_dir_atomically, write_file_atomic
-from linkage import calibrate, model
+from linkage import blocked_em, calibrate, model
 from linkage.blocking import settings_with_chosen_rules
 from linkage.clk import create_dice_macro, words_for_bits
 from linkage.clustering import assign_stable_ids, cluster_with_identifier_guard, fingerprint_sql
@@ -116,6 +116,12 @@ def _run(
 
     linker = model.make_linker(con, settings)
     model.train(linker, settings, lambda s: step(f"training: {s}"))
+    blocked_fit = None
+    if settings["training"].get("em_on_blocked_pairs", False):
+        step("training: m, u and prior on the blocked pairs")
+        # Cached by Splink: predict scores these same pairs without blocking again.
+        blocked = linker.inference.compute_blocked_pairs_for_predict()
+        blocked_fit = blocked_em.fit(linker, con, blocked.physical_name)
     lap("train")
 
     step("scoring pairs")
@@ -124,7 +130,7 @@ def _run(
     # u fixed) and the weights shifted by the change, so no second scoring pass.
     predictions, blocking_counts = predict_with_blocking_counts(linker, None, n_records)
     pred_table = predictions.physical_name
-    prior = _calibrate_prior(con, linker, pred_table, n_records, settings)
+    prior = blocked_fit or _calibrate_prior(con, linker, pred_table, n_records, settings)
     cluster_t = _cluster_threshold(con, pred_table, thresholds)
     must, cannot, cluster_t, labels_used = _labels(con, pred_table, review_dir, cluster_t)
     report_t = min(thresholds["report_match_probability"], cluster_t)

@@ -397,6 +397,9 @@ def default_settings() -> dict[str, Any]:
         "l.mk_name_dob = r.mk_name_dob",
         "l.mk_dob_pc = r.mk_dob_pc",
     ]
+    # The v2 comparisons are not independent over random pairs (salted filters and match keys
+    # join fields): m, u and the prior are re-fitted on the blocked pairs (linkage.blocked_em).
+    doc["training"]["em_on_blocked_pairs"] = True
     doc["splink"]["comparisons"] = _default_comparisons()
     doc["blocking"]["candidates"] = _default_blocking_candidates()
     # Match keys are combinations of fields, so their blocks are small: all of them take
@@ -549,6 +552,8 @@ def validate_settings(doc: Any, where: str = "settings") -> dict[str, Any]:
         )
     _require(isinstance(training.get("prior_from_scored_pairs", True), bool), where,
              "training.prior_from_scored_pairs must be true or false")
+    _require(isinstance(training.get("em_on_blocked_pairs", False), bool), where,
+             "training.em_on_blocked_pairs must be true or false")
     floor = training.get("disagreement_m_floor", 0.0)
     _require(
         isinstance(floor, int | float) and 0 <= floor < 0.5,
