@@ -7,7 +7,7 @@ attributes taken together.
 
 from __future__ import annotations
 
-from connectors.pseudonymise import MATCH_KEYS
+from connectors.pseudonymise import ALL_MATCH_KEYS
 
 _V2_PART_ATTRIBUTE = {
     "g_canon": "given_canon", "fam": "family", "g_phon": "given_phon", "f_phon": "family_phon",
@@ -26,7 +26,7 @@ V1_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 V2_COLUMNS: dict[str, tuple[str, ...]] = {
     "tk_nhs": ("nhs",), "tk_nino": ("nino",),
-    **{c: tuple(_V2_PART_ATTRIBUTE[p] for p in parts) for c, parts in MATCH_KEYS.items()},
+    **{c: tuple(_V2_PART_ATTRIBUTE[p] for p in parts) for c, parts in ALL_MATCH_KEYS.items()},
 }
 # What each filter encodes (the attribute a decoded filter reveals).
 V1_FILTERS = {"clk_given": "given", "clk_family": "family", "clk_name": None, "clk_address": "address"}

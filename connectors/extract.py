@@ -262,7 +262,8 @@ def _write_extract(
     content_key = keyring.content_key()
     counts = {"read": 0, "accepted": 0, "rejected": 0, "fields_dropped": 0}
     v1 = settings.scheme == "v1"
-    writers = _Writers(tmp, V1_LINKAGE_SCHEMA if v1 else LINKAGE_SCHEMA, buckets=not v1)
+    schema = V1_LINKAGE_SCHEMA if v1 else linkage_schema(settings.linkage_columns)
+    writers = _Writers(tmp, schema, buckets=not v1)
     refs_of = _random_refs if v1 else _Refs(keyring, source_name)
     classes = () if v1 else SIZE_CLASSES
 

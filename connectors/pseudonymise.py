@@ -101,8 +101,14 @@ MATCH_KEYS: dict[str, tuple[str, ...]] = {
     "mk_names_locality": ("names", "locality"),
     "mk_dob_pc": ("dob", "pc"),
     "mk_dob_sector": ("dob", "sector"),
-    # Keys that reach pairs whose date of birth differs or is missing (measured on FEBRL:
-    # the keys above group at most 0.945 / 0.888 of the true pairs; these raise it to 0.99 / 0.97).
+}
+# Optional keys (`[encoding] extra_match_keys = true`): they reach pairs whose date of birth
+# differs or is missing (FEBRL: the keys above group at most 0.945 / 0.888 of the true
+# pairs; with these 0.99 / 0.97), but every extra deterministic column adds to each row's
+# signature of repeat counts, which is the same under any project key: with them, two
+# projects' extracts of one source link row by row for 65% of rows, against 0.8% without
+# (bench/RESULTS-privacy.md). Off by default; the privacy/quality frontier is measured.
+EXTRA_MATCH_KEYS: dict[str, tuple[str, ...]] = {
     "mk_names": ("names",),
     "mk_given_pc": ("g_phon", "pc"),
     "mk_family_pc": ("f_phon", "pc"),
@@ -110,6 +116,7 @@ MATCH_KEYS: dict[str, tuple[str, ...]] = {
     "mk_given_locality": ("g_phon", "locality"),
     "mk_family_locality": ("f_phon", "locality"),
 }
+ALL_MATCH_KEYS = {**MATCH_KEYS, **EXTRA_MATCH_KEYS}
 CLK_COLUMNS = ("clk_given", "clk_family", "clk_address", "clk_given_pc", "clk_family_pc", "clk_address_dob")
 # Each published filter: (the unsalted filter it is made from, the parts of its salt, salt
 # number). Names and address are published twice, salted by the date of birth and by the
@@ -125,6 +132,7 @@ SALTED_FILTERS: dict[str, tuple[str, tuple[str, ...], int]] = {
 }
 _CLK_FIELD = {"clk_given": "given", "clk_family": "family", "clk_address": "address"}
 LINKAGE_COLUMNS = ("ref",) + tuple(c for c, _ in TOKEN_COLUMNS) + tuple(MATCH_KEYS) + CLK_COLUMNS
+EXTENDED_LINKAGE_COLUMNS = LINKAGE_COLUMNS + tuple(EXTRA_MATCH_KEYS)
 
 _NAMES_CONST = np.uint64(0x6A09E667F3BCC908)
 # Distinct bigrams of a typical value: the length-hiding filters set about k times this.
@@ -201,6 +209,7 @@ class EncodingSettings:
     hardening: str = "none"  # "none" | "blip"
     blip_f: float = 0.02
     scheme: str = SCHEME
+    extra_match_keys: bool = False
 
     def __post_init__(self) -> None:
         if self.clk_bits <= 0 or self.clk_bits % 64:
@@ -219,6 +228,17 @@ class EncodingSettings:
             raise ValueError("hardening must be 'none' or 'blip'")
         if not 0.0 < self.blip_f < 0.5:
             raise ValueError("blip_f must be in (0, 0.5)")
+        if not isinstance(self.extra_match_keys, bool):
+            raise ValueError("extra_match_keys must be true or false")
+
+    @property
+    def match_keys(self) -> dict[str, tuple[str, ...]]:
+        """The match keys this encoding writes (column -> parts)."""
+        return ALL_MATCH_KEYS if self.extra_match_keys else MATCH_KEYS
+
+    @property
+    def linkage_columns(self) -> tuple[str, ...]:
+        return EXTENDED_LINKAGE_COLUMNS if self.extra_match_keys else LINKAGE_COLUMNS
 
     def k_for(self, clk_field: str) -> int:
         return self.clk_k_fields.get(clk_field, self.clk_k)
@@ -234,13 +254,15 @@ class EncodingSettings:
         }
         if self.hardening == "blip":
             out["blip_f"] = self.blip_f
+        if self.extra_match_keys:
+            out["extra_match_keys"] = True
         return out
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any] | None) -> EncodingSettings:
         if not doc:
             return cls()
-        allowed = {"clk_bits", "clk_k", "clk_k_fields", "hardening", "blip_f", "scheme"}
+        allowed = {"clk_bits", "clk_k", "clk_k_fields", "hardening", "blip_f", "scheme", "extra_match_keys"}
         unknown = set(doc) - allowed - {"token_bytes"}
         if unknown:
             raise ValueError(f"encoding settings: unknown key(s) {sorted(unknown)}")
@@ -565,7 +587,8 @@ class IdentityEncoder:
         self.hashers = {g: KeyedHash(k) for g, k in groups.items()}
         self._part_cache: dict[str, dict[str, int]] = {g: {} for g in groups}
         mk_key = keyring.key("match-key")
-        self._mk_seeds = {c: (_seed(mk_key, f"A|{c}"), _seed(mk_key, f"B|{c}")) for c in MATCH_KEYS}
+        self.match_keys = self.settings.match_keys
+        self._mk_seeds = {c: (_seed(mk_key, f"A|{c}"), _seed(mk_key, f"B|{c}")) for c in self.match_keys}
         salt_key = keyring.key("clk-salt")
         self._salt_seeds = [(_seed(salt_key, f"salt{i}|A"), _seed(salt_key, f"salt{i}|B")) for i in (0, 1, 2)]
         bits = self.settings.clk_bits
@@ -632,7 +655,7 @@ class IdentityEncoder:
         for column, _group in TOKEN_COLUMNS:
             values, valid = identifiers[column]
             columns[column] = pa.array(values, pa.int64(), mask=~valid)
-        for column, names in MATCH_KEYS.items():
+        for column, names in self.match_keys.items():
             valid = np.ones(n, dtype=bool)
             for name in names:
                 valid &= p[name][1]

@@ -84,7 +84,8 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> dict[str, Any]:
     iterations = 0
     m_est: list[dict[int, float]] = []
     u_est: list[dict[int, float]] = []
-    for iterations in range(1, MAX_ITERATIONS + 1):
+    while iterations < MAX_ITERATIONS:
+        iterations += 1
         matched, unmatched = prob * counts, (1.0 - prob) * counts
         share = float(matched.sum() / total)
         m_est, u_est = [], []

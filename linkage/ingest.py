@@ -27,6 +27,7 @@ from linkage.clk import clk_struct_sql
 from linkage.settings import (
     CLK_COLUMNS,
     FINGERPRINT_COLUMNS,
+    OPTIONAL_KEY_COLUMNS,
     TOKEN_COLUMNS,
     V1_BLOCKING_COLUMNS,
     V1_CLK_COLUMNS,
@@ -253,21 +254,23 @@ def stack_sql(extracts: list[IngestedExtract], clk_words: int | None = None) -> 
     scheme's (from the manifests; all extracts must share one).
     """
     tokens, clk_columns, fingerprint = _columns_of(encoding_scheme_of(extracts))
+    plains = []
     for e in extracts:
         have = set(pq.read_schema(e.linkage_path).names)
-        missing = [c for c in (*tokens, *clk_columns) if c not in have]
+        missing = [c for c in (*tokens, *clk_columns) if c not in have and c not in OPTIONAL_KEY_COLUMNS]
         if missing:
             raise IngestError(f"{e.linkage_path}: linkage file lacks column(s) {missing}")
+        # An optional key the extract lacks is a null: it agrees with nothing.
+        plains.append(", ".join(c if c in have else f"NULL::BIGINT AS {c}" for c in tokens))
     if clk_words is None:
         clks = ", ".join(clk_columns)
     else:
         clks = ", ".join(f"{clk_struct_sql(c, clk_words)} AS {c}" for c in clk_columns)
-    plain = ", ".join(tokens)
     fp = "md5(concat_ws('|', " + ", ".join(f"coalesce({c}::VARCHAR, '')" for c in fingerprint) + "))"
     parts = [
         f"SELECT '{_sql_str(e.source)}' AS source, ref, {plain}, {clks}, {fp} AS identity_fp "
         f"FROM read_parquet('{_sql_str(str(e.linkage_path))}')"
-        for e in extracts
+        for e, plain in zip(extracts, plains, strict=True)
     ]
     union = " UNION ALL ".join(parts)
     return f"SELECT row_number() OVER () AS unique_id, * FROM ({union})"

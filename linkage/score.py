@@ -320,6 +320,8 @@ class _ConditionCompiler:
         if kind != "id":
             raise _Unsupported(text)
         name = text.strip('"')
+        if self._peek() == "(" and name.lower() == "greatest":
+            return self._greatest()
         if self._peek() == "(":
             if name.lower() != DICE_FUNCTION:
                 raise _Unsupported(f"function {name}")
@@ -361,6 +363,38 @@ class _ConditionCompiler:
         self.used.add(base)
         return ((_record_operand(base, column), lambda _pr, ca: ca.get(base)),
                 column.is_clk, f"r.{base}")
+
+    def _greatest(self) -> tuple[tuple[Operand, ScalarOperand], bool, str]:
+        """greatest(a, b, ...) of numeric operands: the largest non-NULL one, NULL when all
+        are (DuckDB's semantics; the v2 comparisons take the best Dice over salted views)."""
+        self._take("(")
+        parts = [self._operand()]
+        while self._peek() == ",":
+            self._take(",")
+            parts.append(self._operand())
+        self._take(")")
+        if any(clk for _, clk, _ in parts):
+            raise _Unsupported("greatest of CLK columns")
+        vec, sca = [p[0][0] for p in parts], [p[0][1] for p in parts]
+        key = "greatest(" + ",".join(k for _, _, k in parts) + ")"
+
+        def best(c: _Call) -> tuple:
+            got = c.memo.get(key)
+            if got is None:
+                values, valid = None, None
+                for op in vec:
+                    v, ok = op(c)
+                    v = np.where(ok, v, -np.inf)
+                    values = v if values is None else np.maximum(values, v)
+                    valid = ok if valid is None else (valid | ok)
+                got = c.memo[key] = (values, valid)
+            return got
+
+        def best_s(pr: dict, ca: dict) -> float | None:
+            found = [x for x in (op(pr, ca) for op in sca) if x is not None]
+            return max(found) if found else None
+
+        return (best, best_s), False, key
 
 
 def _probe_operand(name: str, column: _Column) -> Operand:

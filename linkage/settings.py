@@ -34,10 +34,14 @@ SCHEMA_VERSION = 1
 MATCH_KEY_COLUMNS = (
     "mk_name_dob", "mk_names_dobt", "mk_given_dob", "mk_family_dob", "mk_names_yob",
     "mk_names_ym", "mk_names_md", "mk_names_yd", "mk_names_pc", "mk_names_locality",
-    "mk_dob_pc", "mk_dob_sector", "mk_names", "mk_given_pc", "mk_family_pc",
-    "mk_dob_locality", "mk_given_locality", "mk_family_locality",
+    "mk_dob_pc", "mk_dob_sector",
 )
-TOKEN_COLUMNS = ("tk_nhs", "tk_nino") + MATCH_KEY_COLUMNS
+# Written only when the connectors' encoding has `extra_match_keys` (see
+# connectors.pseudonymise); a linkage file without them reads them as nulls.
+OPTIONAL_KEY_COLUMNS = (
+    "mk_names", "mk_given_pc", "mk_family_pc", "mk_dob_locality", "mk_given_locality", "mk_family_locality",
+)
+TOKEN_COLUMNS = ("tk_nhs", "tk_nino") + MATCH_KEY_COLUMNS + OPTIONAL_KEY_COLUMNS
 CLK_COLUMNS = ("clk_given", "clk_family", "clk_address", "clk_given_pc", "clk_family_pc", "clk_address_dob")
 BLOCKING_COLUMNS: tuple[str, ...] = ()  # the match keys are the blocking keys
 ENCODED_COLUMNS = TOKEN_COLUMNS + CLK_COLUMNS
@@ -333,6 +337,8 @@ def _default_comparisons() -> list[dict[str, Any]]:
                 _level(_any_equal(*_DOB_KEYS, "mk_name_dob", "mk_dob_pc", "mk_dob_locality", "mk_dob_sector"),
                        "exact (seen with a name or a place)"),
                 _level("mk_names_dobt_l = mk_names_dobt_r", "day and month swapped"),
+                _level(_any_equal("mk_names_ym", "mk_names_md", "mk_names_yd"), "two of year, month, day"),
+                _level("mk_names_yob_l = mk_names_yob_r", "same year"),
             ],
         ),
         _comparison(
@@ -386,13 +392,11 @@ def default_settings() -> dict[str, Any]:
         "l.tk_nino = r.tk_nino",
         "l.mk_name_dob = r.mk_name_dob",
     ]
-    # EM blocks on one match key and estimates m for the comparisons that do not use it.
-    # No key holding a postcode: the address comparison (salted by the postcode) would learn
-    # that matches never change postcode. Date of birth + locality trains the names (and the
-    # address), phonetic names + locality the date of birth, full name + date of birth the
-    # address; a key that blocks no pair (no locality in the data) is skipped.
+    # EM blocks on one match key and estimates m for the comparisons that do not use it:
+    # the starting m of the blocked-pairs fit below. Phonetic names + locality trains the
+    # date of birth, full name + date of birth the address, date of birth + postcode the
+    # names; a key that blocks no pair (no locality in the data) is skipped.
     doc["training"]["em_blocking_rules"] = [
-        "l.mk_dob_locality = r.mk_dob_locality",
         "l.mk_names_locality = r.mk_names_locality",
         "l.mk_name_dob = r.mk_name_dob",
         "l.mk_dob_pc = r.mk_dob_pc",

@@ -12,6 +12,7 @@ import pytest
 
 from connectors.keys import KeyRing
 from connectors.pseudonymise import (
+    ALL_MATCH_KEYS,
     CLK_COLUMNS,
     LINKAGE_COLUMNS,
     MATCH_KEYS,
@@ -67,19 +68,30 @@ def test_identifier_token_is_hmac_of_standardised_value_as_signed_int64():
     assert row["tk_nhs"] == expect("nhs_number", "9434765919")
 
 
-def test_no_column_depends_on_one_low_entropy_field_alone():
+@pytest.mark.parametrize("extra", [False, True])
+def test_no_column_depends_on_one_low_entropy_field_alone(extra):
     """Change one field: every match key naming another field must change too (a key of
     sex, day, month, year or a single name on its own would not)."""
-    enc = IdentityEncoder(keyring())
+    enc = IdentityEncoder(keyring(), EncodingSettings(extra_match_keys=extra))
+    keys = enc.match_keys
+    assert set(keys) == (set(ALL_MATCH_KEYS) if extra else set(MATCH_KEYS))
     base = enc.encode_identity(person())
-    assert set(base) - {"tk_nhs", "tk_nino"} == set(MATCH_KEYS) | set(CLK_COLUMNS)
-    assert all(len(parts) >= 2 for parts in MATCH_KEYS.values())
-    for column, parts in MATCH_KEYS.items():
+    assert set(base) - {"tk_nhs", "tk_nino"} == set(keys) | set(CLK_COLUMNS)
+    # "names" is itself two fields (both phonetic names, in sorted order).
+    assert all(len(parts) >= 2 or parts == ("names",) for parts in keys.values())
+    for column, parts in keys.items():
         assert parts != ("sex",) and "sex" not in parts, column
     # The same name and year of birth with a different day: only keys that skip the day agree.
     other_day = enc.encode_identity(person(date_of_birth="1990-03-06"))
-    same = {c for c in MATCH_KEYS if base[c] == other_day[c]}
-    assert same == {"mk_names_yob", "mk_names_ym", "mk_names_pc", "mk_names_locality"}
+    same = {c for c in keys if base[c] == other_day[c]}
+    expected = {"mk_names_yob", "mk_names_ym", "mk_names_pc", "mk_names_locality"}
+    if extra:
+        expected |= {"mk_names", "mk_given_pc", "mk_family_pc", "mk_given_locality", "mk_family_locality"}
+    assert same == expected
+    # A different given name: no key holding the given name may agree.
+    other_given = enc.encode_identity(person(given_name="Oliver"))
+    given_keys = {c for c, parts in keys.items() if {"g_phon", "g_canon", "names"} & set(parts)}
+    assert given_keys and not {c for c in given_keys if base[c] == other_given[c]}
 
 
 def test_same_person_different_formats_same_encoding():
