@@ -268,7 +268,7 @@ def _cli(*argv: str) -> None:
 
 
 def bench_ours_cli(frames: dict, work: Path, settings: dict | None = None,
-                   scheme: str | None = None) -> tuple[float, set, dict]:
+                   scheme: str | None = None, extra_match_keys: bool = False) -> tuple[float, set, dict]:
     """init, extract (one per file), ingest, link: the real CLI a data officer runs; the
     default settings unless `settings` (then written to a file and passed with --settings);
     the home's default encoding unless `scheme` ("v1": the previous encoding)."""
@@ -276,9 +276,13 @@ def bench_ours_cli(frames: dict, work: Path, settings: dict | None = None,
 
     home = work / "home"
     _cli("init", "--home", str(home))
-    if scheme:
+    if scheme or extra_match_keys:
         with open(home / "joinedup.toml", "a") as f:
-            f.write(f'\n[encoding]\nscheme = "{scheme}"\n')
+            f.write("\n[encoding]\n")
+            if scheme:
+                f.write(f'scheme = "{scheme}"\n')
+            if extra_match_keys:
+                f.write("extra_match_keys = true\n")
     (work / "map.toml").write_text(FEBRL_MAPPING)
     started = time.perf_counter()
     dirs = []
@@ -372,6 +376,9 @@ def febrl(args) -> None:
         print(f"  (v1 encoding) comparisons per record "
               f"{summary_1.get('blocking', {}).get('comparisons_per_record', '?')}; cluster threshold "
               f"{summary_1['thresholds']['cluster_match_probability']:.3f}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            s_x, found_x, _ = bench_ours_cli(frames, Path(tmp), extra_match_keys=True)
+        _line(f"{name} joinedup defaults, v2 + extra keys", s_x, _prf(found_x, truth))
         tuned = febrl_settings(args.threshold)
         if len(frames) == 1:
             tuned["clustering"] = {"one_record_per_source": False}

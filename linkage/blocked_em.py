@@ -57,7 +57,7 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> dict[str, Any]:
                     SELECT {pair_cols} FROM {blocked_table} b
                     JOIN {RECORDS_TABLE} l ON l.unique_id = b.join_key_l
                     JOIN {RECORDS_TABLE} r ON r.unique_id = b.join_key_r))
-            GROUP BY ALL"""
+            GROUP BY ALL ORDER BY ALL"""  # a fixed order: the same sums, to the last bit, every run
     ).fetchall()
     if not rows:
         return {"blocked_pairs": 0, "iterations": 0}
