@@ -67,41 +67,21 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> dict[str, Any]:
 
     levels = [{lv.comparison_vector_value: lv for lv in cc._comparison_levels_excluding_null}
               for cc in comparisons]
-    seen = [{g: patterns[:, j] == g for g in lv_by_g} for j, lv_by_g in enumerate(levels)]
-
-    # Start: the trained model's posterior, with its prior moved to the blocked pairs' scale.
-    log_odds0 = np.full(len(counts), 0.0)
-    for j, lv_by_g in enumerate(levels):
-        for g, lv in lv_by_g.items():
-            m, u = _probability(lv.m_probability), _probability(lv.u_probability)
-            log_odds0[seen[j][g]] += math.log(m / u)
+    m0 = [{g: _probability(lv.m_probability) for g, lv in lv_by_g.items()} for lv_by_g in levels]
+    u0 = [{g: _probability(lv.u_probability) for g, lv in lv_by_g.items()} for lv_by_g in levels]
+    # The trained model's prior moved to the blocked pairs' scale.
     prior0 = float(settings_obj._probability_two_random_records_match)
-    n = linker._db_api._con.execute(f"SELECT count(*) FROM {RECORDS_TABLE}").fetchall()[0][0]
+    n = con.execute(f"SELECT count(*) FROM {RECORDS_TABLE}").fetchall()[0][0]
     share0 = min(max(prior0 * n * (n - 1) / 2.0 / total, 0.01), 0.99)
-    prob = _sigmoid(log_odds0 + math.log(share0 / (1.0 - share0)))
-
-    share = share0
-    iterations = 0
-    m_est: list[dict[int, float]] = []
-    u_est: list[dict[int, float]] = []
-    while iterations < MAX_ITERATIONS:
-        iterations += 1
-        matched, unmatched = prob * counts, (1.0 - prob) * counts
-        share = float(matched.sum() / total)
-        m_est, u_est = [], []
-        log_odds = np.full(len(counts), math.log(share / (1.0 - share)))
-        for j, lv_by_g in enumerate(levels):
-            m_j = _level_shares(seen[j], matched)
-            u_j = _level_shares(seen[j], unmatched)
-            for g in lv_by_g:
-                log_odds[seen[j][g]] += math.log(m_j[g] / u_j[g])
-            m_est.append(m_j)
-            u_est.append(u_j)
-        new_prob = _sigmoid(log_odds)
-        change = float(np.max(np.abs(new_prob - prob)))
-        prob = new_prob
-        if change < TOLERANCE:
-            break
+    m_est, u_est, share, iterations = fit_patterns(patterns, counts, m0, u0, share0)
+    info = {"blocked_pairs": int(total), "patterns": len(counts), "iterations": iterations,
+            "value": share, "start": share0}
+    observed = [int((patterns[:, j] >= 0).sum()) for j in range(len(levels))]
+    problem = implausible(m_est, u_est, observed)
+    if problem:
+        # EM found another split of the blocked pairs (e.g. households against the rest):
+        # keep the trained model, and say so in summary.json.
+        return {**info, "applied": False, "rejected_because": problem}
 
     # Set, not appended to the trained values: Splink's median over training sessions
     # would mix these with estimates made under random-pair u.
@@ -109,9 +89,57 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> dict[str, Any]:
         for g, level in lv_by_g.items():
             level.m_probability, level.u_probability = m_est[j][g], u_est[j][g]
     settings_obj._probability_two_random_records_match = share
-    return {"estimated_from": "EM on the blocked pairs (m, u and the share of matches)",
-            "blocked_pairs": int(total), "patterns": len(counts), "iterations": iterations,
-            "value": share, "start": share0}
+    return {**info, "applied": True,
+            "estimated_from": "EM on the blocked pairs (m, u and the share of matches)"}
+
+
+Levels = list[dict[int, float]]
+
+
+def fit_patterns(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Levels,
+                 share0: float) -> tuple[Levels, Levels, float, int]:
+    """Two-class EM over agreement patterns (rows of gamma values, -1 = null; `counts`
+    pairs each), from m0, u0 and share0. Returns m, u (per comparison: gamma -> share among
+    its non-null levels), the share of matches and the iterations run."""
+    total = float(counts.sum())
+    seen = [{g: patterns[:, j] == g for g in m0_j} for j, m0_j in enumerate(m0)]
+    log_odds = np.full(len(counts), math.log(share0 / (1.0 - share0)))
+    for j, m0_j in enumerate(m0):
+        for g in m0_j:
+            log_odds[seen[j][g]] += math.log(m0_j[g] / u0[j][g])
+    prob = _sigmoid(log_odds)
+    share, iterations = share0, 0
+    m_est, u_est = m0, u0
+    while iterations < MAX_ITERATIONS:
+        iterations += 1
+        matched, unmatched = prob * counts, (1.0 - prob) * counts
+        share = min(max(float(matched.sum() / total), 1e-9), 1.0 - 1e-9)
+        m_est = [_level_shares(seen_j, matched) for seen_j in seen]
+        u_est = [_level_shares(seen_j, unmatched) for seen_j in seen]
+        log_odds = np.full(len(counts), math.log(share / (1.0 - share)))
+        for j, seen_j in enumerate(seen):
+            for g in seen_j:
+                log_odds[seen_j[g]] += math.log(m_est[j][g] / u_est[j][g])
+        new_prob = _sigmoid(log_odds)
+        change = float(np.max(np.abs(new_prob - prob)))
+        prob = new_prob
+        if change < TOLERANCE:
+            break
+    return m_est, u_est, share, iterations
+
+
+def implausible(m: Levels, u: Levels, observed: list[int]) -> str | None:
+    """Why a fit cannot be the match / non-match split, or None. In every comparison that
+    some pattern shows non-null (`observed`: patterns per comparison), the strongest level
+    (highest gamma) must favour a match. ("All other" may favour a match here: the blocked
+    non-matches share a match key, so they often agree where true matches have typos.)"""
+    for j, (m_j, u_j) in enumerate(zip(m, u, strict=True)):
+        if not observed[j]:
+            continue
+        top = max(m_j)
+        if len(m_j) > 1 and m_j[top] <= u_j[top]:
+            return f"comparison {j}: its strongest level favours a non-match"
+    return None
 
 
 def _level_shares(seen: dict[int, np.ndarray], weights: np.ndarray) -> dict[int, float]:

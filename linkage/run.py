@@ -130,7 +130,12 @@ def _run(
     # u fixed) and the weights shifted by the change, so no second scoring pass.
     predictions, blocking_counts = predict_with_blocking_counts(linker, None, n_records)
     pred_table = predictions.physical_name
-    prior = blocked_fit or _calibrate_prior(con, linker, pred_table, n_records, settings)
+    if blocked_fit and blocked_fit.get("applied"):
+        prior = blocked_fit
+    else:
+        prior = _calibrate_prior(con, linker, pred_table, n_records, settings)
+        if blocked_fit:
+            prior["blocked_pairs_em"] = blocked_fit
     cluster_t = _cluster_threshold(con, pred_table, thresholds)
     must, cannot, cluster_t, labels_used = _labels(con, pred_table, review_dir, cluster_t)
     report_t = min(thresholds["report_match_probability"], cluster_t)
