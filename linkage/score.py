@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from splink.internals.comparison_level import _default_m_values, _default_u_values
 from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
 
-from linkage.clk import DICE_FUNCTION, WORD_BYTES, words_for_bits
+from linkage.clk import DICE_FUNCTION, WORD_BYTES, band_columns, words_for_bits
 from linkage.settings import ENCODED_COLUMNS, equality_terms
 
 _ID_COLUMNS = ("source", "ref", "entity_id")
@@ -615,6 +615,10 @@ class RunScorer:
             rules = model.get("blocking_rules_to_generate_predictions") or []
         for rule in rules:
             text = _rule_text(rule)
+            if band_columns([text]):
+                # Filter bands exist only in the link run's table; a probe's candidates come
+                # from the other rules (a probe is one identity, not a salt group).
+                continue
             terms = equality_terms(text)
             if terms and all(a in self.columns and b in self.columns
                              and not self.columns[b].is_clk for a, b in terms):
