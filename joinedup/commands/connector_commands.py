@@ -65,7 +65,7 @@ def extract_command(
         except (SourceError, MappingError, ExtractError) as exc:
             raise click.ClickException(str(exc)) from exc
     elapsed = time.perf_counter() - started
-    click.echo(f"{summary_line(manifest, out_dir)} in {elapsed:.1f} s")
+    click.echo(f"{summary_line(manifest, out_dir)} in {elapsed:.2f} s")
 
 
 class _progress_bar:
