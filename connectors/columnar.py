@@ -107,7 +107,7 @@ _AREA_NONE = '{"postcode_district":null,"postcode_sector":null}'
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """The cyclic GC off for one batch, back on after (if it was on).
 
     A batch allocates many short-lived containers and makes no reference cycles, while the
@@ -251,7 +251,7 @@ class ColumnarEncoder:
 
     def encode_columns(self, cols: dict[str, Sequence[str | None]]) -> EncodedBatch:
         """Standardise and encode a batch given as columns of raw strings (IDENTITY_FIELDS names)."""
-        with _gc_paused():
+        with gc_paused():
             return self._encode_columns(cols)
 
     def _encode_columns(self, cols: dict[str, Sequence[str | None]]) -> EncodedBatch:
