@@ -14,11 +14,15 @@ from datetime import date
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
+from connectors.columnar import ColumnarEncoder, _Distinct
 from connectors.content import indicators_json
 from connectors.extract import _ref_order
-from connectors.pseudonymise import SaltedPermutation, _ClkField, _grams
+from connectors.mapping import mapping_from_dict
+from connectors.pseudonymise import IdentityEncoder, SaltedPermutation, _ClkField, _grams
 from connectors.records import Indicator
+from tests.connectors.extract_fixtures import keyring
 
 
 def _word_grams_plain(text: str) -> list[str]:
@@ -94,3 +98,33 @@ def test_ref_order_sorts_as_the_strings_do():
     chunked = pa.chunked_array([pa.array(refs[:2000]), pa.array(refs[2000:])])
     assert [refs[i] for i in _ref_order(chunked)] == sorted(refs)
     assert _ref_order(pa.array(refs).slice(3, 100)).tolist() == sorted(range(100), key=lambda i: (refs[3 + i], i))
+
+
+def _dob_values(seed: int) -> list[str | None]:
+    rng = random.Random(seed)
+    out: list[str | None] = [None, "", "  ", "1977-09-20", " 1977-09-20", "1977-9-20", "20/09/1977", "20-09-1977",
+                             "1900-01-01", "1899-12-31", "2000-02-29", "1900-02-29", "2024-02-30", "0000-01-01",
+                             "2099-01-01", "31/04/1980", "29/02/2004", "19770920", "1977-09-20T10:00",
+                             "١٩٧٧-٠٩-٢٠", "1977/09/20", "20 Sep 1977", "20.09.1977", "2026-12-02", "2026-12-03"]
+    for _ in range(3000):
+        y, m, d = rng.randint(1890, 2030), rng.randint(0, 13), rng.randint(0, 32)
+        out.append(rng.choice([f"{y:04d}-{m:02d}-{d:02d}", f"{d:02d}/{m:02d}/{y:04d}", f"{d}/{m}/{y}",
+                               f"{y}-{m}-{d}", f"{y:04d}{m:02d}{d:02d}"]))
+    return out
+
+
+@pytest.mark.parametrize("fmt", [None, "%Y-%m-%d", "%d/%m/%Y", "%Y%m%d"])
+def test_dates_of_birth_parsed_by_column_equal_the_per_value_path(fmt):
+    """Every distinct value's result (problem or tokens) is what `_dob` gives it."""
+    spec = {"column": "dob"} if fmt is None else {"column": "dob", "format": fmt}
+    mapping = mapping_from_dict({"identity": {"local_id": "id", "given_name": "g", "date_of_birth": spec}}, "test")
+    values = _dob_values(seed=8)
+    fast = ColumnarEncoder(IdentityEncoder(keyring()), mapping, today=date(2026, 12, 2))
+    plain = ColumnarEncoder(IdentityEncoder(keyring()), mapping, today=date(2026, 12, 2))
+    d = _Distinct(values)
+    got = fast._dob_results(d)
+    expected = list(zip(*[plain._dob(v) for v in d.values], strict=True))
+    assert got[0] == expected[0]  # problems (Problem is a dataclass: compared by value)
+    assert got[1:6] == expected[1:6]  # dob, year, month, day, daymonth tokens
+    # the clean values did take the column path (there is none for other formats)
+    assert (len(fast._dob_by_key) > 300) == (fmt != "%Y%m%d")
