@@ -221,11 +221,12 @@ class ColumnarEncoder:
         keys = ymd[ok]
         distinct, inverse = np.unique(keys, return_inverse=True)
         found = list(map(self._dob_by_key.get, distinct.tolist()))
-        for j, (key, r) in enumerate(zip(distinct.tolist(), found, strict=True)):
-            if r is None:
-                r = found[j] = self._dob_by_key[key] = self._dob_parts_of(date(key // 10000, key // 100 % 100, key % 100))
-        if len(self._dob_by_key) > _CACHE_LIMIT:
-            self._dob_by_key.clear()
+        new = [j for j, r in enumerate(found) if r is None]
+        if new:
+            if len(self._dob_by_key) + len(new) > _CACHE_LIMIT:
+                self._dob_by_key.clear()
+            for j, r in zip(new, self._new_dates(distinct[new]), strict=True):
+                found[j] = self._dob_by_key[int(distinct[j])] = r
         for j, k in zip(np.flatnonzero(ok).tolist(), inverse.ravel().tolist(), strict=True):
             out[j] = found[k]
         rest = np.flatnonzero(~ok).tolist()
@@ -238,6 +239,25 @@ class ColumnarEncoder:
                 r = cache.get(v)
                 out[j] = r if r is not None else cache.setdefault(v, self._dob(v))
         return list(zip(*out, strict=True))
+
+    def _new_dates(self, keys: np.ndarray) -> list[tuple]:
+        """`_dob_parts_of` of many dates given as yyyymmdd: the date-of-birth HMACs in one
+        loop, the year, month, day and daymonth tokens once per distinct value."""
+        y, m, d = (keys // 10000).tolist(), (keys // 100 % 100).tolist(), (keys % 100).tolist()
+        dob = self.h["dob"].many([f"{a:04d}-{b:02d}-{c:02d}" for a, b, c in zip(y, m, d, strict=True)]).tolist()
+        part = self.part
+        years = {v: part("year", f"{v:04d}") for v in set(y)}
+        months = {v: part("month", f"{v:02d}") for v in set(m)}
+        days = {v: part("day", f"{v:02d}") for v in set(d)}
+        dms = {}
+        out = []
+        for a, b, c, t in zip(y, m, d, dob, strict=True):
+            lo, hi = (b, c) if b < c else (c, b)
+            dm = dms.get(lo * 100 + hi)
+            if dm is None:
+                dm = dms[lo * 100 + hi] = part("daymonth", f"{lo:02d}{hi:02d}")
+            out.append((None, t, years[a], months[b], days[c], dm, date(a, b, c)))
+        return out
 
     def _postcode(self, v: str) -> tuple:
         try:
