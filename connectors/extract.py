@@ -31,6 +31,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -86,6 +87,34 @@ LINKAGE_SCHEMA = linkage_schema(LINKAGE_COLUMNS)
 V1_LINKAGE_SCHEMA = linkage_schema(V1_LINKAGE_COLUMNS)
 CONTENT_SCHEMA = pa.schema([("ref", pa.string()), ("nonce", pa.binary()), ("ciphertext", pa.binary())])
 KEYMAP_SCHEMA = pa.schema([("local_id", pa.string()), ("ref", pa.string())])
+
+
+def skip_pyarrow_pandas_probe() -> None:
+    """Let pyarrow settle, without importing pandas, that this process has no pandas objects.
+
+    pyarrow imports pandas the first time it converts Python values (to recognise pandas
+    objects), which costs a `joinedup extract` process about 0.4 s on a quiet machine and
+    the extract never hands pyarrow a pandas object. pandas is hidden for that first
+    conversion only: pyarrow then treats the probe as done, and anything that later asks
+    pyarrow for pandas (`to_pandas`) still gets it, because that retries the import.
+    """
+    if "pandas" in sys.modules:
+        return
+    hide = _HidePandas()
+    sys.meta_path.insert(0, hide)
+    try:
+        pa.array([""])
+    finally:
+        sys.meta_path.remove(hide)
+
+
+class _HidePandas:
+    """An import finder under which `import pandas` fails as if it were not installed."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
 
 
 class ExtractError(Exception):

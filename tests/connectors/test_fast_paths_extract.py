@@ -128,3 +128,19 @@ def test_dates_of_birth_parsed_by_column_equal_the_per_value_path(fmt):
     assert got[1:6] == expected[1:6]  # dob, year, month, day, daymonth tokens
     # the clean values did take the column path (there is none for other formats)
     assert (len(fast._dob_by_key) > 300) == (fmt != "%Y%m%d")
+
+
+def test_the_pandas_probe_is_skipped_and_pandas_still_works_after():
+    """In a fresh interpreter: pyarrow converts Python values without importing pandas,
+    and a later `to_pandas` still imports it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from connectors.extract import skip_pyarrow_pandas_probe; import pyarrow as pa;"
+        "skip_pyarrow_pandas_probe(); pa.array(['a']); pa.table({'x': [1]});"
+        "print('pandas' in sys.modules);"
+        "print(type(pa.table({'x': [1]}).to_pandas()).__name__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "DataFrame"]
