@@ -32,6 +32,7 @@ from connectors.mapping import Mapping
 from connectors.pseudonymise import IdentityEncoder, Parts, _dm
 from connectors.records import IDENTITY_FIELDS
 from connectors.standardise import (
+    EARLIEST_BIRTH_YEAR,
     Problem,
     canonical_given,
     name_words,
@@ -107,7 +108,7 @@ _AREA_NONE = '{"postcode_district":null,"postcode_sector":null}'
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """The cyclic GC off for one batch, back on after (if it was on).
 
     A batch allocates many short-lived containers and makes no reference cycles, while the
@@ -145,6 +146,7 @@ class ColumnarEncoder:
         self._pc_validate = spec.validate if spec else True
         self._caches: dict[str, dict[str, tuple]] = {}
         self._dob_parts: dict[date, tuple] = {}
+        self._dob_by_key: dict[int, tuple] = {}  # yyyymmdd -> the date's finished result
 
     def _spec(self, name: str) -> Any:
         return self.mapping.identity.get(name) if self.mapping is not None else None
@@ -189,6 +191,10 @@ class ColumnarEncoder:
         except ValueError as exc:
             return (Problem("date_of_birth", str(exc), False), None, None, None, None, None, None)
         # The same date in another format: reuse its parts.
+        return self._dob_parts_of(d)
+
+    def _dob_parts_of(self, d: date) -> tuple:
+        """(None, dob, year, month, day, daymonth tokens, d): the finished result of a valid date."""
         done = self._dob_parts.get(d)
         if done is None:
             part = self.part
@@ -198,6 +204,60 @@ class ColumnarEncoder:
             if len(self._dob_parts) > _CACHE_LIMIT:
                 self._dob_parts.clear()
         return done
+
+    def _dob_results(self, d: _Distinct) -> list[tuple]:
+        """`_results("date_of_birth", d, self._dob)`, with the clean values parsed for the
+        whole column at once: exactly 10 ASCII characters in the mapping's format
+        (YYYY-MM-DD or DD/MM/YYYY; either when the mapping names none), a real date, not
+        before EARLIEST_BIRTH_YEAR and not in the future. strptime and the default patterns
+        read such a value as the same date; every other value goes through `_dob`."""
+        shapes = _DOB_SHAPES.get(self._dob_format)
+        if shapes is None or d.n == 0:
+            return self._results("date_of_birth", d, self._dob)
+        ymd, ok = _parse_dates(d.dictionary, shapes, self.today or date.today())
+        if not ok.any():
+            return self._results("date_of_birth", d, self._dob)
+        out: list[tuple | None] = [None] * d.n
+        keys = ymd[ok]
+        distinct, inverse = np.unique(keys, return_inverse=True)
+        found = list(map(self._dob_by_key.get, distinct.tolist()))
+        new = [j for j, r in enumerate(found) if r is None]
+        if new:
+            if len(self._dob_by_key) + len(new) > _CACHE_LIMIT:
+                self._dob_by_key.clear()
+            for j, r in zip(new, self._new_dates(distinct[new]), strict=True):
+                found[j] = self._dob_by_key[int(distinct[j])] = r
+        for j, k in zip(np.flatnonzero(ok).tolist(), inverse.ravel().tolist(), strict=True):
+            out[j] = found[k]
+        rest = np.flatnonzero(~ok).tolist()
+        if rest:
+            cache = self._caches.setdefault("date_of_birth", {})
+            if len(cache) + len(rest) > _CACHE_LIMIT:
+                cache.clear()
+            for j in rest:
+                v = d.values[j]
+                r = cache.get(v)
+                out[j] = r if r is not None else cache.setdefault(v, self._dob(v))
+        return list(zip(*out, strict=True))
+
+    def _new_dates(self, keys: np.ndarray) -> list[tuple]:
+        """`_dob_parts_of` of many dates given as yyyymmdd: the date-of-birth HMACs in one
+        loop, the year, month, day and daymonth tokens once per distinct value."""
+        y, m, d = (keys // 10000).tolist(), (keys // 100 % 100).tolist(), (keys % 100).tolist()
+        dob = self.h["dob"].many([f"{a:04d}-{b:02d}-{c:02d}" for a, b, c in zip(y, m, d, strict=True)]).tolist()
+        part = self.part
+        years = {v: part("year", f"{v:04d}") for v in set(y)}
+        months = {v: part("month", f"{v:02d}") for v in set(m)}
+        days = {v: part("day", f"{v:02d}") for v in set(d)}
+        dms = {}
+        out = []
+        for a, b, c, t in zip(y, m, d, dob, strict=True):
+            lo, hi = (b, c) if b < c else (c, b)
+            dm = dms.get(lo * 100 + hi)
+            if dm is None:
+                dm = dms[lo * 100 + hi] = part("daymonth", f"{lo:02d}{hi:02d}")
+            out.append((None, t, years[a], months[b], days[c], dm, date(a, b, c)))
+        return out
 
     def _postcode(self, v: str) -> tuple:
         try:
@@ -251,7 +311,7 @@ class ColumnarEncoder:
 
     def encode_columns(self, cols: dict[str, Sequence[str | None]]) -> EncodedBatch:
         """Standardise and encode a batch given as columns of raw strings (IDENTITY_FIELDS names)."""
-        with _gc_paused():
+        with gc_paused():
             return self._encode_columns(cols)
 
     def _encode_columns(self, cols: dict[str, Sequence[str | None]]) -> EncodedBatch:
@@ -310,7 +370,7 @@ class ColumnarEncoder:
         parts["fam"], parts["f_phon"] = spread(df, t_family, t_fphon)
 
         dd = _Distinct(col["date_of_birth"])
-        d_problem, *t_dob, _dates = self._results("date_of_birth", dd, self._dob)
+        d_problem, *t_dob, _dates = self._dob_results(dd)
         add_problems("date_of_birth", dd, d_problem)
         parts["dob"], parts["year"], parts["month"], parts["day"], parts["dm"] = spread(dd, *t_dob)
 
@@ -386,6 +446,53 @@ class ColumnarEncoder:
         ext_p = np.append(present, False)
         out["clk_address"] = (ext_f[rows], ext_p[rows])
         return out
+
+
+# Date formats whose clean 10-character values are parsed for a whole column at once:
+# mapping format -> the shapes accepted, each (year, month, day offsets, separator positions).
+_ISO_SHAPE = ((0, 5, 8), (4, 7), ord("-"))
+_UK_SHAPE = ((6, 3, 0), (2, 5), ord("/"))
+_DOB_SHAPES: dict[str | None, tuple] = {"%Y-%m-%d": (_ISO_SHAPE,), "%d/%m/%Y": (_UK_SHAPE,), None: (_ISO_SHAPE, _UK_SHAPE)}
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _parse_dates(values: pa.StringArray, shapes: tuple, today: date) -> tuple[np.ndarray, np.ndarray]:
+    """(yyyymmdd as int64, ok) per value: ok where the value is exactly one of `shapes` in
+    ASCII digits and a real date from EARLIEST_BIRTH_YEAR to `today`."""
+    n = len(values)
+    ymd = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset : values.offset + n + 1]
+    data = values.buffers()[2]
+    ten = (np.diff(offsets) == 10) if data is not None else np.zeros(n, dtype=bool)
+    if values.null_count:
+        ten &= values.is_valid().to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(ten)
+    if rows.size == 0:
+        return ymd, ok
+    raw = np.frombuffer(data, dtype=np.uint8)
+    chars = raw[offsets[rows][:, None] + np.arange(10)].astype(np.int64)  # (m, 10)
+    digit = (chars >= 48) & (chars <= 57)
+    def number(at: int, width: int) -> np.ndarray:
+        out = np.zeros(len(rows), dtype=np.int64)
+        for k in range(at, at + width):
+            out = out * 10 + (chars[:, k] - 48)
+        return out
+
+    for (y_at, m_at, d_at), seps, sep in shapes:
+        shape_ok = np.ones(len(rows), dtype=bool)
+        for k in range(10):
+            shape_ok &= (chars[:, k] == sep) if k in seps else digit[:, k]
+        y, m, d = number(y_at, 4), number(m_at, 2), number(d_at, 2)
+        leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
+        month_ok = (m >= 1) & (m <= 12)
+        days = _DAYS_IN_MONTH[np.where(month_ok, m, 0)] + (leap & (m == 2))
+        key = y * 10000 + m * 100 + d
+        good = (shape_ok & month_ok & (d >= 1) & (d <= days) & (y >= EARLIEST_BIRTH_YEAR)
+                & (key <= today.year * 10000 + today.month * 100 + today.day) & ~ok[rows])
+        ymd[rows[good]] = key[good]
+        ok[rows[good]] = True
+    return ymd, ok
 
 
 def records_to_columns(identities: Sequence[dict[str, str | None]]) -> dict[str, list[str | None]]:

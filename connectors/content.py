@@ -100,13 +100,36 @@ def encrypt_rows(
     return rows
 
 
+_FRAGMENTS: dict[tuple[Any, ...], str] = {}
+_FRAGMENT_LIMIT = 200_000
+
+
+def _fragment(i: Any) -> str:
+    return json.dumps(
+        {"code": i.code, "date": i.date.isoformat() if i.date is not None else None, "value": i.value},
+        separators=(",", ":"), sort_keys=True)
+
+
 def indicators_json(indicators: Iterable[Any]) -> str:
-    """The plaintext's "indicators" list as compact sorted JSON, from `Indicator`s."""
-    docs = [
-        {"code": i.code, "date": i.date.isoformat() if i.date is not None else None, "value": i.value}
-        for i in indicators
-    ]
-    return json.dumps(docs, separators=(",", ":"), sort_keys=True) if docs else "[]"
+    """The plaintext's "indicators" list as compact sorted JSON, from `Indicator`s.
+
+    Each distinct indicator's JSON is made once (indicators repeat across rows) and the
+    list joined from them, which is what one `json.dumps` of the list gives. Floats are
+    not cached: 0.0 and -0.0 are equal keys but print differently."""
+    frags = []
+    for i in indicators:
+        value = i.value
+        if value.__class__ is float:
+            frags.append(_fragment(i))
+            continue
+        key = (i.code, i.date, value.__class__, value)  # the class keeps True apart from 1
+        frag = _FRAGMENTS.get(key)
+        if frag is None:
+            if len(_FRAGMENTS) >= _FRAGMENT_LIMIT:
+                _FRAGMENTS.clear()
+            frag = _FRAGMENTS[key] = _fragment(i)
+        frags.append(frag)
+    return f"[{','.join(frags)}]"
 
 
 def encrypt_batch(

@@ -25,11 +25,13 @@ old output as it was and removes the temporary directory.
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import os
 import re
 import secrets
 import shutil
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -40,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.columnar import ColumnarEncoder, EncodedBatch
+from connectors.columnar import ColumnarEncoder, EncodedBatch, gc_paused
 from connectors.content import SIZE_CLASSES, encrypt_batch, indicators_json
 from connectors.files import (
     OutputBusy,
@@ -68,6 +70,7 @@ BATCH_SIZE = 20_000
 FILES = ("linkage.parquet", "content.parquet", "keymap.parquet", "rejects.csv")
 TRAVELLING_FILES = ("linkage.parquet", "content.parquet")
 BUCKETS = 16
+_GC_EVERY = 10  # batches between full collections while the GC is paused
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -84,6 +87,34 @@ LINKAGE_SCHEMA = linkage_schema(LINKAGE_COLUMNS)
 V1_LINKAGE_SCHEMA = linkage_schema(V1_LINKAGE_COLUMNS)
 CONTENT_SCHEMA = pa.schema([("ref", pa.string()), ("nonce", pa.binary()), ("ciphertext", pa.binary())])
 KEYMAP_SCHEMA = pa.schema([("local_id", pa.string()), ("ref", pa.string())])
+
+
+def skip_pyarrow_pandas_probe() -> None:
+    """Let pyarrow settle, without importing pandas, that this process has no pandas objects.
+
+    pyarrow imports pandas the first time it converts Python values (to recognise pandas
+    objects), which costs a `joinedup extract` process about 0.4 s on a quiet machine and
+    the extract never hands pyarrow a pandas object. pandas is hidden for that first
+    conversion only: pyarrow then treats the probe as done, and anything that later asks
+    pyarrow for pandas (`to_pandas`) still gets it, because that retries the import.
+    """
+    if "pandas" in sys.modules:
+        return
+    hide = _HidePandas()
+    sys.meta_path.insert(0, hide)
+    try:
+        pa.array([""])
+    finally:
+        sys.meta_path.remove(hide)
+
+
+class _HidePandas:
+    """An import finder under which `import pandas` fails as if it were not installed."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
 
 
 class ExtractError(Exception):
@@ -126,8 +157,13 @@ class _Writers:
 
     def __init__(self, tmp: Path, schema: pa.Schema, buckets: bool):
         self.tmp, self.schema, self.buckets = tmp, schema, buckets
-        self.linkage = pq.ParquetWriter(tmp / "linkage.parquet", schema, compression="zstd")
-        self.content = pq.ParquetWriter(tmp / "content.parquet", CONTENT_SCHEMA, compression="zstd")
+        # No dictionary pages: tokens, keys and filters hardly repeat (smaller and faster).
+        self.linkage = pq.ParquetWriter(tmp / "linkage.parquet", schema, compression="zstd", use_dictionary=False)
+        # Nonces and ciphertexts are random bytes: compressing them or looking for repeats
+        # (dictionary encoding) only costs time.
+        self.content = pq.ParquetWriter(
+            tmp / "content.parquet", CONTENT_SCHEMA, use_dictionary=False,
+            compression={"ref": "zstd", "nonce": "none", "ciphertext": "none"})
         self.keymap = pq.ParquetWriter(tmp / "keymap.parquet", KEYMAP_SCHEMA, compression="zstd")
         self._rejects_fh = (tmp / "rejects.csv").open("w", newline="")
         self.rejects = csv.writer(self._rejects_fh)
@@ -151,12 +187,14 @@ class _Writers:
             self.content.write_table(content)
             self.keymap.write_table(keymap)
             return
-        refs = linkage.column("ref").to_pylist()
-        bucket = np.fromiter((int(r[0], 16) for r in refs), dtype=np.int64, count=len(refs))
-        for b in np.unique(bucket).tolist():
-            rows = pa.array(np.flatnonzero(bucket == b))
-            for writer, table in zip(self._bucket(b), (linkage, content, keymap), strict=True):
-                writer.write_table(table.take(rows))
+        bucket = _hex_digits(linkage.column("ref"))[:, 0]
+        order = np.argsort(bucket, kind="stable")  # rows grouped by bucket, one take per table
+        bounds = np.searchsorted(bucket[order], np.arange(BUCKETS + 1))
+        tables = [t.take(pa.array(order)) for t in (linkage, content, keymap)]
+        for b in np.flatnonzero(np.diff(bounds)).tolist():
+            start, stop = int(bounds[b]), int(bounds[b + 1])
+            for writer, table in zip(self._bucket(b), tables, strict=True):
+                writer.write_table(table.slice(start, stop - start))
 
     def finish(self) -> None:
         """Append the buckets in order, each sorted by ref (so the files are in ref order)."""
@@ -164,10 +202,13 @@ class _Writers:
             for w in self._bucket_writers[b]:
                 w.close()
             d = self.tmp / f".bucket-{b:02d}"
+            order = None  # the three files hold the same refs in the same order: sort once
             for name, writer in (("linkage", self.linkage), ("content", self.content), ("keymap", self.keymap)):
                 with pa.memory_map(str(d / name)) as source:
                     table = pa.ipc.open_file(source).read_all()
-                writer.write_table(table.sort_by("ref"))
+                if order is None:
+                    order = pa.array(_ref_order(table.column("ref")))
+                writer.write_table(table.take(order))
                 del table
             shutil.rmtree(d)
         self._bucket_writers.clear()
@@ -180,6 +221,33 @@ class _Writers:
         self.content.close()
         self.keymap.close()
         self._rejects_fh.close()
+
+
+_NIBBLE = np.zeros(256, dtype=np.uint64)
+_NIBBLE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint64)
+_REF_CHARS = 24  # refs are 12 bytes in lower-case hex
+
+
+def _hex_digits(refs: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """The refs' hex digits as values 0-15, one row per ref (n, 24)."""
+    arr = refs.combine_chunks() if isinstance(refs, pa.ChunkedArray) else refs
+    arr = arr.cast(pa.string())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+    if len(arr) and not (np.diff(offsets) == _REF_CHARS).all():
+        raise ValueError("refs must be 24 hex digits")
+    chars = data[offsets[0] : offsets[0] + _REF_CHARS * len(arr)].reshape(len(arr), _REF_CHARS)
+    return _NIBBLE[chars]
+
+
+def _ref_order(refs: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Row order that sorts the refs (as `sort_by("ref")` does: equal-length lower-case hex
+    sorts as the numbers it spells), from two integer keys instead of string compares."""
+    digits = _hex_digits(refs)
+    weights = np.uint64(16) ** np.arange(11, -1, -1, dtype=np.uint64)
+    hi = digits[:, :12] @ weights  # the first 12 digits (48 bits), then the last 12
+    lo = digits[:, 12:] @ weights
+    return np.lexsort((lo, hi))
 
 
 class _Refs:
@@ -279,31 +347,38 @@ def _write_extract(
 
     batches = read_batches(kind, input, mapping, batch_size, reject)
     source = (((rows, inds), cols) for rows, cols, inds in batches)
-    try:
-        for (row_numbers, indicators), encoded in encode_in_order(source, make_encoder, workers):
-            for i, problems in encoded.problems.items():
-                rejected = not encoded.accepted[i]
-                action = "rejected" if rejected else "field_dropped"
-                writers.rejects.writerows(
-                    [row_numbers[i], p.field, p.reason, action] for p in problems
-                )
-                if not rejected:
-                    counts["fields_dropped"] += len(problems)
-            n_accepted = len(encoded.local_ids)
-            counts["read"] += len(row_numbers)
-            counts["accepted"] += n_accepted
-            counts["rejected"] += len(row_numbers) - n_accepted
-            if n_accepted:
-                kept = None
-                if indicators is not None:
-                    kept = [indicators_json(indicators[i]) for i in np.flatnonzero(encoded.accepted)]
-                refs = refs_of(encoded.local_ids)
-                _write_batch(writers, content_key, extract_id, source_name, kind, encoded, kept, refs, classes)
-            if progress is not None:
-                progress(counts["read"])
-        writers.finish()
-    finally:
-        writers.close()
+    # The cyclic GC off for the whole extract: readers (a FHIR bundle is hundreds of
+    # thousands of dicts) and batches allocate many containers and make no cycles, and each
+    # collection re-walked everything alive (measured: GC was most of reading NHS bundles).
+    # A full collection every _GC_EVERY batches bounds what a stray cycle could hold.
+    with gc_paused():
+        try:
+            for done, ((row_numbers, indicators), encoded) in enumerate(encode_in_order(source, make_encoder, workers), 1):
+                if done % _GC_EVERY == 0:
+                    gc.collect()
+                for i, problems in encoded.problems.items():
+                    rejected = not encoded.accepted[i]
+                    action = "rejected" if rejected else "field_dropped"
+                    writers.rejects.writerows(
+                        [row_numbers[i], p.field, p.reason, action] for p in problems
+                    )
+                    if not rejected:
+                        counts["fields_dropped"] += len(problems)
+                n_accepted = len(encoded.local_ids)
+                counts["read"] += len(row_numbers)
+                counts["accepted"] += n_accepted
+                counts["rejected"] += len(row_numbers) - n_accepted
+                if n_accepted:
+                    kept = None
+                    if indicators is not None:
+                        kept = [indicators_json(indicators[i]) for i in np.flatnonzero(encoded.accepted)]
+                    refs = refs_of(encoded.local_ids)
+                    _write_batch(writers, content_key, extract_id, source_name, kind, encoded, kept, refs, classes)
+                if progress is not None:
+                    progress(counts["read"])
+            writers.finish()
+        finally:
+            writers.close()
 
     files = {}
     for name in FILES:

@@ -24,9 +24,9 @@ from connectors.columnar import (
     _PROBLEM_ORDER,
     EncodedBatch,
     _Distinct,
-    _gc_paused,
     _int64,
     _obj,
+    gc_paused,
 )
 from connectors.keys import KeyRing
 from connectors.mapping import Mapping
@@ -387,7 +387,7 @@ class V1ColumnarEncoder:
 
     def encode_columns(self, cols: dict[str, Sequence[str | None]]) -> EncodedBatch:
         """Standardise and encode a batch given as columns of raw strings (IDENTITY_FIELDS names)."""
-        with _gc_paused():
+        with gc_paused():
             return self._encode_columns(cols)
 
     def _encode_columns(self, cols: dict[str, Sequence[str | None]]) -> EncodedBatch:

@@ -137,15 +137,23 @@ EXTENDED_LINKAGE_COLUMNS = LINKAGE_COLUMNS + tuple(EXTRA_MATCH_KEYS)
 _NAMES_CONST = np.uint64(0x6A09E667F3BCC908)
 # Distinct bigrams of a typical value: the length-hiding filters set about k times this.
 _TYPICAL_BIGRAMS = {"given": 7, "family": 7, "address": 20}
+# Texts per vectorised bigram pass: the (text, bigram) key holds the text number in 22 bits.
+_TEXTS_AT_ONCE = 1 << 20
 Parts = dict[str, tuple[np.ndarray, np.ndarray]]  # part -> (uint64 values, validity) per row
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser on uint64 (wrapping arithmetic)."""
-    x = x + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    x = np.add(x, np.uint64(0x9E3779B97F4A7C15))  # a new array: the rest works in place
+    t = x >> np.uint64(30)
+    x ^= t
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    np.right_shift(x, np.uint64(27), out=t)
+    x ^= t
+    x *= np.uint64(0x94D049BB133111EB)
+    np.right_shift(x, np.uint64(31), out=t)
+    x ^= t
+    return x
 
 
 def hmac_int64(key: bytes, value: str) -> int:
@@ -360,25 +368,56 @@ class _ClkField:
     def filters_of(self, gram_sets: list[list[str]]) -> np.ndarray:
         """Length-hiding filters (as uint64 words) of values given as their distinct bigrams."""
         flat = [g for grams in gram_sets for g in grams]
-        ids = list(map(self.bigram_ids.get, flat))
-        if None in ids:
-            self._add_bigrams(list({g for g, i in zip(flat, ids, strict=True) if i is None}))
-            ids = list(map(self.bigram_ids.get, flat))
         counts = np.fromiter(map(len, gram_sets), dtype=np.int64, count=len(gram_sets))
+        return self._filters_from_ids(self._ids_of(flat), counts)
+
+    def _ids_of(self, bigrams: list[str]) -> np.ndarray:
+        """Table row of each bigram, adding unseen ones."""
+        ids = list(map(self.bigram_ids.get, bigrams))
+        if None in ids:
+            self._add_bigrams(list({g for g, i in zip(bigrams, ids, strict=True) if i is None}))
+            ids = list(map(self.bigram_ids.get, bigrams))
+        return np.array(ids, dtype=np.int64)
+
+    def _filters_from_ids(self, ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Length-hiding filters of values given as their bigrams' table rows (each value's
+        distinct bigrams in order, `counts` per value)."""
         # `target` positions shared out over the value's bigrams: each gets target // b, the
         # first target % b one more (so the count does not step with the length either).
         base = np.repeat(self.target // np.maximum(counts, 1), counts)
         extra = np.repeat(self.target % np.maximum(counts, 1), counts)
-        starts_v = np.zeros(len(gram_sets), dtype=np.int64)
+        starts_v = np.zeros(len(counts), dtype=np.int64)
         np.cumsum(counts[:-1], out=starts_v[1:])
-        rank = np.arange(len(flat)) - np.repeat(starts_v, counts)
+        rank = np.arange(len(ids)) - np.repeat(starts_v, counts)
         k_entry = np.clip(base + (rank < extra), 1, self._MAX_K)  # positions per (value, bigram)
-        rows = self.prefixes[np.array(ids, dtype=np.int64) * self._MAX_K + k_entry - 1]
-        out = np.zeros((len(gram_sets), self.words), dtype=np.uint64)
+        rows = self.prefixes[ids * self._MAX_K + k_entry - 1]
+        out = np.zeros((len(counts), self.words), dtype=np.uint64)
         has = counts > 0
         if has.any():
             out[has] = np.bitwise_or.reduceat(rows, starts_v[has], axis=0)
         return out
+
+    def _text_gram_ids(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(bigram table rows, count per text) of each text's distinct bigrams over its words
+        (each word padded with "_"), in order of first occurrence: what `_word_grams` gives,
+        computed on the code points of the whole batch at once instead of per text."""
+        padded = [f"_{'_ _'.join(ws)}_" if ws else "" for ws in map(str.split, texts)]
+        lengths = np.fromiter(map(len, padded), dtype=np.int64, count=len(padded))
+        # One string, texts and words separated by spaces (never inside a word), as code points.
+        codes = np.frombuffer(" ".join(padded).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        text_of = np.repeat(np.arange(len(padded), dtype=np.uint64), lengths + 1)[: len(codes)]
+        space = codes == 32
+        ok = ~(space[:-1] | space[1:])  # a bigram never spans two words or two texts
+        pair = (codes[:-1] << np.uint64(21)) | codes[1:]  # code points are < 2**21
+        pos = np.flatnonzero(ok)
+        # First occurrence of each (text, bigram): a stable unique, kept in text order.
+        keyed = (text_of[pos] << np.uint64(42)) | pair[pos]
+        _, first = np.unique(keyed, return_index=True)
+        pos = pos[np.sort(first)]
+        counts = np.bincount(text_of[pos].astype(np.int64), minlength=len(padded))
+        distinct, inverse = np.unique(pair[pos], return_inverse=True)
+        grams = [chr(k >> 21) + chr(k & 0x1FFFFF) for k in distinct.tolist()]
+        return self._ids_of(grams)[inverse.ravel()], counts
 
     def value_index(self, values: Sequence[str | None]) -> np.ndarray:
         """Row of each value in the value table (-1 for None). Adds unseen values first."""
@@ -414,7 +453,10 @@ class _ClkField:
             out = np.zeros((len(texts), self.words), dtype=np.uint64)
             if present.any():
                 kept = [t for t in texts if t]
-                out[present] = self.filters_of([_word_grams(t) for t in kept])
+                for start in range(0, len(kept), _TEXTS_AT_ONCE):
+                    ids, counts = self._text_gram_ids(kept[start : start + _TEXTS_AT_ONCE])
+                    chunk = np.flatnonzero(present)[start : start + _TEXTS_AT_ONCE]
+                    out[chunk] = self._filters_from_ids(ids, counts)
             return out.view(np.uint8).reshape(len(texts), self.bits // 8), present
         word_lists = [t.split() if t else [] for t in texts]
         flat_words = [w for ws in word_lists for w in ws]
@@ -520,7 +562,8 @@ class SaltedPermutation:
             lut = (_mix64(fresh[:, None] ^ self._lut_consts[None, :]) >> np.uint64(56)).astype(np.uint8)
             # Stored by destination: byte q of the output is source byte inv[q] through
             # LUT lut[inv[q]] (a gather is cheaper than a scatter).
-            inv = np.argsort(perm, axis=1)
+            inv = np.empty_like(perm)  # the inverse permutation, by a scatter (not a second sort)
+            np.put_along_axis(inv, perm, np.arange(self.width)[None, :], axis=1)
             self.perm[start : start + len(fresh)] = inv
             self.lut[start : start + len(fresh)] = np.take_along_axis(lut, inv, axis=1)
             ids = range(start, start + len(fresh))
@@ -528,13 +571,26 @@ class SaltedPermutation:
             found[new] = np.arange(start, start + len(fresh))
         return found[inverse]
 
+    _APPLY_ROWS = 2048  # rows per step: the index temporaries stay in cache
+
     def apply(self, filters: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Each filter (n, width) uint8 moved by the permutation of its salt row: output
         byte q = LUT[lut[q]](input byte inv[q]), with the salt's inv and lut."""
         n, width = filters.shape
-        source = self.perm[rows].astype(np.intp) + (np.arange(n, dtype=np.intp) * width)[:, None]
-        moved = filters.ravel()[source]
-        return self._luts_flat[(self.lut[rows].astype(np.intp) << 8) | moved]
+        out = np.empty_like(filters)
+        step = self._APPLY_ROWS
+        offsets = (np.arange(step, dtype=np.intp) * width)[:, None]
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            salt_rows = rows[start:stop]
+            source = self.perm[salt_rows].astype(np.intp)
+            source += offsets[: stop - start]
+            moved = filters[start:stop].ravel()[source]
+            lut = self.lut[salt_rows].astype(np.intp)
+            lut <<= 8
+            lut |= moved
+            out[start:stop] = self._luts_flat[lut]
+        return out
 
 
 def _u64(tokens: Sequence[int | None]) -> tuple[np.ndarray, np.ndarray]:

@@ -38,7 +38,12 @@ def extract_command(
     workers: int,
 ) -> None:
     """Pseudonymise a source into a split extract (linkage, content, keymap, rejects, manifest)."""
-    from connectors.extract import ExtractError, pseudonymise_extract, summary_line
+    from connectors.extract import (
+        ExtractError,
+        pseudonymise_extract,
+        skip_pyarrow_pandas_probe,
+        summary_line,
+    )
     from connectors.pseudonymise import EncodingSettings
     from joinedup.home import HomeError, load_home
 
@@ -55,6 +60,7 @@ def extract_command(
     except (TypeError, ValueError) as exc:
         raise click.ClickException(f"encoding settings in the home: {exc}") from exc
 
+    skip_pyarrow_pandas_probe()  # this process needs no pandas: ~0.4 s saved per extract
     started = time.perf_counter()
     with _progress_bar() as advance:
         try:
@@ -65,7 +71,7 @@ def extract_command(
         except (SourceError, MappingError, ExtractError) as exc:
             raise click.ClickException(str(exc)) from exc
     elapsed = time.perf_counter() - started
-    click.echo(f"{summary_line(manifest, out_dir)} in {elapsed:.1f} s")
+    click.echo(f"{summary_line(manifest, out_dir)} in {elapsed:.2f} s")
 
 
 class _progress_bar:
