@@ -17,13 +17,15 @@ Public surface (joinedup opens the ledger with `Home.open_ledger()`, which does 
         `.verify()` answers as verify_ledger does, re-checking only what changed since the
         last call (the service's `audit.verify`)
     build_report(ledger, from, to) -> dict; render_report_html(report) -> str
+    whole_ledger_report(ledger) -> dict   build_report(ledger, None, None), kept up to date
+        incrementally per ledger (only entries appended since the last call are read)
     subject_access(ledger, person_key) -> list[dict]
     LedgerError: the ledger cannot record (damaged, cut, witness unwritable...): answer 503
 """
 
 from audit.guard import EventRejected, Finding, check_event, find_identifiers, redact_identifiers
 from audit.ledger import Ledger, LedgerError, checkpoint_open_ledgers, ledgers_opened
-from audit.report import ReportError, build_report, subject_access
+from audit.report import ReportError, build_report, subject_access, whole_ledger_report
 from audit.report_html import render_report_html
 from audit.settings import LedgerSettings
 from audit.verify import LedgerVerifier, VerifyResult, cached_verifier, verify_ledger
@@ -47,4 +49,5 @@ __all__ = [
     "render_report_html",
     "subject_access",
     "verify_ledger",
+    "whole_ledger_report",
 ]
