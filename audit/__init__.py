@@ -25,7 +25,13 @@ Public surface (joinedup opens the ledger with `Home.open_ledger()`, which does 
 
 from audit.guard import EventRejected, Finding, check_event, find_identifiers, redact_identifiers
 from audit.ledger import Ledger, LedgerError, checkpoint_open_ledgers, ledgers_opened
-from audit.report import ReportError, build_report, subject_access, whole_ledger_report
+from audit.report import (
+    ReportError,
+    build_report,
+    report_index,
+    subject_access,
+    whole_ledger_report,
+)
 from audit.report_html import render_report_html
 from audit.settings import LedgerSettings
 from audit.verify import LedgerVerifier, VerifyResult, cached_verifier, verify_ledger
@@ -47,6 +53,7 @@ __all__ = [
     "ledgers_opened",
     "redact_identifiers",
     "render_report_html",
+    "report_index",
     "subject_access",
     "verify_ledger",
     "whole_ledger_report",

@@ -240,19 +240,27 @@ class ReportIndex:
         self._last_id: str | None = None
         self._lock = threading.Lock()
 
+    def catch_up(self, ledger) -> None:
+        """Fold the entries appended since the last call."""
+        with self._lock:
+            self._catch_up(ledger)
+
     def report(self, ledger) -> dict:
         with self._lock:
-            if self._folded and not self._still_there(ledger):
-                self._fold, self._folded, self._last_id = _ReportFold(), 0, None
-            for event in ledger.events(self._folded):
-                self._folded += 1
-                self._last_id = event.get("event_id")
-                try:
-                    at = parse_time(event["time"])
-                except (KeyError, TypeError, ValueError):
-                    continue  # as build_report: an entry without a time is in no period
-                self._fold.add(at, event)
+            self._catch_up(ledger)
             return self._fold.report(None, None)
+
+    def _catch_up(self, ledger) -> None:
+        if self._folded and not self._still_there(ledger):
+            self._fold, self._folded, self._last_id = _ReportFold(), 0, None
+        for event in ledger.events(self._folded):
+            self._folded += 1
+            self._last_id = event.get("event_id")
+            try:
+                at = parse_time(event["time"])
+            except (KeyError, TypeError, ValueError):
+                continue  # as build_report: an entry without a time is in no period
+            self._fold.add(at, event)
 
     def _still_there(self, ledger) -> bool:
         if len(ledger) < self._folded or self._last_id is None:
@@ -267,13 +275,18 @@ _indexes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _indexes_lock = threading.Lock()
 
 
-def whole_ledger_report(ledger) -> dict:
-    """`build_report(ledger, None, None)`, from this process's ReportIndex of the ledger."""
+def report_index(ledger) -> ReportIndex:
+    """This process's ReportIndex of a ledger (one per open Ledger object)."""
     with _indexes_lock:
         index = _indexes.get(ledger)
         if index is None:
             index = _indexes[ledger] = ReportIndex()
-    return index.report(ledger)
+        return index
+
+
+def whole_ledger_report(ledger) -> dict:
+    """`build_report(ledger, None, None)`, from this process's ReportIndex of the ledger."""
+    return report_index(ledger).report(ledger)
 
 
 def subject_access(ledger, person_key: str) -> dict:

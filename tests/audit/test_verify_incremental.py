@@ -185,3 +185,19 @@ def test_each_tampering_after_a_verify_is_caught_as_a_fresh_verify_catches_it(tm
     cached, fresh = both(ledger_dir, pem, verifier, witness=witness)
     assert not cached["ok"]
     assert cached == fresh
+
+
+def test_concurrent_calls_share_runs_and_each_gets_a_fresh_answer(warm, signing_key):
+    """Callers that arrive while a verify runs share the next run; each answer is one a
+    fresh verify gives (the ledger does not change here), and callers may change theirs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ledger_dir, pem, verifier = warm
+    with Ledger(ledger_dir, signing_key, checkpoint_every=EVERY) as led:
+        led.append_many([sample_event(i) for i in range(40, 90)])
+    fresh = verify_ledger(ledger_dir, pem, checkpoint_every=EVERY).to_dict()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: verifier.verify(), range(32)))
+    assert all(r.to_dict() == fresh for r in results)
+    results[0].problems.append("changed by a caller")
+    assert verifier.verify().to_dict() == fresh
