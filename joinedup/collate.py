@@ -186,6 +186,20 @@ def _load_current_run_index(ctx: ServiceContext) -> RunIndex:
     return index
 
 
+def prepare(ctx: ServiceContext) -> None:
+    """Load now what the first request would otherwise load (a server worker calls this
+    before it takes connections): the current run's index, its strong-identifier index and
+    the active extracts' content tables, still encrypted. Nothing is decrypted."""
+    try:
+        index = current_run_index(ctx)
+    except NotFound:
+        return  # no run yet: nothing to load
+    if index._strong is None:
+        index._strong = index._load_strong_index()
+    for info in index.extracts.values():
+        _content_rows(info)
+
+
 def active_extracts(ctx: ServiceContext) -> dict[str, ExtractInfo]:
     """source -> its active extract, from the store's `extracts` table (linkage ingest)."""
     try:

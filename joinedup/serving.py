@@ -85,10 +85,16 @@ def _worker(home_root: str, host: str, port: int, workers: int, access_log: bool
 
 
 def _follow_ledger(app) -> None:
-    """The worker's ledger verifier and report index, kept up to date in the background
-    (joinedup.operations.audit.follow_ledger)."""
+    """Before the worker takes connections: the current run's index loaded (still
+    encrypted content; joinedup.collate.prepare), and the worker's ledger verifier and
+    report index kept up to date in the background (operations.audit.follow_ledger)."""
+    from joinedup import collate
     from joinedup.operations.audit import follow_ledger
 
+    try:
+        collate.prepare(app.state.ctx)
+    except Exception as exc:  # noqa: BLE001 - the first request loads it, or says why not
+        log.warning("could not load the current run's index at start: %s", exc)
     follow_ledger(app.state.ctx)
 
 
