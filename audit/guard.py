@@ -100,8 +100,26 @@ def _nhs_check_digit_ok(digits: str) -> bool:
     return check != 10 and check == int(digits[9])
 
 
+# Strings already found clean (the same codes, reasons and key names recur in every event):
+# only clean ones are kept, so no identifier-like value outlives its event here.
+_CLEAN: set[tuple[str, bool]] = set()
+_CLEAN_MAX = 50_000
+_CLEAN_LONGEST = 200
+
+
 def text_reason(value: str, whole: bool = False) -> str | None:
     """Why this string looks like (whole=False: contains; whole=True: is) an identifier."""
+    if (value, whole) in _CLEAN:
+        return None
+    reason = _text_reason(value, whole)
+    if reason is None and len(value) <= _CLEAN_LONGEST:
+        if len(_CLEAN) >= _CLEAN_MAX:
+            _CLEAN.clear()
+        _CLEAN.add((value, whole))
+    return reason
+
+
+def _text_reason(value: str, whole: bool) -> str | None:
     if whole:
         value = value.strip()
         nino = NINO_RE.fullmatch(value)

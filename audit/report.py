@@ -16,13 +16,16 @@ several under `decisions`); `decisions_in` finds both.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+import threading
+import weakref
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 DISCLOSURE_TYPES = ("summary.disclosed", "referral.created", "referral.read", "area_counts.disclosed")
 PERSON_DISCLOSURE_TYPES = ("summary.disclosed", "referral.created", "referral.read")
+RECENT_DENIALS = 50  # the denials the report lists one by one (the latest)
 
 
 class ReportError(ValueError):
@@ -94,117 +97,196 @@ def build_report(ledger, from_: str | date | datetime | None, to: str | date | d
     start, stop = parse_bound(from_), parse_bound(to, end=True)
     if start and stop and stop <= start:
         raise ReportError(f"the period is empty: from {from_} to {to}")
-    by_type: Counter[str] = Counter()
-    access_by_role: Counter[str] = Counter()
-    access_by_org: Counter[str] = Counter()
-    access_by_purpose: Counter[str] = Counter()
-    access_by_day: dict[str, Counter[str]] = defaultdict(Counter)
-    decisions_by_action: dict[str, Counter[str]] = defaultdict(Counter)
-    denial_reasons: Counter[str] = Counter()
-    denials_by_org: Counter[str] = Counter()
-    denials: list[dict] = []
-    people_by_org: dict[str, set[str]] = defaultdict(set)
-    consent_granted: Counter[str] = Counter()
-    withdrawals: list[dict] = []
-    withdrawn_people: dict[str, list[dict]] = defaultdict(list)
-    link_runs: list[dict] = []
-    ingests: Counter[str] = Counter()
-    first = last = None
-
+    fold = _ReportFold()
     for at, event in _events_in(ledger.events(), start, stop):
+        fold.add(at, event)
+    return fold.report(start, stop)
+
+
+class _ReportFold:
+    """The report's counts, folded one event at a time in ledger order (the order matters:
+    a denial counts as stopped by the withdrawals recorded before it)."""
+
+    def __init__(self) -> None:
+        self.by_type: Counter[str] = Counter()
+        self.access_by_role: Counter[str] = Counter()
+        self.access_by_org: Counter[str] = Counter()
+        self.access_by_purpose: Counter[str] = Counter()
+        self.access_by_day: dict[str, Counter[str]] = defaultdict(Counter)
+        self.decisions_by_action: dict[str, Counter[str]] = defaultdict(Counter)
+        self.denial_reasons: Counter[str] = Counter()
+        self.denials_by_org: Counter[str] = Counter()
+        self.denials = 0
+        self.recent_denials: deque[dict] = deque(maxlen=RECENT_DENIALS)
+        self.people_by_org: dict[str, set[str]] = defaultdict(set)
+        self.consent_granted: Counter[str] = Counter()
+        self.withdrawals: list[dict] = []
+        self.withdrawn_people: dict[str, list[dict]] = defaultdict(list)
+        self.link_runs: list[dict] = []
+        self.ingests: Counter[str] = Counter()
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+
+    def add(self, at: datetime, event: dict) -> None:
         etype = event.get("type", "?")
         actor = _actor(event)
         role, org = actor.get("role", "?"), actor.get("organisation", "?")
-        first = first or at
-        last = at
-        by_type[etype] += 1
+        self.first = self.first or at
+        self.last = at
+        self.by_type[etype] += 1
         if etype in DISCLOSURE_TYPES:
-            access_by_role[role] += 1
-            access_by_org[org] += 1
-            access_by_purpose[event.get("purpose") or "unstated"] += 1
-            access_by_day[at.date().isoformat()][etype] += 1
+            self.access_by_role[role] += 1
+            self.access_by_org[org] += 1
+            self.access_by_purpose[event.get("purpose") or "unstated"] += 1
+            self.access_by_day[at.date().isoformat()][etype] += 1
             if etype in PERSON_DISCLOSURE_TYPES and isinstance(event.get("person_key"), str):
-                people_by_org[org].add(event["person_key"])
+                self.people_by_org[org].add(event["person_key"])
         for decision in decisions_in(event):
             allowed = decision.get("allow") is True
             action = decision.get("action") or "?"
-            decisions_by_action[action]["allowed" if allowed else "denied"] += 1
+            self.decisions_by_action[action]["allowed" if allowed else "denied"] += 1
             if not allowed:
                 reasons = [str(r) for r in decision.get("reasons") or []] or ["(no reason given)"]
-                denial_reasons.update(reasons)
-                denials_by_org[org] += 1
-                denials.append({
+                self.denial_reasons.update(reasons)
+                self.denials_by_org[org] += 1
+                self.denials += 1
+                self.recent_denials.append({
                     "time": event["time"], "event_id": event.get("event_id"),
                     "role": role, "organisation": org, "action": action,
                     "purpose": decision.get("purpose"), "reasons": reasons,
                     "decision_id": decision.get("decision_id"),
                 })  # fmt: skip
                 person = decision.get("person_key") or event.get("person_key")
-                for withdrawal in withdrawn_people.get(person, []) if person else []:
+                for withdrawal in self.withdrawn_people.get(person, []) if person else []:
                     withdrawal["stopped"].append({
                         "time": event["time"], "action": action,
                         "organisation": org, "decision_id": decision.get("decision_id"),
                     })  # fmt: skip
         if etype == "consent.granted":
             for purpose in event.get("purposes") or [event.get("purpose") or "unstated"]:
-                consent_granted[str(purpose)] += 1
+                self.consent_granted[str(purpose)] += 1
         elif etype == "consent.withdrawn":
             withdrawal = {
                 "time": event["time"], "event_id": event.get("event_id"),
                 "receipt_id": event.get("receipt_id"), "organisation": org, "stopped": [],
             }  # fmt: skip
-            withdrawals.append(withdrawal)
+            self.withdrawals.append(withdrawal)
             if isinstance(event.get("person_key"), str):
-                withdrawn_people[event["person_key"]].append(withdrawal)
+                self.withdrawn_people[event["person_key"]].append(withdrawal)
         elif etype == "linkage.run":
-            link_runs.append({
+            self.link_runs.append({
                 k: v for k, v in event.items()
                 if k not in ("actor", "type") and not isinstance(v, (dict, list))
             } | {"organisation": org})  # fmt: skip
         elif etype == "extract.ingested":
-            ingests[str(event.get("source") or event.get("kind") or "?")] += 1
+            self.ingests[str(event.get("source") or event.get("kind") or "?")] += 1
 
-    for withdrawal in withdrawals:
-        withdrawal["requests_stopped"] = len(withdrawal["stopped"])
-    return {
-        "period": {
-            "from": start.isoformat() if start else None,
-            "to": stop.isoformat() if stop else None,
-            "first_event": first.isoformat() if first else None,
-            "last_event": last.isoformat() if last else None,
-        },
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "events": sum(by_type.values()),
-        "events_by_type": dict(sorted(by_type.items())),
-        "accesses": {
-            "total": sum(access_by_org.values()),
-            "by_role": dict(access_by_role.most_common()),
-            "by_organisation": dict(access_by_org.most_common()),
-            "by_purpose": dict(access_by_purpose.most_common()),
-            "by_day": {day: dict(c) for day, c in sorted(access_by_day.items())},
-        },
-        "decisions": {
-            "by_action": {a: dict(c) for a, c in sorted(decisions_by_action.items())},
-            "allowed": sum(c["allowed"] for c in decisions_by_action.values()),
-            "denied": sum(c["denied"] for c in decisions_by_action.values()),
-        },
-        "denials": {
-            "total": len(denials),
-            "by_reason": dict(denial_reasons.most_common()),
-            "by_organisation": dict(denials_by_org.most_common()),
-            "recent": denials[-50:],
-        },
-        "consent": {
-            "granted_by_purpose": dict(consent_granted.most_common()),
-            "withdrawn": len(withdrawals),
-            "withdrawals": withdrawals,
-        },
-        "link_runs": link_runs,
-        "extracts_ingested_by_source": dict(sorted(ingests.items())),
-        "people_seen_by_organisation": {
-            org: len(keys) for org, keys in sorted(people_by_org.items())
-        },
-    }
+    def report(self, start: datetime | None, stop: datetime | None) -> dict:
+        """The report as it stands (new containers: later folds do not change it)."""
+        withdrawals = [{**w, "stopped": list(w["stopped"]), "requests_stopped": len(w["stopped"])}
+                       for w in self.withdrawals]
+        decisions = self.decisions_by_action
+        return {
+            "period": {
+                "from": start.isoformat() if start else None,
+                "to": stop.isoformat() if stop else None,
+                "first_event": self.first.isoformat() if self.first else None,
+                "last_event": self.last.isoformat() if self.last else None,
+            },
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "events": sum(self.by_type.values()),
+            "events_by_type": dict(sorted(self.by_type.items())),
+            "accesses": {
+                "total": sum(self.access_by_org.values()),
+                "by_role": dict(self.access_by_role.most_common()),
+                "by_organisation": dict(self.access_by_org.most_common()),
+                "by_purpose": dict(self.access_by_purpose.most_common()),
+                "by_day": {day: dict(c) for day, c in sorted(self.access_by_day.items())},
+            },
+            "decisions": {
+                "by_action": {a: dict(c) for a, c in sorted(decisions.items())},
+                "allowed": sum(c["allowed"] for c in decisions.values()),
+                "denied": sum(c["denied"] for c in decisions.values()),
+            },
+            "denials": {
+                "total": self.denials,
+                "by_reason": dict(self.denial_reasons.most_common()),
+                "by_organisation": dict(self.denials_by_org.most_common()),
+                "recent": [{**d, "reasons": list(d["reasons"])} for d in self.recent_denials],
+            },
+            "consent": {
+                "granted_by_purpose": dict(self.consent_granted.most_common()),
+                "withdrawn": len(withdrawals),
+                "withdrawals": withdrawals,
+            },
+            "link_runs": [dict(r) for r in self.link_runs],
+            "extracts_ingested_by_source": dict(sorted(self.ingests.items())),
+            "people_seen_by_organisation": {
+                org: len(keys) for org, keys in sorted(self.people_by_org.items())
+            },
+        }
+
+
+class ReportIndex:
+    """The whole-ledger report (no period), kept up to date as entries are appended: each
+    call folds only the entries added since the last one, so its cost does not grow with
+    the ledger. The report reads the entries as recorded; whether they are still what was
+    recorded is what `verify` checks. If the ledger no longer holds the last entry folded
+    at its position (cut, or replaced), everything is folded again."""
+
+    def __init__(self) -> None:
+        self._fold = _ReportFold()
+        self._folded = 0  # entries of the ledger folded so far
+        self._last_id: str | None = None
+        self._lock = threading.Lock()
+
+    def catch_up(self, ledger) -> None:
+        """Fold the entries appended since the last call."""
+        with self._lock:
+            self._catch_up(ledger)
+
+    def report(self, ledger) -> dict:
+        with self._lock:
+            self._catch_up(ledger)
+            return self._fold.report(None, None)
+
+    def _catch_up(self, ledger) -> None:
+        if self._folded and not self._still_there(ledger):
+            self._fold, self._folded, self._last_id = _ReportFold(), 0, None
+        for event in ledger.events(self._folded):
+            self._folded += 1
+            self._last_id = event.get("event_id")
+            try:
+                at = parse_time(event["time"])
+            except (KeyError, TypeError, ValueError):
+                continue  # as build_report: an entry without a time is in no period
+            self._fold.add(at, event)
+
+    def _still_there(self, ledger) -> bool:
+        if len(ledger) < self._folded or self._last_id is None:
+            return False
+        try:
+            return ledger.get(self._last_id).get("event_id") == self._last_id
+        except Exception:  # noqa: BLE001 - not there, in whatever way: fold again
+            return False
+
+
+_indexes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_indexes_lock = threading.Lock()
+
+
+def report_index(ledger) -> ReportIndex:
+    """This process's ReportIndex of a ledger (one per open Ledger object)."""
+    with _indexes_lock:
+        index = _indexes.get(ledger)
+        if index is None:
+            index = _indexes[ledger] = ReportIndex()
+        return index
+
+
+def whole_ledger_report(ledger) -> dict:
+    """`build_report(ledger, None, None)`, from this process's ReportIndex of the ledger."""
+    return report_index(ledger).report(ledger)
 
 
 def subject_access(ledger, person_key: str) -> dict:

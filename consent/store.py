@@ -118,6 +118,9 @@ class ConsentStore:
         self._index: dict[str, dict[str, tuple[int, ConsentRecord]]] | None = None
         self._index_generation = -1
         self._index_lock = threading.Lock()
+        # person_key -> their events' rows in order, for `history()`; same rule as _index.
+        self._history: dict[str, list[tuple]] | None = None
+        self._history_generation = -1
         with self._store.cursor() as con:
             con.execute(_SCHEMA)
 
@@ -126,6 +129,7 @@ class ConsentStore:
         self._store.close()
         with self._index_lock:  # a writer that bypasses the gate could write meanwhile
             self._index = None
+            self._history = None
 
     def __enter__(self) -> ConsentStore:
         return self
@@ -305,13 +309,23 @@ class ConsentStore:
         return [ConsentRecord(**json.loads(r[1])) for r in rows]
 
     def history(self, person_key: str) -> list[dict[str, Any]]:
-        """The append-only events of a person, in order."""
-        with self._store.cursor() as con:
-            rows = con.execute(
-                "SELECT seq, event_id, event_type, receipt_id, event_at, recorded_by, record "
-                "FROM consent_events WHERE person_key = ? ORDER BY seq",
-                [person_key],
-            ).fetchall()
+        """The append-only events of a person, in order (from the history index, read
+        again from the table only after a write to the store by any process)."""
+        with self._index_lock:
+            generation = self._gate.generation()
+            if self._history is None or self._history_generation != generation:
+                with self._gate.held():  # no other process writes while we read
+                    generation = self._gate.generation()
+                    with self._store.cursor() as con:
+                        rows = con.execute(
+                            "SELECT person_key, seq, event_id, event_type, receipt_id, event_at, "
+                            "recorded_by, record FROM consent_events ORDER BY seq"
+                        ).fetchall()
+                history: dict[str, list[tuple]] = {}
+                for row in rows:
+                    history.setdefault(row[0], []).append(row[1:])
+                self._history, self._history_generation = history, generation
+            rows = list(self._history.get(person_key, ()))
         return [
             {"seq": r[0], "event_id": r[1], "event": r[2], "receipt_id": r[3], "at": r[4],
              "recorded_by": r[5], "record": json.loads(r[6])}

@@ -186,6 +186,20 @@ def _load_current_run_index(ctx: ServiceContext) -> RunIndex:
     return index
 
 
+def prepare(ctx: ServiceContext) -> None:
+    """Load now what the first request would otherwise load (a server worker calls this
+    before it takes connections): the current run's index, its strong-identifier index and
+    the active extracts' content tables, still encrypted. Nothing is decrypted."""
+    try:
+        index = current_run_index(ctx)
+    except NotFound:
+        return  # no run yet: nothing to load
+    if index._strong is None:
+        index._strong = index._load_strong_index()
+    for info in index.extracts.values():
+        _content_rows(info)
+
+
 def active_extracts(ctx: ServiceContext) -> dict[str, ExtractInfo]:
     """source -> its active extract, from the store's `extracts` table (linkage ingest)."""
     try:
@@ -297,31 +311,73 @@ def resolution_settings(settings: dict) -> ResolutionSettings:
 def area_table(ctx: ServiceContext, obligations: dict, level: str,
                lookup_path: Path | None = None, as_of: date | None = None):
     """The protected area-counts table of every linked person, as the decision's
-    obligations allow: (table, counted barrier columns, taxonomy)."""
+    obligations allow: (table, counted barrier columns, taxonomy).
+
+    Computed once per (current run and its active extracts, taxonomy, content key, date)
+    and then per (level, lookup file, columns, disclosure settings), and kept: a new run,
+    extract or taxonomy is a new RunIndex or Taxonomy object, which misses the cache (the
+    counts do not depend on consent: they count every linked person). The table is
+    shared between requests and never changed after it is built."""
     settings = DisclosureSettings(
         min_count=int(obligations.get("suppression_threshold", 8)),
         rounding_base=int(obligations.get("rounding_base", 5)),
     )
     taxonomy = load_collation_taxonomy(ctx.home)
     columns = [c for c in taxonomy.barriers if c in set(obligations.get("categories") or [])]
-    lookup = None
+    lookup_file = None
     if level in ("ward", "lsoa"):
-        lookup = read_area_lookup(lookup_path or ctx.home.config_file(AREA_LOOKUP_FILE), level)
+        lookup_file = lookup_path or ctx.home.config_file(AREA_LOOKUP_FILE)
     index = current_run_index(ctx)
     as_of = as_of or date.today()
-    people = []
+    with _area_lock:
+        people = _assessed_people(ctx, index, taxonomy, as_of)
+        stamp = None
+        if lookup_file is not None:
+            info = Path(lookup_file).stat()
+            stamp = (str(lookup_file), info.st_mtime_ns, info.st_size)
+        key = (str(ctx.home.root), level, stamp, tuple(columns), settings.min_count,
+               settings.rounding_base)
+        cached = _area_tables.get(key)
+        if cached is not None and cached[0] is people:
+            return cached[1], columns, taxonomy
+        lookup = read_area_lookup(lookup_file, level) if lookup_file is not None else None
+        counted = [(area_of(area, level, lookup), [c for c in codes if c in columns])
+                   for area, codes in people]
+        table = protect(count_by_area(area_profiles(counted, taxonomy.multiple_disadvantage_min),
+                                      columns, level, settings, taxonomy.version))
+        if len(_area_tables) >= MAX_AREA_TABLES:
+            _area_tables.clear()
+        _area_tables[key] = (people, table)
+    return table, columns, taxonomy
+
+
+_area_lock = threading.Lock()  # one build at a time: concurrent requests wait for it
+# home -> (run index, taxonomy, as_of, content key id, [(latest area, barrier codes)])
+_area_people: dict[str, tuple[RunIndex, Taxonomy, date, str, list]] = {}
+_area_tables: dict[tuple, tuple[list, Any]] = {}  # (home, level, ...) -> (people, table)
+MAX_AREA_TABLES = 64
+
+
+def _assessed_people(ctx: ServiceContext, index: RunIndex, taxonomy: Taxonomy,
+                     as_of: date) -> list[tuple[dict | None, list[str]]]:
+    """Every linked person's latest area and barrier codes (severity 1+), decrypted and
+    assessed once per run index, taxonomy, date and content key. Under _area_lock."""
+    home, key_id = str(ctx.home.root), ctx.keyring.key_id("content")
+    cached = _area_people.get(home)
+    if (cached is not None and cached[0] is index and cached[1] is taxonomy
+            and cached[2] == as_of and cached[3] == key_id):
+        return cached[4]
     docs = decrypt_content(ctx, index, [ref for refs in index.entities().values() for ref in refs])
     by_ref = {(d.get("source"), d.get("ref")): d for d in docs}
+    people = []
     for refs in index.entities().values():
         person_docs = [by_ref[r] for r in refs if r in by_ref]
         if not person_docs:
             continue
         found = assess_barriers(person_docs, taxonomy, as_of)
-        codes = [c for c in found if c in columns]
-        people.append((area_of(_latest_area(person_docs), level, lookup), codes))
-    table = protect(count_by_area(area_profiles(people, taxonomy.multiple_disadvantage_min),
-                                  columns, level, settings, taxonomy.version))
-    return table, columns, taxonomy
+        people.append((_latest_area(person_docs), list(found)))
+    _area_people[home] = (index, taxonomy, as_of, key_id, people)
+    return people
 
 
 def _latest_area(docs: list[dict]) -> dict | None:

@@ -16,8 +16,10 @@ thread and process safe.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import duckdb
 
@@ -31,6 +33,8 @@ from joinedup.errors import InvalidIdentifiers, NotFound
 from joinedup.home import Home
 from joinedup.users import Authenticator, open_authenticator
 from policies import PolicyEngine, engine_from_settings
+
+T = TypeVar("T")
 
 DEFAULT_PURPOSE = "employment_support"
 PERSON_KEY_FIELDS = {"given_name": "given_canon", "family_name": "family", "date_of_birth": "dob"}
@@ -87,6 +91,7 @@ class ServiceContext:
             cur.execute(REFERRALS_DDL)
         self._lazy_lock = threading.Lock()
         self._extracts_cache: tuple[int, list[tuple]] | None = None
+        self._snapshots: dict[str, tuple[int, Any]] = {}
         self.auth: Authenticator = open_authenticator(home)
         self._policy: PolicyEngine | None = None
         self._ledger: Ledger | None = None
@@ -112,6 +117,22 @@ class ServiceContext:
             ).fetchall()
         self._extracts_cache = (generation, rows)
         return rows
+
+    def store_snapshot(self, name: str, load: Callable[[Any], T]) -> T:
+        """`load(cursor)`, kept and read again only after a write to the store by any
+        process (the gate's write generation moved). `load` must build new objects and
+        callers must not change what they get: it is shared by later requests."""
+        generation = self._gate.generation()
+        cached = self._snapshots.get(name)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        with self.store() as cur:
+            # Read inside: a write that lands after this read bumps it again, so a
+            # snapshot is never kept under a generation newer than what it read.
+            generation = self._gate.generation()
+            value = load(cur)
+        self._snapshots[name] = (generation, value)
+        return value
 
     @property
     def keyring(self) -> KeyRing:

@@ -36,8 +36,10 @@ def serve(home_root: Path, host: str, port: int, workers: int = 1, access_log: b
     if workers == 1:
         from joinedup.api import create_app
 
+        app = create_app(home_root)
+        _follow_ledger(app)
         try:
-            uvicorn.run(_checkpoint_at_shutdown(create_app(home_root)), host=host, port=port,
+            uvicorn.run(_checkpoint_at_shutdown(app), host=host, port=port,
                         access_log=access_log, log_level="info")
         finally:
             _checkpoint_ledgers()
@@ -63,6 +65,7 @@ def _worker(home_root: str, host: str, port: int, workers: int, access_log: bool
     # finishing what a crash interrupted) or compiling the policy would leave them waiting.
     app = create_app(home_root, workers=workers)
     app.state.ctx.policy  # noqa: B018  (compiled now, not on the first request)
+    _follow_ledger(app)
     sock = _listening_socket(host, port)
     config = uvicorn.Config(_checkpoint_at_shutdown(app), host=host, port=port,
                             access_log=access_log, log_level="info")
@@ -79,6 +82,20 @@ def _worker(home_root: str, host: str, port: int, workers: int, access_log: bool
         server.run(sockets=[sock])
     finally:
         _checkpoint_ledgers()
+
+
+def _follow_ledger(app) -> None:
+    """Before the worker takes connections: the current run's index loaded (still
+    encrypted content; joinedup.collate.prepare), and the worker's ledger verifier and
+    report index kept up to date in the background (operations.audit.follow_ledger)."""
+    from joinedup import collate
+    from joinedup.operations.audit import follow_ledger
+
+    try:
+        collate.prepare(app.state.ctx)
+    except Exception as exc:  # noqa: BLE001 - the first request loads it, or says why not
+        log.warning("could not load the current run's index at start: %s", exc)
+    follow_ledger(app.state.ctx)
 
 
 def _checkpoint_at_shutdown(app):

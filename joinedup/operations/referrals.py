@@ -3,6 +3,7 @@ reads the referral summaries addressed to it (only the barriers it was asked to 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from dataclasses import dataclass
@@ -117,19 +118,33 @@ def insert_referral(ctx: ServiceContext, referral: Referral) -> bool:
     return bool(inserted)
 
 
+def _referral_index(ctx: ServiceContext) -> tuple[dict[str, Referral], dict[str, list[str]]]:
+    """Every referral row by id, and each provider's referral ids in (created_at,
+    referral_id) order; read from the store again only after a write to it (any process)."""
+    def load(cur) -> tuple[dict[str, Referral], dict[str, list[str]]]:
+        rows = cur.execute("SELECT * FROM referrals ORDER BY created_at, referral_id").fetchall()
+        by_id = {row[0]: _referral(row) for row in rows}
+        by_provider: dict[str, list[str]] = {}
+        for referral in by_id.values():
+            by_provider.setdefault(referral.provider, []).append(referral.referral_id)
+        return by_id, by_provider
+
+    return ctx.store_snapshot("referrals", load)
+
+
+def _copy(referral: Referral) -> Referral:
+    """A caller's own copy (the index is shared by later requests)."""
+    return dataclasses.replace(referral, barriers=list(referral.barriers))
+
+
 def find_referral(ctx: ServiceContext, referral_id: str) -> Referral | None:
-    with ctx.store() as cur:
-        rows = cur.execute("SELECT * FROM referrals WHERE referral_id = ?",
-                           [referral_id]).fetchall()
-    return _referral(rows[0]) if rows else None
+    found = _referral_index(ctx)[0].get(referral_id)
+    return _copy(found) if found is not None else None
 
 
 def referrals_for(ctx: ServiceContext, provider: str) -> list[Referral]:
-    with ctx.store() as cur:
-        rows = cur.execute(
-            "SELECT * FROM referrals WHERE provider = ? ORDER BY created_at, referral_id",
-            [provider]).fetchall()
-    return [_referral(r) for r in rows]
+    by_id, by_provider = _referral_index(ctx)
+    return [_copy(by_id[i]) for i in by_provider.get(provider, [])]
 
 
 def list_referrals(ctx: ServiceContext, caller: Caller) -> list[dict]:

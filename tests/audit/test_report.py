@@ -92,3 +92,65 @@ def test_subject_access_lists_every_disclosure_about_one_person(events):
         "consent.granted", "consent.withdrawn", "policy.decision"
     }
     assert subject_access(events, "ff" * 32)["disclosures"] == []
+
+
+# --- the whole-ledger report kept up to date as entries are appended -----------------------
+def _without_clock(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k != "generated_at"}
+
+
+def test_whole_ledger_report_follows_appends_and_matches_a_full_scan(events, signing_key):
+    from audit import whole_ledger_report
+
+    first = whole_ledger_report(events)
+    assert _without_clock(first) == _without_clock(build_report(events, None, None))
+    first["consent"]["withdrawals"][0]["stopped"].clear()  # a caller's edit changes nothing
+    # A withdrawal, then a refusal about that person: the refusal is counted as stopped by
+    # the withdrawal that came before it, as a full scan counts it.
+    events.append_many([
+        {"type": "consent.withdrawn", "time": "2026-12-06T09:00:00Z",
+         "actor": actor("adviser", "csc-margate"), "person_key": P3, "receipt_id": "r3"},
+        decision("2026-12-06T10:00:00Z", P3, False),
+        decision("2026-12-06T11:00:00Z", P1, False),
+        {"type": "summary.disclosed", "time": "2026-12-07T10:00:00Z",
+         "actor": actor("adviser", "csc-ramsgate"), "person_key": P2,
+         "purpose": "employment_support"},
+    ])  # fmt: skip
+    second = whole_ledger_report(events)
+    assert _without_clock(second) == _without_clock(build_report(events, None, None))
+    assert second["consent"]["withdrawn"] == 2 and second["denials"]["total"] == 5
+    assert [w["requests_stopped"] for w in second["consent"]["withdrawals"]] == [3, 1]
+    assert second["accesses"]["by_organisation"]["csc-ramsgate"] == 1
+
+
+class _ListLedger:
+    """What ReportIndex reads of a ledger: events from a position, the size, get by id."""
+
+    def __init__(self, events: list[dict]) -> None:
+        self.entries = [{**e, "event_id": f"ev-{i:012d}-aaaaaaaa"} for i, e in enumerate(events)]
+
+    def events(self, start: int = 0):
+        return iter(self.entries[start:])
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, event_id: str) -> dict:
+        found = [e for e in self.entries if e["event_id"] == event_id]
+        if not found:
+            raise KeyError(event_id)
+        return found[0]
+
+
+def test_report_index_folds_again_when_the_entries_it_folded_are_gone():
+    from audit.report import ReportIndex
+
+    ledger = _ListLedger([decision(f"2026-11-0{i}T10:00:00Z", P1, False) for i in range(1, 4)])
+    index = ReportIndex()
+    assert index.report(ledger)["denials"]["total"] == 3
+    # Cut to two entries and another appended: the same size, but not the entries folded.
+    ledger.entries = ledger.entries[:2] + [{**decision("2026-11-09T10:00:00Z", P2, True),
+                                            "event_id": "ev-000000000002-bbbbbbbb"}]
+    assert index.report(ledger)["denials"]["total"] == 2
+    ledger.entries = ledger.entries[:1]  # shorter than what was folded
+    assert index.report(ledger)["denials"]["total"] == 1

@@ -333,3 +333,52 @@ def test_cli_provider_reads_its_referral_only(world, ctx, tmp_path):
                                 "--as", "provider:provider-a:pa1"])
     # "Not referred to you" and "no such person" are the same answer to a provider.
     assert other.exit_code == 3 and "Not allowed" in other.output
+
+
+def test_area_counts_are_kept_per_run_and_a_new_run_changes_them_at_once(world, ctx, monkeypatch):
+    """The counts are built once per run (and taxonomy, date, key) and then served from
+    memory, each request still decided and recorded; a new run, or anything else they
+    depend on, is counted again at once. A consent withdrawal does not change them: they
+    count every linked person (the answer equals a fresh build's either way)."""
+    from joinedup import collate as service_collate
+
+    home, built = world
+    # The run index itself is re-checked at most every REVALIDATE_SECONDS (1 s); here at
+    # every request, so that what is tested is the counts' own cache.
+    monkeypatch.setattr(service_collate, "REVALIDATE_SECONDS", 0.0)
+
+    def fresh(**options) -> dict:
+        service_collate._area_people.clear()
+        service_collate._area_tables.clear()
+        return collate.request_area_counts(ctx, GOVERNANCE, as_of=AS_OF, **options)
+
+    first = fresh(level="sector")
+    entries = len(ctx.ledger)
+    before = content.decrypted_row_count()
+    again = collate.request_area_counts(ctx, GOVERNANCE, level="sector", as_of=AS_OF)
+    assert content.decrypted_row_count() == before  # nothing decrypted again
+    assert again["rows"] == first["rows"] and again["csv"] == first["csv"]
+    assert again["decision_id"] != first["decision_id"] and len(ctx.ledger) == entries + 1
+    district = collate.request_area_counts(ctx, GOVERNANCE, level="district", as_of=AS_OF)
+    assert district["rows"] == fresh(level="district")["rows"] != first["rows"]
+
+    person = pick_people(built, 12)[11]
+    record = grant(ctx, identifiers_of(built, person))
+    ctx.consent.withdraw(record.receipt_id, by="adv-1")
+    after = collate.request_area_counts(ctx, GOVERNANCE, level="sector", as_of=AS_OF)
+    assert after["rows"] == fresh(level="sector")["rows"]
+
+    # A new run that links only part of the records: new counts on the very next request.
+    run_two = home.runs_dir / "run-half"
+    run_two.mkdir()
+    table = pq.read_table(home.runs_dir / "run-truth" / "entities.parquet")
+    pq.write_table(table.slice(0, table.num_rows // 2), run_two / "entities.parquet")
+    (home.runs_dir / "CURRENT").write_text("run-half\n")
+    try:
+        changed = collate.request_area_counts(ctx, GOVERNANCE, level="sector", as_of=AS_OF)
+        assert changed["rows"] != first["rows"]
+        assert changed["rows"] == fresh(level="sector")["rows"]
+    finally:
+        (home.runs_dir / "CURRENT").write_text("run-truth\n")
+    back = collate.request_area_counts(ctx, GOVERNANCE, level="sector", as_of=AS_OF)
+    assert back["rows"] == first["rows"]

@@ -208,3 +208,32 @@ def test_changes_between_runs_are_classified(world: World):
         == (1, 1, 2, 1, 1)
     for word in ("Merged", "Split", "New", "Gone"):
         assert word in page.text
+
+
+def test_the_ledger_page_catches_an_old_entry_edited_after_it_verified(world: World):
+    """The page's verify keeps what it verified; an edit of an entry it has already
+    verified is still caught by the next page view, and a repair is seen too."""
+    import zlib
+
+    client = signed_in(world, "governance")
+    assert "The ledger verifies" in client.get("/governance/ledger").text
+    log = world.home.ledger_dir / "log.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    at = sum(len(line) for line in lines[:5])
+    original = lines[5]
+    body = original[:-10]  # the record's JSON, without TAB, CRC and LF
+    edited = body.replace(b'"time":"20', b'"time":"19', 1)
+    assert edited != body and len(edited) == len(body)
+    forged = edited + b"\t" + b"%08x" % zlib.crc32(edited) + b"\n"  # a well-formed record
+    with open(log, "r+b") as fh:
+        fh.seek(at)
+        fh.write(forged)
+    try:
+        page = client.get("/governance/ledger").text
+        assert "The ledger does not verify" in page
+        assert "entry #5" in page and "modified" in page
+    finally:
+        with open(log, "r+b") as fh:
+            fh.seek(at)
+            fh.write(original)
+    assert "The ledger verifies" in client.get("/governance/ledger").text
