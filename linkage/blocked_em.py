@@ -36,6 +36,10 @@ TOLERANCE = 1e-7
 # Added to each level's expected count in each class: no level gets m or u of exactly 0
 # (a level no blocked pair shows would otherwise give an infinite weight).
 PSEUDO_COUNT = 0.5
+# Each class must hold at least this many expected pairs; with fewer (a small run whose
+# blocked pairs are nearly all one person each) EM puts every pair in one class and u or m
+# is nothing but the pseudo-counts, so the trained model is kept instead.
+MIN_CLASS_PAIRS = 25
 
 
 def fit(linker: Linker, con: Any, blocked_table: str) -> dict[str, Any]:
@@ -78,6 +82,9 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> dict[str, Any]:
             "value": share, "start": share0}
     observed = [int((patterns[:, j] >= 0).sum()) for j in range(len(levels))]
     problem = implausible(m_est, u_est, observed)
+    if min(share, 1.0 - share) * total < MIN_CLASS_PAIRS:
+        problem = (f"one class holds fewer than {MIN_CLASS_PAIRS} of the {int(total)} blocked pairs "
+                   f"(share of matches {share:.6f})")
     if problem:
         # EM found another split of the blocked pairs (e.g. households against the rest):
         # keep the trained model, and say so in summary.json.

@@ -419,6 +419,9 @@ def default_settings() -> dict[str, Any]:
     # The v2 comparisons are not independent over random pairs (salted filters and match keys
     # join fields): m, u and the prior are re-fitted on the blocked pairs (linkage.blocked_em).
     doc["training"]["em_on_blocked_pairs"] = True
+    # Probabilities within the blocked pairs are sharper than under random-pair u: keep the
+    # uncertain pairs below the cluster threshold too, for clerical review (they do not link).
+    doc["thresholds"]["report_match_probability"] = 0.1
     doc["splink"]["comparisons"] = _default_comparisons()
     doc["blocking"]["candidates"] = _default_blocking_candidates()
     # Match keys are combinations of fields, so their blocks are small: all of them take

@@ -69,7 +69,10 @@ def test_run_outputs_follow_the_contract(world, linked):
     links = pq.read_table(linked / "links.parquet")
     assert links.column_names == ["source_l", "ref_l", "source_r", "ref_r", "match_probability",
                                   "match_weight"]
-    assert min(links.column("match_probability").to_pylist()) >= 0.5
+    summary = json.loads((linked / "summary.json").read_text())
+    report_t = min(summary["thresholds"]["report_match_probability"],
+                   summary["thresholds"]["cluster_match_probability"])
+    assert min(links.column("match_probability").to_pylist()) >= report_t
     entities = pq.read_table(linked / "entities.parquet")
     assert entities.column_names == ["entity_id", "source", "ref"]
     # every ingested record has exactly one entity
