@@ -5,6 +5,7 @@ and end-to-end scale on the synthetic sources.
     .venv/bin/python bench/bench_linkage.py scale --people 5000 50000 500000
     .venv/bin/python bench/bench_linkage.py score --people 50000
     .venv/bin/python bench/bench_linkage.py blocking --people 5350 53500 535000 1070000
+    .venv/bin/python bench/bench_linkage.py spark --people 53500 535000
 
 Prints one line per measurement; peak memory is this process's max RSS (children
 included for the scale runs, which run each size in a fresh process).
@@ -516,6 +517,59 @@ def blocking(args) -> None:
               f"{max(per_record) / min(per_record):.2f} (target <= 2)")
 
 
+def spark(args) -> None:
+    """`joinedup link` on DuckDB and on Spark (local[2]) over the same extracts, through the
+    real CLI (default settings), for each size: wall time of each engine, the ratio
+    Spark / DuckDB (the named baseline), each run's stage timings, whether the entities are
+    the same, and each candidate rule's comparisons (group sizes, from summary.json)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import duckdb
+
+    from connectors.keys import KeyRing, new_master_secret
+    from connectors.synth import write_synthetic_sources
+    from tests.linkage.quality import INPUTS
+
+    for people in args.people:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            keyring = KeyRing(new_master_secret(), "spark-bench")
+            t0 = time.perf_counter()
+            write_synthetic_sources(work / "src", people, 3)
+            jobs = [(keyring, kind, str(work / "src" / name), work / "staged" / kind)
+                    for kind, name in INPUTS.items()]
+            with ProcessPoolExecutor(2) as pool:
+                list(pool.map(_extract_one, jobs))
+            print(f"{people} people: synth + extract {time.perf_counter() - t0:.0f} s", flush=True)
+            _cli("init", "--home", str(work / "home"))
+            extracts = [a for k in INPUTS for a in ("--extracts", str(work / "staged" / k))]
+            seconds, summaries = {}, {}
+            for engine in ("duckdb", "spark"):
+                t = time.perf_counter()
+                _cli("link", "--home", str(work / "home"), *extracts, "--out", engine,
+                     "--engine", engine)
+                seconds[engine] = time.perf_counter() - t
+                summaries[engine] = json.loads((work / "home" / "runs" / engine / "summary.json").read_text())
+            parts = []
+            for engine in ("duckdb", "spark"):
+                rows = duckdb.connect().execute(
+                    "SELECT list(source || '/' || ref ORDER BY source, ref) FROM read_parquet(?) "
+                    "GROUP BY entity_id", [str(work / "home" / "runs" / engine / "entities.parquet")]
+                ).fetchall()
+                parts.append({tuple(r[0]) for r in rows})
+            n = summaries["duckdb"]["records"]
+            print(f"{people} people, {n} records: link duckdb {seconds['duckdb']:.1f} s, "
+                  f"spark local[2] {seconds['spark']:.1f} s (spark / duckdb {seconds['spark'] / seconds['duckdb']:.2f}); "
+                  f"same entities: {parts[0] == parts[1]} ({summaries['spark']['entities']})", flush=True)
+            for engine in ("duckdb", "spark"):
+                print(f"    {engine} stages (s): {summaries[engine]['timings_s']}", flush=True)
+            b = summaries["duckdb"]["blocking"]
+            print(f"    comparisons scored: {b['comparisons']} ({b['comparisons_per_record']} per record)")
+            for c in b["candidates"]:
+                print(f"    {'+' if c['chosen'] else '-'} {c['comparisons'] / n:9.3f}/rec "
+                      f"{c['comparisons']:>12}  {c['rule']}", flush=True)
+
+
 def score(args) -> None:
     """Latency of score_identity_against_run (person resolution) on a linked run."""
     import duckdb
@@ -545,7 +599,7 @@ def score(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["febrl", "scale", "score", "blocking", "_scale_one"])
+    parser.add_argument("what", choices=["febrl", "scale", "score", "blocking", "spark", "_scale_one"])
     parser.add_argument("--people", type=int, nargs="+", default=[5000, 50000])
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--repeat", type=int, default=1, help="febrl: also alternate ours and Splink N times")
@@ -559,6 +613,8 @@ def main() -> None:
         score(args)
     elif args.what == "blocking":
         blocking(args)
+    elif args.what == "spark":
+        spark(args)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(_scale_one(args.people[0], Path(tmp))))
