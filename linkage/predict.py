@@ -118,3 +118,17 @@ def predictions_frame(linker: Linker, table: str) -> SplinkDataFrame:
     linker's predictions frame (Splink's name for it: its charts query that name), for
     the stages and charts that take one."""
     return linker._db_api.table_to_splink_dataframe("__splink__df_predict", table)
+
+
+def connected_components(db_api: Any, nodes_table: str, edges_table: str) -> SplinkDataFrame:
+    """Splink's connected components (its SQL, on `db_api`'s backend) of the edges
+    (unique_id_l, unique_id_r) in `edges_table` over the nodes (unique_id) in
+    `nodes_table`: a frame of (unique_id, cluster_id), cluster_id the component's smallest
+    unique_id."""
+    from splink.internals.connected_components import solve_connected_components
+
+    return solve_connected_components(
+        nodes_table=db_api.register(nodes_table, table_name=f"{nodes_table}_in"),
+        edges_table=db_api.register(edges_table, table_name=f"{edges_table}_in"),
+        node_id_column_name="unique_id", edge_id_column_name_left="unique_id_l",
+        edge_id_column_name_right="unique_id_r", db_api=db_api, threshold_match_probability=None)

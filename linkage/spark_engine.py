@@ -13,7 +13,7 @@ Spark, with the same trained model and the same decisions:
 - clustering: the pairs at or above the cluster threshold (and the must-link labels) are
   split into connected components on Spark; each component is then clustered by the same
   guarded merge as the DuckDB run (linkage.clustering: strongest pair first, the
-  identifier guard, the join-groups guard, cannot-link labels) in a grouped pandas UDF.
+  identifier guard, the join-groups guard, cannot-link labels) in a grouped Arrow UDF.
   A component's merges depend only on its own pairs, so this is the DuckDB clustering
   exactly, one component per task.
 
@@ -27,7 +27,6 @@ directory (Spark's parquet checkpoints) is beside the run and removed with it.
 
 from __future__ import annotations
 
-import copy
 import shutil
 from pathlib import Path
 from typing import Any
@@ -168,6 +167,15 @@ class SparkRun:
         self.scratch = Path(scratch)
         self.spark = start_session(master, self.scratch)
 
+    def _splink_api(self) -> Any:
+        """Splink's Spark backend on this session (none of Splink's Scala UDFs: the
+        comparisons use Spark built-ins). Intermediate tables are broken from their
+        lineage by writing parquet under the checkpoint directory, as on a cluster."""
+        from splink import SparkAPI
+
+        return SparkAPI(spark_session=self.spark, register_udfs_automatically=False,
+                        break_lineage_method="parquet")
+
     def describe(self) -> dict[str, Any]:
         """What the summary records about the engine."""
         conf = self.spark.sparkContext.getConf()
@@ -194,16 +202,10 @@ class SparkRun:
         """Score every pair the model's blocking rules block (Splink's predict SQL on
         Spark, linkage.predict) and write them to `out_path` (parquet, the columns of the
         DuckDB run's predictions); returns the pairs per blocking rule (match_key)."""
-        from splink import Linker, SparkAPI
-
+        from linkage.model import linker_for_trained_model
         from linkage.predict import score_blocked_pairs
 
-        api = SparkAPI(spark_session=self.spark, register_udfs_automatically=False,
-                       break_lineage_method="parquet")
-        model = copy.deepcopy(trained_model)
-        model["sql_dialect"] = "spark"
-        linker = Linker(api.register("records", dataset_display_name="records"), model,
-                        log_level=None, validate_settings=False)
+        linker = linker_for_trained_model(self._splink_api(), "records", trained_model, "spark")
         blocked = linker.inference.compute_blocked_pairs_for_predict()
         try:
             predictions = score_blocked_pairs(
@@ -283,23 +285,15 @@ class SparkRun:
         """Connected components of the edges (unique_id_l, unique_id_r) at
         `edges_path`: writes (unique_id, component) for every node on an edge, the
         component being its smallest unique_id (Splink's Spark connected components)."""
-        from splink import SparkAPI
-        from splink.internals.connected_components import solve_connected_components
+        from linkage.predict import connected_components
 
-        api = SparkAPI(spark_session=self.spark, register_udfs_automatically=False,
-                       break_lineage_method="parquet")
         edges = self.spark.read.parquet(str(edges_path))
         edges.createOrReplaceTempView("jup_edges")
         nodes = self.spark.sql(
             "SELECT unique_id_l AS unique_id FROM jup_edges UNION "
             "SELECT unique_id_r AS unique_id FROM jup_edges")
         nodes.createOrReplaceTempView("jup_nodes")
-        edges_df = api.register("jup_edges", table_name="jup_edges_in")
-        nodes_df = api.register("jup_nodes", table_name="jup_nodes_in")
-        result = solve_connected_components(
-            nodes_table=nodes_df, edges_table=edges_df, node_id_column_name="unique_id",
-            edge_id_column_name_left="unique_id_l", edge_id_column_name_right="unique_id_r",
-            db_api=api, threshold_match_probability=None)
+        result = connected_components(self._splink_api(), "jup_nodes", "jup_edges")
         self.spark.sql(
             f"SELECT unique_id, cluster_id AS component FROM {result.physical_name}"
         ).write.mode("overwrite").parquet(str(out_path))
