@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 import duckdb
-from splink.internals.exceptions import EMTrainingException
 from splink import DuckDBAPI, Linker
 from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
 from splink.internals.duckdb.dataframe import DuckDBDataFrame
+from splink.internals.exceptions import EMTrainingException
 from splink.internals.input_column import InputColumn
 from splink.internals.m_u_records_to_parameters import (
     append_u_probability_to_comparison_level_trained_probabilities,
