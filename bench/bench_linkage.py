@@ -5,6 +5,8 @@ and end-to-end scale on the synthetic sources.
     .venv/bin/python bench/bench_linkage.py scale --people 5000 50000 500000
     .venv/bin/python bench/bench_linkage.py score --people 50000
     .venv/bin/python bench/bench_linkage.py blocking --people 5350 53500 535000 1070000
+    .venv/bin/python bench/bench_linkage.py spark --people 53500 535000
+    .venv/bin/python bench/bench_linkage.py spark-dice --pairs 2000000
 
 Prints one line per measurement; peak memory is this process's max RSS (children
 included for the scale runs, which run each size in a fresh process).
@@ -523,6 +525,130 @@ def blocking(args) -> None:
               f"{max(per_record) / min(per_record):.2f} (target <= 2)")
 
 
+def spark(args) -> None:
+    """`joinedup link` on DuckDB and on Spark (local[2]) over the same extracts, through the
+    real CLI (default settings), for each size: wall time of each engine, the ratio
+    Spark / DuckDB (the named baseline), each run's stage timings, whether the entities are
+    the same, and each candidate rule's comparisons (group sizes, from summary.json)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import duckdb
+
+    from connectors.keys import KeyRing, new_master_secret
+    from connectors.synth import write_synthetic_sources
+    from tests.linkage.quality import INPUTS
+
+    for people in args.people:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            keyring = KeyRing(new_master_secret(), "spark-bench")
+            t0 = time.perf_counter()
+            write_synthetic_sources(work / "src", people, 3)
+            jobs = [(keyring, kind, str(work / "src" / name), work / "staged" / kind)
+                    for kind, name in INPUTS.items()]
+            with ProcessPoolExecutor(2) as pool:
+                list(pool.map(_extract_one, jobs))
+            print(f"{people} people: synth + extract {time.perf_counter() - t0:.0f} s", flush=True)
+            _cli("init", "--home", str(work / "home"))
+            extracts = [a for k in INPUTS for a in ("--extracts", str(work / "staged" / k))]
+            seconds, summaries = {}, {}
+            for engine in ("duckdb", "spark"):
+                t = time.perf_counter()
+                _cli("link", "--home", str(work / "home"), *extracts, "--out", engine,
+                     "--engine", engine)
+                seconds[engine] = time.perf_counter() - t
+                summaries[engine] = json.loads((work / "home" / "runs" / engine / "summary.json").read_text())
+            parts = []
+            for engine in ("duckdb", "spark"):
+                rows = duckdb.connect().execute(
+                    "SELECT list(source || '/' || ref ORDER BY source, ref) FROM read_parquet(?) "
+                    "GROUP BY entity_id", [str(work / "home" / "runs" / engine / "entities.parquet")]
+                ).fetchall()
+                parts.append({tuple(r[0]) for r in rows})
+            n = summaries["duckdb"]["records"]
+            print(f"{people} people, {n} records: link duckdb {seconds['duckdb']:.1f} s, "
+                  f"spark local[2] {seconds['spark']:.1f} s (spark / duckdb {seconds['spark'] / seconds['duckdb']:.2f}); "
+                  f"same entities: {parts[0] == parts[1]} ({summaries['spark']['entities']})", flush=True)
+            for engine in ("duckdb", "spark"):
+                print(f"    {engine} stages (s): {summaries[engine]['timings_s']}", flush=True)
+            b = summaries["duckdb"]["blocking"]
+            print(f"    comparisons scored: {b['comparisons']} ({b['comparisons_per_record']} per record)")
+            for c in b["candidates"]:
+                print(f"    {'+' if c['chosen'] else '-'} {c['comparisons'] / n:9.3f}/rec "
+                      f"{c['comparisons']:>12}  {c['rule']}", flush=True)
+
+
+def spark_dice(args) -> None:
+    """The Dice comparison on Spark (local[2]), three ways over the same pairs of random
+    1024-bit CLKs: Spark SQL built-ins over 64-bit words (what linkage.spark_engine uses),
+    a higher-order function over an array of words, and a vectorised (pandas) UDF over the
+    BLOBs with numpy. Each sums the Dice of every pair (so every pair is computed);
+    prints seconds and the ratio to the built-ins (the baseline), and checks the sums agree."""
+    import os
+
+    import numpy as np
+    import pandas as pd
+
+    from linkage.spark_engine import SparkRun, spark_dice_sql
+
+    rng = np.random.default_rng(7)
+    n = int(round((2 * args.pairs) ** 0.5))  # n records -> ~n^2/2 ordered-once pairs
+    bits = rng.random((n, 1024)) < 0.15
+    blobs = np.packbits(bits, axis=1)
+    words = blobs.view("<i8")
+    with tempfile.TemporaryDirectory() as tmp:
+        run = SparkRun("local[2]", Path(tmp) / "spark")
+        spark = run.spark
+        try:
+            pdf = pd.DataFrame({"id": np.arange(n), "b": [bytes(r) for r in blobs],
+                                "n": bits.sum(axis=1).astype("int32")})
+            for i in range(16):
+                pdf[f"w{i}"] = words[:, i]
+            df = spark.createDataFrame(pdf)
+            df = df.selectExpr("id", "b", "n", "struct(n, " + ", ".join(f"w{i}" for i in range(16))
+                               + ") AS clk", "array(" + ", ".join(f"w{i}" for i in range(16)) + ") AS arr")
+            df.write.parquet(str(Path(tmp) / "clks"))
+            spark.read.parquet(str(Path(tmp) / "clks")).createOrReplaceTempView("c")
+            pairs = spark.sql("SELECT count(*) FROM c l JOIN c r ON l.id < r.id").collect()[0][0]
+
+            from pyspark.sql.functions import pandas_udf
+
+            def dice_udf(a, b, na, nb):
+                x = np.frombuffer(b"".join(a), dtype=np.uint8).reshape(len(a), -1)
+                y = np.frombuffer(b"".join(b), dtype=np.uint8).reshape(len(b), -1)
+                common = np.unpackbits(x & y, axis=1).sum(axis=1)
+                return pd.Series(2.0 * common / (na.to_numpy() + nb.to_numpy()))
+
+            # real classes, not strings (this module has `from __future__ import annotations`)
+            dice_udf.__annotations__ = {"a": pd.Series, "b": pd.Series, "na": pd.Series,
+                                        "nb": pd.Series, "return": pd.Series}
+            dice_udf = pandas_udf(dice_udf, "double")
+            spark.udf.register("dice_udf", dice_udf)
+            ways = {
+                "built-ins over 64-bit words (used)": spark_dice_sql("l.clk", "r.clk", 16),
+                "higher-order function over array<bigint>":
+                    "CAST(2 * aggregate(zip_with(l.arr, r.arr, (x, y) -> bit_count(x & y)), 0, "
+                    "(acc, v) -> acc + v) AS DOUBLE) / (l.n + r.n)",
+                "pandas UDF over the BLOBs (numpy)": "dice_udf(l.b, r.b, l.n, r.n)",
+            }
+            results = {}
+            for name, expr in ways.items():
+                q = f"SELECT sum({expr}) FROM c l JOIN c r ON l.id < r.id"
+                spark.sql(q).collect()  # warm-up (JIT, codegen)
+                t = time.perf_counter()
+                total = spark.sql(q).collect()[0][0]
+                results[name] = (time.perf_counter() - t, total)
+            base = results["built-ins over 64-bit words (used)"]
+            print(f"Dice on Spark local[2], {pairs} pairs of 1024-bit CLKs ({n} records; "
+                  f"{os.cpu_count()} cores):")
+            for name, (sec, total) in results.items():
+                print(f"  {name}: {sec:.2f} s ({pairs / sec / 1e6:.2f} M pairs/s), "
+                      f"{sec / base[0]:.2f}x the built-ins; sum {total:.6f}")
+            assert all(abs(t - base[1]) < 1e-6 * abs(base[1]) for _s, t in results.values())
+        finally:
+            run.close()
+
+
 def score(args) -> None:
     """Latency of score_identity_against_run (person resolution) on a linked run."""
     import duckdb
@@ -552,9 +678,10 @@ def score(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["febrl", "scale", "score", "blocking", "_scale_one"])
+    parser.add_argument("what", choices=["febrl", "scale", "score", "blocking", "spark", "spark-dice", "_scale_one"])
     parser.add_argument("--people", type=int, nargs="+", default=[5000, 50000])
     parser.add_argument("--threshold", type=float, default=0.9)
+    parser.add_argument("--pairs", type=float, default=2e6, help="spark-dice: pairs to score")
     parser.add_argument("--repeat", type=int, default=1, help="febrl: also alternate ours and Splink N times")
     parser.add_argument("--blip", type=float, nargs="*", help="febrl: also measure BLIP hardening at these f")
     args = parser.parse_args()
@@ -566,6 +693,10 @@ def main() -> None:
         score(args)
     elif args.what == "blocking":
         blocking(args)
+    elif args.what == "spark":
+        spark(args)
+    elif args.what == "spark-dice":
+        spark_dice(args)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(_scale_one(args.people[0], Path(tmp))))

@@ -76,6 +76,36 @@ def count_comparisons(con: duckdb.DuckDBPyConnection, table: str, rule: str) -> 
     return float(con.execute(sql).fetchall()[0][0]) / 2.0
 
 
+def group_size_stats(con: duckdb.DuckDBPyConnection, table: str, rule: str) -> dict[str, float]:
+    """A rule on equal columns, described by its groups (records sharing the key): how
+    many groups of two or more, the records in them, the largest, and the comparisons
+    (SUM n(n-1)/2, as `count_comparisons`). The sizing plan (docs/SCALE.md) reads these."""
+    terms = equality_terms(rule)
+    if not terms or [a for a, _ in terms] != [b for _, b in terms]:
+        raise BlockingError(f"blocking rule {rule!r}: group sizes need a rule on equal columns")
+    keys = ", ".join(a for a, _ in terms)
+    not_null = " AND ".join(f"{a} IS NOT NULL" for a, _ in terms)
+    row = con.execute(
+        f"""SELECT count(*) FILTER (WHERE n > 1), coalesce(sum(n) FILTER (WHERE n > 1), 0),
+                   coalesce(max(n), 0), coalesce(sum(n * (n - 1) / 2), 0)
+            FROM (SELECT count(*)::DOUBLE AS n FROM {table} WHERE {not_null} GROUP BY {keys})"""
+    ).fetchall()[0]
+    return {"groups": int(row[0]), "records_in_groups": int(row[1]), "largest_group": int(row[2]),
+            "comparisons": float(row[3])}
+
+
+def estimate_comparisons(con: duckdb.DuckDBPyConnection, table: str, rule: str,
+                         population: float) -> float:
+    """The comparisons `rule` would block on a population of `population` records, of
+    which `table` is a uniform random sample: a pair is in the sample with probability
+    p^2 (p = sample / population), so the population's count is the sample's / p^2.
+    (Valid for a random sample only: a sample of one area is denser than the nation.)"""
+    n = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    if n < 2:
+        raise BlockingError("a sample of fewer than two records estimates nothing")
+    return count_comparisons(con, table, rule) * (float(population) / n) ** 2
+
+
 def _columns_of(rule: str) -> set[str]:
     return {c for term in (equality_terms(rule) or []) for c in term}
 

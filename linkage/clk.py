@@ -62,7 +62,8 @@ def create_dice_macro(con: duckdb.DuckDBPyConnection, words: int) -> None:
     con.execute(dice_macro_sql(words))
 
 
-_DICE_CALL = re.compile(rf"\b{DICE_FUNCTION}\((\w+)_l, \1_r\)")
+# Any case: Splink's Spark dialect writes the function name in capitals.
+_DICE_CALL = re.compile(rf"\b{DICE_FUNCTION}\((\w+)_l, \1_r\)", re.IGNORECASE)
 
 
 def share_dice(sqls: list[str]) -> tuple[list[str], list[str]]:

@@ -187,6 +187,41 @@ def _guarded_components(
     records = con.execute(
         f"SELECT unique_id, source, tk_nhs, tk_nino FROM {records_table} ORDER BY unique_id"
     ).fetchall()
+    edges = con.execute(
+        f"SELECT unique_id_l, unique_id_r, match_probability FROM {predictions_table} "
+        f"WHERE match_probability >= {float(threshold)} "
+        "ORDER BY match_probability DESC, unique_id_l, unique_id_r"
+    ).fetchall()
+    cluster_of, refused = guarded_merge(records, edges, one_record_per_source,
+                                        join_groups_threshold, must_link, cannot_link)
+    import pyarrow as pa
+
+    table = pa.table({"unique_id": [r[0] for r in records],
+                      "cluster_id": [cluster_of[r[0]] for r in records]})
+    name = "guarded_clusters"
+    con.register("guarded_clusters_arrow", table)
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM guarded_clusters_arrow")
+    con.unregister("guarded_clusters_arrow")
+    return name, refused
+
+
+def guarded_merge(
+    records: list[tuple],
+    edges: list[tuple[int, int, float]],
+    one_record_per_source: bool,
+    join_groups_threshold: float | None = None,
+    must_link: list[tuple[int, int]] | None = None,
+    cannot_link: list[tuple[int, int]] | None = None,
+) -> tuple[dict[int, int], int]:
+    """The guarded merge (`cluster_with_identifier_guard`) of `records` (unique_id,
+    source, tk_nhs, tk_nino), sorted by unique_id, over `edges` (unique_id_l,
+    unique_id_r, match_probability) sorted strongest first; returns each record's cluster
+    id (the unique_id of its cluster's root) and the merges refused.
+
+    A merge reads and changes only the two groups it joins, so a connected component of
+    the edges (with the must-link pairs) can be merged on its own: given the component's
+    records and edges in the same order, it ends in the same clusters with the same ids
+    (the Spark engine merges one component per task)."""
     index = {uid: i for i, (uid, *_rest) in enumerate(records)}
     parent = list(range(len(records)))
     # per root: {(source, "nhs" | "nino"): set of tokens}, only for records that have one;
@@ -212,11 +247,6 @@ def _guarded_components(
         return root
 
     size = [1] * len(records)
-    edges = con.execute(
-        f"SELECT unique_id_l, unique_id_r, match_probability FROM {predictions_table} "
-        f"WHERE match_probability >= {float(threshold)} "
-        "ORDER BY match_probability DESC, unique_id_l, unique_id_r"
-    ).fetchall()
     # per root: the records it must never hold (cannot-link partners of its members)
     partners: dict[int, set[int]] = {}
     for uid_a, uid_b in cannot_link or []:
@@ -270,14 +300,4 @@ def _guarded_components(
             refused += 1
             continue
         join(a, b, held_a, held_b)
-    import pyarrow as pa
-
-    table = pa.table({
-        "unique_id": [r[0] for r in records],
-        "cluster_id": [records[find(i)][0] for i in range(len(records))],
-    })
-    name = "guarded_clusters"
-    con.register("guarded_clusters_arrow", table)
-    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM guarded_clusters_arrow")
-    con.unregister("guarded_clusters_arrow")
-    return name, refused
+    return {uid: records[find(i)][0] for i, (uid, *_rest) in enumerate(records)}, refused

@@ -8,6 +8,7 @@ Term-frequency adjustments apply to the token columns named in the settings.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import re
@@ -62,6 +63,17 @@ def make_linker(con: duckdb.DuckDBPyConnection, settings_doc: dict[str, Any]) ->
     # that logger would drop them. Bad SQL still fails loudly when the model runs.
     warns = logging.getLogger("splink").isEnabledFor(logging.WARNING)
     return Linker(df, splink_settings(settings_doc), log_level=None, validate_settings=warns)
+
+
+def linker_for_trained_model(db_api: Any, table: str, trained: dict[str, Any],
+                             sql_dialect: str) -> Linker:
+    """A Linker over `table` (already in `db_api`'s backend) that applies a trained model
+    (`trained_model`'s dict) as it is: no training, the m, u and prior it holds. The Spark
+    engine scores with the model the DuckDB stages trained."""
+    model = copy.deepcopy(trained)
+    model["sql_dialect"] = sql_dialect
+    return Linker(db_api.register(table, dataset_display_name=table), model, log_level=None,
+                  validate_settings=False)
 
 
 def train(

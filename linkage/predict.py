@@ -5,6 +5,7 @@ from the blocked pairs predict has just built.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from splink import Linker
@@ -34,7 +35,7 @@ def predict_with_blocking_counts(
     """
     blocked = linker.inference.compute_blocked_pairs_for_predict()
     try:
-        predictions = _score_blocked_pairs(linker, blocked, threshold)
+        predictions = score_blocked_pairs(linker, blocked, threshold)
         counts = dict(linker._db_api._con.execute(
             f"SELECT CAST(match_key AS INTEGER), count(*) FROM {blocked.physical_name} GROUP BY ALL"
         ).fetchall())
@@ -43,19 +44,26 @@ def predict_with_blocking_counts(
     return predictions, blocking_count_records(linker, counts, records)
 
 
-def _score_blocked_pairs(linker: Linker, blocked: SplinkDataFrame, threshold: float | None) -> SplinkDataFrame:
+def _duckdb_dice(clk: str) -> str:
+    return f"{DICE_FUNCTION}(l.{clk}, r.{clk})"
+
+
+def score_blocked_pairs(linker: Linker, blocked: SplinkDataFrame, threshold: float | None,
+                        dice: Callable[[str], str] = _duckdb_dice) -> SplinkDataFrame:
     """Splink's predict on blocked pairs (its own SQL, as `linker.inference.predict`
     builds it when not chunked), with each CLK's Dice computed once per pair.
 
     The join that brings each pair's columns together also computes each Dice once, and
-    the levels read it (`linkage.clk.share_dice`).
+    the levels read it (`linkage.clk.share_dice`). `dice(clk)` is that Dice in the
+    linker's SQL dialect over the pair's `l.<clk>` and `r.<clk>` (the DuckDB macro by
+    default; linkage.spark_engine gives Spark SQL built-ins).
     Same levels, same weights (tested equal to `linker.inference.predict`).
     """
     settings = linker._settings_obj
     info = settings.column_info_settings
     cvv_columns, clks = share_dice(settings._columns_to_select_for_comparison_vector_values)
     blocking_columns = settings._columns_to_select_for_blocking + [
-        f"{DICE_FUNCTION}(l.{c}, r.{c}) AS __jup_dice_{c}" for c in clks
+        f"{dice(c)} AS __jup_dice_{c}" for c in clks
     ]
     pipeline = CTEPipeline([blocked])
     enqueue_df_concat_with_tf(linker, pipeline)
@@ -103,3 +111,24 @@ def blocking_count_records(
             "match_key": key, "record_sample_proportion": 1.0, "is_estimate": False,
         })
     return out
+
+
+def predictions_frame(linker: Linker, table: str) -> SplinkDataFrame:
+    """A table of scored pairs made elsewhere (the Spark engine's, read back) as the
+    linker's predictions frame (Splink's name for it: its charts query that name), for
+    the stages and charts that take one."""
+    return linker._db_api.table_to_splink_dataframe("__splink__df_predict", table)
+
+
+def connected_components(db_api: Any, nodes_table: str, edges_table: str) -> SplinkDataFrame:
+    """Splink's connected components (its SQL, on `db_api`'s backend) of the edges
+    (unique_id_l, unique_id_r) in `edges_table` over the nodes (unique_id) in
+    `nodes_table`: a frame of (unique_id, cluster_id), cluster_id the component's smallest
+    unique_id."""
+    from splink.internals.connected_components import solve_connected_components
+
+    return solve_connected_components(
+        nodes_table=db_api.register(nodes_table, table_name=f"{nodes_table}_in"),
+        edges_table=db_api.register(edges_table, table_name=f"{edges_table}_in"),
+        node_id_column_name="unique_id", edge_id_column_name_left="unique_id_l",
+        edge_id_column_name_right="unique_id_r", db_api=db_api, threshold_match_probability=None)

@@ -34,6 +34,9 @@ from linkage.settings import default_settings, save_settings, validate_settings
 Progress = Callable[[str], None]
 
 
+ENGINES = ("duckdb", "spark")
+
+
 class LinkError(Exception):
     """A link run cannot start or failed (the previous run is untouched)."""
 
@@ -46,6 +49,8 @@ def link_extracts(
     progress: Progress | None = None,
     threads: int | None = None,
     review_dir: Path | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> dict[str, Any]:
     """Link (and deduplicate) the extracts' records into entities; returns the summary.
 
@@ -53,7 +58,13 @@ def link_extracts(
     `previous_run` (a run dir) gives the entity ids to keep stable. `review_dir` holds
     clerical labels (linkage.review): must-link / cannot-link constraints for clustering,
     and, when there are enough, the cluster threshold.
+
+    `engine` "spark" scores the pairs and clusters on Spark (linkage.spark_engine; local
+    mode `local[2]` unless `spark_master` names another), with the same settings, rules,
+    model and decisions; everything else is this run's.
     """
+    if engine not in ENGINES:
+        raise LinkError(f"unknown engine {engine!r} (one of: {', '.join(ENGINES)})")
     if not extracts:
         raise LinkError("no extracts to link (ingest some first, or pass --extracts)")
     sources = [e.source for e in extracts]
@@ -71,14 +82,28 @@ def link_extracts(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{secrets.token_hex(4)}")
     tmp.mkdir()
+    spark_run = None
     try:
-        summary = _run(extracts, tmp, settings, previous_run, step, threads, review_dir)
+        if engine == "spark":
+            from linkage.spark_engine import DEFAULT_MASTER, SparkEngineError, SparkRun
+
+            step("starting Spark")
+            try:
+                # scratch beside the run, never inside it (removed when the run ends)
+                spark_run = SparkRun(spark_master or DEFAULT_MASTER, tmp.with_name(tmp.name + "-spark"))
+            except SparkEngineError as exc:
+                raise LinkError(str(exc)) from exc
+        summary = _run(extracts, tmp, settings, previous_run, step, threads, review_dir,
+                       spark_run)
         summary["run_id"] = out_dir.name
         _write_json(tmp / "summary.json", summary)
         replace_dir_atomically(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if spark_run is not None:
+            spark_run.close()
     return summary
 
 
@@ -90,6 +115,7 @@ def _run(
     step: Progress,
     threads: int | None,
     review_dir: Path | None = None,
+    spark_run: Any = None,
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -131,7 +157,10 @@ def _run(
     thresholds = settings["thresholds"]
     # Every blocked pair is scored once; the prior is then re-estimated from them (m and
     # u fixed) and the weights shifted by the change, so no second scoring pass.
-    predictions, blocking_counts = predict_with_blocking_counts(linker, None, n_records)
+    if spark_run is None:
+        predictions, blocking_counts = predict_with_blocking_counts(linker, None, n_records)
+    else:
+        predictions, blocking_counts = _predict_on_spark(con, linker, spark_run, words, n_records)
     pred_table = predictions.physical_name
     if blocked_fit and blocked_fit.get("applied"):
         prior = blocked_fit
@@ -152,7 +181,8 @@ def _run(
     lap("predict")
 
     step("clustering")
-    clusters, refused = cluster_with_identifier_guard(
+    cluster = cluster_with_identifier_guard if spark_run is None else spark_run.guarded_clusters
+    clusters, refused = cluster(
         con, pred_table, "records", cluster_t,
         one_record_per_source=settings.get("clustering", {}).get("one_record_per_source", False),
         join_groups_threshold=settings.get("clustering", {}).get("join_groups_match_probability"),
@@ -199,6 +229,7 @@ def _run(
     if blocking_info is not None:
         summary["blocking"] = blocking_info
     summary["timings_s"] = timings
+    summary["engine"] = "duckdb" if spark_run is None else {"name": "spark", **spark_run.describe()}
     summary["merges_refused_conflicting_identifiers"] = refused
     try:
         from linkage.report import write_report
@@ -209,6 +240,23 @@ def _run(
         summary["timings_s"]["total"] = round(time.perf_counter() - started, 3)
         con.close()
     return summary
+
+
+def _predict_on_spark(con: duckdb.DuckDBPyConnection, linker: Any, spark_run: Any, words: int,
+                      n_records: int) -> tuple[Any, list[dict[str, Any]]]:
+    """The trained model scores the blocked pairs on Spark; the pairs come back as the
+    table the DuckDB run's predict makes (same columns), for the stages that follow."""
+    from linkage.predict import blocking_count_records, predictions_frame
+
+    clk_columns = [name for name, dtype in con.execute(
+        "SELECT column_name, column_type FROM (DESCRIBE records)").fetchall()
+        if dtype.upper().startswith("STRUCT")]
+    spark_run.load_records(con, "records", clk_columns, words)
+    path = spark_run.scratch / "predictions.parquet"
+    counts = spark_run.score(model.trained_model(linker), path, n_records)
+    con.execute(f"CREATE TABLE spark_predictions AS SELECT * FROM read_parquet('{path}/*.parquet')")
+    return (predictions_frame(linker, "spark_predictions"),
+            blocking_count_records(linker, counts, n_records))
 
 
 def _calibrate_prior(con: duckdb.DuckDBPyConnection, linker: Any, pred_table: str,

@@ -2,6 +2,7 @@
 
     joinedup ingest --home H DIR...
     joinedup link --home H [--extracts DIR...] [--settings FILE.json] --out RUN_DIR [--replace]
+                  [--engine duckdb|spark [--spark-master local[2]]]
     joinedup runs list | show [RUN] | rollback [--to RUN]
     joinedup review next [--sample links|band] | label PAIR --as LABEL | explain PAIR|SOURCE/REF | stats
 """
@@ -73,9 +74,14 @@ def ingest_command(home: Path | None, extract_dirs: tuple[Path, ...]) -> None:
               help="Run directory to write (under HOME/runs/ when a bare name).")
 @click.option("--replace", is_flag=True, default=False,
               help="Replace an existing run of that name (refused without it).")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Where pairs are scored and clustered: DuckDB on this machine, or Spark "
+                   "(needs pyspark and Java 17+; same model and outputs).")
+@click.option("--spark-master", default=None,
+              help="Spark master URL with --engine spark (default: local[2], this machine).")
 def link_command(
     home: Path | None, extract_dirs: tuple[Path, ...], settings_file: Path | None, out_dir: Path,
-    replace: bool,
+    replace: bool, engine: str, spark_master: str | None,
 ) -> None:
     """Link the extracts into entities; writes links, entities, model, summary and report."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -91,6 +97,8 @@ def link_command(
         raise click.ClickException(
             f"{out_dir} already exists: choose another --out, or pass --replace to replace it "
             "(`joinedup runs list` shows the runs)")
+    if spark_master and engine != "spark":
+        raise click.ClickException("--spark-master is for --engine spark")
     try:
         # no file: link_extracts takes the defaults for the extracts' encoding
         settings = load_settings(settings_file) if settings_file else None
@@ -109,6 +117,7 @@ def link_command(
             summary = link_extracts(
                 extracts, out_dir, settings, previous_run=previous, review_dir=h.root / "review",
                 progress=lambda stage: bar.update(task, description=stage),
+                engine=engine, spark_master=spark_master,
             )
         except (LinkError, SettingsError) as exc:
             raise click.ClickException(f"link failed (previous run untouched): {exc}") from exc
