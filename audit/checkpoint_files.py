@@ -39,19 +39,26 @@ def read_checkpoint_lines(path: Path) -> tuple[list[dict], list[int]]:
     """The checkpoints in a checkpoints file, and the line numbers that are not one."""
     if not path.exists():
         return [], []
-    out, unreadable = [], []
+    out: list[dict] = []
+    unreadable: list[int] = []
     for n, line in enumerate(path.read_bytes().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError:
-            value = None
-        if isinstance(value, dict):
-            out.append(value)
-        else:
-            unreadable.append(n)
+        take_checkpoint_line(line, n, out, unreadable)
     return out, unreadable
+
+
+def take_checkpoint_line(line: bytes, n: int, out: list[dict], unreadable: list[int]) -> None:
+    """Line `n` of a checkpoints file: a checkpoint goes to `out`, anything else but a blank
+    line to `unreadable` (by number)."""
+    if not line.strip():
+        return
+    try:
+        value = json.loads(line)
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        out.append(value)
+    else:
+        unreadable.append(n)
 
 
 def last_checkpoint_in(path: Path, chunk: int = 8192) -> dict | None:

@@ -35,7 +35,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
-from audit.checkpoint_files import CHECKPOINTS_FILE
+from audit.checkpoint_files import CHECKPOINTS_FILE, take_checkpoint_line
 from audit.guard import scan_for_identifiers
 from audit.ledger import DEFAULT_CHECKPOINT_EVERY, LedgerError, index_of
 from audit.records import RecordError, decode_record
@@ -255,25 +255,12 @@ class _LineFile:
         cut = data.rfind(b"\n") + 1
         for line in data[len(self.data) : cut].splitlines():
             self.lines += 1
-            self._take(line, self.checkpoints, self.unreadable, self.lines)
+            take_checkpoint_line(line, self.lines, self.checkpoints, self.unreadable)
         self.data = data[:cut]
         checkpoints, unreadable = list(self.checkpoints), list(self.unreadable)
         if cut < len(data):
-            self._take(data[cut:], checkpoints, unreadable, self.lines + 1)
+            take_checkpoint_line(data[cut:], self.lines + 1, checkpoints, unreadable)
         return checkpoints, unreadable
-
-    @staticmethod
-    def _take(line: bytes, out: list[dict], unreadable: list[int], n: int) -> None:
-        if not line.strip():
-            return
-        try:
-            value = json.loads(line)
-        except ValueError:
-            value = None
-        if isinstance(value, dict):
-            out.append(value)
-        else:
-            unreadable.append(n)
 
 
 class LedgerVerifier:
