@@ -28,9 +28,8 @@ from typing import Any
 import numpy as np
 from splink import Linker
 
-from linkage.clk import DICE_FUNCTION, share_dice
+from linkage.em import RECORDS_TABLE, pattern_counts
 
-RECORDS_TABLE = "records"
 MAX_ITERATIONS = 200
 TOLERANCE = 1e-7
 # Added to each level's expected count in each class: no level gets m or u of exactly 0
@@ -47,26 +46,12 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> dict[str, Any]:
     in `blocked_table` (join_key_l, join_key_r); update the linker in place."""
     settings_obj = linker._settings_obj
     comparisons = list(settings_obj.comparisons)
-    columns = [
-        d[0] for d in con.execute(f"SELECT * FROM {RECORDS_TABLE} LIMIT 0").description
-        if d[0] not in ("unique_id", "source", "ref")
-    ]
-    pair_cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in columns)
-    cases, clks = share_dice([cc._case_statement.replace("\n", " ") for cc in comparisons])
-    pair_cols += "".join(f", {DICE_FUNCTION}(l.{c}, r.{c}) AS __jup_dice_{c}" for c in clks)
-    names = [cc._gamma_column_name for cc in comparisons]
-    rows = con.execute(
-        f"""SELECT {', '.join(names)}, count(*) FROM (
-                SELECT {', '.join(cases)} FROM (
-                    SELECT {pair_cols} FROM {blocked_table} b
-                    JOIN {RECORDS_TABLE} l ON l.unique_id = b.join_key_l
-                    JOIN {RECORDS_TABLE} r ON r.unique_id = b.join_key_r))
-            GROUP BY ALL ORDER BY ALL"""  # a fixed order: the same sums, to the last bit, every run
-    ).fetchall()
-    if not rows:
-        return {"blocked_pairs": 0, "iterations": 0}
-    patterns = np.array([r[:-1] for r in rows], dtype=np.int64)
-    counts = np.array([r[-1] for r in rows], dtype=np.float64)
+    patterns, counts = pattern_counts(
+        con, comparisons,
+        f"{blocked_table} b JOIN {RECORDS_TABLE} l ON l.unique_id = b.join_key_l "
+        f"JOIN {RECORDS_TABLE} r ON r.unique_id = b.join_key_r")
+    if not len(counts):
+        return {"blocked_pairs": 0, "iterations": 0, "applied": False, "rejected_because": "no blocked pair"}
     total = float(counts.sum())
 
     levels = [{lv.comparison_vector_value: lv for lv in cc._comparison_levels_excluding_null}

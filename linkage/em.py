@@ -119,6 +119,27 @@ class _ComparisonView:
         self.output_column_name = comparison.output_column_name
 
 
+def pattern_counts(con: Any, comparisons: list, pairs_from: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each agreement pattern (one gamma per comparison, -1 = null) of the pairs that
+    `pairs_from` (SQL naming the two records `l` and `r`) gives, and how many pairs show
+    it; in a fixed order, so sums over patterns are the same to the last bit every run."""
+    columns = [
+        d[0] for d in con.execute(f"SELECT * FROM {RECORDS_TABLE} LIMIT 0").description
+        if d[0] not in ("unique_id", "source", "ref")
+    ]
+    pair_cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in columns)
+    cases, clks = share_dice([cc._case_statement.replace("\n", " ") for cc in comparisons])
+    pair_cols += "".join(f", {DICE_FUNCTION}(l.{c}, r.{c}) AS __jup_dice_{c}" for c in clks)
+    names = [cc._gamma_column_name for cc in comparisons]
+    rows = con.execute(
+        f"""SELECT {', '.join(names)}, count(*) FROM (
+                SELECT {', '.join(cases)} FROM (SELECT {pair_cols} FROM {pairs_from}))
+            GROUP BY ALL ORDER BY ALL"""
+    ).fetchall()
+    patterns = np.array([r[:-1] for r in rows], dtype=np.int64).reshape(len(rows), len(names))
+    return patterns, np.array([r[-1] for r in rows], dtype=np.float64)
+
+
 def estimate_m(
     linker: Linker,
     rule_sql: str,
@@ -156,28 +177,14 @@ def estimate_m(
                 for side in ("l", "r")
             )
 
-    columns = [
-        d[0] for d in con.execute(f"SELECT * FROM {RECORDS_TABLE} LIMIT 0").description
-        if d[0] not in ("unique_id", "source", "ref")
-    ]
-    pair_cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in columns)
-    cases, clks = share_dice([cc._case_statement.replace("\n", " ") for cc in active])
-    pair_cols += "".join(f", {DICE_FUNCTION}(l.{c}, r.{c}) AS __jup_dice_{c}" for c in clks)
-    names = [cc._gamma_column_name for cc in active]
-    rows = con.execute(
-        f"""SELECT {', '.join(names)}, count(*) FROM (
-                SELECT {', '.join(cases)} FROM (
-                    SELECT {pair_cols} FROM {RECORDS_TABLE} l JOIN {RECORDS_TABLE} r
-                    ON ({rule_sql}) AND l.unique_id < r.unique_id{sample_filter}))
-            GROUP BY ALL"""
-    ).fetchall()
-    if not rows:
+    patterns, counts = pattern_counts(
+        con, active,
+        f"{RECORDS_TABLE} l JOIN {RECORDS_TABLE} r ON ({rule_sql}) AND l.unique_id < r.unique_id{sample_filter}")
+    if not len(counts):
         raise EMTrainingException(
             f"Training rule `{rule_sql}` resulted in no record pairs: EM needs at least a few "
             "hundred blocked pairs (choose another training rule)."
         )
-    patterns = np.array([r[:-1] for r in rows], dtype=np.int64)
-    counts = np.array([r[-1] for r in rows], dtype=np.float64)
     total = counts.sum()
 
     levels = [{lv.comparison_vector_value: lv for lv in cc._comparison_levels_excluding_null}
