@@ -121,6 +121,7 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> tuple[Linker, dict[str,
     # Predict scores the pairs blocked for this fit, not a second blocking.
     stratified._intermediate_table_cache = linker._intermediate_table_cache
     return stratified, {**info, "value": model["probability_two_random_records_match"],
+                        "value_keyed": keyed["share"],
                         "filter_bands": {**bands, "applied": True}}
 
 
