@@ -22,13 +22,17 @@ Fifield and Imai 2019), on agreement-pattern counts in numpy. Null levels weigh 
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 import numpy as np
-from splink import Linker
+from splink import DuckDBAPI, Linker
 
+from linkage.clk import band_columns
 from linkage.em import RECORDS_TABLE, pattern_counts
+from linkage.model import linker_for_trained_model
+from linkage.settings import equality_terms
 
 MAX_ITERATIONS = 200
 TOLERANCE = 1e-7
@@ -41,17 +45,30 @@ PSEUDO_COUNT = 0.5
 MIN_CLASS_PAIRS = 25
 
 
-def fit(linker: Linker, con: Any, blocked_table: str) -> dict[str, Any]:
+def fit(linker: Linker, con: Any, blocked_table: str) -> tuple[Linker, dict[str, Any]]:
     """Re-estimate every comparison level's m and u, and the prior, on the blocked pairs
-    in `blocked_table` (join_key_l, join_key_r); update the linker in place."""
+    in `blocked_table` (join_key_l, join_key_r, match_key). Returns the linker to score
+    with (this one updated in place, or a stratified one; see `stratified_model`) and what
+    was done, for summary.json.
+
+    The pairs that only a filter band blocks (linkage.clk) are fitted apart from those a
+    match key or an identifier blocks: they are mostly neighbours and household members
+    whose levels are unlike the keyed non-matches, and pooling them changes the keyed
+    non-match class (measured: "same given name and birthday" pairs linked again). When
+    their own fit is refused, the band rules are dropped from the run and their pairs are
+    not scored; the keyed fit then stands alone, as in a run without bands."""
     settings_obj = linker._settings_obj
     comparisons = list(settings_obj.comparisons)
-    patterns, counts = pattern_counts(
-        con, comparisons,
-        f"{blocked_table} b JOIN {RECORDS_TABLE} l ON l.unique_id = b.join_key_l "
-        f"JOIN {RECORDS_TABLE} r ON r.unique_id = b.join_key_r")
+    rules = [r.blocking_rule_sql for r in settings_obj._blocking_rules_to_generate_predictions]
+    band_keys = [str(i) for i, rule in enumerate(rules) if band_columns([rule])]
+    in_bands = f"b.match_key IN ({', '.join(repr(k) for k in band_keys)})" if band_keys else "false"
+    pairs = (f"{blocked_table} b JOIN {RECORDS_TABLE} l ON l.unique_id = b.join_key_l "
+             f"JOIN {RECORDS_TABLE} r ON r.unique_id = b.join_key_r")
+    patterns, counts = pattern_counts(con, comparisons, f"{pairs} WHERE NOT ({in_bands})")
     if not len(counts):
-        return {"blocked_pairs": 0, "iterations": 0, "applied": False, "rejected_because": "no blocked pair"}
+        _drop_band_rules(linker, con, blocked_table, band_keys)
+        return linker, {"blocked_pairs": 0, "iterations": 0, "applied": False,
+                        "rejected_because": "no blocked pair"}
     total = float(counts.sum())
 
     levels = [{lv.comparison_vector_value: lv for lv in cc._comparison_levels_excluding_null}
@@ -62,37 +79,141 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> dict[str, Any]:
     prior0 = float(settings_obj._probability_two_random_records_match)
     n = con.execute(f"SELECT count(*) FROM {RECORDS_TABLE}").fetchall()[0][0]
     share0 = min(max(prior0 * n * (n - 1) / 2.0 / total, 0.01), 0.99)
-    m_est, u_est, share, iterations = fit_patterns(patterns, counts, m0, u0, share0)
-    info = {"blocked_pairs": int(total), "patterns": len(counts), "iterations": iterations,
-            "value": share, "start": share0}
-    observed = [int((patterns[:, j] >= 0).sum()) for j in range(len(levels))]
-    problem = implausible(m_est, u_est, observed)
-    if min(share, 1.0 - share) * total < MIN_CLASS_PAIRS:
-        problem = (f"one class holds fewer than {MIN_CLASS_PAIRS} of the {int(total)} blocked pairs "
-                   f"(share of matches {share:.6f})")
-    if problem:
+    keyed = _fit_stratum(patterns, counts, m0, u0, share0, len(levels))
+    info = {"blocked_pairs": int(total), "patterns": len(counts), "iterations": keyed["iterations"],
+            "value": keyed["share"], "start": share0}
+    if keyed["problem"]:
         # EM found another split of the blocked pairs (e.g. households against the rest):
         # keep the trained model, and say so in summary.json.
-        return {**info, "applied": False, "rejected_because": problem}
+        _drop_band_rules(linker, con, blocked_table, band_keys)
+        return linker, {**info, "applied": False, "rejected_because": keyed["problem"]}
 
     # Set, not appended to the trained values: Splink's median over training sessions
     # would mix these with estimates made under random-pair u.
     for j, lv_by_g in enumerate(levels):
         for g, level in lv_by_g.items():
-            level.m_probability, level.u_probability = m_est[j][g], u_est[j][g]
-    settings_obj._probability_two_random_records_match = share
-    return {**info, "applied": True,
+            level.m_probability, level.u_probability = keyed["m"][j][g], keyed["u"][j][g]
+    settings_obj._probability_two_random_records_match = keyed["share"]
+    info = {**info, "applied": True,
             "estimated_from": "EM on the blocked pairs (m, u and the share of matches)"}
+    if not band_keys:
+        return linker, info
+
+    band_patterns, band_counts = pattern_counts(con, comparisons, f"{pairs} WHERE {in_bands}")
+    bands: dict[str, Any] = {"rules": [rules[int(k)] for k in band_keys], "blocked_pairs": int(band_counts.sum())}
+    if len(band_counts):
+        # Start from the keyed fit's view of these pairs.
+        start = fit_patterns(band_patterns, band_counts, keyed["m"], keyed["u"], 0.5, max_iterations=0)
+        band = _fit_stratum(band_patterns, band_counts, keyed["m"], keyed["u"],
+                            min(max(start[2], 0.01), 0.5), len(levels), bands=True)
+        bands.update({"iterations": band["iterations"], "value": band["share"]})
+        problem = band["problem"]
+    else:
+        problem = "no pair blocked only by a band"
+    if problem:
+        _drop_band_rules(linker, con, blocked_table, band_keys)
+        return linker, {**info, "filter_bands": {**bands, "applied": False, "rejected_because": problem,
+                                                 "dropped": "band rules left out of this run"}}
+    key_rules = [r for i, r in enumerate(rules) if str(i) not in band_keys]
+    model = stratified_model(linker.misc.save_model_to_json(), comparisons, key_rules,
+                             (keyed, total), (band, float(band_counts.sum())))
+    stratified = linker_for_trained_model(DuckDBAPI(connection=con), RECORDS_TABLE, model, "duckdb")
+    # Predict scores the pairs blocked for this fit, not a second blocking.
+    stratified._intermediate_table_cache = linker._intermediate_table_cache
+    return stratified, {**info, "value": model["probability_two_random_records_match"],
+                        "value_keyed": keyed["share"],
+                        "filter_bands": {**bands, "applied": True}}
+
+
+def _fit_stratum(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Levels, share0: float,
+                 comparisons: int, bands: bool = False) -> dict[str, Any]:
+    """fit_patterns, with the reason (or None) the fit cannot be the match split."""
+    m, u, share, iterations = fit_patterns(patterns, counts, m0, u0, share0)
+    total = float(counts.sum())
+    if bands:
+        shown = [sorted({int(g) for g in patterns[:, j] if g >= 0}) for j in range(comparisons)]
+        problem = implausible_in_bands(m, u, [g[-1] if len(g) > 1 else None for g in shown])
+    else:
+        problem = implausible(m, u, [int((patterns[:, j] >= 0).sum()) for j in range(comparisons)])
+    if min(share, 1.0 - share) * total < MIN_CLASS_PAIRS:
+        problem = (f"one class holds fewer than {MIN_CLASS_PAIRS} of the {int(total)} blocked pairs "
+                   f"(share of matches {share:.6f})")
+    return {"m": m, "u": u, "share": share, "iterations": iterations, "problem": problem}
+
+
+def _drop_band_rules(linker: Linker, con: Any, blocked_table: str, band_keys: list[str]) -> None:
+    """Leave the band rules (the last rules) and their pairs out of this run."""
+    if not band_keys:
+        return
+    con.execute(f"DELETE FROM {blocked_table} WHERE match_key IN ({', '.join(repr(k) for k in band_keys)})")
+    brs = linker._settings_obj._blocking_rules_to_generate_predictions
+    linker._settings_obj._blocking_rules_to_generate_predictions = [
+        br for i, br in enumerate(brs) if str(i) not in band_keys]
+
+
+def kept_rules(linker: Linker) -> list[str]:
+    """The blocking rules the linker scores with (after a fit may have dropped the bands)."""
+    return [r.blocking_rule_sql for r in linker._settings_obj._blocking_rules_to_generate_predictions]
+
+
+KEYED = " (match key)"
+BANDED = " (filter band only)"
+
+
+def stratified_model(trained: dict[str, Any], comparisons: list, key_rules: list[str],
+                     keyed: tuple[dict[str, Any], float], band: tuple[dict[str, Any], float]) -> dict[str, Any]:
+    """The trained model (Splink's JSON) as two strata in one Fellegi-Sunter model that
+    Splink scores as it is: every level is split into "found by a match key" and "found
+    only by a filter band", each with that stratum's m and u (which sum to 1 within the
+    stratum), and one `blocking` comparison carries the strata's own shares of matches
+    (its m and u are the share of each class's expected pairs in each stratum). The weight
+    of a pair is then that of its stratum's own fit, and the waterfall shows which one."""
+    (k_fit, k_total), (b_fit, b_total) = keyed, band
+    k_match, b_match = k_fit["share"] * k_total, b_fit["share"] * b_total
+    k_non, b_non = k_total - k_match, b_total - b_match
+    found_by_key = " OR ".join(
+        "(" + " AND ".join(f"{a}_l = {b}_r" for a, b in equality_terms(rule) or []) + ")" for rule in key_rules)
+    model = copy.deepcopy(trained)
+    for doc, cc in zip(model["comparisons"], comparisons, strict=True):
+        nulls, keyed_levels, band_levels = [], [], []
+        for level_doc, level in zip(doc["comparison_levels"], cc.comparison_levels, strict=True):
+            if level_doc.get("is_null_level"):
+                nulls.append(level_doc)
+                continue
+            j = comparisons.index(cc)
+            g = level.comparison_vector_value
+            cond = level_doc["sql_condition"]
+            label = level_doc.get("label_for_charts", cond)
+            keyed_levels.append({**level_doc, "label_for_charts": label + KEYED,
+                                 "sql_condition": f"({found_by_key})" if cond.strip().upper() == "ELSE"
+                                 else f"({cond}) AND ({found_by_key})",
+                                 "m_probability": k_fit["m"][j][g], "u_probability": k_fit["u"][j][g]})
+            band_levels.append({**level_doc, "label_for_charts": label + BANDED,
+                                "m_probability": b_fit["m"][j][g], "u_probability": b_fit["u"][j][g]})
+        doc["comparison_levels"] = nulls + keyed_levels + band_levels
+    model["comparisons"].append({
+        "output_column_name": "blocking",
+        "comparison_description": "which rules blocked the pair: a match key or identifier, or only a filter band",
+        "comparison_levels": [
+            {"sql_condition": f"({found_by_key})", "label_for_charts": "found by a match key",
+             "m_probability": k_match / (k_match + b_match), "u_probability": k_non / (k_non + b_non)},
+            {"sql_condition": "ELSE", "label_for_charts": "found only by a filter band",
+             "m_probability": b_match / (k_match + b_match), "u_probability": b_non / (k_non + b_non)},
+        ],
+    })
+    model["probability_two_random_records_match"] = (k_match + b_match) / (k_total + b_total)
+    return model
 
 
 Levels = list[dict[int, float]]
 
 
 def fit_patterns(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Levels,
-                 share0: float) -> tuple[Levels, Levels, float, int]:
+                 share0: float, max_iterations: int = MAX_ITERATIONS) -> tuple[Levels, Levels, float, int]:
     """Two-class EM over agreement patterns (rows of gamma values, -1 = null; `counts`
     pairs each), from m0, u0 and share0. Returns m, u (per comparison: gamma -> share among
-    its non-null levels), the share of matches and the iterations run."""
+    its non-null levels), the share of matches and the iterations run. With
+    `max_iterations` 0: m0, u0 and the expected share of matches under them."""
     total = float(counts.sum())
     seen = [{g: patterns[:, j] == g for g in m0_j} for j, m0_j in enumerate(m0)]
     log_odds = np.full(len(counts), math.log(share0 / (1.0 - share0)))
@@ -100,9 +221,9 @@ def fit_patterns(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Level
         for g in m0_j:
             log_odds[seen[j][g]] += math.log(m0_j[g] / u0[j][g])
     prob = _sigmoid(log_odds)
-    share, iterations = share0, 0
+    share, iterations = float((prob * counts).sum() / total), 0
     m_est, u_est = m0, u0
-    while iterations < MAX_ITERATIONS:
+    while iterations < max_iterations:
         iterations += 1
         matched, unmatched = prob * counts, (1.0 - prob) * counts
         share = min(max(float(matched.sum() / total), 1e-9), 1.0 - 1e-9)
@@ -131,6 +252,22 @@ def implausible(m: Levels, u: Levels, observed: list[int]) -> str | None:
         top = max(m_j)
         if len(m_j) > 1 and m_j[top] <= u_j[top]:
             return f"comparison {j}: its strongest level favours a non-match"
+    return None
+
+
+def implausible_in_bands(m: Levels, u: Levels, top_shown: list[int | None]) -> str | None:
+    """`implausible` for the pairs only a filter band blocks. They were chosen for agreeing
+    on one filter (an address, or a name within a postcode), and the levels a match key
+    implies are absent from them, so each comparison is judged by the strongest level
+    these pairs show (`top_shown`; None where they show fewer than two levels): it must
+    favour a match in at least half of those comparisons, and in at least one. (Neighbours
+    agree on the address more often than true matches with typos do, so one comparison
+    may go the other way.)"""
+    judged = [(j, g) for j, g in enumerate(top_shown) if g is not None]
+    favour = [j for j, g in judged if m[j][g] > u[j][g]]
+    if not favour or 2 * len(favour) < len(judged):
+        return (f"the strongest level these pairs show favours a match in {len(favour)} of "
+                f"{len(judged)} comparisons")
     return None
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import duckdb
 
+from linkage.clk import band_columns
 from linkage.settings import equality_terms
 
 
@@ -157,7 +158,12 @@ def choose_rules(
     new_pairs: dict[int, int] = {}
     total = 0
     reasons: dict[int, str] = {}
-    for i, rule, c, why in sorted(counted, key=lambda x: (x[2] is None, x[2] or 0.0, x[0])):
+    # Filter bands (linkage.clk) come after every match key: they take only what the keys
+    # leave of the budget, and a run's keys are the same with or without them.
+    def order(x: tuple[int, str, float | None, str]) -> tuple[bool, bool, float, int]:
+        return (x[2] is None, bool(band_columns([x[1]])), x[2] or 0.0, x[0])
+
+    for i, rule, c, why in sorted(counted, key=order):
         terms = frozenset(equality_terms(rule) or [])
         if c is None:
             reasons[i] = why

@@ -150,7 +150,17 @@ def _run(
         step("training: m, u and prior on the blocked pairs")
         # Cached by Splink: predict scores these same pairs without blocking again.
         blocked = linker.inference.compute_blocked_pairs_for_predict()
-        blocked_fit = blocked_em.fit(linker, con, blocked.physical_name)
+        linker, blocked_fit = blocked_em.fit(linker, con, blocked.physical_name)
+        # The run's settings and summary name the rules it scored with (person resolution
+        # reads them): a refused band stratum drops the band rules.
+        kept = blocked_em.kept_rules(linker)
+        settings["splink"]["blocking_rules_to_generate_predictions"] = kept
+        if blocking_info is not None and kept != blocking_info["chosen"]:
+            why = (blocked_fit.get("filter_bands") or {}).get("rejected_because") or blocked_fit.get("rejected_because")
+            for candidate in blocking_info["candidates"]:
+                if candidate["chosen"] and candidate["rule"] not in kept:
+                    candidate.update(chosen=False, reason=f"{candidate['reason']}; dropped after training: {why}")
+            blocking_info["chosen"] = kept
     lap("train")
 
     step("scoring pairs")

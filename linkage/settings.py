@@ -334,8 +334,13 @@ def _default_comparisons() -> list[dict[str, Any]]:
             "date of birth: through match keys with the names or a place",
             [
                 _level(_all_null("mk_names_yob", "mk_dob_pc", "mk_dob_locality", *_DOB_KEYS), "missing", null=True),
-                _level(_any_equal(*_DOB_KEYS, "mk_name_dob", "mk_dob_pc", "mk_dob_locality", "mk_dob_sector"),
-                       "exact (seen with a name or a place)"),
+                # Or through the filters salted by the date of birth: under different salts
+                # their Dice is chance-level (FEBRL4: at most 0.29 over 18,633 random pairs
+                # with different dates), under one salt it is high even with typos in the
+                # names (0.999 of true pairs with one date reach 0.4).
+                _level(f"{_any_equal(*_DOB_KEYS, 'mk_name_dob', 'mk_dob_pc', 'mk_dob_locality', 'mk_dob_sector')}"
+                       f" OR {_best_dice('clk_given', 'clk_family', 'clk_address_dob')} >= 0.4",
+                       "exact (seen with a name or a place, or through the salted filters)"),
                 _level("mk_names_dobt_l = mk_names_dobt_r", "day and month swapped"),
                 _level(_any_equal("mk_names_ym", "mk_names_md", "mk_names_yd"), "two of year, month, day"),
                 _level("mk_names_yob_l = mk_names_yob_r", "same year"),
@@ -384,13 +389,14 @@ def _default_blocking_candidates() -> list[str]:
     # sources: the v2 comparisons overrate the pairs only those keys find.)
 
 
-# Filters whose bands (equal 128-bit words, linkage.clk) can be blocking candidates: the
-# postcode-salted names and both address views (`filter_band_candidates()`, for a settings
-# file). Not in the defaults: on FEBRL4 they raise recall 0.927 -> 0.961, but on 50,000
-# synthetic people the many household and neighbour pairs they add change the blocked-pairs
-# EM's non-match class, and "same given name and birthday" pairs linked again (precision
-# 0.9997 -> 0.9936; bench/RESULTS-linkage.md). Bands of the date-of-birth-salted names add
-# no pair the name + date of birth keys miss (measured 0 on FEBRL4).
+# Filters whose bands (equal 128-bit words, linkage.clk) are blocking candidates after every
+# match key: the postcode-salted names and both address views. They reach pairs with one
+# agreeing salt and fuzzy names or addresses that no key groups, and publish nothing (the
+# linkage unit derives them from the filters it holds). The pairs only a band blocks are
+# fitted as their own stratum (linkage.blocked_em), and left out of a run whose band pairs
+# do not fit as matches and non-matches (on 50,000 synthetic people they are neighbours and
+# household members: 13 expected matches among 31,877 pairs). Bands of the date-of-birth-
+# salted names add no pair the name + date of birth keys miss (measured 0 on FEBRL4).
 BAND_FILTERS = ("clk_given_pc", "clk_family_pc", "clk_address", "clk_address_dob")
 BAND_WORDS = 8  # 1024-bit filters (the default clk_bits); bands of absent words are skipped
 
@@ -423,7 +429,7 @@ def default_settings() -> dict[str, Any]:
     # uncertain pairs below the cluster threshold too, for clerical review (they do not link).
     doc["thresholds"]["report_match_probability"] = 0.1
     doc["splink"]["comparisons"] = _default_comparisons()
-    doc["blocking"]["candidates"] = _default_blocking_candidates()
+    doc["blocking"]["candidates"] = _default_blocking_candidates() + filter_band_candidates()
     # Match keys are combinations of fields, so their blocks are small: all of them take
     # 0.9 comparisons per record on 10,000 synthetic records, 1.76 on 100,000 (keys of a date
     # of birth and a district or sector grow with one area's population). 1.8 keeps the

