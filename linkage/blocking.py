@@ -22,6 +22,7 @@ so person resolution and a re-read of the run use exactly them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,10 @@ import duckdb
 
 from linkage.clk import band_columns
 from linkage.settings import equality_terms
+
+# Below this share of the budget left after the match keys, filter bands are not counted
+# (at millions of records the keys fill the budget, and 32 band joins would be wasted).
+BUDGET_FULL = 0.05
 
 
 class BlockingError(Exception):
@@ -131,6 +136,7 @@ def choose_rules(
     candidates: list[str],
     max_per_record: float,
     max_count_per_rule: float = 2.0,
+    add_band_columns: Callable[[list[str]], object] | None = None,
 ) -> tuple[list[str], list[RuleCount], int, int]:
     """The candidates admitted under the budget (in their settings order, so the match
     keys of a run are stable), every candidate's count and reason, the record count and
@@ -140,67 +146,86 @@ def choose_rules(
     `max_count_per_rule` times the budget is left out without running it. The others are
     taken cheapest first, and each one's new pairs (those no chosen rule blocks) are
     counted by a join of its own blocks, so the total is the exact number of pairs the
-    run will score. A rule is admitted while that total stays within the budget. A more
-    general rule admitted later drops the chosen rules that contain its terms (they add no
-    pair to it), so the run does not build their joins for nothing.
+    run will score. A rule is admitted while that total stays within the budget, and if
+    it adds a pair. A more general rule admitted later drops the chosen rules that contain
+    its terms (they add no pair to it), so the run does not build their joins for nothing.
+
+    Filter bands (linkage.clk) come after every other candidate: they take only what the
+    keys leave of the budget, and a run's keys are the same with or without them. When the
+    keys leave less than `BUDGET_FULL` of the budget, the bands are not counted at all;
+    otherwise `add_band_columns(band_rules)` (when given) first derives their columns.
     """
     n = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
-    present = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}
     budget = max_per_record * n
-    counted: list[tuple[int, str, float | None, str]] = []
-    for i, rule in enumerate(candidates):
-        missing = _columns_of(rule) - present
-        if missing:
-            counted.append((i, rule, None, f"column(s) not in the records: {', '.join(sorted(missing))}"))
-            continue
-        counted.append((i, rule, count_comparisons(con, table, rule), ""))
-    chosen: dict[int, frozenset] = {}
-    new_pairs: dict[int, int] = {}
-    total = 0
+    keys = [(i, r) for i, r in enumerate(candidates) if not band_columns([r])]
+    bands = [(i, r) for i, r in enumerate(candidates) if band_columns([r])]
     reasons: dict[int, str] = {}
-    # Filter bands (linkage.clk) come after every match key: they take only what the keys
-    # leave of the budget, and a run's keys are the same with or without them.
-    def order(x: tuple[int, str, float | None, str]) -> tuple[bool, bool, float, int]:
-        return (x[2] is None, bool(band_columns([x[1]])), x[2] or 0.0, x[0])
+    counts: dict[int, float] = {}
+    chosen: dict[int, frozenset] = {}
+    total = 0
 
-    for i, rule, c, why in sorted(counted, key=order):
-        terms = frozenset(equality_terms(rule) or [])
-        if c is None:
-            reasons[i] = why
-            continue
-        if c == 0:
-            reasons[i] = "blocks no pair"
-            continue
-        if any(t <= terms for t in chosen.values()):
-            reasons[i] = "every pair it blocks is blocked by a chosen, more general rule"
-            continue
-        if c > max_count_per_rule * budget:
-            reasons[i] = (f"{c / max(n, 1):.2f} comparisons per record on its own, over "
-                          f"{max_count_per_rule:g} x the budget ({max_per_record} per record)")
-            continue
-        added = count_new_pairs(con, table, rule, [candidates[j] for j in chosen])
-        if total + added > budget:
-            reasons[i] = (f"{added / max(n, 1):.2f} new comparisons per record would take the "
-                          f"total over the budget ({max_per_record} per record)")
-            continue
-        for j in [j for j, t in chosen.items() if terms <= t]:
-            del chosen[j]
-            reasons[j] = f"dropped: the more general {rule!r} blocks every pair it did"
-        chosen[i] = terms
-        new_pairs[i] = added
-        total += added
-        reasons[i] = f"adds {added} pairs (total {total / max(n, 1):.2f} per record)"
+    def admit(group: list[tuple[int, str]]) -> None:
+        nonlocal total
+        present = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}
+        counted: list[tuple[int, str, float | None]] = []
+        for i, rule in group:
+            missing = _columns_of(rule) - present
+            if missing:
+                reasons[i] = f"column(s) not in the records: {', '.join(sorted(missing))}"
+                counted.append((i, rule, None))
+                continue
+            counts[i] = count_comparisons(con, table, rule)
+            counted.append((i, rule, counts[i]))
+        for i, rule, c in sorted(counted, key=lambda x: (x[2] is None, x[2] or 0.0, x[0])):
+            terms = frozenset(equality_terms(rule) or [])
+            if c is None:
+                continue
+            if c == 0:
+                reasons[i] = "blocks no pair"
+                continue
+            if any(t <= terms for t in chosen.values()):
+                reasons[i] = "every pair it blocks is blocked by a chosen, more general rule"
+                continue
+            if c > max_count_per_rule * budget:
+                reasons[i] = (f"{c / max(n, 1):.2f} comparisons per record on its own, over "
+                              f"{max_count_per_rule:g} x the budget ({max_per_record} per record)")
+                continue
+            added = count_new_pairs(con, table, rule, [candidates[j] for j in chosen])
+            if added == 0:
+                reasons[i] = "adds no pair the chosen rules do not block"
+                continue
+            if total + added > budget:
+                reasons[i] = (f"{added / max(n, 1):.2f} new comparisons per record would take the "
+                              f"total over the budget ({max_per_record} per record)")
+                continue
+            for j in [j for j, t in chosen.items() if terms <= t]:
+                del chosen[j]
+                reasons[j] = f"dropped: the more general {rule!r} blocks every pair it did"
+            chosen[i] = terms
+            total += added
+            reasons[i] = f"adds {added} pairs (total {total / max(n, 1):.2f} per record)"
+
+    admit(keys)
+    if bands and budget - total < BUDGET_FULL * budget:
+        for i, _rule in bands:
+            reasons[i] = (f"not counted: the match keys take {total / max(n, 1):.2f} of the budget "
+                          f"({max_per_record} per record)")
+    elif bands:
+        if add_band_columns is not None:
+            add_band_columns([r for _i, r in bands])
+        admit(bands)
     if not chosen:
         raise BlockingError(
             "no candidate blocking rule fits the budget of "
             f"{max_per_record} comparisons per record on {n} records: "
-            + "; ".join(f"{r}: {reasons[i]}" for i, r, _c, _w in counted))
-    report = [RuleCount(r, c or 0.0, i in chosen, reasons[i]) for i, r, c, _w in counted]
-    return [r for i, r, _c, _w in counted if i in chosen], report, n, total
+            + "; ".join(f"{r}: {reasons.get(i, '')}" for i, r in enumerate(candidates)))
+    report = [RuleCount(r, counts.get(i, 0.0), i in chosen, reasons.get(i, "")) for i, r in enumerate(candidates)]
+    return [r for i, r in enumerate(candidates) if i in chosen], report, n, total
 
 
 def settings_with_chosen_rules(
-    con: duckdb.DuckDBPyConnection, table: str, settings: dict[str, Any]
+    con: duckdb.DuckDBPyConnection, table: str, settings: dict[str, Any],
+    add_band_columns: Callable[[list[str]], object] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The settings with `splink.blocking_rules_to_generate_predictions` chosen from
     `blocking.candidates` on these records (unchanged when the settings give fixed rules),
@@ -212,7 +237,7 @@ def settings_with_chosen_rules(
         return settings, None
     chosen, report, n, pairs = choose_rules(
         con, table, blocking["candidates"], float(blocking["max_comparisons_per_record"]),
-        float(blocking.get("max_count_per_rule", 2.0)))
+        float(blocking.get("max_count_per_rule", 2.0)), add_band_columns)
     out = copy.deepcopy(settings)
     out["splink"]["blocking_rules_to_generate_predictions"] = chosen
     return out, {"records": n, "budget_per_record": blocking["max_comparisons_per_record"],

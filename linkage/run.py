@@ -137,10 +137,10 @@ def _run(
     n_records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
     lap("load")
 
-    if settings.get("blocking"):
-        # Bands of the salted filters the candidates name (linkage.clk): derived here, not sent.
-        add_band_columns(con, "records", settings["blocking"]["candidates"], words)
-    settings, blocking_info = settings_with_chosen_rules(con, "records", settings)
+    # Bands of the salted filters (linkage.clk) are derived here, not sent, and only when
+    # the match keys leave room for them.
+    settings, blocking_info = settings_with_chosen_rules(
+        con, "records", settings, lambda rules: add_band_columns(con, "records", rules, words))
     lap("blocking")
 
     linker = model.make_linker(con, settings)
