@@ -15,6 +15,7 @@ included for the scale runs, which run each size in a fresh process).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import subprocess
@@ -495,7 +496,8 @@ def blocking(args) -> None:
 
     from connectors.keys import KeyRing, new_master_secret
     from linkage.blocking import choose_rules
-    from linkage.ingest import extract_from_dir, stack_sql
+    from linkage.clk import add_band_columns, words_for_bits
+    from linkage.ingest import clk_bits_of, extract_from_dir, stack_sql
     from linkage.settings import default_settings
     from tests.linkage.quality import build_extracts
 
@@ -508,10 +510,13 @@ def blocking(args) -> None:
                                   KeyRing(new_master_secret(), "blocking-bench"), people, 3)
             t1 = time.perf_counter()
             con = duckdb.connect()
-            con.execute(f"CREATE TABLE records AS {stack_sql([extract_from_dir(d) for d in dirs.values()])}")
+            extracts = [extract_from_dir(d) for d in dirs.values()]
+            words = words_for_bits(clk_bits_of(extracts))
+            con.execute(f"CREATE TABLE records AS {stack_sql(extracts, words)}")
+            # As a run does: filter bands derived only when the keys leave room for them.
             chosen, report, n, total = choose_rules(
                 con, "records", settings["candidates"], settings["max_comparisons_per_record"],
-                settings["max_count_per_rule"])
+                settings["max_count_per_rule"], functools.partial(add_band_columns, con, "records", words=words))
             t2 = time.perf_counter()
         grouped = sum(r.comparisons for r in report if r.chosen)
         per_record.append(total / n)
