@@ -31,9 +31,11 @@ import duckdb
 from linkage.clk import band_columns
 from linkage.settings import equality_terms
 
-# Below this share of the budget left after the match keys, filter bands are not counted
-# (at millions of records the keys fill the budget, and 32 band joins would be wasted).
-BUDGET_FULL = 0.05
+# Below this share of the budget left after the match keys, filter bands are not counted:
+# counting them costs a join each (32 candidates), and a tenth of the budget is the least
+# worth that. On the synthetic sources the keys leave 17% at 100,000 records, 7.8% at 1M and
+# 5.4% at 2M (bench/RESULTS-linkage.md), so national-size runs spend nothing on bands.
+BUDGET_FULL = 0.10
 
 
 class BlockingError(Exception):
