@@ -164,3 +164,35 @@ def test_expected_f1_threshold_sits_where_calibrated_probabilities_say():
     assert 0.9 < f1 < 1
     assert expected_f1_threshold(np.array([0.2, 0.1]))[0] == 0.5  # never below the floor
     assert not math.isnan(expected_f1_threshold(np.array([]))[0])
+
+
+def test_filter_bands_come_after_the_keys_and_only_when_the_keys_leave_room():
+    """Band candidates (columns band_<clk>_<i>) are admitted after every other candidate,
+    whatever their cost, and their columns are derived (the hook) only when the keys leave
+    at least BUDGET_FULL of the budget."""
+    from linkage.blocking import BUDGET_FULL
+
+    con = _table(400)
+    # A stand-in for a band: a cheap column the hook adds (the real one derives filter words).
+    derived = []
+
+    def add_bands(rules):
+        derived.append(rules)
+        con.execute("ALTER TABLE t ADD COLUMN band_clk_x_0 BIGINT")
+        con.execute("UPDATE t SET band_clk_x_0 = unique_id // 2")  # pairs 0-1, 2-3, ...
+
+    band = "l.band_clk_x_0 = r.band_clk_x_0"
+    keys_total = choose_rules(con, "t", ["l.a = r.a"], 100.0)[3]
+    # Room left: the band is counted after the key (its pairs are cheaper, yet it comes last).
+    chosen, report, n, total = choose_rules(con, "t", [band, "l.a = r.a"], 100.0, 2.0, add_bands)
+    assert derived == [[band]]
+    assert chosen == [band, "l.a = r.a"]  # settings order
+    assert total > keys_total
+    assert "total" in {r.rule: r.reason for r in report}[band]
+    # The keys fill all but a little of the budget: the band is not counted, nothing derived.
+    con2 = _table(400)
+    derived.clear()
+    tight = keys_total * (1 + BUDGET_FULL / 2) / 400
+    chosen, report, *_ = choose_rules(con2, "t", [band, "l.a = r.a"], tight, 2.0, add_bands)
+    assert chosen == ["l.a = r.a"] and derived == []
+    assert "not counted" in {r.rule: r.reason for r in report}[band]
