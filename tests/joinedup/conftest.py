@@ -71,21 +71,8 @@ def live(home: Home) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory) -> tuple[Path, str]:
-    """ONE real demo home (synth → extract → ingest → link → ...) shared by the tests that
-    need linked people: (its root, the demo's console output)."""
-    from click.testing import CliRunner
-
-    from joinedup.cli import cli
-
-    root = tmp_path_factory.mktemp("demo") / "joinedup-demo"
-    result = CliRunner().invoke(cli, ["demo", "--home", str(root), "--people", "300"])
-    assert result.exit_code == 0, result.output
-    return root, result.output
-
-
-@pytest.fixture(scope="session")
 def linked_home(demo_run) -> Home:
+    """The shared demo home (tests/conftest.py), read-only."""
     from joinedup.home import load_home
 
     return load_home(demo_run[0])
