@@ -4,6 +4,7 @@ free loopback port in a background thread (driven with httpx over real HTTP)."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,11 @@ import pytest
 import uvicorn
 
 from joinedup.home import Home, init_home
+
+# One TLS context for every test HTTP client. httpx otherwise builds a fresh one (loading the
+# CA bundle: ~100 ms, more under load) for each client and each httpx.get, although the
+# servers here are plain HTTP on loopback and never use it.
+LOOPBACK_SSL = ssl.create_default_context()
 
 
 def free_port() -> int:
@@ -32,7 +38,7 @@ class LiveServer:
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=LOOPBACK_SSL)
 
     def stop(self) -> None:
         self.server.should_exit = True
