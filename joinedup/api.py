@@ -257,6 +257,13 @@ class ReviewLabelIn(BaseModel):
     purpose: str = Field(default="queue", pattern=r"^(queue|sample-links|sample-band|request)$")
 
 
+class RollbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str | None = Field(default=None, max_length=100,
+                           pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$",
+                           description="Run to make current (default: the one before)")
+
+
 class LinkageStatusOut(BaseModel):
     run: str
     summary: dict[str, Any]
@@ -435,6 +442,12 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None,
              responses=ERRORS)
     def linkage_report(user: Caller) -> HTMLResponse:
         return HTMLResponse(ops.linkage.report_html(ctx, user))
+
+    @app.post("/v1/linkage/runs/rollback", tags=["linkage"], responses=ERRORS)
+    def linkage_runs_rollback(user: Caller, body: RollbackIn) -> dict:
+        """Make an earlier link run current again (decided, recorded, then switched): the
+        operation `joinedup runs rollback` runs."""
+        return ops.linkage.rollback_run(ctx, user, ops.linkage.RollbackRequest(body.to))
 
     @app.get("/v1/linkage/review/next", tags=["linkage"], responses=ERRORS)
     def linkage_review_next(user: Caller, count: Annotated[int, Query(ge=1, le=50)] = 1) -> dict:

@@ -93,6 +93,13 @@ def run_details(run_dir: Path) -> dict[str, Any]:
     return {"run": run_dir.name, "summary": summary, "entity_changes": changes}
 
 
+def previous_run(runs_dir: Path, current: str) -> str | None:
+    """The run that was current before `current` last became current (from the history)."""
+    before = [e["previous"] for e in history(runs_dir) if e["run"] == current and e["previous"]]
+    candidates = [name for name in reversed(before) if name != current]
+    return candidates[0] if candidates else None
+
+
 def rollback(runs_dir: Path, to: str | None = None, actor: str = "cli") -> tuple[str, str]:
     """Make an earlier run current again: `to`, or the run that was current before the
     present one. Returns (from, to). The rolled-back run's files are kept."""
@@ -101,11 +108,9 @@ def rollback(runs_dir: Path, to: str | None = None, actor: str = "cli") -> tuple
     if current is None:
         raise RunsError("no current run to roll back")
     if to is None:
-        before = [e["previous"] for e in history(runs_dir) if e["run"] == current and e["previous"]]
-        candidates = [name for name in reversed(before) if name != current]
-        if not candidates:
+        to = previous_run(runs_dir, current)
+        if to is None:
             raise RunsError(f"nothing to roll back to: no run was current before {current}")
-        to = candidates[0]
     resolve_run(runs_dir, to)
     if to == current:
         raise RunsError(f"{to} is already the current run")

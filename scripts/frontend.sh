@@ -8,6 +8,13 @@ if ! command -v npm >/dev/null 2>&1; then
   echo "frontend.sh: npm is needed (Debian package 'npm'); the web pages have no styles without it" >&2
   exit 1
 fi
-npm ci --no-audit --no-fund --loglevel=error
+# npm ci deletes and reinstalls node_modules: only when the lock file changed since the last one.
+stamp=node_modules/.joinedup-lock.sha256
+want="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -f node_modules/govuk-frontend/dist/govuk/govuk-frontend.min.css ] \
+    || [ ! -f node_modules/axe-core/axe.min.js ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+fi
 test -f node_modules/govuk-frontend/dist/govuk/govuk-frontend.min.css
 test -f node_modules/axe-core/axe.min.js

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -29,13 +27,6 @@ def _load_home(home: Path | None):
         return load_home(home)
     except (HomeError, SecretError) as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-def _audit(h, event: dict[str, Any]) -> None:
-    """Append an audit event (home settings: checkpoints, witness)."""
-    event = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "actor": DATA_OFFICER, **event}
-    with h.open_ledger() as ledger:
-        ledger.append(event)
 
 
 @click.command("ingest")
@@ -232,25 +223,28 @@ def runs_show(home: Path | None, as_json: bool, limit: int, run: str | None) -> 
 @runs_group.command("rollback")
 @click.option("--home", "home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
 @click.option("--to", "to", default=None, help="Run to make current (default: the one before).")
-def runs_rollback(home: Path | None, to: str | None) -> None:
-    """Make an earlier run current again (the service uses it from its next request)."""
-    from linkage.runs import RunsError, current_run_name, history, resolve_run, rollback
+@click.option("--as", "as_user", default=None,
+              help="Who rolls back: a user id of the home, or role:organisation:id (default: "
+                   "the linkage unit's data officer, 'cli'). The policy decides.")
+def runs_rollback(home: Path | None, to: str | None, as_user: str | None) -> None:
+    """Make an earlier run current again (the service uses it from its next request).
+
+    The action of joinedup.operations (as for the API): decided as `linkage.rollback`,
+    recorded in the ledger, then runs/CURRENT switched."""
+    from joinedup.commands.common import fail_with, resolve_caller
+    from joinedup.errors import OperationError
+    from joinedup.operations import linkage as linkage_ops
+    from joinedup.service_context import HomeContext
+    from joinedup.users import User
 
     h = _load_home(home)
-    current = current_run_name(h.runs_dir)
-    try:
-        if to is None and current is not None:
-            before = [e["previous"] for e in history(h.runs_dir) if e["run"] == current and e["previous"]]
-            to = before[-1] if before else None
-        if to is None:
-            raise RunsError(f"nothing to roll back to (current: {current})")
-        resolve_run(h.runs_dir, to)
-        # Recorded before it is applied: no rollback without its ledger event.
-        _audit(h, {"type": "linkage.rollback", "run_id": to, "previous_run_id": current})
-        old, new = rollback(h.runs_dir, to)
-    except RunsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"current run is now {new} (was {old})")
+    caller = resolve_caller(h, as_user) if as_user else User(**DATA_OFFICER)
+    with HomeContext(h) as ctx:
+        try:
+            done = linkage_ops.rollback_run(ctx, caller, linkage_ops.RollbackRequest(to))
+        except OperationError as exc:
+            fail_with(exc)
+    click.echo(f"current run is now {done['run']} (was {done['previous']})")
 
 
 @click.group("review")
@@ -258,16 +252,28 @@ def review_group() -> None:
     """Clerical review of the current run: next pair, label it, explain it, accuracy."""
 
 
-def _current(h, run: str | None = None) -> Path:
-    from linkage.runs import RunsError, current_run_name, resolve_run
+class _Officer:
+    """The CLI's data officer and the home's context for one review command; an operation's
+    refusal or error becomes the command's error (exit 1)."""
 
-    try:
-        name = run or current_run_name(h.runs_dir)
-        if name is None:
-            raise RunsError("no current run (joinedup link first)")
-        return resolve_run(h.runs_dir, name)
-    except RunsError as exc:
-        raise click.ClickException(str(exc)) from exc
+    def __init__(self, home: Path | None) -> None:
+        from joinedup.service_context import HomeContext
+        from joinedup.users import User
+
+        self.ctx = HomeContext(_load_home(home))
+        self.caller = User(**DATA_OFFICER)
+
+    def __enter__(self) -> _Officer:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        from joinedup.commands.common import fail_with
+        from joinedup.errors import OperationError
+
+        self.ctx.close()
+        if isinstance(exc, OperationError):
+            fail_with(exc)
+        return False
 
 
 def _echo_waterfall(explained: dict) -> None:
@@ -285,22 +291,24 @@ def _echo_waterfall(explained: dict) -> None:
 @click.option("--count", default=1, show_default=True, help="Queue items to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def review_next(home: Path | None, sample: str | None, count: int, as_json: bool) -> None:
-    """The next pair(s) to review, with the match-weight waterfall."""
+    """The next pair(s) to review, with the match-weight waterfall.
+
+    The same `linkage.review` operations as the API and the review page: the queue (or a
+    sampled pair), then each pair with its waterfall, each decided and recorded."""
     import json as _json
 
-    from linkage.review import review_queue, sample_pair
-    from linkage.score import explain_pair
+    from joinedup.operations import review as review_ops
 
-    h = _load_home(home)
-    run = _current(h)
-    review_dir = h.root / "review"
-    if sample:
-        got = sample_pair(run, review_dir, sample)
-        items = [got] if got else []
-    else:
-        items = review_queue(run, review_dir, count)
-    for item in items:
-        item["explanation"] = explain_pair(run, tuple(item["left"]), tuple(item["right"]))
+    with _Officer(home) as officer:
+        if sample:
+            got = review_ops.sample(officer.ctx, officer.caller, review_ops.SampleRequest(sample))
+            items = [got] if got else []
+        else:
+            items = review_ops.review_queue(officer.ctx, officer.caller,
+                                            review_ops.QueueRequest(limit=count))["items"]
+        for item in items:
+            item["explanation"] = review_ops.show_pair(officer.ctx, officer.caller,
+                                                       review_ops.PairRequest(item["pair_id"]))
     if as_json:
         click.echo(_json.dumps(items, indent=2, default=str))
         return
@@ -349,23 +357,21 @@ def review_label(home: Path | None, label: str, by: str | None, purpose: str, pa
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.argument("pair_or_record")
 def review_explain(home: Path | None, run: str | None, as_json: bool, pair_or_record: str) -> None:
-    """A pair's waterfall (PAIR_ID), or why a record is in its entity (SOURCE/REF)."""
+    """A pair's waterfall (PAIR_ID), or why a record is in its entity (SOURCE/REF).
+
+    The `linkage.review` operations of the API and the review page (decided, recorded)."""
     import json as _json
 
-    from linkage.review import ReviewError, find_pair, why_in_entity
-    from linkage.score import ScoringError, explain_pair
+    from joinedup.operations import review as review_ops
 
-    h = _load_home(home)
-    run_dir = _current(h, run)
-    try:
+    with _Officer(home) as officer:
         if "/" in pair_or_record:
             source, ref = pair_or_record.split("/", 1)
-            doc = why_in_entity(run_dir, source, ref)
+            doc = review_ops.why_in_entity(officer.ctx, officer.caller,
+                                           review_ops.WhyRequest(source, ref, run=run))
         else:
-            pair = find_pair(run_dir, h.root / "review", pair_or_record)
-            doc = explain_pair(run_dir, tuple(pair["left"]), tuple(pair["right"]))
-    except (ReviewError, ScoringError) as exc:
-        raise click.ClickException(str(exc)) from exc
+            doc = review_ops.show_pair(officer.ctx, officer.caller,
+                                       review_ops.PairRequest(pair_or_record, run=run))
     if as_json or "/" in pair_or_record:
         click.echo(_json.dumps(doc, indent=2, default=str))
     else:
@@ -375,13 +381,15 @@ def review_explain(home: Path | None, run: str | None, as_json: bool, pair_or_re
 @review_group.command("stats")
 @click.option("--home", "home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
 def review_stats(home: Path | None) -> None:
-    """Precision and recall of the current run estimated from sampled labels (95% Wilson)."""
+    """Precision and recall of the current run estimated from sampled labels (95% Wilson),
+    through the `linkage.review` operation (decided, recorded)."""
     import json as _json
 
-    from linkage.review import accuracy_estimate
+    from joinedup.operations import review as review_ops
 
-    h = _load_home(home)
-    click.echo(_json.dumps(accuracy_estimate(_current(h), h.root / "review"), indent=2))
+    with _Officer(home) as officer:
+        estimate = review_ops.accuracy(officer.ctx, officer.caller)
+    click.echo(_json.dumps(estimate, indent=2))
 
 
 def register(cli: click.Group) -> None:

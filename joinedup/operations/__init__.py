@@ -35,7 +35,8 @@ Actions:
     referrals.read_referral(ctx, caller, ReadReferral) -> ReferralSummary
     area_counts.request_area_counts(ctx, caller, AreaCountsRequest) -> dict
     audit.verify / report / inclusion_proof / subject_access_request
-    linkage.status / report_html / commit_run
+    linkage.status / report_html / commit_run / rollback_run
+    review.review_queue / show_pair / label_pair / why_in_entity / accuracy / sample
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""Linkage actions of the service: read the current run's status and report, and make a
-finished run the current one (record `linkage.run` first, then switch runs/CURRENT)."""
+"""Linkage actions of the service: read the current run's status and report, make a
+finished run the current one (record `linkage.run` first, then switch runs/CURRENT), and
+roll back to an earlier run (record `linkage.rollback` first, then switch runs/CURRENT)."""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from joinedup.errors import InvalidInput, NotFound
+from joinedup.errors import Conflict, InvalidInput, NotFound
 from joinedup.operations.protocol import Action, Caller
 from joinedup.service_context import HomeContext, ServiceContext
 from linkage.ingest import (
@@ -21,6 +23,9 @@ from linkage.run import link_extracts
 from linkage.settings import load_settings
 
 PURPOSE = "linkage_operations"
+ROLLBACK = "linkage.rollback"
+# A run named by a caller is a directory directly under HOME/runs: a name, never a path.
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,53 @@ def run_name(ctx: ServiceContext, run_dir: Path) -> str:
     """A run under HOME/runs is named by its directory name; one elsewhere by its path."""
     in_runs = run_dir.absolute().parent.resolve() == ctx.home.runs_dir.resolve()
     return run_dir.name if in_runs else str(run_dir.absolute())
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    to: str | None = None  # a run under HOME/runs; None: the run current before this one
+
+
+def check_run_name(name: str, field: str = "run") -> None:
+    """InvalidInput unless `name` is a run's name (a directory of HOME/runs, not a path)."""
+    if not RUN_NAME.match(name) or name in (".", ".."):
+        raise InvalidInput(f"{field}: not a run name (letters, digits, '.', '_', '-')",
+                           [(field, "not a run name")])
+
+
+def rollback_run(ctx: HomeContext | ServiceContext, caller: Caller,
+                 request: RollbackRequest) -> dict:
+    """Make an earlier run current again. Decided as `linkage.rollback` before anything about
+    the runs is looked at (a refusal says nothing about them); `linkage.rollback` is recorded,
+    naming both runs; then runs/CURRENT is switched (recovery switches it if a crash came
+    between). Returns {"run", "previous", "event_id"}."""
+    from linkage.runs import RunsError, current_run_name, previous_run, resolve_run
+
+    with Action(ctx, caller, ROLLBACK, purpose=PURPOSE) as act:
+        if request.to is not None:
+            check_run_name(request.to, "to")  # invalid: recorded as request.invalid on exit
+        act.decide({})
+        runs_dir = ctx.home.runs_dir
+        current = current_run_name(runs_dir)
+        if current is None:
+            raise NotFound("no current run to roll back (run `joinedup link` first)")
+        to = request.to or previous_run(runs_dir, current)
+        if to is None:
+            raise Conflict(f"nothing to roll back to: no run was current before {current}")
+        try:
+            target = resolve_run(runs_dir, to)
+        except RunsError as exc:
+            raise NotFound(str(exc)) from exc
+        if to == current:
+            raise Conflict(f"{to} is already the current run")
+        try:
+            run_id = json.loads((target / "summary.json").read_text()).get("run_id")
+        except (OSError, ValueError) as exc:
+            raise NotFound(f"run {to}: its summary.json is unreadable") from exc
+        event_id = act.record({"type": ROLLBACK, "run": to, "run_id": run_id,
+                               "previous_run": current})
+        switch_current(runs_dir, to, action="rollback", actor=caller.id)
+        return {"run": to, "previous": current, "event_id": event_id}
 
 
 def switch_current(runs_dir: Path, name: str, action: str = "link", actor: str = "service") -> None:

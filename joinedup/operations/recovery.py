@@ -71,7 +71,8 @@ def recover(ctx: ServiceContext) -> Recovered:
         marker = ctx.home.runs_dir / "CURRENT"
         current = marker.read_text().strip() if marker.exists() else None
         if current != last_run:
-            switch_current(ctx.home.runs_dir, last_run)
+            action = "rollback" if last_run_event["type"] == "linkage.rollback" else "link"
+            switch_current(ctx.home.runs_dir, last_run, action=action, actor="recovery")
             done.reapplied[last_run_event["type"]] = 1
     with ctx.store(write=True) as cur:
         cur.execute("DELETE FROM ops_recovered")

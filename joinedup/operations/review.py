@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from joinedup.errors import InvalidInput, NotFound
+from joinedup.operations.linkage import check_run_name
 from joinedup.operations.protocol import Action, Caller
 from joinedup.service_context import HomeContext, ServiceContext
 from linkage import review as lr
@@ -35,6 +36,7 @@ class QueueRequest:
 @dataclass(frozen=True)
 class PairRequest:
     pair_id: str
+    run: str | None = None  # a run under HOME/runs; None: the current one
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class LabelPair:
 class WhyRequest:
     source: str
     ref: str
+    run: str | None = None  # a run under HOME/runs; None: the current one
 
 
 def review_dir(ctx: HomeContext | ServiceContext) -> Path:
@@ -65,6 +68,18 @@ def current_run(ctx: HomeContext | ServiceContext) -> Path:
         return resolve_run(ctx.home.runs_dir, name)
     except RunsError as exc:
         raise NotFound(str(exc)) from exc
+
+
+def chosen_run(ctx: HomeContext | ServiceContext, name: str | None) -> Path:
+    """The run a request names (a finished run under HOME/runs), else the current one."""
+    from linkage.runs import RunsError, resolve_run
+
+    if name is None:
+        return current_run(ctx)
+    try:
+        return resolve_run(ctx.home.runs_dir, name)
+    except RunsError as exc:
+        raise NotFound(f"no finished link run named {name}") from exc
 
 
 def _check_pair_id(pair_id: str) -> None:
@@ -128,8 +143,10 @@ def show_pair(ctx: HomeContext | ServiceContext, caller: Caller,
 
     with Action(ctx, caller, ACTION, purpose=PURPOSE) as act:
         _check_pair_id(request.pair_id)  # invalid: recorded as request.invalid on exit
+        if request.run is not None:
+            check_run_name(request.run)
         act.decide({})  # before looking anything up
-        run = current_run(ctx)
+        run = chosen_run(ctx, request.run)
         pair = _find(run, request.pair_id)
         try:
             explained = explain_pair(run, tuple(pair["left"]), tuple(pair["right"]))
@@ -189,8 +206,10 @@ def why_in_entity(ctx: HomeContext | ServiceContext, caller: Caller,
     """The links that hold a record in its entity (strongest first)."""
     with Action(ctx, caller, ACTION, purpose=PURPOSE) as act:
         act.check_text({"source": request.source})
+        if request.run is not None:
+            check_run_name(request.run)
         act.decide({})
-        run = current_run(ctx)
+        run = chosen_run(ctx, request.run)
         try:
             return lr.why_in_entity(run, request.source, request.ref)
         except lr.ReviewError as exc:

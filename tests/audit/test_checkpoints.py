@@ -208,7 +208,7 @@ def test_server_shutdown_signs_a_checkpoint_at_the_witness(tmp_path, workers):
 
     from joinedup.home import init_home
     from joinedup.users import open_user_store
-    from tests.joinedup.conftest import free_port
+    from tests.joinedup.conftest import LOOPBACK_SSL, free_port
 
     home = init_home(tmp_path / "home", project_id="cp-test", witness=Path("board"))
     token = open_user_store(home).add("adviser", "csc-margate")[1]
@@ -224,13 +224,14 @@ def test_server_shutdown_signs_a_checkpoint_at_the_witness(tmp_path, workers):
             assert server.poll() is None, server.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline
             try:
-                httpx.get(f"{url}/v1/health", timeout=2)
+                httpx.get(f"{url}/v1/health", timeout=2, verify=LOOPBACK_SSL)
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
         headers = {"Authorization": f"Bearer {token}"}
         for _ in range(3):  # refused (an adviser may not verify the ledger), and recorded
-            assert httpx.get(f"{url}/v1/audit/verify", headers=headers, timeout=30).status_code == 403
+            assert httpx.get(f"{url}/v1/audit/verify", headers=headers, timeout=30,
+                             verify=LOOPBACK_SSL).status_code == 403
         assert sizes(home.root / "board" / "checkpoints.jsonl") == []  # nothing due yet
     finally:
         server.terminate()

@@ -4,6 +4,7 @@ free loopback port in a background thread (driven with httpx over real HTTP)."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,11 @@ import pytest
 import uvicorn
 
 from joinedup.home import Home, init_home
+
+# One TLS context for every test HTTP client. httpx otherwise builds a fresh one (loading the
+# CA bundle: ~100 ms, more under load) for each client and each httpx.get, although the
+# servers here are plain HTTP on loopback and never use it.
+LOOPBACK_SSL = ssl.create_default_context()
 
 
 def free_port() -> int:
@@ -32,7 +38,7 @@ class LiveServer:
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=LOOPBACK_SSL)
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -71,21 +77,8 @@ def live(home: Home) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory) -> tuple[Path, str]:
-    """ONE real demo home (synth → extract → ingest → link → ...) shared by the tests that
-    need linked people: (its root, the demo's console output)."""
-    from click.testing import CliRunner
-
-    from joinedup.cli import cli
-
-    root = tmp_path_factory.mktemp("demo") / "joinedup-demo"
-    result = CliRunner().invoke(cli, ["demo", "--home", str(root), "--people", "300"])
-    assert result.exit_code == 0, result.output
-    return root, result.output
-
-
-@pytest.fixture(scope="session")
 def linked_home(demo_run) -> Home:
+    """The shared demo home (tests/conftest.py), read-only."""
     from joinedup.home import load_home
 
     return load_home(demo_run[0])

@@ -22,7 +22,7 @@ from audit import verify_ledger
 from joinedup.home import load_home
 from joinedup.users import open_user_store
 
-from .conftest import claimants, free_port
+from .conftest import LOOPBACK_SSL, claimants, free_port
 
 CATEGORIES = ["dwp", "council", "nhs", "housing", "MH", "PH", "DIS", "SUB", "HOU", "FIN",
               "SKL", "CAR", "CLV", "FAM", "WRK"]
@@ -43,7 +43,7 @@ def _start(root: Path) -> tuple[subprocess.Popen, str]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/v1/health", timeout=1, verify=LOOPBACK_SSL).status_code == 200:
                 return proc, url
         except httpx.HTTPError:
             time.sleep(0.1)
@@ -55,7 +55,7 @@ def _load(url: str, token: str, people: list[dict], stop: threading.Event, seed:
     """Grant, refer, withdraw, in a bounded loop, until stopped or the server dies."""
     rng = random.Random(seed)
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=5) as c:
+    with httpx.Client(base_url=url, headers=headers, timeout=5, verify=LOOPBACK_SSL) as c:
         for _ in range(MAX_REQUESTS_PER_LOOP):
             if stop.is_set():
                 return

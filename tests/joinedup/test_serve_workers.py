@@ -20,7 +20,7 @@ from audit import Ledger
 from joinedup.home import load_home
 from joinedup.users import open_user_store
 
-from .conftest import claimants, free_port
+from .conftest import LOOPBACK_SSL, claimants, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def _connections_to_each_worker(url: str, token: str, server: subprocess.Popen) 
         assert server.poll() is None, server.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline, f"only processes {list(by_process)} answered"
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
-                              timeout=30)
+                              timeout=30, verify=LOOPBACK_SSL)
         try:
             pid = client.get("/v1/health").json()["process"]
         except httpx.HTTPError:
@@ -117,7 +117,7 @@ def test_workers_refuse_a_port_already_taken(linked_home, tmp_path):
 
 def _healthy(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=5).status_code == 200
+        return httpx.get(url, timeout=5, verify=LOOPBACK_SSL).status_code == 200
     except httpx.HTTPError:
         return False
 

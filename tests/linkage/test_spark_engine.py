@@ -35,9 +35,21 @@ def _spark_available() -> bool:
 
 
 def _cli(*argv: str) -> str:
+    """`joinedup ARGV` in its own process (the link runs: Spark's JVM stays out of pytest)."""
     exe = Path(sys.executable).with_name("joinedup")
     out = subprocess.run([str(exe), *argv], capture_output=True, text=True, check=False)
     assert out.returncode == 0, f"joinedup {' '.join(argv)} failed:\n{out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+def _cli_here(*argv: str) -> str:
+    """The same CLI in this process (the quick steps: no interpreter start-up each)."""
+    from click.testing import CliRunner
+
+    from joinedup.cli import cli
+
+    out = CliRunner().invoke(cli, list(argv))
+    assert out.exit_code == 0, f"joinedup {' '.join(argv)} failed:\n{out.output}"
     return out.stdout
 
 
@@ -55,21 +67,21 @@ def _partition(run: Path) -> set[frozenset]:
 @pytest.mark.skipif(not _spark_available(), reason="needs pyspark and Java (scripts/setup.sh --test)")
 def test_spark_engine_gives_the_duckdb_entities_on_20000_records(tmp_path: Path) -> None:
     home, src = tmp_path / "home", tmp_path / "src"
-    _cli("init", "--home", str(home))
+    _cli_here("init", "--home", str(home))
     _cli("synth", "--people", str(PEOPLE), "--seed", "16", "--out", str(src), "--workers", "1")
     dirs = []
     for kind, name in SOURCES.items():
-        _cli("extract", "--home", str(home), "--kind", kind, "--source-name", f"{kind}-thanet",
-             "--input", str(src / name), "--out", str(tmp_path / f"x-{kind}"))
+        _cli_here("extract", "--home", str(home), "--kind", kind, "--source-name",
+                  f"{kind}-thanet", "--input", str(src / name), "--out", str(tmp_path / f"x-{kind}"))
         dirs.append(str(tmp_path / f"x-{kind}"))
-    _cli("ingest", "--home", str(home), *dirs)
+    _cli_here("ingest", "--home", str(home), *dirs)
     # A first run to review; its top queue items labelled, so that both runs below cluster
     # with must-link and cannot-link constraints.
     _cli("link", "--home", str(home), "--out", "first")
-    queue = json.loads(_cli("review", "next", "--home", str(home), "--count", "6", "--json"))
+    queue = json.loads(_cli_here("review", "next", "--home", str(home), "--count", "6", "--json"))
     assert len(queue) >= 2
     for item, label in zip(queue, ["non-match", "match", "non-match", "match"], strict=False):
-        _cli("review", "label", "--home", str(home), item["pair_id"], "--as", label, "--by", "test")
+        _cli_here("review", "label", "--home", str(home), item["pair_id"], "--as", label, "--by", "test")
 
     _cli("link", "--home", str(home), "--out", "duck")
     said = _cli("link", "--home", str(home), "--out", "spark", "--engine", "spark")
