@@ -144,6 +144,7 @@ def test_a_worker_that_dies_is_replaced_and_all_stop_together(linked_home, tmp_p
 
     root = tmp_path / "home"
     shutil.copytree(linked_home.root, root)
+    token = open_user_store(load_home(root)).add("adviser", "csc-margate")[1]
     port = free_port()
     server = _start(root, port)
     url = f"http://127.0.0.1:{port}/v1/health"
@@ -153,7 +154,10 @@ def test_a_worker_that_dies_is_replaced_and_all_stop_together(linked_home, tmp_p
             assert time.monotonic() < deadline and server.poll() is None
             time.sleep(0.2)
         before = _workers_of(server.pid)
-        time.sleep(1.0)  # let both finish starting (a worker that dies while starting stops all)
+        # Both must have finished starting (a worker that dies while starting stops all):
+        # each has served a request, not merely a fixed wait (which a loaded machine outran).
+        for client in _connections_to_each_worker(f"http://127.0.0.1:{port}", token, server):
+            client.close()
         os.kill(min(before), signal.SIGKILL)
         while True:
             now = _workers_of(server.pid)
