@@ -547,7 +547,7 @@ def _splink_one(src: Path, threshold: float = 0.9) -> dict:
         con.register("raw_arrow", t)
         con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT '{kind}' || '|' || local_id AS unique_id, "
                     f"'{kind}' AS source_dataset, * FROM raw_arrow")
-        frames.append(con.execute(PLAINTEXT_CLEAN_SQL).arrow())
+        frames.append(con.sql(PLAINTEXT_CLEAN_SQL).to_arrow_table())
         con.unregister("raw_arrow")
     del tables
     t_clean = time.perf_counter() - t0 - t_read
@@ -586,7 +586,7 @@ def _splink_one(src: Path, threshold: float = 0.9) -> dict:
     stages["predict"] = time.perf_counter() - t
     t = time.perf_counter()
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pred, threshold)
-    out = clusters.as_duckdbpyrelation().select("cluster_id, unique_id").arrow()
+    out = clusters.as_duckdbpyrelation().select("cluster_id, unique_id").to_arrow_table()
     stages["cluster"] = time.perf_counter() - t
     seconds = time.perf_counter() - t0
     q = _plaintext_quality(out, src)
