@@ -244,14 +244,15 @@ def _columns_of(scheme: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[st
     return TOKEN_COLUMNS, CLK_COLUMNS, FINGERPRINT_COLUMNS
 
 
-def stack_sql(extracts: list[IngestedExtract], clk_words: int | None = None) -> str:
+def stack_sql(extracts: list[IngestedExtract], clk_words: int | None = None, ids: bool = True) -> str:
     """SQL stacking every extract's linkage rows into one table.
 
     Each record gets an integer unique_id, its source and `identity_fp` (a digest of the
     columns that say "the same identity values", for stable entity ids). With `clk_words`,
     each CLK becomes the words struct the Dice macro reads (`linkage.clk`); without, the
     BLOBs are kept as they are (what records.parquet holds). The columns are the encoding
-    scheme's (from the manifests; all extracts must share one).
+    scheme's (from the manifests; all extracts must share one). `ids=False` leaves out
+    unique_id and identity_fp (for a pass that joins on (source, ref) and needs neither).
     """
     tokens, clk_columns, fingerprint = _columns_of(encoding_scheme_of(extracts))
     plains = []
@@ -267,12 +268,15 @@ def stack_sql(extracts: list[IngestedExtract], clk_words: int | None = None) -> 
     else:
         clks = ", ".join(f"{clk_struct_sql(c, clk_words)} AS {c}" for c in clk_columns)
     fp = "md5(concat_ws('|', " + ", ".join(f"coalesce({c}::VARCHAR, '')" for c in fingerprint) + "))"
+    fp_column = f", {fp} AS identity_fp" if ids else ""
     parts = [
-        f"SELECT '{_sql_str(e.source)}' AS source, ref, {plain}, {clks}, {fp} AS identity_fp "
+        f"SELECT '{_sql_str(e.source)}' AS source, ref, {plain}, {clks}{fp_column} "
         f"FROM read_parquet('{_sql_str(str(e.linkage_path))}')"
         for e, plain in zip(extracts, plains, strict=True)
     ]
     union = " UNION ALL ".join(parts)
+    if not ids:
+        return union
     return f"SELECT row_number() OVER () AS unique_id, * FROM ({union})"
 
 
