@@ -25,7 +25,7 @@ import numpy as np
 from connectors.files import replace_dir_atomically, write_file_atomic
 from linkage import blocked_em, calibrate, model
 from linkage.blocking import settings_with_chosen_rules
-from linkage.clk import add_band_columns, create_dice_macro, words_for_bits
+from linkage.clk import band_select, create_dice_macro, words_for_bits
 from linkage.clustering import assign_stable_ids, cluster_with_identifier_guard, fingerprint_sql
 from linkage.ingest import IngestedExtract, clk_bits_of, stack_sql
 from linkage.predict import predict_with_blocking_counts
@@ -133,13 +133,18 @@ def _run(
     step("loading linkage files")
     words = words_for_bits(clk_bits_of(extracts))
     create_dice_macro(con, words)
-    con.execute(f"CREATE TABLE records AS {stack_sql(extracts, words)}")
+    stacked = stack_sql(extracts, words)
+    bands: dict[str, str] = {}
+    if settings.get("blocking"):
+        # Bands of the salted filters the candidates name (linkage.clk): derived here, not
+        # sent; computed in the one pass that loads the records (not a second copy of them).
+        have = {d[0] for d in con.execute(f"SELECT * FROM ({stacked}) LIMIT 0").description}
+        bands = band_select(have, settings["blocking"]["candidates"], words)
+    extra = "".join(f", {sql} AS {c}" for c, sql in bands.items())
+    con.execute(f"CREATE TABLE records AS SELECT *{extra} FROM ({stacked})")
     n_records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
     lap("load")
 
-    if settings.get("blocking"):
-        # Bands of the salted filters the candidates name (linkage.clk): derived here, not sent.
-        add_band_columns(con, "records", settings["blocking"]["candidates"], words)
     settings, blocking_info = settings_with_chosen_rules(con, "records", settings)
     lap("blocking")
 
