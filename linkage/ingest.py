@@ -268,16 +268,22 @@ def stack_sql(extracts: list[IngestedExtract], clk_words: int | None = None, ids
     else:
         clks = ", ".join(f"{clk_struct_sql(c, clk_words)} AS {c}" for c in clk_columns)
     fp = "md5(concat_ws('|', " + ", ".join(f"coalesce({c}::VARCHAR, '')" for c in fingerprint) + "))"
-    fp_column = f", {fp} AS identity_fp" if ids else ""
-    parts = [
-        f"SELECT '{_sql_str(e.source)}' AS source, ref, {plain}, {clks}{fp_column} "
-        f"FROM read_parquet('{_sql_str(str(e.linkage_path))}')"
-        for e, plain in zip(extracts, plains, strict=True)
-    ]
-    union = " UNION ALL ".join(parts)
     if not ids:
-        return union
-    return f"SELECT row_number() OVER () AS unique_id, * FROM ({union})"
+        return " UNION ALL ".join(
+            f"SELECT '{_sql_str(e.source)}' AS source, ref, {plain}, {clks} "
+            f"FROM read_parquet('{_sql_str(str(e.linkage_path))}')"
+            for e, plain in zip(extracts, plains, strict=True))
+    # unique_id: 1..N in extract order, then file order. Numbered from each file's own row
+    # numbers and the row counts before it, so the load needs no window over every record
+    # (a window buffers whole rows, CLKs included, in one pass: most of the load's time).
+    parts, offset = [], 0
+    for e, plain in zip(extracts, plains, strict=True):
+        path = _sql_str(str(e.linkage_path))
+        parts.append(
+            f"SELECT file_row_number + {offset + 1} AS unique_id, '{_sql_str(e.source)}' AS source, ref, "
+            f"{plain}, {clks}, {fp} AS identity_fp FROM read_parquet('{path}', file_row_number = true)")
+        offset += pq.ParquetFile(e.linkage_path).metadata.num_rows
+    return " UNION ALL ".join(parts)
 
 
 def _sql_str(value: str) -> str:
