@@ -8,8 +8,10 @@ and end-to-end scale on the synthetic sources.
     .venv/bin/python bench/bench_linkage.py spark --people 53500 535000
     .venv/bin/python bench/bench_linkage.py spark-dice --pairs 2000000
 
-Prints one line per measurement; peak memory is this process's max RSS (children
-included for the scale runs, which run each size in a fresh process).
+Prints one line per measurement; peak memory is this process's max RSS, except `scale`:
+there ours (extract + link) and plaintext Splink on the same people each run in a fresh
+process, and the peak is that process tree's resident memory (children included), sampled
+from /proc every 0.2 s; `scale` prints ours / plaintext Splink for time and memory.
 """
 
 from __future__ import annotations
