@@ -2,14 +2,16 @@
 and end-to-end scale on the synthetic sources.
 
     .venv/bin/python bench/bench_linkage.py febrl
-    .venv/bin/python bench/bench_linkage.py scale --people 5000 50000 500000
+    .venv/bin/python bench/bench_linkage.py scale --people 5000 50000 1070000 [--src-dir DIR]
     .venv/bin/python bench/bench_linkage.py score --people 50000
     .venv/bin/python bench/bench_linkage.py blocking --people 5350 53500 535000 1070000
     .venv/bin/python bench/bench_linkage.py spark --people 53500 535000
     .venv/bin/python bench/bench_linkage.py spark-dice --pairs 2000000
 
-Prints one line per measurement; peak memory is this process's max RSS (children
-included for the scale runs, which run each size in a fresh process).
+Prints one line per measurement; peak memory is this process's max RSS, except `scale`:
+there ours (extract + link) and plaintext Splink on the same people each run in a fresh
+process, and the peak is that process tree's resident memory (children included), sampled
+from /proc every 0.2 s; `scale` prints ours / plaintext Splink for time and memory.
 """
 
 from __future__ import annotations
@@ -433,26 +435,42 @@ def _extract_one(args: tuple) -> float:
     return time.perf_counter() - t
 
 
-def _scale_one(people: int, work: Path, extract_workers: int = 2) -> dict:
-    """Synthesise, extract the four sources (each agency runs its own connector, so
-    `extract_workers` of them at once), then link all four; quality against the truth."""
+def _synthesise(people: int, src: Path) -> float:
+    """The synthetic sources of `people` (seed 3) in `src`, unless a previous run left them
+    there (marked complete by `.people`); returns the seconds spent (0 when reused)."""
+    from connectors.synth import write_synthetic_sources
+
+    mark = src / ".people"
+    if mark.exists() and mark.read_text().strip() == str(people):
+        return 0.0
+    t = time.perf_counter()
+    write_synthetic_sources(src, people, 3)
+    mark.write_text(f"{people}\n")
+    return time.perf_counter() - t
+
+
+def _scale_one(people: int, work: Path, extract_workers: int = 2, src: Path | None = None) -> dict:
+    """Synthesise (unless `src` holds them), extract the four sources (each agency runs its
+    own connector, so `extract_workers` of them at once), then link all four; quality
+    against the truth."""
     from concurrent.futures import ProcessPoolExecutor
 
     from connectors.keys import KeyRing, new_master_secret
-    from connectors.synth import write_synthetic_sources
     from linkage.ingest import extract_from_dir
     from linkage.run import link_extracts
     from tests.linkage.quality import INPUTS, pair_quality
 
     keyring = KeyRing(new_master_secret(), "scale-bench")
-    t0 = time.perf_counter()
-    write_synthetic_sources(work / "src", people, 3)
-    t_synth = time.perf_counter() - t0
-    jobs = [(keyring, kind, str(work / "src" / name), work / "staged" / kind)
+    src = src or work / "src"
+    t_synth = _synthesise(people, src)
+    jobs = [(keyring, kind, str(src / name), work / "staged" / kind)
             for kind, name in INPUTS.items()]
     t1 = time.perf_counter()
+    # Largest sources first, so that the two workers finish together.
+    order = sorted(range(len(jobs)), key=lambda j: -_source_bytes(Path(jobs[j][2])))
     with ProcessPoolExecutor(extract_workers) as pool:
-        per_source = dict(zip(INPUTS, pool.map(_extract_one, jobs), strict=True))
+        futures = {j: pool.submit(_extract_one, jobs[j]) for j in order}
+        per_source = {kind: futures[j].result() for j, kind in enumerate(INPUTS)}
     t_extract = time.perf_counter() - t1
     print(f"  {people} people: synth {t_synth:.1f}s, extract {t_extract:.1f}s "
           f"({', '.join(f'{k} {v:.1f}s' for k, v in per_source.items())})", flush=True)
@@ -461,7 +479,7 @@ def _scale_one(people: int, work: Path, extract_workers: int = 2) -> dict:
                             progress=lambda s: print(f"  [{time.perf_counter() - t2:6.1f}s] {s}",
                                                      flush=True))
     t_link = time.perf_counter() - t2
-    q = pair_quality(work / "run", work / "src", work / "staged")
+    q = pair_quality(work / "run", src, work / "staged")
     rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
     return {"people": people, "records": summary["records"], "synth_s": round(t_synth, 1),
@@ -474,16 +492,244 @@ def _scale_one(people: int, work: Path, extract_workers: int = 2) -> dict:
                         for k, d in q.items()}}
 
 
+def _source_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir()) if path.is_dir() else path.stat().st_size
+
+
+PLAINTEXT_CLEAN_SQL = """
+SELECT unique_id, source_dataset,
+       nullif(split_part(lower(trim(given_name)), ' ', 1), '') AS given_name,
+       nullif(lower(trim(family_name)), '') AS surname,
+       strftime(coalesce(try_strptime(trim(date_of_birth), '%Y-%m-%d'),
+                         try_strptime(trim(date_of_birth), '%d/%m/%Y')), '%Y-%m-%d') AS dob,
+       nullif(upper(replace(postcode, ' ', '')), '') AS postcode,
+       nullif(lower(trim(split_part(address, ',', 1))), '') AS address,
+       nullif(regexp_replace(nhs_number, '[^0-9]', '', 'g'), '') AS nhs_number,
+       nullif(upper(regexp_replace(nino, '[^A-Za-z0-9]', '', 'g')), '') AS nino
+FROM raw
+"""
+
+
+def _read_plain(kind: str, path: str, fields: tuple[str, ...]):
+    """One source's identity fields as an arrow table of raw strings (the connector's reader)."""
+    import pyarrow as pa
+
+    from connectors.sources import effective_mapping, read_batches
+
+    cols: dict[str, list] = {f: [] for f in fields}
+    for _rows, batch, _ind in read_batches(kind, path, effective_mapping(kind), 20_000, lambda _r: None):
+        n = len(batch["local_id"])
+        for f in fields:
+            cols[f].extend(batch.get(f) or [None] * n)
+    return pa.table({f: pa.array(v, pa.string()) for f, v in cols.items()})
+
+
+def _splink_one(src: Path, threshold: float = 0.9) -> dict:
+    """Plaintext Splink (DuckDB) on the same four synthetic sources: read with the
+    connectors' own readers (the same code the extract reads with, 2 sources at a time as
+    the extracts run), a light clean in DuckDB
+    (lower case, first given name, two date formats, postcode without spaces, identifier
+    digits), then one `link_and_dedupe` model over the four: standard comparisons on the
+    same fields, blocking rules of the same shape as our match keys (identifiers, names +
+    date of birth, names + postcode, date of birth + postcode), the prior from an exact
+    rule, u by random sampling (1e6 pairs), EM on two rules, predict, and connected
+    components at `threshold`. Returns times, records and pair quality."""
+    import logging
+
+    import duckdb
+    import splink.comparison_library as cl
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    from tests.linkage.quality import INPUTS
+
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    fields = ["local_id", "given_name", "family_name", "date_of_birth", "postcode", "address",
+              "nhs_number", "nino"]
+    t0 = time.perf_counter()
+    # The four sources read as ours are: with the connectors' readers, 2 at a time.
+    from concurrent.futures import ProcessPoolExecutor
+
+    order = sorted(INPUTS, key=lambda k: -_source_bytes(src / INPUTS[k]))
+    with ProcessPoolExecutor(2) as pool:
+        futures = {k: pool.submit(_read_plain, k, str(src / INPUTS[k]), tuple(fields)) for k in order}
+        tables = [(k, futures[k].result()) for k in INPUTS]
+    t_read = time.perf_counter() - t0
+    con = duckdb.connect()
+    frames = []
+    for kind, t in tables:
+        con.register("raw_arrow", t)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT '{kind}' || '|' || local_id AS unique_id, "
+                    f"'{kind}' AS source_dataset, * FROM raw_arrow")
+        frames.append(con.sql(PLAINTEXT_CLEAN_SQL).to_arrow_table())
+        con.unregister("raw_arrow")
+    del tables
+    t_clean = time.perf_counter() - t0 - t_read
+    db_api = DuckDBAPI()
+    settings = SettingsCreator(
+        link_type="link_and_dedupe",
+        comparisons=[
+            cl.NameComparison("given_name"),
+            cl.NameComparison("surname"),
+            cl.LevenshteinAtThresholds("dob", [1, 2]),
+            cl.LevenshteinAtThresholds("postcode", [1]),
+            cl.JaroWinklerAtThresholds("address", [0.9, 0.8]),
+            cl.ExactMatch("nhs_number"),
+            cl.ExactMatch("nino"),
+        ],
+        blocking_rules_to_generate_predictions=[
+            block_on("nhs_number"), block_on("nino"),
+            block_on("given_name", "surname", "dob"),
+            block_on("given_name", "dob"), block_on("surname", "dob"),
+            block_on("given_name", "surname", "postcode"), block_on("dob", "postcode"),
+        ],
+        retain_intermediate_calculation_columns=False,
+    )
+    stages = {}
+    t = time.perf_counter()
+    linker = Linker([db_api.register(f.to_pandas()) for f in frames], settings, log_level=None)
+    del frames
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("given_name", "surname", "dob")], recall=0.7)
+    linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=1)
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("surname", "dob"))
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("given_name", "postcode"))
+    stages["train"] = time.perf_counter() - t
+    t = time.perf_counter()
+    pred = linker.inference.predict(threshold_match_probability=0.5, warning_mode="never")
+    stages["predict"] = time.perf_counter() - t
+    t = time.perf_counter()
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pred, threshold)
+    out = clusters.as_duckdbpyrelation().select("cluster_id, unique_id").to_arrow_table()
+    stages["cluster"] = time.perf_counter() - t
+    seconds = time.perf_counter() - t0
+    q = _plaintext_quality(out, src)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    return {"records": out.num_rows, "seconds": round(seconds, 1), "read_s": round(t_read, 1),
+            "clean_s": round(t_clean, 1), "stages_s": {k: round(v, 1) for k, v in stages.items()},
+            "peak_rss_mb": rss, "quality": q}
+
+
+def _plaintext_quality(clusters, src: Path) -> dict:
+    """Pair precision / recall of plaintext Splink's clusters, as `pair_quality` counts ours."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("clusters", clusters)
+    con.execute(f"""CREATE TABLE rec AS SELECT split_part(c.unique_id, '|', 1) AS source,
+                    c.unique_id, c.cluster_id, t.person_id FROM clusters c
+                    JOIN read_csv('{src / 'ground_truth.csv'}', all_varchar=true) t
+                      ON t.source || '|' || t.local_id = c.unique_id""")
+    out = {}
+    for name, cond in (("cross_source", "a.source <> b.source"), ("within_source", "a.source = b.source")):
+        def count(join: str, cond: str = cond) -> int:
+            return con.execute(f"SELECT count(*) FROM rec a JOIN rec b ON {join} AND {cond} "
+                               "AND a.unique_id < b.unique_id").fetchall()[0][0]
+
+        truth, found = count("a.person_id = b.person_id"), count("a.cluster_id = b.cluster_id")
+        right = count("a.person_id = b.person_id AND a.cluster_id = b.cluster_id")
+        out[name] = {"precision": round(right / found if found else 1.0, 5),
+                     "recall": round(right / truth if truth else 1.0, 5)}
+    return out
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of `pid` and all its descendants (MB), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def _run_measured(argv: list[str]) -> tuple[dict | None, float, float, str]:
+    """Run a bench step in a fresh process: (its last-line JSON, wall seconds, peak RSS of
+    the process tree in MB sampled every 0.2 s, stderr tail). stdout streams through."""
+    import threading
+
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss_mb(proc.pid))
+            done.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    last = None
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        last = line
+    proc.wait()
+    seconds = time.perf_counter() - t
+    done.set()
+    sampler.join()
+    reader.join()
+    result = None
+    if proc.returncode == 0 and last:
+        result = json.loads(last)
+    return result, seconds, peak[0], "".join(err)[-3000:]
+
+
 def scale(args) -> None:
+    """For each size: the synthetic sources (kept in --src-dir when given, so a rerun reuses
+    them), then in fresh processes (1) ours: extract the four sources + link; (2) plaintext
+    Splink on the same sources. Prints each one's wall time and peak RSS of its whole
+    process tree (children included), and ours / plaintext Splink for both."""
     for people in args.people:
-        # A fresh process per size, so each peak RSS is its own.
-        # stdout streams through (progress lines), the last line is the JSON result.
-        out = subprocess.run(
-            [sys.executable, __file__, "_scale_one", "--people", str(people)],
-            stdout=None, stderr=subprocess.PIPE, text=True, check=False,
-        )
-        if out.returncode != 0:
-            print(f"{people} people: FAILED\n{out.stderr[-3000:]}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(args.src_dir) / f"people-{people}" if args.src_dir else Path(tmp) / "src"
+            src.mkdir(parents=True, exist_ok=True)
+            t_synth = _synthesise(people, src)
+            print(f"{people} people: synth {t_synth:.1f}s ({src})", flush=True)
+            ours, s_ours, rss_ours, err = _run_measured(
+                ["_scale_one", "--people", str(people), "--src-dir", str(src), "--work", str(Path(tmp) / "ours")])
+            if ours is None:
+                print(f"{people} people: ours FAILED\n{err}", flush=True)
+                continue
+            ours.update({"wall_s": round(s_ours, 1), "tree_peak_rss_mb": round(rss_ours)})
+            print("ours: " + json.dumps(ours), flush=True)
+            if args.no_splink:
+                continue
+            plain, s_plain, rss_plain, err = _run_measured(["_splink_one", "--src-dir", str(src)])
+            if plain is None:
+                print(f"{people} people: plaintext Splink FAILED\n{err}", flush=True)
+                continue
+            plain.update({"wall_s": round(s_plain, 1), "tree_peak_rss_mb": round(rss_plain)})
+            print("plaintext Splink: " + json.dumps(plain), flush=True)
+            print(f"{people} people, {ours['records']} records: ours extract {ours['extract_s']}s + link "
+                  f"{ours['link_s']}s = {ours['extract_plus_link_s']}s (process wall {s_ours:.1f}s), peak RSS "
+                  f"{rss_ours:.0f} MB; plaintext Splink {plain['seconds']}s (process wall {s_plain:.1f}s), "
+                  f"peak RSS {rss_plain:.0f} MB; ratio ours / Splink: time "
+                  f"{ours['extract_plus_link_s'] / plain['seconds']:.2f} (process wall "
+                  f"{s_ours / s_plain:.2f}), memory {rss_ours / rss_plain:.2f}", flush=True)
+            splink_link = plain["seconds"] - plain["read_s"]
+            print(f"    from records already read: ours link {ours['link_s']}s, plaintext Splink "
+                  f"(clean + train + predict + cluster) {splink_link:.1f}s, ratio "
+                  f"{ours['link_s'] / splink_link:.2f}; reading the sources: ours inside the extract, "
+                  f"plaintext Splink {plain['read_s']}s", flush=True)
 
 
 def blocking(args) -> None:
@@ -683,9 +929,13 @@ def score(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["febrl", "scale", "score", "blocking", "spark", "spark-dice", "_scale_one"])
+    parser.add_argument("what", choices=["febrl", "scale", "score", "blocking", "spark", "spark-dice",
+                                           "_scale_one", "_splink_one"])
     parser.add_argument("--people", type=int, nargs="+", default=[5000, 50000])
     parser.add_argument("--threshold", type=float, default=0.9)
+    parser.add_argument("--src-dir", help="scale: keep (and reuse) the synthetic sources here")
+    parser.add_argument("--work", help="_scale_one: work directory")
+    parser.add_argument("--no-splink", action="store_true", help="scale: ours only")
     parser.add_argument("--pairs", type=float, default=2e6, help="spark-dice: pairs to score")
     parser.add_argument("--repeat", type=int, default=1, help="febrl: also alternate ours and Splink N times")
     parser.add_argument("--blip", type=float, nargs="*", help="febrl: also measure BLIP hardening at these f")
@@ -702,9 +952,15 @@ def main() -> None:
         spark(args)
     elif args.what == "spark-dice":
         spark_dice(args)
+    elif args.what == "_splink_one":
+        print(json.dumps(_splink_one(Path(args.src_dir), args.threshold)))
     else:
-        with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps(_scale_one(args.people[0], Path(tmp))))
+        src = Path(args.src_dir) if args.src_dir else None
+        if args.work:
+            print(json.dumps(_scale_one(args.people[0], Path(args.work), src=src)))
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                print(json.dumps(_scale_one(args.people[0], Path(tmp), src=src)))
 
 
 if __name__ == "__main__":

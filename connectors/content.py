@@ -104,6 +104,15 @@ _FRAGMENTS: dict[tuple[Any, ...], str] = {}
 _FRAGMENT_LIMIT = 200_000
 
 
+class _IndicatorParts:
+    """What `_fragment` reads of an indicator (code, value, date)."""
+
+    __slots__ = ("code", "value", "date")
+
+    def __init__(self, code: str, value: Any, date: Any):
+        self.code, self.value, self.date = code, value, date
+
+
 def _fragment(i: Any) -> str:
     return json.dumps(
         {"code": i.code, "date": i.date.isoformat() if i.date is not None else None, "value": i.value},
@@ -120,7 +129,19 @@ def indicators_json(indicators: Iterable[Any]) -> str:
     for i in indicators:
         value = i.value
         if value.__class__ is float:
-            frags.append(_fragment(i))
+            # Amounts rarely repeat: the cached (code, date) prefix and the float's repr,
+            # which is how json.dumps writes a finite float (NaN and infinities it spells).
+            if value - value != 0.0:
+                frags.append(_fragment(i))
+                continue
+            key = (i.code, i.date, float)
+            prefix = _FRAGMENTS.get(key)
+            if prefix is None:
+                if len(_FRAGMENTS) >= _FRAGMENT_LIMIT:
+                    _FRAGMENTS.clear()
+                whole = _fragment(_IndicatorParts(i.code, 0.0, i.date))
+                prefix = _FRAGMENTS[key] = whole[: -len("0.0}")]
+            frags.append(f"{prefix}{value!r}}}")
             continue
         key = (i.code, i.date, value.__class__, value)  # the class keeps True apart from 1
         frag = _FRAGMENTS.get(key)

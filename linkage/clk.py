@@ -106,13 +106,20 @@ def band_sql(clk: str, word: int) -> str:
             f"THEN {_2_64} ELSE 0 END AS BIGINT) END")
 
 
+def band_select(have: set[str], rules: list[str], words: int) -> dict[str, str]:
+    """The band columns the rules name whose CLK is among `have` (columns of CLKs as word
+    structs) and which `have` lacks: column -> its SQL."""
+    wanted = {c: (clk, i) for c, (clk, i) in band_columns(rules).items()
+              if clk in have and i < words and c not in have}
+    return {c: band_sql(clk, i) for c, (clk, i) in sorted(wanted.items())}
+
+
 def add_band_columns(con: duckdb.DuckDBPyConnection, table: str, rules: list[str], words: int) -> list[str]:
     """Add to `table` (CLKs as word structs) the band columns the rules name whose CLK the
     table carries; returns the columns added."""
     have = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}
-    wanted = {c: (clk, i) for c, (clk, i) in band_columns(rules).items()
-              if clk in have and i < words and c not in have}
+    wanted = band_select(have, rules, words)
     if wanted:
-        extra = ", ".join(f"{band_sql(clk, i)} AS {c}" for c, (clk, i) in sorted(wanted.items()))
+        extra = ", ".join(f"{sql} AS {c}" for c, sql in wanted.items())
         con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT *, {extra} FROM {table}")
-    return sorted(wanted)
+    return list(wanted)

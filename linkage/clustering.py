@@ -184,23 +184,39 @@ def _guarded_components(
     must_link: list[tuple[int, int]] | None = None,
     cannot_link: list[tuple[int, int]] | None = None,
 ) -> tuple[str, int]:
-    records = con.execute(
-        f"SELECT unique_id, source, tk_nhs, tk_nino FROM {records_table} ORDER BY unique_id"
-    ).fetchall()
+    import pyarrow as pa
+
     edges = con.execute(
         f"SELECT unique_id_l, unique_id_r, match_probability FROM {predictions_table} "
         f"WHERE match_probability >= {float(threshold)} "
         "ORDER BY match_probability DESC, unique_id_l, unique_id_r"
     ).fetchall()
+    # Only records on an edge or a label can join anything: every other record is its own
+    # cluster (its unique_id), so the merge reads just the records it may join. A merge
+    # depends only on the two groups it joins, so the clusters and ids are those of the
+    # merge over every record (tests/linkage: the same partition and ids).
+    labelled = [uid for pair in (*(must_link or []), *(cannot_link or [])) for uid in pair]
+    touched = pa.table({"unique_id": pa.array(
+        sorted({uid for e in edges for uid in e[:2]}.union(labelled)), pa.int64())})
+    con.register("jup_touched", touched)
+    try:
+        records = con.execute(
+            f"SELECT r.unique_id, r.source, r.tk_nhs, r.tk_nino FROM {records_table} r "
+            "SEMI JOIN jup_touched t ON t.unique_id = r.unique_id ORDER BY r.unique_id"
+        ).fetchall()
+    finally:
+        con.unregister("jup_touched")
     cluster_of, refused = guarded_merge(records, edges, one_record_per_source,
                                         join_groups_threshold, must_link, cannot_link)
-    import pyarrow as pa
-
-    table = pa.table({"unique_id": [r[0] for r in records],
-                      "cluster_id": [cluster_of[r[0]] for r in records]})
+    table = pa.table({"unique_id": pa.array([r[0] for r in records], pa.int64()),
+                      "cluster_id": pa.array([cluster_of[r[0]] for r in records], pa.int64())})
     name = "guarded_clusters"
     con.register("guarded_clusters_arrow", table)
-    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM guarded_clusters_arrow")
+    con.execute(
+        f"""CREATE OR REPLACE TABLE {name} AS
+            SELECT r.unique_id, coalesce(g.cluster_id, r.unique_id) AS cluster_id
+            FROM {records_table} r LEFT JOIN guarded_clusters_arrow g USING (unique_id)
+            ORDER BY r.unique_id""")
     con.unregister("guarded_clusters_arrow")
     return name, refused
 

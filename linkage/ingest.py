@@ -244,14 +244,15 @@ def _columns_of(scheme: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[st
     return TOKEN_COLUMNS, CLK_COLUMNS, FINGERPRINT_COLUMNS
 
 
-def stack_sql(extracts: list[IngestedExtract], clk_words: int | None = None) -> str:
+def stack_sql(extracts: list[IngestedExtract], clk_words: int | None = None, ids: bool = True) -> str:
     """SQL stacking every extract's linkage rows into one table.
 
     Each record gets an integer unique_id, its source and `identity_fp` (a digest of the
     columns that say "the same identity values", for stable entity ids). With `clk_words`,
     each CLK becomes the words struct the Dice macro reads (`linkage.clk`); without, the
     BLOBs are kept as they are (what records.parquet holds). The columns are the encoding
-    scheme's (from the manifests; all extracts must share one).
+    scheme's (from the manifests; all extracts must share one). `ids=False` leaves out
+    unique_id and identity_fp (for a pass that joins on (source, ref) and needs neither).
     """
     tokens, clk_columns, fingerprint = _columns_of(encoding_scheme_of(extracts))
     plains = []
@@ -267,13 +268,22 @@ def stack_sql(extracts: list[IngestedExtract], clk_words: int | None = None) -> 
     else:
         clks = ", ".join(f"{clk_struct_sql(c, clk_words)} AS {c}" for c in clk_columns)
     fp = "md5(concat_ws('|', " + ", ".join(f"coalesce({c}::VARCHAR, '')" for c in fingerprint) + "))"
-    parts = [
-        f"SELECT '{_sql_str(e.source)}' AS source, ref, {plain}, {clks}, {fp} AS identity_fp "
-        f"FROM read_parquet('{_sql_str(str(e.linkage_path))}')"
-        for e, plain in zip(extracts, plains, strict=True)
-    ]
-    union = " UNION ALL ".join(parts)
-    return f"SELECT row_number() OVER () AS unique_id, * FROM ({union})"
+    if not ids:
+        return " UNION ALL ".join(
+            f"SELECT '{_sql_str(e.source)}' AS source, ref, {plain}, {clks} "
+            f"FROM read_parquet('{_sql_str(str(e.linkage_path))}')"
+            for e, plain in zip(extracts, plains, strict=True))
+    # unique_id: 1..N in extract order, then file order. Numbered from each file's own row
+    # numbers and the row counts before it, so the load needs no window over every record
+    # (a window buffers whole rows, CLKs included, in one pass: most of the load's time).
+    parts, offset = [], 0
+    for e, plain in zip(extracts, plains, strict=True):
+        path = _sql_str(str(e.linkage_path))
+        parts.append(
+            f"SELECT file_row_number + {offset + 1} AS unique_id, '{_sql_str(e.source)}' AS source, ref, "
+            f"{plain}, {clks}, {fp} AS identity_fp FROM read_parquet('{path}', file_row_number = true)")
+        offset += pq.ParquetFile(e.linkage_path).metadata.num_rows
+    return " UNION ALL ".join(parts)
 
 
 def _sql_str(value: str) -> str:

@@ -96,7 +96,24 @@ def _blocking_section(summary: dict[str, Any]) -> list[str]:
     return out
 
 
-def _near_threshold_section(run_dir: Path, summary: dict[str, Any], limit: int = 8) -> list[str]:
+NEAR_THRESHOLD_PAIRS = 8
+
+
+def _near_threshold_scorer(run_dir: Path, summary: dict[str, Any]) -> Any:
+    """A scorer of the run holding only the records of the pairs nearest the threshold
+    (both waterfall sections explain some of those), or None when there are none."""
+    from linkage.report_waterfall import near_threshold
+    from linkage.score import RunScorer
+
+    t = float(summary["thresholds"]["cluster_match_probability"])
+    pairs = near_threshold(Path(run_dir) / "links.parquet", t, NEAR_THRESHOLD_PAIRS)
+    if not pairs:
+        return None
+    return RunScorer(Path(run_dir), only={rec for sl, rl, sr, rr, _p in pairs for rec in ((sl, rl), (sr, rr))})
+
+
+def _near_threshold_section(run_dir: Path, summary: dict[str, Any], limit: int = NEAR_THRESHOLD_PAIRS,
+                            scorer: Any = None) -> list[str]:
     """Waterfalls of the pairs nearest the cluster threshold (the ones review looks at)."""
     from linkage.score import RunScorer
 
@@ -108,7 +125,8 @@ def _near_threshold_section(run_dir: Path, summary: dict[str, Any], limit: int =
         f"LIMIT {int(limit)}").fetchall()
     if not rows:
         return []
-    scorer = RunScorer(Path(run_dir))
+    if scorer is None:
+        scorer = RunScorer(Path(run_dir), only={rec for sl, rl, sr, rr, _p in rows for rec in ((sl, rl), (sr, rr))})
     out = ["<h2>Pairs nearest the cluster threshold: match-weight waterfalls</h2>"]
     for sl, rl, sr, rr, p in rows:
         bars = scorer.explain(scorer.row_of(sl, rl), scorer.row_of(sr, rr))
@@ -143,8 +161,13 @@ def write_report(
     # being written already holds the model and records they are explained from.
     from linkage import report_waterfall
 
+    try:
+        scorer = _near_threshold_scorer(Path(path).parent, summary)
+    except Exception as exc:  # noqa: BLE001 - the sections then say they are not drawn
+        log.warning("near-threshold records not loaded: %s", exc)
+        scorer = None
     waterfall_html, waterfall_records = report_waterfall.section(
-        Path(path).parent, float(summary["thresholds"]["cluster_match_probability"]))
+        Path(path).parent, float(summary["thresholds"]["cluster_match_probability"]), scorer)
     if waterfall_records:
         from splink.internals.charts import WaterfallChart
 
@@ -178,7 +201,7 @@ def write_report(
         _table(["records in entity", "entities"], [[k, v] for k, v in summary["cluster_sizes"].items()]),
         *_blocking_section(summary),
         *_accuracy_section(summary),
-        *_safely(lambda: _near_threshold_section(Path(path).parent, summary)),
+        *_safely(lambda: _near_threshold_section(Path(path).parent, summary, scorer=scorer)),
         "<h2>Timings (seconds)</h2>",
         _table(["stage", "seconds"], [[k, v] for k, v in summary.get("timings_s", {}).items()]),
         waterfall_html,

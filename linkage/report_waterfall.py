@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +31,25 @@ def near_threshold(links: Path, threshold: float, n: int = PAIRS_SHOWN) -> list[
         f"ORDER BY abs(match_probability - {float(threshold)!r}), source_l, ref_l, source_r, ref_r LIMIT {int(n)}").fetchall()
 
 
-def waterfalls(run_dir: Path, threshold: float, n: int = PAIRS_SHOWN) -> list[dict[str, Any]]:
-    """The explained pairs nearest the threshold (see linkage.score.explain_pair)."""
+def waterfalls(run_dir: Path, threshold: float, n: int = PAIRS_SHOWN,
+               scorer: Any = None) -> list[dict[str, Any]]:
+    """The explained pairs nearest the threshold (see linkage.score.explain_pair).
+
+    The run's scorer loads only the records of these pairs (term frequencies still over
+    the whole run): the full scorer holds every record's encodings, seconds and gigabytes
+    at millions of records, for a handful of bars. `scorer` may be one already loaded
+    with (at least) these records."""
     from linkage import score
 
+    pairs = near_threshold(run_dir / "links.parquet", threshold, n)
+    if scorer is None:
+        scorer = score.RunScorer(run_dir, only={rec for sl, rl, sr, rr, _p in pairs
+                                                for rec in ((sl, rl), (sr, rr))})
     out = []
-    try:
-        for sl, rl, sr, rr, p in near_threshold(run_dir / "links.parquet", threshold, n):
-            explained = score.explain_pair(run_dir, (sl, rl), (sr, rr))
-            explained["run_match_probability"] = p
-            out.append(explained)
-    finally:
-        # The run directory is renamed into place after the report: drop the scorer cached
-        # under this path (it holds every record's encodings in memory).
-        score._cache.pop(os.path.abspath(run_dir), None)
+    for sl, rl, sr, rr, p in pairs:
+        explained = score.explain_pair_with(scorer, (sl, rl), (sr, rr))
+        explained["run_match_probability"] = p
+        out.append(explained)
     return out
 
 
@@ -59,11 +63,11 @@ def chart_records(explained: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return records
 
 
-def section(run_dir: Path, threshold: float) -> tuple[str, list[dict[str, Any]]]:
+def section(run_dir: Path, threshold: float, scorer: Any = None) -> tuple[str, list[dict[str, Any]]]:
     """(HTML of the section, Splink chart records). A failure leaves a note, not a failed
     run."""
     try:
-        explained = waterfalls(run_dir, threshold)
+        explained = waterfalls(run_dir, threshold, scorer=scorer)
     except Exception as exc:  # noqa: BLE001 - the report must not fail the run
         log.warning("waterfalls not drawn: %s", exc)
         return ("<h2>Match-weight waterfalls near the threshold</h2>"

@@ -214,8 +214,8 @@ def _run(
     # records.parquet keeps the CLKs as the extracts' BLOBs: read them again rather than
     # carry both forms through the run.
     con.execute(
-        f"""COPY (SELECT r.* EXCLUDE (unique_id, identity_fp), e.entity_id, c.fingerprint
-                  FROM ({stack_sql(extracts)}) r
+        f"""COPY (SELECT r.*, e.entity_id, c.fingerprint
+                  FROM ({stack_sql(extracts, ids=False)}) r
                   JOIN entities e USING (source, ref)
                   JOIN clustered c ON c.unique_id = e.unique_id)
             TO '{tmp / 'records.parquet'}' (FORMAT parquet)"""

@@ -547,7 +547,9 @@ class RunScorer:
     # pays off). bench/RESULTS-score.md has the measurements behind the figure.
     scalar_max_candidates = 24
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, only: set[tuple[str, str]] | None = None):
+        """`only`: load just these records (source, ref) of the run, e.g. to explain a few
+        pairs of a large run; term frequencies still count every record of the run."""
         run_dir = Path(run_dir)
         try:
             model = json.loads((run_dir / "model.json").read_text())
@@ -558,7 +560,7 @@ class RunScorer:
         if not records.is_file():
             raise ScoringError(f"{run_dir}: no records.parquet (not a link run?)")
         try:
-            table = pq.read_table(records)
+            table = pq.read_table(records) if only is None else _records_subset(records, only)
         except (OSError, pa.ArrowException) as exc:
             raise ScoringError(f"{records}: cannot read: {exc}") from exc
         missing = [c for c in _ID_COLUMNS if c not in table.column_names]
@@ -601,7 +603,9 @@ class RunScorer:
             if col not in self.columns:
                 raise ScoringError(f"{run_dir}: term-frequency column {col} not in records.parquet")
             column = self.columns[col]
-            values, counts = np.unique(column.values[column.valid], return_counts=True)
+            every = column if only is None else _int_column(
+                pq.read_table(records, columns=[col]).column(col).cast(pa.int64()))
+            values, counts = np.unique(every.values[every.valid], return_counts=True)
             freqs = counts.astype(np.float64) / counts.sum()
             self.tf_values[col] = (values, freqs)
             per_record = np.full(self.n, np.nan)
@@ -927,6 +931,15 @@ class RunScorer:
         return probe
 
 
+def _records_subset(records: Path, only: set[tuple[str, str]]) -> pa.Table:
+    """The rows of records.parquet whose (source, ref) is in `only`, in file order."""
+    refs = pa.array(sorted({r for _s, r in only}), pa.string())
+    table = pq.read_table(records, filters=pc.field("ref").isin(refs))
+    keep = [(s, r) in only for s, r in zip(table.column("source").to_pylist(),
+                                            table.column("ref").to_pylist(), strict=True)]
+    return table.filter(pa.array(keep, pa.bool_()))
+
+
 _cache: dict[str, tuple[tuple[int, int], RunScorer]] = {}
 _cache_lock = threading.Lock()
 
@@ -955,7 +968,11 @@ def explain_pair(run_dir: Path, left: tuple[str, str], right: tuple[str, str]) -
     """Why two records of a run did or did not link: the match-weight waterfall of the
     pair (`RunScorer.explain`), its match probability, and each record's entity.
     `left` and `right` are (source, ref); links.parquet gives each pair's orientation."""
-    scorer = _scorer_for(Path(run_dir))
+    return explain_pair_with(_scorer_for(Path(run_dir)), left, right)
+
+
+def explain_pair_with(scorer: RunScorer, left: tuple[str, str], right: tuple[str, str]) -> dict[str, Any]:
+    """`explain_pair` with a scorer already loaded (e.g. one holding only these records)."""
     row_l, row_r = scorer.row_of(*left), scorer.row_of(*right)
     waterfall = scorer.explain(row_l, row_r)
     weight = waterfall[-1]["log2_bayes_factor"]

@@ -29,7 +29,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from connectors.mapping import Mapping, MappingError, mapping_from_dict
 from connectors.records import Indicator, RejectSink, RowReject, SourceRecord
 from connectors.sources import SourceError
-from connectors.sources._agency_csv import identity_picker
+from connectors.sources._agency_csv import columns_picker, identity_picker
 
 SCHEMA = sa.MetaData()
 
@@ -298,7 +298,33 @@ def _identity_value(name: str, value: Any) -> tuple[str | None, str | None]:
     return None, f"stored as {type(value).__name__}, expected text"
 
 
-def _stream(engine: sa.Engine, where: str, mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRecord]:
+def read_batches(input: str, mapping: Mapping, size: int, rejects: RejectSink) -> Iterator[tuple]:
+    """The records of `read` as batches: (row numbers, identity columns, indicators per
+    row), the identity columns picked for the whole batch at once (the extract's path)."""
+    engine, where = _open(input)
+    _check_schema(engine, where, mapping)  # raises before the generator yields
+    return _batches(engine, where, mapping, size, rejects)
+
+
+def _batches(engine: sa.Engine, where: str, mapping: Mapping, size: int, rejects: RejectSink) -> Iterator[tuple]:
+    pick = columns_picker(mapping)
+    numbers: list[int] = []
+    natives: list[dict[str, Any]] = []
+    found: list[list[Indicator]] = []
+    for row_number, native, indicators in _stream(engine, where, mapping, rejects, picked=False):
+        numbers.append(row_number)
+        natives.append(native)
+        found.append(indicators)
+        if len(numbers) >= size:
+            yield numbers, pick(natives), found
+            numbers, natives, found = [], [], []
+    if numbers:
+        yield numbers, pick(natives), found
+
+
+def _stream(engine: sa.Engine, where: str, mapping: Mapping, rejects: RejectSink,
+            picked: bool = True) -> Iterator[Any]:
+    """SourceRecords, or with `picked=False` (row number, native identity dict, indicators)."""
     pick = identity_picker(mapping)
     row_number = 0
     try:
@@ -321,7 +347,10 @@ def _stream(engine: sa.Engine, where: str, mapping: Mapping, rejects: RejectSink
                 if problem is not None:
                     rejects(problem)
                     continue
-                yield SourceRecord(row_number, pick(native), _indicators(row))
+                if picked:
+                    yield SourceRecord(row_number, pick(native), _indicators(row))
+                else:
+                    yield row_number, native, _indicators(row)
     except SQLAlchemyError as exc:
         raise SourceError(f"{where}: query failed: {exc.__class__.__name__}: {exc}") from exc
     except (ValueError, TypeError) as exc:

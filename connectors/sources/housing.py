@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from connectors.mapping import Mapping, mapping_from_dict
 from connectors.records import Indicator, RejectSink, SourceRecord
-from connectors.sources._agency_csv import iso_date, number, read_csv, yes
+from connectors.sources._agency_csv import iso_date, number, read_csv, read_csv_batches, yes
 
 DEFAULT_MAPPING: Mapping = mapping_from_dict(
     {
@@ -55,3 +55,9 @@ def indicators(row: dict[str, str]) -> list[Indicator]:
 def read(input: str, mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRecord]:
     """Stream the tenancy export at `input`; SourceError (before any record) if it is not one."""
     return read_csv(input, mapping, INDICATOR_COLUMNS, indicators, "housing tenancy", rejects)
+
+
+def read_batches(input: str, mapping: Mapping, size: int, rejects: RejectSink) -> Iterator[tuple]:
+    """The rows of `read` as batches of columns (the extract's path; see read_csv_batches)."""
+    return read_csv_batches(input, mapping, INDICATOR_COLUMNS, INDICATOR_COLUMNS, indicators, "housing tenancy",
+                            size, rejects)

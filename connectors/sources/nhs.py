@@ -22,7 +22,7 @@ from typing import Any
 from connectors.mapping import Mapping, MappingError, mapping_from_dict
 from connectors.records import Indicator, RejectSink, RowReject, SourceRecord
 from connectors.sources import SourceError
-from connectors.sources._agency_csv import identity_picker
+from connectors.sources._agency_csv import columns_picker, identity_picker
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 SERVICE_TYPE_SYSTEM = "https://joinedup.example/fhir/CodeSystem/service-type"
@@ -304,7 +304,40 @@ def _resources(path: Path, bundle: dict[str, Any]) -> Iterator[tuple[int, str, d
         yield n, kind, resource
 
 
-def _stream(files: list[Path], first: dict[str, Any], mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRecord]:
+def read_batches(input: str, mapping: Mapping, size: int, rejects: RejectSink) -> Iterator[tuple]:
+    """The records of `read` as batches: (row numbers, identity columns, indicators per
+    row), the identity columns picked for the whole batch at once (the extract's path)."""
+    files = _files(input)
+    try:
+        mapping.check_columns(PATIENT_FIELDS, f"{input} (FHIR Patient fields)")
+    except MappingError as exc:
+        raise SourceError(str(exc)) from exc
+    for path in files:
+        _check_head(path)
+    first = _load(files[0])  # fully checked before anything is yielded
+    return _batches(files, first, mapping, size, rejects)
+
+
+def _batches(files: list[Path], first: dict[str, Any], mapping: Mapping, size: int,
+             rejects: RejectSink) -> Iterator[tuple]:
+    pick = columns_picker(mapping)
+    numbers: list[int] = []
+    flats: list[dict[str, Any]] = []
+    found: list[list[Indicator]] = []
+    for row_number, flat, indicators in _stream(files, first, mapping, rejects, picked=False):
+        numbers.append(row_number)
+        flats.append(flat)
+        found.append(indicators)
+        if len(numbers) >= size:
+            yield numbers, pick(flats), found
+            numbers, flats, found = [], [], []
+    if numbers:
+        yield numbers, pick(flats), found
+
+
+def _stream(files: list[Path], first: dict[str, Any], mapping: Mapping, rejects: RejectSink,
+            picked: bool = True) -> Iterator[Any]:
+    """SourceRecords, or with `picked=False` (row number, flat Patient dict, indicators)."""
     pick = identity_picker(mapping)
     row_number = 0
     for k, path in enumerate(files):
@@ -346,4 +379,5 @@ def _stream(files: list[Path], first: dict[str, Any], mapping: Mapping, rejects:
             if (flat["id"] or "") in spoiled and flat["id"]:
                 rejects(RowReject(row_number, *spoiled[flat["id"]]))
                 continue
-            yield SourceRecord(row_number, pick(flat), found.get(flat["id"] or "", []))
+            indicators = found.get(flat["id"] or "", [])
+            yield SourceRecord(row_number, pick(flat), indicators) if picked else (row_number, flat, indicators)

@@ -82,7 +82,8 @@ def test_salted_permutation_is_a_byte_then_bit_permutation_per_salt():
 
 
 def test_indicators_json_equals_one_dumps_of_the_list():
-    values = [None, "a", 'q"uote', "é", 0, 1, True, False, 1.0, 0.0, -0.0, 2.5, 10**20]
+    values = [None, "a", 'q"uote', "é", 0, 1, True, False, 1.0, 0.0, -0.0, 2.5, 10**20, 123.45, -7.1, 1e-7,
+              1e22, float("nan"), float("inf"), float("-inf")]
     rng = random.Random(6)
     for _ in range(300):
         inds = [Indicator(rng.choice(["x.a", "x.b"]), rng.choice(values),

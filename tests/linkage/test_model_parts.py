@@ -346,3 +346,32 @@ def test_one_parser_of_equality_blocking_rules():
     assert equality_terms("l.tk_dob = r.tk_dob AND l.a = r.b") == [("tk_dob", "tk_dob"), ("a", "b")]
     assert equality_terms('l."tk_dob" = r."tk_dob"') == [("tk_dob", "tk_dob")]
     assert equality_terms("l.tk_dob = r.tk_dob AND substr(l.x, 1, 2) = substr(r.x, 1, 2)") is None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_guarded_clusters_read_only_linked_records_and_equal_the_merge_over_all(seed: int) -> None:
+    """The clustering merges only the records on an edge or a label; every cluster id
+    equals that of `guarded_merge` over every record (singletons keep their own id)."""
+    import random
+
+    from linkage.clustering import cluster_with_identifier_guard, guarded_merge
+
+    rng = random.Random(seed)
+    records = [(uid, rng.choice("abc"), rng.choice([None, 1, 2]), rng.choice([None, 5, 6]))
+               for uid in range(1, 401)]
+    edges = sorted({(a, b, round(rng.uniform(0.9, 1.0), 3)) for a, b in
+                    (sorted(rng.sample(range(1, 301), 2)) for _ in range(350))},
+                   key=lambda e: (-e[2], e[0], e[1]))
+    must, cannot = [(rng.randint(301, 400), rng.randint(1, 300))], [(rng.randint(1, 300), 350)]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE recs (unique_id BIGINT, source VARCHAR, tk_nhs BIGINT, tk_nino BIGINT)")
+    con.executemany("INSERT INTO recs VALUES (?, ?, ?, ?)", records)
+    con.execute("CREATE TABLE preds (unique_id_l BIGINT, unique_id_r BIGINT, match_probability DOUBLE)")
+    con.executemany("INSERT INTO preds VALUES (?, ?, ?)", edges)
+    table, refused = cluster_with_identifier_guard(con, "preds", "recs", 0.95, join_groups_threshold=0.97,
+                                                   must_link=must, cannot_link=cannot)
+    got = dict(con.execute(f"SELECT unique_id, cluster_id FROM {table}").fetchall())
+    above = [e for e in edges if e[2] >= 0.95]
+    expected, expected_refused = guarded_merge(records, above, False, 0.97, must, cannot)
+    assert got == expected and refused == expected_refused
+    assert refused > 0 and len(set(got.values())) < len(records) - 100
