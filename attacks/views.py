@@ -1,0 +1,199 @@
+"""Attacks on the salted filters and on publishing each filter under two salts (issue #12).
+
+v2 publishes each name filter under two secret, salt-dependent permutations (date of birth,
+postcode) and the address filter under two (postcode, date of birth). What the attacker
+holds: every linkage file of the project (the keys are per project, so the filters of one
+name agree across the project's extracts), the public frequency lists, and, for the
+known-plaintext attacks, the plaintext and rows of 1% of the people.
+
+- `fingerprints`: what a salt permutation leaves unchanged. A permutation that moves
+  whole bytes and permutes bits only inside a byte keeps the multiset of the bytes'
+  popcounts: the histogram "how many bytes hold 0, 1, ..., 8 set bits" is the same in
+  every salt group and in both views, so it names the *unsalted* filter, i.e. the value.
+  A full bit permutation keeps only the popcount, which length hiding makes nearly
+  constant.
+- `fingerprint_known_plaintext`: a dictionary, built from the known rows, of every filter
+  column's fingerprint (-> the name) and exact value (a salted filter without BLIP is a
+  deterministic function of the value and its salt's fields: `clk_family_pc` equal ->
+  same family name and postcode), joined with the deterministic columns' dictionary.
+- `fingerprint_frequency`: no plaintext: fingerprints counted over all the project's
+  extracts, aligned by rank with the public name lists.
+- `cross_project_views`: the cross-project signature of `attacks.layout`, extended with
+  how often each row's filter value and fingerprint repeat (both survive a change of
+  project key, as value counts do).
+
+Rows of the known people are not scored in the known-plaintext attack (the attacker
+already knows them).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from attacks.columns import deterministic_columns, filter_columns
+from attacks.layout import _signatures, match_signatures
+from attacks.result import AttackResult
+from attacks.world import Extract, Register, reidentified
+
+_POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.uint8)
+
+# What an exact salted-filter value gives away beyond its field: the salt's fields (the
+# register lists year, sorted day/month and postcode). v1's filters are unsalted.
+_SALT_ATTRIBUTES = {
+    "v2": {"clk_given": ("year", "dm"), "clk_family": ("year", "dm"), "clk_address_dob": ("year", "dm"),
+           "clk_address": ("postcode",), "clk_given_pc": ("postcode",), "clk_family_pc": ("postcode",)},
+    "v1": {},
+}
+# The register has no address: an address filter tells the postcode of the known rows with it.
+_FIELD_ATTRIBUTE = {"given": ("given",), "family": ("family",), "address": ("postcode",)}
+
+
+def packed_filters(extract: Extract, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(filters as (n, bytes) uint8, present) of a CLK column."""
+    values = extract.column(column)
+    width = next((len(v) for v in values if v is not None), 128)
+    present = np.array([v is not None for v in values], dtype=bool)
+    raw = np.frombuffer(b"".join(v if v is not None else bytes(width) for v in values), dtype=np.uint8)
+    return raw.reshape(len(values), width), present
+
+
+def fingerprints(packed: np.ndarray, present: np.ndarray) -> list[bytes | None]:
+    """Per filter: the histogram of its bytes' popcounts (None when absent). Unchanged by
+    any permutation that keeps bytes together (byte permutation + bits inside a byte)."""
+    pops = _POPCOUNT[packed]
+    hist = np.stack([(pops == c).sum(axis=1) for c in range(9)], axis=1).astype(np.uint8)
+    return [hist[i].tobytes() if present[i] else None for i in range(len(packed))]
+
+
+class _Guesses:
+    """Per-row attribute guesses; an attribute guessed two different ways is dropped."""
+
+    def __init__(self, n: int):
+        self.values: list[dict[str, str]] = [{} for _ in range(n)]
+        self.conflicts: list[set[str]] = [set() for _ in range(n)]
+
+    def add(self, i: int, attr: str, value: str | None) -> None:
+        if value is None:
+            return
+        if self.values[i].get(attr, value) != value:
+            self.conflicts[i].add(attr)
+        self.values[i][attr] = value
+
+    def of(self, i: int) -> dict[str, str]:
+        return {a: v for a, v in self.values[i].items() if a not in self.conflicts[i]}
+
+
+def _dictionary_attack(guesses: _Guesses, values: list, truth, attrs: tuple[str, ...], is_known: list[bool]) -> None:
+    """Rows whose value was seen on known rows with exactly one plaintext inherit it."""
+    dictionary: dict = defaultdict(set)
+    for i, v in enumerate(values):
+        if v is not None and is_known[i]:
+            plain = tuple(truth[a].iat[i] for a in attrs)
+            if None not in plain:
+                dictionary[v].add(plain)
+    for i, v in enumerate(values):
+        if is_known[i] or v is None or len(dictionary.get(v, ())) != 1:
+            continue
+        (plain,) = dictionary[v]
+        for a, p in zip(attrs, plain, strict=True):
+            guesses.add(i, a, p)
+
+
+def fingerprint_known_plaintext(extract: Extract, register: Register, known: set[str],
+                                tokens: bool = True) -> AttackResult:
+    """Dictionaries of filter fingerprints and exact filter values (and, with `tokens`, of
+    the deterministic columns) from the known rows; every other row is looked up."""
+    truth = extract.truth
+    persons = truth["person"].tolist()
+    is_known = [p in known for p in persons]
+    n = len(truth)
+    guesses = _Guesses(n)
+    if tokens:
+        for column, attrs in deterministic_columns(extract.scheme).items():
+            if column in extract.linkage.column_names:
+                _dictionary_attack(guesses, extract.column(column), truth, attrs, is_known)
+    salt_attrs = _SALT_ATTRIBUTES.get(extract.scheme, {})
+    for column, field in filter_columns(extract.scheme).items():
+        if column not in extract.linkage.column_names or field is None:
+            continue
+        packed, present = packed_filters(extract, column)
+        _dictionary_attack(guesses, fingerprints(packed, present), truth, _FIELD_ATTRIBUTE[field], is_known)
+        exact = [packed[i].tobytes() if present[i] else None for i in range(n)]
+        _dictionary_attack(guesses, exact, truth, _FIELD_ATTRIBUTE[field] + salt_attrs.get(column, ()), is_known)
+    return _score("salted views: fingerprints + equal values (1% known)" + (" + tokens" if tokens else ""),
+                  extract, register, guesses, [not k for k in is_known], {"known_people": len(known)})
+
+
+def _score(name: str, extract: Extract, register: Register, guesses: _Guesses, scored: list[bool],
+           details: dict) -> AttackResult:
+    truth = extract.truth
+    persons = truth["person"].tolist()
+    credit, attacked = 0.0, 0
+    right = Counter()
+    for i in range(len(truth)):
+        if not scored[i]:
+            continue
+        attacked += 1
+        guess = guesses.of(i)
+        credit += reidentified(register, guess, persons[i])
+        for a in ("given", "family", "postcode"):
+            right[a] += a in guess and guess[a] == truth[a].iat[i]
+    details = {**details, **{f"{a}_recovered": right[a] / max(1, attacked) for a in ("given", "family", "postcode")}}
+    return AttackResult(name, extract.name, attacked, credit, details)
+
+
+def fingerprint_frequency(extract: Extract, register: Register, project: list[Extract]) -> AttackResult:
+    """No plaintext: each name filter's fingerprint counted over every extract of the
+    project, ranked, and the i-th most frequent given to the i-th most frequent name of the
+    public list."""
+    n = len(extract.truth)
+    guesses = _Guesses(n)
+    for column, field in filter_columns(extract.scheme).items():
+        if field not in ("given", "family") or column not in extract.linkage.column_names:
+            continue
+        counts: Counter = Counter()
+        for e in project:
+            if column in e.linkage.column_names:
+                counts.update(f for f in fingerprints(*packed_filters(e, column)) if f is not None)
+        ranked = [f for f, _c in counts.most_common()]
+        names = [v for v, _c in register.frequencies(field).most_common()]
+        assign = dict(zip(ranked, names, strict=False))
+        for i, f in enumerate(fingerprints(*packed_filters(extract, column))):
+            if f is not None and f in assign:
+                guesses.add(i, field, assign[f])
+    return _score("salted views: fingerprint frequency alignment (no plaintext)", extract, register, guesses,
+                  [True] * n, {})
+
+
+def _view_signatures(extract: Extract, with_fingerprints: bool) -> tuple[list[tuple], np.ndarray]:
+    """The layout signature plus, per filter column, how often the row's exact filter (and,
+    `with_fingerprints`, its fingerprint) occurs in the extract."""
+    sig, pops = _signatures(extract)
+    extra = []
+    for column in (c for c in extract.linkage.column_names if c.startswith("clk_")):
+        packed, present = packed_filters(extract, column)
+        keys_of = [[packed[i].tobytes() if present[i] else None for i in range(len(packed))]]
+        if with_fingerprints:
+            keys_of.append(fingerprints(packed, present))
+        for keys in keys_of:
+            freq = Counter(k for k in keys if k is not None)
+            extra.append([freq[k] if k is not None else 0 for k in keys])
+    return [s + tuple(x) for s, x in zip(sig, zip(*extra, strict=True), strict=True)], pops
+
+
+def cross_project_views(a: Extract, b: Extract) -> list[AttackResult]:
+    """Link two projects' extracts of one source by each row's signature with the filters'
+    repeat counts: of the exact filter (a salted filter is a deterministic function of the
+    value and the salt's fields, so it groups rows as a match key does), and of the exact
+    filter and its fingerprint. Two results: a noisy feature can only split true pairs, so
+    the attacker keeps whichever links more (it can count unique matches without truth)."""
+    la, lb = a.truth["local_id"].tolist(), b.truth["local_id"].tolist()
+    out = []
+    for with_fp, label in ((False, "exact filters"), (True, "exact filters and fingerprints")):
+        sig_a, pop_a = _view_signatures(a, with_fp)
+        sig_b, pop_b = _view_signatures(b, with_fp)
+        right = match_signatures(la, lb, sig_a, pop_a, sig_b, pop_b)
+        out.append(AttackResult(f"cross-project: signature with repeat counts of {label}", a.name, len(la), right))
+    return out
