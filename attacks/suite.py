@@ -10,7 +10,12 @@ from attacks.frequency import frequency_attacks
 from attacks.known_plaintext import known_plaintext
 from attacks.layout import ciphertext_length, cross_project, row_order
 from attacks.result import AttackResult
-from attacks.views import cross_project_views, fingerprint_frequency, fingerprint_known_plaintext
+from attacks.views import (
+    cross_project_views,
+    fingerprint_frequency,
+    fingerprint_known_plaintext,
+    frame_alignment_bound,
+)
 from attacks.world import World
 
 
@@ -40,4 +45,6 @@ def run_all(world: World, other_project: World | None = None, known_fraction: fl
         if extract.name in others:
             results += cross_project(extract, others[extract.name])
             results += cross_project_views(extract, others[extract.name])
+    progress("all extracts: frame alignment bound")
+    results.append(frame_alignment_bound(world.extracts))
     return results

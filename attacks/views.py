@@ -197,3 +197,49 @@ def cross_project_views(a: Extract, b: Extract) -> list[AttackResult]:
         right = match_signatures(la, lb, sig_a, pop_a, sig_b, pop_b)
         out.append(AttackResult(f"cross-project: signature with repeat counts of {label}", a.name, len(la), right))
     return out
+
+
+# A salted frame's permutation has at most log2((128! * 256**128) ** 2) ~ 3,480 bits of
+# entropy; one filter of ~140 set bits seen in two frames tells at most log2 C(1024, 140)
+# ~ 585 bits about their relative permutation, so fewer than 6 distinct filters known to be
+# the same in two frames cannot pin it down.
+ALIGNMENT_FILTERS_NEEDED = 6
+
+
+def frame_alignment_bound(extracts: list[Extract]) -> AttackResult:
+    """An upper bound for aligning salt frames pairwise, measured with the ground truth.
+
+    A row's two views of a name are the one place where the attacker knows that two
+    frames (its date-of-birth frame and its postcode frame) hold the same filter. Pairwise
+    alignment of the two frames needs ALIGNMENT_FILTERS_NEEDED distinct such filters in
+    the pair. Counted over every extract of the project (typo variants of one person add
+    distinct filters), from the truth's salt fields, which the attacker cannot even see.
+    The rate is the share of rows in a pair with enough: an upper bound on what pairwise
+    alignment could decode, not a re-identification. v1's filters share one frame (1.0)."""
+    rows = sum(len(e.truth) for e in extracts)
+    if all(e.scheme == "v1" for e in extracts):
+        return AttackResult("frame alignment bound (pairwise; not a re-identification)", "all", rows, float(rows),
+                            {"max_shared_filters": None})
+    shared: dict[tuple, set] = defaultdict(set)
+    pair_of_row = []
+    for e in extracts:
+        t = e.truth
+        cols = {c: e.column(c) for c in ("clk_given", "clk_given_pc", "clk_family", "clk_family_pc",
+                                         "clk_address_dob", "clk_address") if c in e.linkage.column_names}
+        for i, (year, dm, pc) in enumerate(zip(t["year"], t["dm"], t["postcode"], strict=True)):
+            if year is None or pc is None:
+                pair_of_row.append(None)
+                continue
+            for kind, (dob_view, pc_view) in (("names", ("clk_given", "clk_given_pc")),
+                                              ("names", ("clk_family", "clk_family_pc")),
+                                              ("address", ("clk_address_dob", "clk_address"))):
+                if dob_view in cols and cols[dob_view][i] is not None and cols[pc_view][i] is not None:
+                    shared[(kind, year, dm, pc)].add((cols[dob_view][i], cols[pc_view][i]))
+            pair_of_row.append((year, dm, pc))
+    enough = {key[1:] for key, filters in shared.items() if len(filters) >= ALIGNMENT_FILTERS_NEEDED}
+    alignable = sum(p is not None and p in enough for p in pair_of_row)
+    sizes = Counter(len(f) for f in shared.values())
+    return AttackResult("frame alignment bound (pairwise; not a re-identification)", "all", rows, float(alignable),
+                        {"max_shared_filters": max(sizes) if sizes else 0,
+                         "frame_pairs": len(shared),
+                         "pairs_with_1_filter": sizes.get(1, 0) / max(1, len(shared))})

