@@ -37,7 +37,7 @@ def run_all(world: World, other_project: World | None = None, known_fraction: fl
         progress(f"{extract.name}: known plaintext")
         results.append(known_plaintext(extract, world.register, known, limit=limit))
         progress(f"{extract.name}: salted views (fingerprints, equal values)")
-        results.append(fingerprint_known_plaintext(extract, world.register, known))
+        results.append(fingerprint_known_plaintext(extract, world.register, known, project=world.extracts))
         results.append(fingerprint_frequency(extract, world.register, world.extracts))
         progress(f"{extract.name}: layout")
         results.append(ciphertext_length(extract, known))

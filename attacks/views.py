@@ -85,14 +85,17 @@ class _Guesses:
         return {a: v for a, v in self.values[i].items() if a not in self.conflicts[i]}
 
 
-def _dictionary_attack(guesses: _Guesses, values: list, truth, attrs: tuple[str, ...], is_known: list[bool]) -> None:
-    """Rows whose value was seen on known rows with exactly one plaintext inherit it."""
+def _dictionary_attack(guesses: _Guesses, values: list, truth, attrs: tuple[str, ...], is_known: list[bool],
+                       seen: list[tuple[list, object, list[bool]]]) -> None:
+    """Rows whose value was seen on known rows (of any extract in `seen`: (values, truth,
+    is_known) each) with exactly one plaintext inherit it."""
     dictionary: dict = defaultdict(set)
-    for i, v in enumerate(values):
-        if v is not None and is_known[i]:
-            plain = tuple(truth[a].iat[i] for a in attrs)
-            if None not in plain:
-                dictionary[v].add(plain)
+    for seen_values, seen_truth, seen_known in seen:
+        for i, v in enumerate(seen_values):
+            if v is not None and seen_known[i]:
+                plain = tuple(seen_truth[a].iat[i] for a in attrs)
+                if None not in plain:
+                    dictionary[v].add(plain)
     for i, v in enumerate(values):
         if is_known[i] or v is None or len(dictionary.get(v, ())) != 1:
             continue
@@ -101,29 +104,41 @@ def _dictionary_attack(guesses: _Guesses, values: list, truth, attrs: tuple[str,
             guesses.add(i, a, p)
 
 
-def fingerprint_known_plaintext(extract: Extract, register: Register, known: set[str],
-                                tokens: bool = True) -> AttackResult:
+def _filter_keys(extract: Extract, column: str) -> tuple[list, list]:
+    """(fingerprint, exact value) of each row's filter in `column`."""
+    packed, present = packed_filters(extract, column)
+    return fingerprints(packed, present), [packed[i].tobytes() if present[i] else None for i in range(len(packed))]
+
+
+def fingerprint_known_plaintext(extract: Extract, register: Register, known: set[str], tokens: bool = True,
+                                project: list[Extract] | None = None) -> AttackResult:
     """Dictionaries of filter fingerprints and exact filter values (and, with `tokens`, of
-    the deterministic columns) from the known rows; every other row is looked up."""
+    the deterministic columns) from the known rows of every extract of the `project` (one
+    project's keys: its extracts' values agree); every other row of `extract` is looked up."""
     truth = extract.truth
-    persons = truth["person"].tolist()
-    is_known = [p in known for p in persons]
     n = len(truth)
+    pool = [e for e in (project or []) if e is not extract] + [extract]
+    known_rows = {id(e): [p in known for p in e.truth["person"].tolist()] for e in pool}
+    is_known = known_rows[id(extract)]
     guesses = _Guesses(n)
+
+    def attack(column: str, attrs: tuple[str, ...], of=lambda e, c: e.column(c)) -> None:
+        seen = [(of(e, column), e.truth, known_rows[id(e)]) for e in pool if column in e.linkage.column_names]
+        _dictionary_attack(guesses, seen[-1][0], truth, attrs, is_known, seen)
+
     if tokens:
         for column, attrs in deterministic_columns(extract.scheme).items():
             if column in extract.linkage.column_names:
-                _dictionary_attack(guesses, extract.column(column), truth, attrs, is_known)
+                attack(column, attrs)
     salt_attrs = _SALT_ATTRIBUTES.get(extract.scheme, {})
     for column, field in filter_columns(extract.scheme).items():
         if column not in extract.linkage.column_names or field is None:
             continue
-        packed, present = packed_filters(extract, column)
-        _dictionary_attack(guesses, fingerprints(packed, present), truth, _FIELD_ATTRIBUTE[field], is_known)
-        exact = [packed[i].tobytes() if present[i] else None for i in range(n)]
-        _dictionary_attack(guesses, exact, truth, _FIELD_ATTRIBUTE[field] + salt_attrs.get(column, ()), is_known)
-    return _score("salted views: fingerprints + equal values (1% known)" + (" + tokens" if tokens else ""),
-                  extract, register, guesses, [not k for k in is_known], {"known_people": len(known)})
+        attack(column, _FIELD_ATTRIBUTE[field], lambda e, c: _filter_keys(e, c)[0])
+        attack(column, _FIELD_ATTRIBUTE[field] + salt_attrs.get(column, ()), lambda e, c: _filter_keys(e, c)[1])
+    name = "salted views: fingerprints + equal values (1% known)" + (" + tokens" if tokens else "")
+    return _score(name, extract, register, guesses, [not k for k in is_known],
+                  {"known_people": len(known), "extracts_pooled": len(pool)})
 
 
 def _score(name: str, extract: Extract, register: Register, guesses: _Guesses, scored: list[bool],
