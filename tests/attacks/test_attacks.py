@@ -90,3 +90,19 @@ def test_learnt_positions_decode_an_unsalted_filter():
     bits = np.stack([encode(n) for n in names])
     learnt = learn_positions(bits, names)
     assert decode(bits, ["ann", "anna", "bob", "bobby", "hannah", "nan"], learnt) == names
+
+
+def test_salted_view_attacks_run_in_the_suite(results):
+    """Unsalted v1 filters are their own fingerprint: the dictionary reads names; the v2
+    salting leaves no fingerprint, and no pair of salt frames shares enough filters."""
+    v1, v2 = results["v1"], results["v2"]
+    kp = "salted views: fingerprints + equal values (1% known) + tokens"
+    assert v1[(kp, "dwp")].details["given_recovered"] > 0.05
+    assert v1[(kp, "dwp")].details["extracts_pooled"] == len(INPUTS)
+    assert v2[(kp, "dwp")].details["given_recovered"] < 0.01
+    assert v2[("salted views: fingerprint frequency alignment (no plaintext)", "dwp")].details["given_recovered"] < 0.01
+    bound = "frame alignment bound (pairwise; not a re-identification)"
+    assert v1[(bound, "all")].rate == 1.0
+    assert v2[(bound, "all")].rate < 0.01 and v2[(bound, "all")].details["max_shared_filters"] >= 2
+    exact = "cross-project: signature with repeat counts of exact filters"
+    assert v2[(exact, "dwp")].rate >= v2[("cross-project: by value-count and popcount signature", "dwp")].rate - 0.005
