@@ -21,6 +21,9 @@ known-plaintext attacks, the plaintext and rows of 1% of the people.
 - `cross_project_views`: the cross-project signature of `attacks.layout`, extended with
   how often each row's filter value and fingerprint repeat (both survive a change of
   project key, as value counts do).
+- `frame_alignment_bound`: how many distinct filters a row's two views let the attacker
+  know to be shared by a date-of-birth frame and a postcode frame, against the number
+  needed to align the two frames' permutations (an upper bound, from the ground truth).
 
 Rows of the known people are not scored in the known-plaintext attack (the attacker
 already knows them).
