@@ -147,12 +147,13 @@ def test_cross_project_repeat_counts_link_more_than_the_signature_without_them()
     people = _people(300, 5)
     a, _ = _world(people, "full", key_seed=0)
     b, _ = _world(people, "full", key_seed=1)  # another project: other positions, same repeats
-    sig, _pops = _view_signatures(a, with_fingerprints=False)
+    base = cross_project(a, b)[1]
+    sig, _pops = _view_signatures(a, "exact")
     family_pc = a.column("clk_family_pc")
     assert [s[-1] for s in sig] == [family_pc.count(v) for v in family_pc]  # repeat count of the exact filter
-    exact, with_prints = cross_project_views(a, b)
+    exact, with_prints, near = cross_project_views(a, b)
     assert exact.attack.endswith("exact filters") and with_prints.attack.endswith("fingerprints")
-    base = cross_project(a, b)[1]
+    assert "near-duplicate" in near.attack and near.rate > base.rate
     assert exact.rate > base.rate + 0.02
     # only the right row counts: with b's rows relabelled at random the same links earn ~nothing
     shuffled = b.truth.copy()
@@ -172,3 +173,19 @@ def test_frame_alignment_bound_counts_distinct_filters_shared_by_a_date_of_birth
     assert got.reidentified == ALIGNMENT_FILTERS_NEEDED  # those rows only
     assert frame_alignment_bound([extract.__class__("x", extract.directory, {"encoding": {"scheme": "v1"}},
                                                     extract.linkage, None, extract.truth)]).rate == 1.0
+
+
+def test_near_duplicate_counts_count_similar_filters_in_the_column():
+    from attacks.views import near_duplicate_counts
+
+    rng = np.random.default_rng(7)
+    base = np.zeros(1024, dtype=np.uint8)
+    base[rng.choice(1024, size=140, replace=False)] = 1
+    variant = base.copy()
+    variant[np.flatnonzero(base)[:30]] = 0  # Dice with base = 2 * 110 / 250 = 0.88
+    other = np.zeros(1024, dtype=np.uint8)
+    other[rng.choice(1024, size=140, replace=False)] = 1
+    packed = np.packbits(np.stack([base, base, variant, other, other]), axis=1)
+    present = np.array([True, True, True, True, False])
+    assert near_duplicate_counts(packed, present, 1.0) == [2, 2, 1, 1, 0]
+    assert near_duplicate_counts(packed, present, 0.8) == [3, 3, 3, 1, 0]
