@@ -263,7 +263,8 @@ def frame_alignment_bound(extracts: list[Extract]) -> AttackResult:
     frames (its date-of-birth frame and its postcode frame) hold the same filter. Pairwise
     alignment of the two frames needs ALIGNMENT_FILTERS_NEEDED distinct such filters in
     the pair. Counted over every extract of the project (typo variants of one person add
-    distinct filters), from the truth's salt fields, which the attacker cannot even see.
+    distinct filters), from the truth's salt fields: the attacker's best case (it sees a
+    shared salt only where two rows' values are similar, a high Dice).
     The rate is the share of rows in a pair with enough: an upper bound on what pairwise
     alignment could decode, not a re-identification. v1's filters share one frame (1.0)."""
     rows = sum(len(e.truth) for e in extracts)
