@@ -17,6 +17,9 @@ candidates, the right one among them, counts 1/k).
 - `known_plaintext`: re-identification with 1% of the population in plaintext (token
   dictionary + learned filters) and public frequency lists;
 - `layout`: ciphertext-length inference, row order, and cross-project linkage;
+- `views`: the salted filters and their second views: salt-invariant fingerprints
+  (known plaintext, frequency alignment), equal-value dictionaries, cross-project linkage
+  by filter repeat counts, and a bound for aligning salt frames;
 - `suite.run_all`: every attack on a set of extracts, as rows for a report.
 """
 

@@ -87,6 +87,32 @@ def _signatures(extract: Extract) -> tuple[list[tuple], np.ndarray]:
     return sig, np.stack(pops, axis=1).astype(np.float32) if pops else np.zeros((len(sig), 0))
 
 
+def match_signatures(la: list, lb: list, sig_a: list[tuple], pop_a: np.ndarray, sig_b: list[tuple],
+                     pop_b: np.ndarray) -> float:
+    """Rows of a tied to the right row of b (same local id): within rows of equal count
+    signature, the unique nearest popcount vector (a lone candidate counts 1/rows tied)."""
+    groups_b: dict[tuple, list[int]] = defaultdict(list)
+    for j, s in enumerate(sig_b):
+        groups_b[s].append(j)
+    groups_a: dict[tuple, list[int]] = defaultdict(list)
+    for i, s in enumerate(sig_a):
+        groups_a[s].append(i)
+    right = 0.0
+    for s, rows_a in groups_a.items():
+        rows_b = groups_b.get(s)
+        if not rows_b:
+            continue
+        if len(rows_b) == 1:
+            right += sum(la[i] == lb[rows_b[0]] for i in rows_a) / len(rows_a)
+            continue
+        tree = cKDTree(pop_b[rows_b])
+        dist, idx = tree.query(pop_a[rows_a], k=2)
+        for r, i in enumerate(rows_a):
+            if dist[r][0] < dist[r][1]:  # a unique nearest row
+                right += la[i] == lb[rows_b[idx[r][0]]]
+    return float(right)
+
+
 def cross_project(a: Extract, b: Extract) -> list[AttackResult]:
     """Link two extracts of one source made under different project keys, row by row:
     by position, and by each row's signature (value counts per column, filter popcounts),
@@ -96,29 +122,10 @@ def cross_project(a: Extract, b: Extract) -> list[AttackResult]:
     by_position = sum(x == y for x, y in zip(la, lb, strict=False))
     sig_a, pop_a = _signatures(a)
     sig_b, pop_b = _signatures(b)
-    groups_b: dict[tuple, list[int]] = defaultdict(list)
-    for j, s in enumerate(sig_b):
-        groups_b[s].append(j)
-    groups_a: dict[tuple, list[int]] = defaultdict(list)
-    for i, s in enumerate(sig_a):
-        groups_a[s].append(i)
-    right = 0
-    for s, rows_a in groups_a.items():
-        rows_b = groups_b.get(s)
-        if not rows_b:
-            continue
-        if len(rows_b) == 1:
-            right += sum(la[i] == lb[rows_b[0]] for i in rows_a) / len(rows_a)
-            continue
-        tree = cKDTree(pop_b[rows_b])
-        k = 2
-        dist, idx = tree.query(pop_a[rows_a], k=k)
-        for r, i in enumerate(rows_a):
-            if dist[r][0] < dist[r][1]:  # a unique nearest row
-                right += la[i] == lb[rows_b[idx[r][0]]]
+    right = match_signatures(la, lb, sig_a, pop_a, sig_b, pop_b)
     return [
         AttackResult("cross-project: by row position", a.name, n, float(by_position)),
-        AttackResult("cross-project: by value-count and popcount signature", a.name, n, float(right)),
+        AttackResult("cross-project: by value-count and popcount signature", a.name, n, right),
     ]
 
 

@@ -10,6 +10,12 @@ from attacks.frequency import frequency_attacks
 from attacks.known_plaintext import known_plaintext
 from attacks.layout import ciphertext_length, cross_project, row_order
 from attacks.result import AttackResult
+from attacks.views import (
+    cross_project_views,
+    fingerprint_frequency,
+    fingerprint_known_plaintext,
+    frame_alignment_bound,
+)
 from attacks.world import World
 
 
@@ -30,9 +36,15 @@ def run_all(world: World, other_project: World | None = None, known_fraction: fl
         results += pattern_mining(extract, world.register, grouping="token", limit=limit)
         progress(f"{extract.name}: known plaintext")
         results.append(known_plaintext(extract, world.register, known, limit=limit))
+        progress(f"{extract.name}: salted views (fingerprints, equal values)")
+        results.append(fingerprint_known_plaintext(extract, world.register, known, project=world.extracts))
+        results.append(fingerprint_frequency(extract, world.register, world.extracts))
         progress(f"{extract.name}: layout")
         results.append(ciphertext_length(extract, known))
         results.append(row_order(extract))
         if extract.name in others:
             results += cross_project(extract, others[extract.name])
+            results += cross_project_views(extract, others[extract.name])
+    progress("all extracts: frame alignment bound")
+    results.append(frame_alignment_bound(world.extracts))
     return results

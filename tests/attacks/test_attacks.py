@@ -60,7 +60,19 @@ def test_token_attacks_break_v1_and_not_v2(results):
     assert v2[("known plaintext (1% of people) + public frequency lists", "dwp")].rate < 0.02
     assert v2[("frequency: all columns combined (profile)", "dwp")].rate < 0.01
     for (attack, _extract), r in v2.items():
+        if attack.startswith("cross-project: signature with repeat counts of"):
+            continue  # the known, unmet exception (docs/PRIVACY.md promise 4): next test
         assert r.rate < 0.03, (attack, r.rate)
+
+
+def test_cross_project_filter_repeat_counts_are_a_known_leak_of_v2(results):
+    """Not a promise kept: the filters' repeat counts (exact, and more so near-duplicate)
+    link two projects' extracts of one source beyond the 1% target (issue #12)."""
+    v2 = results["v2"]
+    base = v2[("cross-project: by value-count and popcount signature", "dwp")].rate
+    exact = v2[("cross-project: signature with repeat counts of exact filters", "dwp")].rate
+    near = v2[("cross-project: signature with repeat counts of near-duplicate filters (Dice >= 0.4)", "dwp")].rate
+    assert base < exact < near
 
 
 def test_filter_attacks_decode_v1_names_and_nothing_of_v2(results):
@@ -90,3 +102,19 @@ def test_learnt_positions_decode_an_unsalted_filter():
     bits = np.stack([encode(n) for n in names])
     learnt = learn_positions(bits, names)
     assert decode(bits, ["ann", "anna", "bob", "bobby", "hannah", "nan"], learnt) == names
+
+
+def test_salted_view_attacks_run_in_the_suite(results):
+    """Unsalted v1 filters are their own fingerprint: the dictionary reads names; the v2
+    salting leaves no fingerprint, and no pair of salt frames shares enough filters."""
+    v1, v2 = results["v1"], results["v2"]
+    kp = "salted views: fingerprints + equal values (1% known) + tokens"
+    assert v1[(kp, "dwp")].details["given_recovered"] > 0.05
+    assert v1[(kp, "dwp")].details["extracts_pooled"] == len(INPUTS)
+    assert v2[(kp, "dwp")].details["given_recovered"] < 0.01
+    assert v2[("salted views: fingerprint frequency alignment (no plaintext)", "dwp")].details["given_recovered"] < 0.01
+    bound = "frame alignment bound (pairwise; not a re-identification)"
+    assert v1[(bound, "all")].rate == 1.0
+    assert v2[(bound, "all")].rate < 0.01 and v2[(bound, "all")].details["max_shared_filters"] >= 2
+    exact = "cross-project: signature with repeat counts of exact filters"
+    assert v2[(exact, "dwp")].rate >= v2[("cross-project: by value-count and popcount signature", "dwp")].rate - 0.005

@@ -61,9 +61,11 @@ def test_address_filters_equal_the_per_text_definition():
         assert [inverse[i] for i in ids[starts[j] : starts[j + 1]].tolist()] == _word_grams_plain(kept[j])
 
 
-def test_salted_permutation_is_a_byte_then_bit_permutation_per_salt():
-    """Independent reconstruction: output byte q is the salt's LUT applied to input byte
-    inv[q]; every salt's byte map is a permutation; rows in several apply steps agree."""
+def test_salted_permutation_is_byte_stage_transpose_byte_stage_per_salt():
+    """Independent reconstruction, bit by bit: byte stage 0 (output byte q is the salt's
+    LUT applied to input byte inv[q]), then bit b of byte c of each 8-byte word becomes bit
+    c of byte b, then byte stage 1; rows in several apply steps agree; one permutation
+    per salt, so popcount and within-salt Dice are kept."""
     width = 128
     salting = SaltedPermutation(b"s" * 32, width)
     salting._APPLY_ROWS = 7  # many steps, one of them partial
@@ -72,13 +74,47 @@ def test_salted_permutation_is_a_byte_then_bit_permutation_per_salt():
     filters = rng.integers(0, 256, size=(100, width), dtype=np.uint8)
     rows = salting.rows(salts)
     out = salting.apply(filters, rows)
-    for i in range(100):
-        inv, lut = salting.perm[rows[i]].astype(int), salting.lut[rows[i]].astype(int)
+
+    def byte_stage(row: list[int], stage: int, salt_row: int) -> list[int]:
+        inv, lut = salting.perm[stage][salt_row].astype(int), salting.lut[stage][salt_row].astype(int)
         assert sorted(inv.tolist()) == list(range(width))
-        expected = [salting.luts[lut[q], filters[i, inv[q]]] for q in range(width)]
+        return [int(salting.luts[lut[q], row[inv[q]]]) for q in range(width)]
+
+    def transpose(row: list[int]) -> list[int]:
+        out_row = [0] * width
+        for w in range(width // 8):
+            for c in range(8):
+                for b in range(8):
+                    if row[8 * w + c] >> (7 - b) & 1:
+                        out_row[8 * w + b] |= 1 << (7 - c)
+        return out_row
+
+    for i in range(100):
+        expected = byte_stage(transpose(byte_stage(filters[i].tolist(), 0, rows[i])), 1, rows[i])
         assert out[i].tolist() == expected
-    # popcount kept (bits only move), and two rows with one salt move the same way
     assert (np.unpackbits(out, axis=1).sum(axis=1) == np.unpackbits(filters, axis=1).sum(axis=1)).all()
+    # rows of one salt move the same way: filter 0 under the salt of another row with it
+    values, counts = np.unique(salts, return_counts=True)
+    first, second = np.flatnonzero(salts == values[counts.argmax()])[:2]
+    assert (salting.apply(filters[[first]], rows[[second]]) == out[[first]]).all()
+
+
+def test_salted_permutation_leaves_no_byte_popcount_fingerprint():
+    """One filter under many salts: with a byte stage alone the histogram of byte popcounts
+    would be identical every time (attacks.views); three stages spread it."""
+    from attacks.views import fingerprints
+
+    salting = SaltedPermutation(b"k" * 32, 128)
+    rng = np.random.default_rng(2)
+    bits = np.zeros(1024, dtype=np.uint8)
+    bits[rng.choice(1024, size=140, replace=False)] = 1
+    filters = np.repeat(np.packbits(bits)[None, :], 200, axis=0)
+    salts = rng.integers(0, 2**63, size=200, dtype=np.uint64)
+    out = salting.apply(filters, salting.rows(salts))
+    prints = fingerprints(out, np.ones(200, dtype=bool))
+    assert len(set(prints)) > 150
+    one_stage = salting._byte_stage(filters, salting.rows(salts), 0, (np.arange(200) * 128)[:, None])
+    assert len(set(fingerprints(one_stage, np.ones(200, dtype=bool)))) == 1
 
 
 def test_indicators_json_equals_one_dumps_of_the_list():
