@@ -36,16 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 INPUTS = {"dwp": "dwp_claimants.csv", "council": "council.sqlite", "nhs": "nhs", "housing": "housing_tenancies.csv"}
 SCHEMES = ("v1", "v2")
-FEBRL_MAPPING = """
-[identity]
-local_id = "rec_id"
-given_name = "given_name"
-family_name = "surname"
-date_of_birth = { column = "date_of_birth", format = "%Y%m%d" }
-postcode = { column = "postcode", validate = false }
-address = ["street_number", "address_1", "address_2"]
-locality = "suburb"
-"""
+from tests.linkage.febrl import FEBRL_MAPPING  # noqa: E402 (after the path insert)
 
 
 def _uptime() -> str:

