@@ -22,6 +22,42 @@ from attacks.result import AttackResult
 from attacks.world import Extract, Register, reidentified
 
 
+class Guesses:
+    """Per-row attribute guesses; an attribute guessed two different ways is dropped."""
+
+    def __init__(self, n: int):
+        self.values: list[dict[str, str]] = [{} for _ in range(n)]
+        self.conflicts: list[set[str]] = [set() for _ in range(n)]
+
+    def add(self, i: int, attr: str, value: str | None) -> None:
+        if value is None:
+            return
+        if self.values[i].get(attr, value) != value:
+            self.conflicts[i].add(attr)
+        self.values[i][attr] = value
+
+    def of(self, i: int) -> dict[str, str]:
+        return {a: v for a, v in self.values[i].items() if a not in self.conflicts[i]}
+
+
+def dictionary_attack(guesses: Guesses, values: list, truth, attrs: tuple[str, ...], is_known: list[bool],
+                       seen: list[tuple[list, object, list[bool]]]) -> None:
+    """Rows whose value was seen on known rows (of any extract in `seen`: (values, truth,
+    is_known) each) with exactly one plaintext inherit it."""
+    dictionary: dict = defaultdict(set)
+    for seen_values, seen_truth, seen_known in seen:
+        for i, v in enumerate(seen_values):
+            if v is not None and seen_known[i]:
+                plain = tuple(seen_truth[a].iat[i] for a in attrs)
+                if None not in plain:
+                    dictionary[v].add(plain)
+    for i, v in enumerate(values):
+        if is_known[i] or v is None or len(dictionary.get(v, ())) != 1:
+            continue
+        (plain,) = dictionary[v]
+        for a, p in zip(attrs, plain, strict=True):
+            guesses.add(i, a, p)
+
 def known_plaintext(extract: Extract, register: Register, known: set[str],
                     limit: int | None = None) -> AttackResult:
     """`limit`: score a seeded sample of that many rows (the dictionary and the learnt
@@ -30,32 +66,13 @@ def known_plaintext(extract: Extract, register: Register, known: set[str],
     persons = truth["person"].tolist()
     is_known = [p in known for p in persons]
     n = len(truth)
-    guesses: list[dict[str, str]] = [{} for _ in range(n)]
-    conflicts: list[set[str]] = [set() for _ in range(n)]
-
-    def add(i: int, attr: str, value: str | None) -> None:
-        if value is None:
-            return
-        if guesses[i].get(attr, value) != value:
-            conflicts[i].add(attr)
-        guesses[i][attr] = value
+    guesses = Guesses(n)
 
     for column, attrs in deterministic_columns(extract.scheme).items():
         if column not in extract.linkage.column_names:
             continue
         values = extract.column(column)
-        dictionary: dict = defaultdict(set)
-        for i, v in enumerate(values):
-            if v is not None and is_known[i]:
-                plain = tuple(truth[a].iat[i] for a in attrs)
-                if None not in plain:
-                    dictionary[v].add(plain)
-        for i, v in enumerate(values):
-            if is_known[i] or v is None or len(dictionary.get(v, ())) != 1:
-                continue
-            (plain,) = dictionary[v]
-            for a, p in zip(attrs, plain, strict=True):
-                add(i, a, p)
+        dictionary_attack(guesses, values, truth, attrs, is_known, [(values, truth, is_known)])
 
     decoded_right = {}
     rows = evaluation_rows(n, limit)
@@ -69,7 +86,7 @@ def known_plaintext(extract: Extract, register: Register, known: set[str],
         for i in rows.tolist():
             d = decoded[i]
             if not is_known[i] and d is not None:
-                add(i, attr, d)
+                guesses.add(i, attr, d)
                 right += d == truth[attr].iat[i]
         decoded_right[f"{attr}_decoded"] = right / max(1, sum(not is_known[i] for i in rows.tolist()))
 
@@ -79,7 +96,6 @@ def known_plaintext(extract: Extract, register: Register, known: set[str],
         if is_known[i]:
             continue
         attacked += 1
-        guess = {a: v for a, v in guesses[i].items() if a not in conflicts[i]}
-        credit += reidentified(register, guess, persons[i])
+        credit += reidentified(register, guesses.of(i), persons[i])
     return AttackResult("known plaintext (1% of people) + public frequency lists", extract.name, attacked,
                         credit, {"known_people": len(known), **decoded_right})

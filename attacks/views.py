@@ -37,6 +37,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from attacks.columns import deterministic_columns, filter_columns
+from attacks.known_plaintext import Guesses, dictionary_attack
 from attacks.layout import _signatures, match_signatures
 from attacks.result import AttackResult
 from attacks.world import Extract, Register, reidentified
@@ -71,43 +72,6 @@ def fingerprints(packed: np.ndarray, present: np.ndarray) -> list[bytes | None]:
     return [hist[i].tobytes() if present[i] else None for i in range(len(packed))]
 
 
-class _Guesses:
-    """Per-row attribute guesses; an attribute guessed two different ways is dropped."""
-
-    def __init__(self, n: int):
-        self.values: list[dict[str, str]] = [{} for _ in range(n)]
-        self.conflicts: list[set[str]] = [set() for _ in range(n)]
-
-    def add(self, i: int, attr: str, value: str | None) -> None:
-        if value is None:
-            return
-        if self.values[i].get(attr, value) != value:
-            self.conflicts[i].add(attr)
-        self.values[i][attr] = value
-
-    def of(self, i: int) -> dict[str, str]:
-        return {a: v for a, v in self.values[i].items() if a not in self.conflicts[i]}
-
-
-def _dictionary_attack(guesses: _Guesses, values: list, truth, attrs: tuple[str, ...], is_known: list[bool],
-                       seen: list[tuple[list, object, list[bool]]]) -> None:
-    """Rows whose value was seen on known rows (of any extract in `seen`: (values, truth,
-    is_known) each) with exactly one plaintext inherit it."""
-    dictionary: dict = defaultdict(set)
-    for seen_values, seen_truth, seen_known in seen:
-        for i, v in enumerate(seen_values):
-            if v is not None and seen_known[i]:
-                plain = tuple(seen_truth[a].iat[i] for a in attrs)
-                if None not in plain:
-                    dictionary[v].add(plain)
-    for i, v in enumerate(values):
-        if is_known[i] or v is None or len(dictionary.get(v, ())) != 1:
-            continue
-        (plain,) = dictionary[v]
-        for a, p in zip(attrs, plain, strict=True):
-            guesses.add(i, a, p)
-
-
 def _filter_keys(extract: Extract, column: str) -> tuple[list, list]:
     """(fingerprint, exact value) of each row's filter in `column`."""
     packed, present = packed_filters(extract, column)
@@ -124,11 +88,11 @@ def fingerprint_known_plaintext(extract: Extract, register: Register, known: set
     pool = [e for e in (project or []) if e is not extract] + [extract]
     known_rows = {id(e): [p in known for p in e.truth["person"].tolist()] for e in pool}
     is_known = known_rows[id(extract)]
-    guesses = _Guesses(n)
+    guesses = Guesses(n)
 
     def attack(column: str, attrs: tuple[str, ...], of=lambda e, c: e.column(c)) -> None:
         seen = [(of(e, column), e.truth, known_rows[id(e)]) for e in pool if column in e.linkage.column_names]
-        _dictionary_attack(guesses, seen[-1][0], truth, attrs, is_known, seen)
+        dictionary_attack(guesses, seen[-1][0], truth, attrs, is_known, seen)
 
     if tokens:
         for column, attrs in deterministic_columns(extract.scheme).items():
@@ -145,7 +109,7 @@ def fingerprint_known_plaintext(extract: Extract, register: Register, known: set
                   {"known_people": len(known), "extracts_pooled": len(pool)})
 
 
-def _score(name: str, extract: Extract, register: Register, guesses: _Guesses, scored: list[bool],
+def _score(name: str, extract: Extract, register: Register, guesses: Guesses, scored: list[bool],
            details: dict) -> AttackResult:
     truth = extract.truth
     persons = truth["person"].tolist()
@@ -168,7 +132,7 @@ def fingerprint_frequency(extract: Extract, register: Register, project: list[Ex
     project, ranked, and the i-th most frequent given to the i-th most frequent name of the
     public list."""
     n = len(extract.truth)
-    guesses = _Guesses(n)
+    guesses = Guesses(n)
     for column, field in filter_columns(extract.scheme).items():
         if field not in ("given", "family") or column not in extract.linkage.column_names:
             continue
