@@ -80,14 +80,21 @@ def read_csv(
     """Records of an agency CSV file; SourceError before any record for a bad header."""
     path = Path(input)
 
+    table = _open_checked(path, mapping, required, kind)
+    return _rows(table, mapping, indicators, rejects)
+
+
+def _open_checked(path: Path, mapping: Mapping, required: Iterable[str], kind: str):
+    """The agency CSV opened, its header checked for the kind's and the mapping's columns."""
+    required = list(required)
+
     def check(header: list[str]) -> None:
         missing = sorted(set(required) - set(header))
         if missing:
             raise SourceError(f"{path}: not a {kind} extract: missing column(s) {', '.join(missing)}")
         require_mapped_columns(mapping, header, path)
 
-    table = open_csv(path, check)
-    return _rows(table, mapping, indicators, rejects)
+    return open_csv(path, check)
 
 
 def read_csv_batches(
@@ -111,13 +118,7 @@ def read_csv_batches(
     path = Path(input)
     columns = list(indicator_columns)
 
-    def check(header: list[str]) -> None:
-        missing = sorted(set(required) - set(header))
-        if missing:
-            raise SourceError(f"{path}: not a {kind} extract: missing column(s) {', '.join(missing)}")
-        require_mapped_columns(mapping, header, path)
-
-    table = open_csv(path, check)
+    table = _open_checked(path, mapping, required, kind)
     return _batches(table, mapping, columns, indicators, size, rejects, _column_picker)
 
 

@@ -276,8 +276,9 @@ def _condition(resource: dict[str, Any]) -> Indicator | None:
 _EVIDENCE = {"EpisodeOfCare": ("patient", _episode), "Condition": ("subject", _condition)}
 
 
-def read(input: str, mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRecord]:
-    """Stream Patients (with indicators) from the Bundle file or directory at `input`."""
+def _checked_files(input: str, mapping: Mapping) -> tuple[list[Path], dict[str, Any]]:
+    """The Bundle files, the mapping and every file's head checked, and the first file
+    loaded and fully checked: all before any record is yielded."""
     files = _files(input)
     try:
         mapping.check_columns(PATIENT_FIELDS, f"{input} (FHIR Patient fields)")
@@ -285,7 +286,12 @@ def read(input: str, mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRe
         raise SourceError(str(exc)) from exc
     for path in files:
         _check_head(path)
-    first = _load(files[0])  # fully checked before anything is yielded
+    return files, _load(files[0])
+
+
+def read(input: str, mapping: Mapping, rejects: RejectSink) -> Iterator[SourceRecord]:
+    """Stream Patients (with indicators) from the Bundle file or directory at `input`."""
+    files, first = _checked_files(input, mapping)
     return _stream(files, first, mapping, rejects)
 
 
@@ -307,14 +313,7 @@ def _resources(path: Path, bundle: dict[str, Any]) -> Iterator[tuple[int, str, d
 def read_batches(input: str, mapping: Mapping, size: int, rejects: RejectSink) -> Iterator[tuple]:
     """The records of `read` as batches: (row numbers, identity columns, indicators per
     row), the identity columns picked for the whole batch at once (the extract's path)."""
-    files = _files(input)
-    try:
-        mapping.check_columns(PATIENT_FIELDS, f"{input} (FHIR Patient fields)")
-    except MappingError as exc:
-        raise SourceError(str(exc)) from exc
-    for path in files:
-        _check_head(path)
-    first = _load(files[0])  # fully checked before anything is yielded
+    files, first = _checked_files(input, mapping)
     return _batches(files, first, mapping, size, rejects)
 
 
