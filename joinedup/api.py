@@ -443,6 +443,18 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None,
     def linkage_report(user: Caller) -> HTMLResponse:
         return HTMLResponse(ops.linkage.report_html(ctx, user))
 
+    @app.get("/v1/linkage/runs", tags=["linkage"], responses=ERRORS)
+    def linkage_runs(user: Caller) -> dict:
+        """Every finished link run with its figures and entity-change counts, and which one
+        is current: the operation `joinedup runs list` runs."""
+        return ops.linkage.list_runs(ctx, user)
+
+    @app.get("/v1/linkage/runs/{run}", tags=["linkage"], responses=ERRORS)
+    def linkage_run(user: Caller, run: str) -> dict:
+        """One link run's summary and its entity changes (ids) against the run before it:
+        the operation `joinedup runs show` runs."""
+        return ops.linkage.show_run(ctx, user, ops.linkage.RunRequest(run))
+
     @app.post("/v1/linkage/runs/rollback", tags=["linkage"], responses=ERRORS)
     def linkage_runs_rollback(user: Caller, body: RollbackIn) -> dict:
         """Make an earlier link run current again (decided, recorded, then switched): the

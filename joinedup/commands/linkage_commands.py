@@ -163,10 +163,10 @@ def runs_list(home: Path | None, as_json: bool) -> None:
     """Every finished run, oldest first; * marks the current one."""
     import json as _json
 
-    from linkage.runs import list_runs
+    from joinedup.operations import linkage as linkage_ops
 
-    h = _load_home(home)
-    runs = list_runs(h.runs_dir)
+    with _Officer(home) as officer:
+        runs = linkage_ops.list_runs(officer.ctx, officer.caller)["runs"]
     if as_json:
         click.echo(_json.dumps(runs, indent=2))
         return
@@ -188,16 +188,10 @@ def runs_show(home: Path | None, as_json: bool, limit: int, run: str | None) -> 
     """One run (default: the current one): figures and entity changes with ids."""
     import json as _json
 
-    from linkage.runs import RunsError, current_run_name, resolve_run, run_details
+    from joinedup.operations import linkage as linkage_ops
 
-    h = _load_home(home)
-    try:
-        name = run or current_run_name(h.runs_dir)
-        if name is None:
-            raise RunsError("no current run")
-        details = run_details(resolve_run(h.runs_dir, name))
-    except RunsError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with _Officer(home) as officer:
+        details = linkage_ops.show_run(officer.ctx, officer.caller, linkage_ops.RunRequest(run))
     if as_json:
         click.echo(_json.dumps(details, indent=2, default=str))
         return

@@ -168,6 +168,48 @@ def rollback_run(ctx: HomeContext | ServiceContext, caller: Caller,
         return {"run": to, "previous": current, "event_id": event_id}
 
 
+REPORT_READ = "linkage.report.read"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    run: str | None = None  # a run under HOME/runs; None: the current one
+
+
+def list_runs(ctx: HomeContext | ServiceContext, caller: Caller) -> dict:
+    """Every finished link run, oldest first, with its headline figures and entity-change
+    counts, and which one is current. Decided as `linkage.report.read` (`joinedup runs
+    list`, `GET /v1/linkage/runs`, the data officer's runs page)."""
+    from linkage.runs import current_run_name
+    from linkage.runs import list_runs as finished_runs
+
+    with Action(ctx, caller, REPORT_READ, purpose=PURPOSE) as act:
+        act.decide({})
+        runs_dir = ctx.home.runs_dir
+        return {"current": current_run_name(runs_dir), "runs": finished_runs(runs_dir)}
+
+
+def show_run(ctx: HomeContext | ServiceContext, caller: Caller, request: RunRequest) -> dict:
+    """One run (default: the current one): its summary and its entity changes, with ids,
+    against the run before it. Decided as `linkage.report.read` before any run is looked
+    at (a refusal says nothing about the runs)."""
+    from linkage.runs import RunsError, current_run_name, resolve_run, run_details
+
+    with Action(ctx, caller, REPORT_READ, purpose=PURPOSE) as act:
+        if request.run is not None:
+            check_run_name(request.run)  # invalid: recorded as request.invalid on exit
+        act.decide({})
+        name = request.run or current_run_name(ctx.home.runs_dir)
+        if name is None:
+            raise NotFound("no link run yet (run `joinedup link`)")
+        try:
+            details = run_details(resolve_run(ctx.home.runs_dir, name))
+        except RunsError as exc:
+            raise NotFound(f"no finished link run named {name}") from exc
+        details["current"] = name == current_run_name(ctx.home.runs_dir)
+        return details
+
+
 def switch_current(runs_dir: Path, name: str, action: str = "link", actor: str = "service") -> None:
     """Point runs/CURRENT at `name` (atomic), noting the change in runs/HISTORY.jsonl."""
     from linkage.runs import current_run_name, set_current

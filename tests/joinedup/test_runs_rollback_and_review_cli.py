@@ -231,3 +231,49 @@ def test_review_commands_without_the_grant_are_refused_and_show_nothing(home):
         assert all(e["type"] == "policy.decision" and e["allow"] is False for e in new)
     finally:
         shutil.rmtree(policy)
+
+
+def test_runs_list_and_show_are_decided_reads_shared_by_the_cli_and_the_api(home):
+    from fastapi.testclient import TestClient
+
+    from joinedup.api import create_app
+    from joinedup.users import open_user_store
+
+    before = len(_ledger(home))
+    listed = json.loads(_ok("runs", "list", "--home", str(home.root), "--json"))
+    assert [r["run"] for r in listed] == ["demo-run", "run2"]
+    assert [r["current"] for r in listed] == [False, True]
+    shown = json.loads(_ok("runs", "show", "--home", str(home.root), "demo-run", "--json"))
+    assert shown["run"] == "demo-run" and shown["current"] is False
+    assert shown["summary"]["entities"] == listed[0]["entities"]
+    new = _new(home, before)
+    assert [(e["type"], e["action"], e["allow"]) for e in new] == [
+        ("policy.decision", "linkage.report.read", True)] * 2
+    bad = _run("runs", "show", "--home", str(home.root), "nope")
+    assert bad.exit_code != 0 and "no finished link run named nope" in bad.output
+
+    store = open_user_store(home)
+    officer = {"Authorization": f"Bearer {store.add('data_officer', 'linkage-unit')[1]}"}
+    adviser = {"Authorization": f"Bearer {store.add('adviser', 'csc-margate')[1]}"}
+    with TestClient(create_app(home.root)) as client:
+        assert client.get("/v1/linkage/runs", headers=officer).json()["runs"] == listed
+        assert client.get("/v1/linkage/runs/demo-run", headers=officer).json() == shown
+        assert client.get("/v1/linkage/runs/nope", headers=officer).status_code == 404
+        # another role: refused, the same answer for a run that exists and one that does not
+        answers = [client.get(f"/v1/linkage/runs/{r}", headers=adviser) for r in ("demo-run", "nope")]
+        assert [a.status_code for a in answers] == [403, 403]
+        bodies = [{k: v for k, v in a.json().items() if k != "decision_id"} for a in answers]
+        assert bodies[0] == bodies[1] and answers[0].json().get("decision_id")
+        assert "demo-run" not in answers[0].text
+        assert client.get("/v1/linkage/runs", headers=adviser).status_code == 403
+
+
+def test_runs_list_without_the_grant_is_refused(home):
+    policy = _without_grant(home, "linkage.report.read")
+    try:
+        for args in (("runs", "list"), ("runs", "show", "demo-run")):
+            res = _run(*args, "--home", str(home.root))
+            assert res.exit_code != 0 and "refused" in res.output, (args, res.output)
+            assert "demo-run" not in res.output
+    finally:
+        shutil.rmtree(policy)

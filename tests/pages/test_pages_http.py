@@ -4,6 +4,7 @@ configuration the pages use, and the same refusal for the page as for the API.""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -195,6 +196,10 @@ def test_changes_between_runs_are_classified(world: World):
         pq.write_table(pa.table({"entity_id": [r[0] for r in rows],
                                  "source": [r[1] for r in rows], "ref": [r[2] for r in rows]}),
                        world.home.runs_dir / name / "entities.parquet")
+        # a finished run has its summary too (runs without one are not listed)
+        (world.home.runs_dir / name / "summary.json").write_text(json.dumps(
+            {"created_at": f"2026-01-0{1 + (name == 't-after')}T00:00:00+00:00",
+             "records": len(rows), "entities": len(entities)}))
 
     run("t-before", {"a": ["1", "2"], "b": ["3"], "c": ["4"], "d": ["5", "6"], "g": ["9"]})
     run("t-after", {"A": ["1", "2"], "BC": ["3", "4"], "D1": ["5"], "D2": ["6"], "N": ["7"]})

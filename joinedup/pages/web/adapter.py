@@ -27,7 +27,6 @@ caseload = interim.caseload
 record_self_reported = interim.record_self_reported
 outcomes_by_provider = interim.outcomes_by_provider
 find_decision = interim.find_decision
-link_runs = interim.link_runs
 run_changes = interim.run_changes
 quality_report_html = interim.quality_report_html
 ledger_status = interim.ledger_status
@@ -37,6 +36,17 @@ trigger_questions = interim.trigger_questions
 outcome_schedule = interim.outcome_schedule
 refuse_page = interim.refuse_page
 role_may = interim.role_may
+
+
+# -- data officer -------------------------------------------------------------------------
+def link_runs(ctx: ServiceContext, caller: User) -> dict:
+    """`joinedup runs list`: every finished run, its figures, and which one is current."""
+    return ops.linkage.list_runs(ctx, caller)
+
+
+def link_run(ctx: ServiceContext, caller: User, run: str | None = None) -> dict:
+    """`joinedup runs show`: one run's summary and entity changes (default: the current)."""
+    return ops.linkage.show_run(ctx, caller, ops.linkage.RunRequest(run))
 
 
 # -- adviser ----------------------------------------------------------------------------

@@ -487,23 +487,6 @@ def policy_register(ctx: ServiceContext, caller: User) -> dict:
 
 
 # -- data officer -------------------------------------------------------------------------
-def link_runs(ctx: ServiceContext, caller: User) -> dict:
-    """Every link run in the home, its summary, and which one is current."""
-    with Action(ctx, caller, "linkage.report.read", purpose="linkage_operations") as act:
-        act.decide({})
-    runs_dir = ctx.home.runs_dir
-    marker = runs_dir / "CURRENT"
-    current = marker.read_text().strip() if marker.exists() else None
-    runs = []
-    for run in sorted(p for p in runs_dir.glob("*") if p.is_dir()) if runs_dir.is_dir() else []:
-        summary_path = run / "summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        runs.append({"run": run.name, "current": run.name == current,
-                     "status": "complete" if (run / "entities.parquet").exists() else "incomplete",
-                     "summary": summary})
-    return {"current": current, "runs": runs}
-
-
 def _run_dir(ctx: ServiceContext, name: str) -> Path:
     run = ctx.home.runs_dir / name
     if not name or "/" in name or name.startswith(".") or not (run / "entities.parquet").exists():

@@ -491,12 +491,11 @@ def _data_officer(router: APIRouter) -> None:
 
     @page(router, "/data/quality", "linkage.report.read", roles)
     def quality(p: Page):
-        found = p.call(adapter.link_runs)
-        run = p.query("run") or found["current"]
-        chosen = next((r for r in found["runs"] if r["run"] == run), None)
-        if chosen is None:
+        try:
+            chosen = p.call(adapter.link_run, p.query("run") or None)
+        except InvalidInput:  # not a run's name: no such run, as for an unknown name
             return p.render("not_found.html", 404, title="Not found", message="No such link run")
-        return p.render("data_quality.html", title=f"Linkage quality: {run}", run=chosen)
+        return p.render("data_quality.html", title=f"Linkage quality: {chosen['run']}", run=chosen)
 
     @page(router, "/data/quality/report", "linkage.report.read", roles)
     def quality_report(p: Page):
@@ -509,7 +508,7 @@ def _data_officer(router: APIRouter) -> None:
     @page(router, "/data/changes", "linkage.report.read", roles)
     def changes(p: Page):
         found = p.call(adapter.link_runs)
-        names = [r["run"] for r in found["runs"] if r["status"] == "complete"]
+        names = [r["run"] for r in found["runs"]]
         before, after = p.query("before"), p.query("after")
         if "before" not in p.request.query_params:
             return p.render("data_changes.html", title="Changes between runs", names=names,
