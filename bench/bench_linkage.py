@@ -5,13 +5,15 @@ and end-to-end scale on the synthetic sources.
     .venv/bin/python bench/bench_linkage.py scale --people 5000 50000 1070000 [--src-dir DIR]
     .venv/bin/python bench/bench_linkage.py score --people 50000
     .venv/bin/python bench/bench_linkage.py blocking --people 5350 53500 535000 1070000
-    .venv/bin/python bench/bench_linkage.py spark --people 53500 535000
+    .venv/bin/python bench/bench_linkage.py spark --people 5350 53500 535000 1070000 [--src-dir DIR]
     .venv/bin/python bench/bench_linkage.py spark-dice --pairs 2000000
 
 Prints one line per measurement; peak memory is this process's max RSS, except `scale`:
 there ours (extract + link) and plaintext Splink on the same people each run in a fresh
 process, and the peak is that process tree's resident memory (children included), sampled
 from /proc every 0.2 s; `scale` prints ours / plaintext Splink for time and memory.
+`spark` measures each engine's `joinedup link` process tree the same way (the JVM and
+Spark's Python workers included), overall and per stage.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -767,39 +770,112 @@ def blocking(args) -> None:
               f"{max(per_record) / min(per_record):.2f} (target <= 2)")
 
 
+STAGES = ("load", "blocking", "train", "predict", "cluster", "report")
+
+
+def _sample_tree(pid: int, samples: list[tuple[float, float]], done, marker: Path | None = None,
+                 marks: list[float] | None = None) -> None:
+    """Append (perf_counter, tree RSS MB) of `pid` every 0.2 s until `done` is set; when
+    `marker` first exists, append that moment to `marks` (a stage boundary)."""
+    while not done.is_set():
+        samples.append((time.perf_counter(), _tree_rss_mb(pid)))
+        if marker is not None and not marks and marker.exists():
+            marks.append(time.perf_counter())
+        done.wait(0.2)
+
+
+def _stage_peaks(samples: list[tuple[float, float]], started: float, run_end: float,
+                 timings: dict[str, float]) -> dict[str, float]:
+    """Peak tree RSS (MB) in each stage of a link run. The run's stage times (summary.json)
+    are laid back from `run_end` (when the run directory appeared); before the first stage
+    is "startup" (interpreter, imports, and for Spark the JVM and session); after the run
+    directory appeared is "commit" (ledger, Spark stopping)."""
+    bounds, t = [], run_end
+    stages = [s for s in STAGES if s in timings]
+    for name in reversed(stages):
+        bounds.append((name, t - timings[name], t))
+        t -= timings[name]
+    bounds.append(("startup", started, t))
+    bounds.reverse()
+    bounds.append(("commit", run_end, float("inf")))
+    peaks = {}
+    for name, a, b in bounds:
+        inside = [mb for at, mb in samples if a <= at < b]
+        peaks[name] = round(max(inside)) if inside else None
+    return peaks
+
+
+def _link_measured(work: Path, extracts: list[str], engine: str) -> dict:
+    """`joinedup link --engine <engine>` in a fresh process: wall seconds, peak RSS of its
+    process tree (the JVM and Spark's Python workers included), peak per stage, summary."""
+    import threading
+
+    exe = Path(sys.executable).with_name("joinedup")
+    run_dir = work / "home" / "runs" / engine
+    samples: list[tuple[float, float]] = []
+    marks: list[float] = []
+    done = threading.Event()
+    t = time.perf_counter()
+    proc = subprocess.Popen([str(exe), "link", "--home", str(work / "home"), *extracts, "--out", engine,
+                             "--engine", engine], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sampler = threading.Thread(target=_sample_tree, args=(proc.pid, samples, done, run_dir / "summary.json",
+                                                          marks), daemon=True)
+    sampler.start()
+    out = proc.communicate()[0]
+    seconds = time.perf_counter() - t
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        peak = max((mb for _, mb in samples), default=0)
+        raise SystemExit(f"joinedup link --engine {engine} failed after {seconds:.0f} s "
+                         f"(peak tree RSS {peak:.0f} MB):\n{out[-3000:]}")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    run_end = marks[0] if marks else t + seconds
+    return {"seconds": seconds, "peak_mb": max(mb for _, mb in samples), "summary": summary,
+            "stage_peak_mb": _stage_peaks(samples, t, run_end, summary["timings_s"])}
+
+
 def spark(args) -> None:
     """`joinedup link` on DuckDB and on Spark (local[2]) over the same extracts, through the
     real CLI (default settings), for each size: wall time of each engine, the ratio
-    Spark / DuckDB (the named baseline), each run's stage timings, whether the entities are
-    the same, and each candidate rule's comparisons (group sizes, from summary.json)."""
+    Spark / DuckDB (the named baseline), each run's stage timings, peak RSS of each link's
+    process tree (JVM included) overall and per stage, whether the entities are the same,
+    and each candidate rule's comparisons (group sizes, from summary.json). With --src-dir
+    the synthetic sources are kept there (people-<N>) and reused by a later run."""
+    import threading
     from concurrent.futures import ProcessPoolExecutor
 
     import duckdb
 
     from connectors.keys import KeyRing, new_master_secret
-    from connectors.synth import write_synthetic_sources
     from tests.linkage.quality import INPUTS
 
     for people in args.people:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
+            src = Path(args.src_dir) / f"people-{people}" if args.src_dir else work / "src"
+            src.mkdir(parents=True, exist_ok=True)
             keyring = KeyRing(new_master_secret(), "spark-bench")
-            t0 = time.perf_counter()
-            write_synthetic_sources(work / "src", people, 3)
-            jobs = [(keyring, kind, str(work / "src" / name), work / "staged" / kind)
+            t_synth = _synthesise(people, src)
+            jobs = [(keyring, kind, str(src / name), work / "staged" / kind)
                     for kind, name in INPUTS.items()]
+            order = sorted(range(len(jobs)), key=lambda j: -_source_bytes(Path(jobs[j][2])))
+            samples: list[tuple[float, float]] = []
+            done = threading.Event()
+            sampler = threading.Thread(target=_sample_tree, args=(os.getpid(), samples, done), daemon=True)
+            sampler.start()
+            t0 = time.perf_counter()
             with ProcessPoolExecutor(2) as pool:
-                list(pool.map(_extract_one, jobs))
-            print(f"{people} people: synth + extract {time.perf_counter() - t0:.0f} s", flush=True)
+                list(pool.map(_extract_one, [jobs[j] for j in order]))
+            t_extract = time.perf_counter() - t0
+            done.set()
+            sampler.join()
+            print(f"{people} people: synth {t_synth:.0f} s ({'reused' if not t_synth else 'new'}, {src}), "
+                  f"extract {t_extract:.0f} s (2 workers; peak RSS of this process and the workers "
+                  f"{max(mb for _, mb in samples):.0f} MB)", flush=True)
             _cli("init", "--home", str(work / "home"))
             extracts = [a for k in INPUTS for a in ("--extracts", str(work / "staged" / k))]
-            seconds, summaries = {}, {}
-            for engine in ("duckdb", "spark"):
-                t = time.perf_counter()
-                _cli("link", "--home", str(work / "home"), *extracts, "--out", engine,
-                     "--engine", engine)
-                seconds[engine] = time.perf_counter() - t
-                summaries[engine] = json.loads((work / "home" / "runs" / engine / "summary.json").read_text())
+            runs = {engine: _link_measured(work, extracts, engine) for engine in ("duckdb", "spark")}
             parts = []
             for engine in ("duckdb", "spark"):
                 rows = duckdb.connect().execute(
@@ -807,13 +883,17 @@ def spark(args) -> None:
                     "GROUP BY entity_id", [str(work / "home" / "runs" / engine / "entities.parquet")]
                 ).fetchall()
                 parts.append({tuple(r[0]) for r in rows})
-            n = summaries["duckdb"]["records"]
-            print(f"{people} people, {n} records: link duckdb {seconds['duckdb']:.1f} s, "
-                  f"spark local[2] {seconds['spark']:.1f} s (spark / duckdb {seconds['spark'] / seconds['duckdb']:.2f}); "
-                  f"same entities: {parts[0] == parts[1]} ({summaries['spark']['entities']})", flush=True)
-            for engine in ("duckdb", "spark"):
-                print(f"    {engine} stages (s): {summaries[engine]['timings_s']}", flush=True)
-            b = summaries["duckdb"]["blocking"]
+            d, s = runs["duckdb"], runs["spark"]
+            n = d["summary"]["records"]
+            print(f"{people} people, {n} records: link duckdb {d['seconds']:.1f} s, "
+                  f"spark local[2] {s['seconds']:.1f} s (spark / duckdb {s['seconds'] / d['seconds']:.2f}); "
+                  f"peak RSS of the process tree duckdb {d['peak_mb']:.0f} MB, spark {s['peak_mb']:.0f} MB "
+                  f"(spark / duckdb {s['peak_mb'] / d['peak_mb']:.2f}); "
+                  f"same entities: {parts[0] == parts[1]} ({s['summary']['entities']})", flush=True)
+            for engine, r in runs.items():
+                print(f"    {engine} stages (s): {r['summary']['timings_s']}", flush=True)
+                print(f"    {engine} peak RSS per stage (MB): {r['stage_peak_mb']}", flush=True)
+            b = d["summary"]["blocking"]
             print(f"    comparisons scored: {b['comparisons']} ({b['comparisons_per_record']} per record)")
             for c in b["candidates"]:
                 print(f"    {'+' if c['chosen'] else '-'} {c['comparisons'] / n:9.3f}/rec "
@@ -826,8 +906,6 @@ def spark_dice(args) -> None:
     a higher-order function over an array of words, and a vectorised (pandas) UDF over the
     BLOBs with numpy. Each sums the Dice of every pair (so every pair is computed);
     prints seconds and the ratio to the built-ins (the baseline), and checks the sums agree."""
-    import os
-
     import numpy as np
     import pandas as pd
 
@@ -924,7 +1002,7 @@ def main() -> None:
                                            "_scale_one", "_splink_one"])
     parser.add_argument("--people", type=int, nargs="+", default=[5000, 50000])
     parser.add_argument("--threshold", type=float, default=0.9)
-    parser.add_argument("--src-dir", help="scale: keep (and reuse) the synthetic sources here")
+    parser.add_argument("--src-dir", help="scale, spark: keep (and reuse) the synthetic sources here")
     parser.add_argument("--work", help="_scale_one: work directory")
     parser.add_argument("--no-splink", action="store_true", help="scale: ours only")
     parser.add_argument("--pairs", type=float, default=2e6, help="spark-dice: pairs to score")
