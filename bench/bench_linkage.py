@@ -267,21 +267,26 @@ def _cli(*argv: str) -> None:
 
 
 def bench_ours_cli(frames: dict, work: Path, settings: dict | None = None,
-                   scheme: str | None = None, extra_match_keys: bool = False) -> tuple[float, set, dict]:
+                   scheme: str | None = None, extra_match_keys: bool = False,
+                   encoding: dict | None = None) -> tuple[float, set, dict]:
     """init, extract (one per file), ingest, link: the real CLI a data officer runs; the
     default settings unless `settings` (then written to a file and passed with --settings);
-    the home's default encoding unless `scheme` ("v1": the previous encoding)."""
+    the home's default encoding unless `scheme` ("v1": the previous encoding) or other
+    `[encoding]` entries (`encoding`, e.g. {"filters": [...]}) are given."""
     import duckdb
 
     home = work / "home"
     _cli("init", "--home", str(home))
-    if scheme or extra_match_keys:
+    entries = dict(encoding or {})
+    if scheme:
+        entries["scheme"] = scheme
+    if extra_match_keys:
+        entries["extra_match_keys"] = True
+    if entries:
         with open(home / "joinedup.toml", "a") as f:
             f.write("\n[encoding]\n")
-            if scheme:
-                f.write(f'scheme = "{scheme}"\n')
-            if extra_match_keys:
-                f.write("extra_match_keys = true\n")
+            for key, value in entries.items():
+                f.write(f"{key} = {json.dumps(value)}\n")  # JSON scalars and lists are TOML
     (work / "map.toml").write_text(FEBRL_MAPPING)
     started = time.perf_counter()
     dirs = []

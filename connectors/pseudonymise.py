@@ -219,8 +219,23 @@ class EncodingSettings:
     blip_f: float = 0.02
     scheme: str = SCHEME
     extra_match_keys: bool = False
+    # The salted filters this deployment publishes (v2). Fewer views: fewer pairs with an
+    # agreeing salt can be compared, and less for a curious linkage unit to count; the
+    # privacy / quality frontier of the choices is measured in bench/RESULTS-privacy.md.
+    filters: tuple[str, ...] = CLK_COLUMNS
 
     def __post_init__(self) -> None:
+        if isinstance(self.filters, list):
+            object.__setattr__(self, "filters", tuple(self.filters))
+        if (not isinstance(self.filters, tuple) or not all(isinstance(f, str) for f in self.filters)
+                or len(set(self.filters)) != len(self.filters)):
+            raise ValueError(f"filters must be a list of distinct names among {list(CLK_COLUMNS)}")
+        unknown_filters = set(self.filters) - set(CLK_COLUMNS)
+        if unknown_filters:
+            raise ValueError(f"filters: unknown filter(s) {sorted(unknown_filters)}; "
+                             f"choose among {list(CLK_COLUMNS)}")
+        if self.scheme != "v2" and self.filters != CLK_COLUMNS:
+            raise ValueError("filters applies to scheme v2 only")
         if self.clk_bits <= 0 or self.clk_bits % 64:
             raise ValueError("clk_bits must be a positive multiple of 64")
         if self.scheme not in SCHEMES:
@@ -265,13 +280,16 @@ class EncodingSettings:
             out["blip_f"] = self.blip_f
         if self.extra_match_keys:
             out["extra_match_keys"] = True
+        if self.filters != CLK_COLUMNS:
+            out["filters"] = list(self.filters)
         return out
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any] | None) -> EncodingSettings:
         if not doc:
             return cls()
-        allowed = {"clk_bits", "clk_k", "clk_k_fields", "hardening", "blip_f", "scheme", "extra_match_keys"}
+        allowed = {"clk_bits", "clk_k", "clk_k_fields", "hardening", "blip_f", "scheme", "extra_match_keys",
+                   "filters"}
         unknown = set(doc) - allowed - {"token_bytes"}
         if unknown:
             raise ValueError(f"encoding settings: unknown key(s) {sorted(unknown)}")
@@ -767,6 +785,9 @@ class IdentityEncoder:
         # filter by the postcode (SALTED_FILTERS).
         salt_rows: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
         for column, (source, salt_parts, which) in SALTED_FILTERS.items():
+            if column not in self.settings.filters:  # not published by this deployment
+                columns[column] = pa.nulls(n, pa.binary())
+                continue
             if salt_parts not in salt_rows:
                 salts, salted = self.salts(p, salt_parts, which)
                 rows = np.full(n, -1, dtype=np.int64)

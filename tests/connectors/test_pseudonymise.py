@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 import duckdb
 import numpy as np
@@ -276,3 +277,33 @@ def test_settings_recorded_for_the_manifest():
     assert m["clk_bits"] == 1024 and m["clk_k"] == 20 and m["token_bytes"] == 8
     assert m["hardening"] == "blip" and m["blip_f"] == 0.03
     assert EncodingSettings.from_dict(m) == EncodingSettings(hardening="blip", blip_f=0.03)
+
+
+def test_a_deployment_may_publish_fewer_filters():
+    """`[encoding] filters`: the salted filters not listed are written as nulls (the same
+    columns, nothing in them), the listed ones are unchanged, and the manifest says which."""
+    full = IdentityEncoder(keyring()).encode_identity(person())
+    first_views = ("clk_given", "clk_family", "clk_address")
+    settings = EncodingSettings.from_dict({"filters": list(first_views)})
+    fewer = IdentityEncoder(keyring(), settings).encode_identity(person())
+    assert set(fewer) == set(full)
+    for column in CLK_COLUMNS:
+        if column in first_views:
+            assert fewer[column] is not None and fewer[column] == full[column], column
+        else:
+            assert fewer[column] is None and full[column] is not None, column
+    assert {c: v for c, v in fewer.items() if not c.startswith("clk_")} == \
+        {c: v for c, v in full.items() if not c.startswith("clk_")}
+    assert settings.manifest()["filters"] == list(first_views)
+    assert "filters" not in EncodingSettings().manifest()  # the default publishes all six
+    assert EncodingSettings.from_dict(settings.manifest()) == settings
+
+
+@pytest.mark.parametrize("filters, says", [
+    (["clk_nope"], "unknown filter(s) ['clk_nope']"),
+    (["clk_given", "clk_given"], "distinct names"),
+    ("clk_given", "must be a list"),
+])
+def test_filters_setting_is_validated(filters, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        EncodingSettings.from_dict({"filters": filters})
