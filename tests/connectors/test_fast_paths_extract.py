@@ -181,3 +181,55 @@ def test_the_pandas_probe_is_skipped_and_pandas_still_works_after():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "DataFrame"]
+
+
+def _patients(n: int, seed: int) -> list[dict]:
+    """Patients with every element sometimes absent, blank, padded, repeated or of a wrong
+    JSON type (which `flatten_patient` refuses)."""
+    rng = random.Random(seed)
+    odd = [None, "", "  ", 7, True, [], {}, ["x"], " a b "]
+
+    def text(word: str) -> object:
+        r = rng.random()
+        return rng.choice(odd) if r < 0.08 else f" {word} " if r < 0.2 else word
+
+    def several(make, k: int) -> object:
+        if rng.random() < 0.05:
+            return rng.choice([None, "x", {}, [1], [None], ["y"]])
+        return [make() for _ in range(rng.randint(0, k))]
+
+    out = []
+    for i in range(n):
+        p = {"resourceType": "Patient", "id": text(f"p{i}")}
+        p["identifier"] = several(lambda: {"system": rng.choice(
+            ["https://fhir.nhs.uk/Id/nhs-number", "other", None, 3]), "value": text(str(rng.randint(1, 99)))}, 3)
+        p["name"] = several(lambda: {"use": text(rng.choice(["official", "usual", "old"])),
+                                     "given": several(lambda: text(rng.choice(["ann", "bo", "cy"])), 3),
+                                     "family": text(rng.choice(["lee", "ng"]))}, 3)
+        p["birthDate"] = text("1990-01-02")
+        p["gender"] = text("female")
+        p["address"] = several(lambda: {"use": text(rng.choice(["home", "work"])),
+                                        "line": several(lambda: text("1 high st"), 2),
+                                        "city": text("ely"), "postalCode": text("CB1 1AA")}, 3)
+        for key in list(p):
+            if key != "resourceType" and rng.random() < 0.1:
+                del p[key]
+        out.append(p)
+    return out
+
+
+def test_nhs_flat_values_equal_flatten_patient():
+    from connectors.sources.nhs import PATIENT_FIELDS, Malformed, flat_values, flatten_patient
+
+    refused = 0
+    for patient in _patients(4000, seed=11):
+        try:
+            flat = flatten_patient(patient)
+        except Malformed as exc:
+            refused += 1
+            with pytest.raises(Malformed) as got:
+                flat_values(patient)
+            assert (got.value.field, got.value.reason) == (exc.field, exc.reason)
+            continue
+        assert flat_values(patient) == tuple(flat[f] for f in PATIENT_FIELDS)
+    assert 200 < refused < 3800  # both kinds of patient were tried
