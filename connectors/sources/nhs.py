@@ -291,14 +291,10 @@ def tuple_columns_picker(mapping: Mapping) -> Callable[[list[tuple]], dict[str, 
         return out
 
     def pick(rows: list[tuple]) -> dict[str, list[str | None]]:
-        out = {}
-        for name, at in specs:
-            if len(at) == 1:
-                j = at[0]
-                out[name] = [None if v is None or v == "" else (str(v).strip() or None) for v in (r[j] for r in rows)]
-            else:
-                out[name] = several(rows, at)
-        return out
+        # `flat_values` gives None or stripped non-empty text, which `columns_picker` keeps
+        # as it is: a one-column field is the column itself (all transposed at once, in C).
+        by_field = list(zip(*rows, strict=True)) if rows else [()] * len(PATIENT_FIELDS)
+        return {name: list(by_field[at[0]]) if len(at) == 1 else several(rows, at) for name, at in specs}
 
     return pick
 
