@@ -62,10 +62,11 @@ def _link_settings(scheme: str) -> dict:
 # ------------------------------------------------------------------ extraction speed
 
 
-def encode_throughput(src: Path, scheme: str, workers: int = 1) -> tuple[int, float]:
-    """(records, seconds) of the column-wise encode step alone (standardise + encode, what
-    `joinedup extract` runs per batch) over every source's batches, all read into memory
-    first; with `workers` > 1, through the extract's worker processes (connectors.parallel),
+def encode_throughput(src: Path, scheme: str, workers: int = 1) -> tuple[int, float, float]:
+    """(records, seconds, reading seconds) of the column-wise encode step alone (standardise
+    + encode, what `joinedup extract` runs per batch) over every source's batches, all read
+    into memory first (the reading step, timed on its own: the readers as the command runs
+    them); with `workers` > 1, through the extract's worker processes (connectors.parallel),
     one pool per source as in the command, pool start-up included."""
     from connectors.columnar import ColumnarEncoder
     from connectors.keys import KeyRing, new_master_secret
@@ -76,10 +77,12 @@ def encode_throughput(src: Path, scheme: str, workers: int = 1) -> tuple[int, fl
 
     keyring = KeyRing(new_master_secret(), "speed")
     sources = []
+    reading = time.perf_counter()
     for kind, name in INPUTS.items():
         mapping = effective_mapping(kind, None)
         sources.append((mapping, [(None, cols) for _rows, cols, _inds
                                   in read_batches(kind, str(src / name), mapping, 20_000, lambda _r: None)]))
+    reading = time.perf_counter() - reading
     n = sum(len(cols["local_id"]) for _m, batches in sources for _, cols in batches)
     settings = _settings(scheme)
     started = time.perf_counter()
@@ -90,7 +93,7 @@ def encode_throughput(src: Path, scheme: str, workers: int = 1) -> tuple[int, fl
             return ColumnarEncoder(IdentityEncoder(keyring, settings), mapping)
         for _ in encode_in_order(iter(batches), make, workers):
             pass
-    return n, time.perf_counter() - started
+    return n, time.perf_counter() - started, reading
 
 
 def cli_extract_all(src: Path, work: Path, scheme: str, workers: int | None = None,
@@ -265,6 +268,7 @@ def main() -> None:
     say("\n## Extraction speed\n")
     say(f"uptime before: {_uptime()}")
     enc_best: dict[str, tuple[int, float]] = {}
+    read_best = float("inf")  # the reading step alone (the same readers for every scheme)
     cli_best: dict[str, tuple[int, float, float]] = {}
 
     def keep(label: str, run: tuple[int, float, float]) -> None:
@@ -274,12 +278,13 @@ def main() -> None:
     for _round in range(args.rounds):
         for scheme in SCHEMES:
             if not args.no_encode_step:
-                n, s = encode_throughput(src, scheme)
+                n, s, r = encode_throughput(src, scheme)
+                read_best = min(read_best, r)
                 if scheme not in enc_best or s < enc_best[scheme][1]:
                     enc_best[scheme] = (n, s)
             keep(scheme, cli_extract_all(src, work, scheme))
         if not args.no_encode_step:
-            n, s = encode_throughput(src, "v2", workers=2)
+            n, s, _r = encode_throughput(src, "v2", workers=2)
             if "v2-w2" not in enc_best or s < enc_best["v2-w2"][1]:
                 enc_best["v2-w2"] = (n, s)
             # The default encoding again with two encoding processes (`--workers 2`).
@@ -309,6 +314,10 @@ def main() -> None:
             n, inside, wall = cli_best[f"{scheme}-at-once"]
             say(f"| {scheme}, {args.at_once} commands at a time | {n} | {wall:.2f} | {n / wall:,.0f} "
                 f"| {inside:.2f} | {n / inside:,.0f} | | |")
+    if enc_best:
+        n = cli_best["v2"][0]
+        say(f"\nreading step alone (the four readers, batches kept in memory, no encoding): "
+            f"{read_best:.2f} s, {n / read_best:,.0f} records/s")
     if "v2-w2" in cli_best:
         say(f"\n`--workers 2` / 1 (v2, wall): {cli_best['v2'][2] / cli_best['v2-w2'][2]:.2f}")
     pairs = [("whole extract (wall)", cli_best["v2"][2], cli_best["v1"][2]),
