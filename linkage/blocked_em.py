@@ -30,7 +30,7 @@ import numpy as np
 from splink import DuckDBAPI, Linker
 
 from linkage.clk import band_columns
-from linkage.em import RECORDS_TABLE, pattern_counts
+from linkage.em import RECORDS_TABLE, pattern_counts, vector_pattern_counts
 from linkage.model import linker_for_trained_model
 from linkage.settings import equality_terms
 
@@ -45,11 +45,13 @@ PSEUDO_COUNT = 0.5
 MIN_CLASS_PAIRS = 25
 
 
-def fit(linker: Linker, con: Any, blocked_table: str) -> tuple[Linker, dict[str, Any]]:
+def fit(linker: Linker, con: Any, blocked_table: str,
+        vectors_table: str | None = None) -> tuple[Linker, dict[str, Any]]:
     """Re-estimate every comparison level's m and u, and the prior, on the blocked pairs
     in `blocked_table` (join_key_l, join_key_r, match_key). Returns the linker to score
     with (this one updated in place, or a stratified one; see `stratified_model`) and what
-    was done, for summary.json.
+    was done, for summary.json. `vectors_table` (linkage.predict.comparison_vectors of
+    these pairs), when given, supplies the patterns without computing any level again.
 
     The pairs that only a filter band blocks (linkage.clk) are fitted apart from those a
     match key or an identifier blocks: they are mostly neighbours and household members
@@ -62,11 +64,17 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> tuple[Linker, dict[str,
     rules = [r.blocking_rule_sql for r in settings_obj._blocking_rules_to_generate_predictions]
     band_keys = [str(i) for i, rule in enumerate(rules) if band_columns([rule])]
     in_bands = f"b.match_key IN ({', '.join(repr(k) for k in band_keys)})" if band_keys else "false"
-    pairs = (f"{blocked_table} b JOIN {RECORDS_TABLE} l ON l.unique_id = b.join_key_l "
-             f"JOIN {RECORDS_TABLE} r ON r.unique_id = b.join_key_r")
-    patterns, counts = pattern_counts(con, comparisons, f"{pairs} WHERE NOT ({in_bands})")
+    def patterns_where(where: str) -> tuple[np.ndarray, np.ndarray]:
+        if vectors_table is not None:
+            return vector_pattern_counts(con, comparisons, f"{vectors_table} b WHERE {where}")
+        pairs = (f"{blocked_table} b JOIN {RECORDS_TABLE} l ON l.unique_id = b.join_key_l "
+                 f"JOIN {RECORDS_TABLE} r ON r.unique_id = b.join_key_r")
+        return pattern_counts(con, comparisons, f"{pairs} WHERE {where}")
+
+    tables = [blocked_table] + ([vectors_table] if vectors_table else [])
+    patterns, counts = patterns_where(f"NOT ({in_bands})")
     if not len(counts):
-        _drop_band_rules(linker, con, blocked_table, band_keys)
+        _drop_band_rules(linker, con, tables, band_keys)
         return linker, {"blocked_pairs": 0, "iterations": 0, "applied": False,
                         "rejected_because": "no blocked pair"}
     total = float(counts.sum())
@@ -85,7 +93,7 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> tuple[Linker, dict[str,
     if keyed["problem"]:
         # EM found another split of the blocked pairs (e.g. households against the rest):
         # keep the trained model, and say so in summary.json.
-        _drop_band_rules(linker, con, blocked_table, band_keys)
+        _drop_band_rules(linker, con, tables, band_keys)
         return linker, {**info, "applied": False, "rejected_because": keyed["problem"]}
 
     # Set, not appended to the trained values: Splink's median over training sessions
@@ -99,7 +107,7 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> tuple[Linker, dict[str,
     if not band_keys:
         return linker, info
 
-    band_patterns, band_counts = pattern_counts(con, comparisons, f"{pairs} WHERE {in_bands}")
+    band_patterns, band_counts = patterns_where(in_bands)
     bands: dict[str, Any] = {"rules": [rules[int(k)] for k in band_keys], "blocked_pairs": int(band_counts.sum())}
     if len(band_counts):
         # Start from the keyed fit's view of these pairs.
@@ -111,7 +119,7 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> tuple[Linker, dict[str,
     else:
         problem = "no pair blocked only by a band"
     if problem:
-        _drop_band_rules(linker, con, blocked_table, band_keys)
+        _drop_band_rules(linker, con, tables, band_keys)
         return linker, {**info, "filter_bands": {**bands, "applied": False, "rejected_because": problem,
                                                  "dropped": "band rules left out of this run"}}
     key_rules = [r for i, r in enumerate(rules) if str(i) not in band_keys]
@@ -141,11 +149,13 @@ def _fit_stratum(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Level
     return {"m": m, "u": u, "share": share, "iterations": iterations, "problem": problem}
 
 
-def _drop_band_rules(linker: Linker, con: Any, blocked_table: str, band_keys: list[str]) -> None:
-    """Leave the band rules (the last rules) and their pairs out of this run."""
+def _drop_band_rules(linker: Linker, con: Any, tables: list[str], band_keys: list[str]) -> None:
+    """Leave the band rules (the last rules) and their pairs (in each of `tables`) out of
+    this run."""
     if not band_keys:
         return
-    con.execute(f"DELETE FROM {blocked_table} WHERE match_key IN ({', '.join(repr(k) for k in band_keys)})")
+    for table in tables:
+        con.execute(f"DELETE FROM {table} WHERE match_key IN ({', '.join(repr(k) for k in band_keys)})")
     brs = linker._settings_obj._blocking_rules_to_generate_predictions
     linker._settings_obj._blocking_rules_to_generate_predictions = [
         br for i, br in enumerate(brs) if str(i) not in band_keys]

@@ -28,7 +28,7 @@ from linkage.blocking import settings_with_chosen_rules
 from linkage.clk import add_band_columns, create_dice_macro, words_for_bits
 from linkage.clustering import assign_stable_ids, cluster_with_identifier_guard, fingerprint_sql
 from linkage.ingest import IngestedExtract, clk_bits_of, stack_sql
-from linkage.predict import predict_with_blocking_counts
+from linkage.predict import comparison_vectors, predict_with_blocking_counts
 from linkage.settings import default_settings, save_settings, validate_settings
 
 Progress = Callable[[str], None]
@@ -146,11 +146,19 @@ def _run(
     linker = model.make_linker(con, settings)
     model.train(linker, settings, lambda s: step(f"training: {s}"))
     blocked_fit = None
+    vectors = None
     if settings["training"].get("em_on_blocked_pairs", False):
         step("training: m, u and prior on the blocked pairs")
         # Cached by Splink: predict scores these same pairs without blocking again.
         blocked = linker.inference.compute_blocked_pairs_for_predict()
-        linker, blocked_fit = blocked_em.fit(linker, con, blocked.physical_name)
+        # Their levels, computed once: EM counts their patterns, predict scores them.
+        vectors = comparison_vectors(linker, blocked)
+        trained_linker = linker
+        linker, blocked_fit = blocked_em.fit(linker, con, blocked.physical_name, vectors.physical_name)
+        if linker is not trained_linker or spark_run is not None:
+            # A stratified model has other levels (and Spark scores its own pairs).
+            vectors.drop_table_from_database_and_remove_from_cache()
+            vectors = None
         # The run's settings and summary name the rules it scored with (person resolution
         # reads them): a refused band stratum drops the band rules.
         kept = blocked_em.kept_rules(linker)
@@ -168,7 +176,7 @@ def _run(
     # Every blocked pair is scored once; the prior is then re-estimated from them (m and
     # u fixed) and the weights shifted by the change, so no second scoring pass.
     if spark_run is None:
-        predictions, blocking_counts = predict_with_blocking_counts(linker, None, n_records)
+        predictions, blocking_counts = predict_with_blocking_counts(linker, None, n_records, vectors)
     else:
         predictions, blocking_counts = _predict_on_spark(con, linker, spark_run, words, n_records)
     pred_table = predictions.physical_name
