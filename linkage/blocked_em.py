@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,13 +46,18 @@ PSEUDO_COUNT = 0.5
 MIN_CLASS_PAIRS = 25
 
 
-def fit(linker: Linker, con: Any, blocked_table: str,
-        vectors_table: str | None = None) -> tuple[Linker, dict[str, Any]]:
+def fit(linker: Linker, con: Any, blocked_table: str, vectors_table: str | None = None,
+        train_m: Callable[[], None] | None = None) -> tuple[Linker, dict[str, Any]]:
     """Re-estimate every comparison level's m and u, and the prior, on the blocked pairs
     in `blocked_table` (join_key_l, join_key_r, match_key). Returns the linker to score
     with (this one updated in place, or a stratified one; see `stratified_model`) and what
     was done, for summary.json. `vectors_table` (linkage.predict.comparison_vectors of
     these pairs), when given, supplies the patterns without computing any level again.
+
+    `train_m`, when given, estimates the linker's m by the per-rule EM sessions
+    (linkage.model.train), which were not run: the fit then starts from the settings' m
+    (measured: the same fit as from the per-rule m, bench/RESULTS-linkage.md), and only if
+    it is refused are they run, and the fit made again from them, as without `train_m`.
 
     The pairs that only a filter band blocks (linkage.clk) are fitted apart from those a
     match key or an identifier blocks: they are mostly neighbours and household members
@@ -74,6 +80,8 @@ def fit(linker: Linker, con: Any, blocked_table: str,
     tables = [blocked_table] + ([vectors_table] if vectors_table else [])
     patterns, counts = patterns_where(f"NOT ({in_bands})")
     if not len(counts):
+        if train_m is not None:
+            train_m()
         _drop_band_rules(linker, con, tables, band_keys)
         return linker, {"blocked_pairs": 0, "iterations": 0, "applied": False,
                         "rejected_because": "no blocked pair"}
@@ -81,15 +89,23 @@ def fit(linker: Linker, con: Any, blocked_table: str,
 
     levels = [{lv.comparison_vector_value: lv for lv in cc._comparison_levels_excluding_null}
               for cc in comparisons]
-    m0 = [{g: _probability(lv.m_probability) for g, lv in lv_by_g.items()} for lv_by_g in levels]
-    u0 = [{g: _probability(lv.u_probability) for g, lv in lv_by_g.items()} for lv_by_g in levels]
     # The trained model's prior moved to the blocked pairs' scale.
     prior0 = float(settings_obj._probability_two_random_records_match)
     n = con.execute(f"SELECT count(*) FROM {RECORDS_TABLE}").fetchall()[0][0]
     share0 = min(max(prior0 * n * (n - 1) / 2.0 / total, 0.01), 0.99)
-    keyed = _fit_stratum(patterns, counts, m0, u0, share0, len(levels))
+
+    def fit_keyed() -> dict[str, Any]:
+        m0 = [{g: _probability(lv.m_probability) for g, lv in lv_by_g.items()} for lv_by_g in levels]
+        u0 = [{g: _probability(lv.u_probability) for g, lv in lv_by_g.items()} for lv_by_g in levels]
+        return _fit_stratum(patterns, counts, m0, u0, share0, len(levels))
+
+    keyed = fit_keyed()
+    start_m = "per-rule EM" if train_m is None else "settings"
+    if keyed["problem"] and train_m is not None:
+        train_m()
+        keyed, start_m = fit_keyed(), f"per-rule EM (from the settings' m: {keyed['problem']})"
     info = {"blocked_pairs": int(total), "patterns": len(counts), "iterations": keyed["iterations"],
-            "value": keyed["share"], "start": share0}
+            "value": keyed["share"], "start": share0, "start_m": start_m}
     if keyed["problem"]:
         # EM found another split of the blocked pairs (e.g. households against the rest):
         # keep the trained model, and say so in summary.json.

@@ -80,8 +80,16 @@ def train(
     linker: Linker,
     settings_doc: dict[str, Any],
     step: Callable[[str], None] = lambda _name: None,
-) -> None:
-    """Estimate the prior, u and m in place on the linker."""
+    per_rule_em: bool = True,
+) -> Callable[[], None] | None:
+    """Estimate the prior, u and m in place on the linker.
+
+    With `per_rule_em` False, m keeps the settings' starting values (floored) and the EM
+    sessions are not run: a run that re-fits m, u and the prior on its blocked pairs
+    (linkage.blocked_em) starts from there. Returns then the function that runs them as
+    `train` would have (from the same starting m), for when that fit is refused and the
+    trained model is scored instead; None when they ran here.
+    """
     training = settings_doc["training"]
     step("prior")
     try:
@@ -93,6 +101,24 @@ def train(
         logging.getLogger(__name__).info("prior not estimated: %s", exc)
     step("u")
     estimate_u(linker, training["u_max_pairs"], training.get("seed") or 0)
+    if per_rule_em:
+        _m_by_em(linker, settings_doc, step)
+        return None
+    levels = [lv for cc in linker._settings_obj.comparisons for lv in cc._comparison_levels_excluding_null]
+    start = [lv._m_probability for lv in levels]
+    floor_disagreement_m(linker, training.get("disagreement_m_floor", 0.0))
+
+    def m_by_em() -> None:
+        for lv, m in zip(levels, start, strict=True):
+            lv._m_probability = m
+        _m_by_em(linker, settings_doc, step)
+
+    return m_by_em
+
+
+def _m_by_em(linker: Linker, settings_doc: dict[str, Any], step: Callable[[str], None]) -> None:
+    """m by one EM session per training rule, then the disagreement floor."""
+    training = settings_doc["training"]
     for rule in training["em_blocking_rules"]:
         step(f"m: {rule}")
         # Splink's EM without term frequencies, its iterations run in numpy (linkage.em).

@@ -144,17 +144,20 @@ def _run(
     lap("blocking")
 
     linker = model.make_linker(con, settings)
-    model.train(linker, settings, lambda s: step(f"training: {s}"))
+    blocked_pairs_em = settings["training"].get("em_on_blocked_pairs", False)
+    # With EM on the blocked pairs, the per-rule EM runs only if that fit is refused.
+    train_m = model.train(linker, settings, lambda s: step(f"training: {s}"), per_rule_em=not blocked_pairs_em)
     blocked_fit = None
     vectors = None
-    if settings["training"].get("em_on_blocked_pairs", False):
+    if blocked_pairs_em:
         step("training: m, u and prior on the blocked pairs")
         # Cached by Splink: predict scores these same pairs without blocking again.
         blocked = linker.inference.compute_blocked_pairs_for_predict()
         # Their levels, computed once: EM counts their patterns, predict scores them.
         vectors = comparison_vectors(linker, blocked)
         trained_linker = linker
-        linker, blocked_fit = blocked_em.fit(linker, con, blocked.physical_name, vectors.physical_name)
+        linker, blocked_fit = blocked_em.fit(linker, con, blocked.physical_name, vectors.physical_name,
+                                             train_m)
         if linker is not trained_linker or spark_run is not None:
             # A stratified model has other levels (and Spark scores its own pairs).
             vectors.drop_table_from_database_and_remove_from_cache()
