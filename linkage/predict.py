@@ -47,7 +47,8 @@ def predict_with_blocking_counts(
             f"SELECT CAST(match_key AS INTEGER), count(*) FROM {blocked.physical_name} GROUP BY ALL"
         ).fetchall())
     finally:
-        blocked.drop_table_from_database_and_remove_from_cache()
+        # Ours when the run kept the pairs its rule choice counted (linkage.blocking).
+        blocked.drop_table_from_database_and_remove_from_cache(force_non_splink_table=True)
         if vectors is not None:
             vectors.drop_table_from_database_and_remove_from_cache()
     return predictions, blocking_count_records(linker, counts, records)

@@ -35,6 +35,7 @@ Progress = Callable[[str], None]
 
 
 ENGINES = ("duckdb", "spark")
+BLOCKED_PAIRS = "jup_blocked_pairs"
 
 
 class LinkError(Exception):
@@ -139,11 +140,16 @@ def _run(
 
     # Bands of the salted filters (linkage.clk) are derived here, not sent, and only when
     # the match keys leave room for them.
+    # The pairs counted while choosing the rules are the ones predict scores: kept, so
+    # they are not blocked a second time.
     settings, blocking_info = settings_with_chosen_rules(
-        con, "records", settings, lambda rules: add_band_columns(con, "records", rules, words))
+        con, "records", settings, lambda rules: add_band_columns(con, "records", rules, words),
+        pairs_out=BLOCKED_PAIRS)
     lap("blocking")
 
     linker = model.make_linker(con, settings)
+    if blocking_info is not None:
+        linker.table_management.register_blocked_pairs_for_predict(linker._db_api.register(BLOCKED_PAIRS))
     blocked_pairs_em = settings["training"].get("em_on_blocked_pairs", False)
     # With EM on the blocked pairs, the per-rule EM runs only if that fit is refused.
     train_m = model.train(linker, settings, lambda s: step(f"training: {s}"), per_rule_em=not blocked_pairs_em)

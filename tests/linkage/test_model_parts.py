@@ -452,3 +452,27 @@ def test_blocked_fit_runs_the_per_rule_em_only_when_refused(small, monkeypatch):
     monkeypatch.setattr(blocked_em, "_fit_stratum", lambda *a, **k: {**real(*a, **k), "problem": None})
     accepted, _m = fit()
     assert calls == [1] and accepted["start_m"] == "settings" and accepted["applied"] is True
+
+
+def test_pairs_counted_when_choosing_rules_are_splinks_blocked_pairs(small):
+    """The pairs the rule choice counted, kept as the run's blocked pairs, are exactly
+    those Splink's predict blocks for the chosen rules, each with Splink's match_key."""
+    from linkage.clk import add_band_columns
+
+    settings = default_settings()
+    con = duckdb.connect()
+    words = words_for_bits(clk_bits_of(small))
+    create_dice_macro(con, words)
+    con.execute(f"CREATE TABLE records AS {stack_sql(small, words)}")
+    chosen, info = settings_with_chosen_rules(
+        con, "records", settings, lambda rules: add_band_columns(con, "records", rules, words),
+        pairs_out="kept_pairs")
+    rules = chosen["splink"]["blocking_rules_to_generate_predictions"]
+    assert any("band_" in r for r in rules) and len(rules) > 5  # keys and bands both chosen
+    ours = con.execute("SELECT match_key, join_key_l, join_key_r FROM kept_pairs ORDER BY ALL").fetchall()
+    assert len(ours) == info["comparisons"] > 100
+    linker = model.make_linker(con, chosen)
+    theirs = linker.inference.compute_blocked_pairs_for_predict()
+    assert ours == con.execute(
+        f"SELECT match_key, join_key_l, join_key_r FROM {theirs.physical_name} ORDER BY ALL").fetchall()
+    assert len({mk for mk, _l, _r in ours}) > 3
