@@ -151,16 +151,20 @@ def _run(
     if blocking_info is not None:
         linker.table_management.register_blocked_pairs_for_predict(linker._db_api.register(BLOCKED_PAIRS))
     blocked_pairs_em = settings["training"].get("em_on_blocked_pairs", False)
-    # With EM on the blocked pairs, the per-rule EM runs only if that fit is refused.
-    train_m = model.train(linker, settings, lambda s: step(f"training: {s}"), per_rule_em=not blocked_pairs_em)
     blocked_fit = None
     vectors = None
+    train_m = None
     if blocked_pairs_em:
-        step("training: m, u and prior on the blocked pairs")
+        step("training: the blocked pairs' levels")
         # Cached by Splink: predict scores these same pairs without blocking again.
         blocked = linker.inference.compute_blocked_pairs_for_predict()
-        # Their levels, computed once: EM counts their patterns, predict scores them.
+        # Their levels, computed once: u's exact counts and EM read them, predict scores them.
         vectors = comparison_vectors(linker, blocked)
+        rules = settings["splink"]["blocking_rules_to_generate_predictions"]
+        # The per-rule EM runs only if the fit on the blocked pairs is refused.
+        train_m = model.train(linker, settings, lambda s: step(f"training: {s}"), per_rule_em=False,
+                              blocked=(vectors.physical_name, rules))
+        step("training: m, u and prior on the blocked pairs")
         trained_linker = linker
         linker, blocked_fit = blocked_em.fit(linker, con, blocked.physical_name, vectors.physical_name,
                                              train_m)
@@ -178,6 +182,8 @@ def _run(
                 if candidate["chosen"] and candidate["rule"] not in kept:
                     candidate.update(chosen=False, reason=f"{candidate['reason']}; dropped after training: {why}")
             blocking_info["chosen"] = kept
+    else:
+        model.train(linker, settings, lambda s: step(f"training: {s}"))
     lap("train")
 
     step("scoring pairs")

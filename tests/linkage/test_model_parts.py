@@ -476,3 +476,25 @@ def test_pairs_counted_when_choosing_rules_are_splinks_blocked_pairs(small):
     assert ours == con.execute(
         f"SELECT match_key, join_key_l, join_key_r FROM {theirs.physical_name} ORDER BY ALL").fetchall()
     assert len({mk for mk, _l, _r in ours}) > 3
+
+
+def test_exact_u_counts_from_the_blocked_vectors_equal_the_joins(small):
+    """A rare level whose equal columns include a blocking rule's is counted from the
+    blocked pairs' vectors: the same u as counting it by a join over all pairs."""
+    settings = default_settings()
+    _con, joined = _linker(small, settings)
+    _prior_and_u(joined, settings)
+    con, linker = _linker(small, settings)
+    training = settings["training"]
+    linker.training.estimate_probability_two_random_records_match(
+        training["prior_rules"], recall=training["prior_recall"])
+    vectors = comparison_vectors(linker, linker.inference.compute_blocked_pairs_for_predict())
+    rules = [r.blocking_rule_sql for r in linker._settings_obj._blocking_rules_to_generate_predictions]
+    assert "l.tk_nhs = r.tk_nhs" in rules  # the NHS number level is read from the vectors
+    model.estimate_u(linker, training["u_max_pairs"], seed=1, blocked=(vectors.physical_name, rules))
+
+    def u_of(lk) -> list:
+        return [lv.u_probability for cc in lk._settings_obj.comparisons
+                for lv in cc._comparison_levels_excluding_null]
+
+    assert u_of(linker) == u_of(joined)
