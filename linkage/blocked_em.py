@@ -144,9 +144,34 @@ def fit(linker: Linker, con: Any, blocked_table: str, vectors_table: str | None 
     stratified = linker_for_trained_model(DuckDBAPI(connection=con), RECORDS_TABLE, model, "duckdb")
     # Predict scores the pairs blocked for this fit, not a second blocking.
     stratified._intermediate_table_cache = linker._intermediate_table_cache
+    restratified = False
+    if vectors_table is not None and max(int(k) for k in band_keys) < len(rules) and \
+            all(str(i) in band_keys for i in range(min(int(k) for k in band_keys), len(rules))):
+        # Bands after every key: a pair is "found by a match key" exactly when its
+        # match_key is not a band's, so its stratified levels follow from its levels.
+        restratify_vectors(con, vectors_table, comparisons, in_bands)
+        restratified = True
     return stratified, {**info, "value": model["probability_two_random_records_match"],
                         "value_keyed": keyed["share"],
-                        "filter_bands": {**bands, "applied": True}}
+                        "filter_bands": {**bands, "applied": True},
+                        "vectors_restratified": restratified}
+
+
+def restratify_vectors(con: Any, vectors_table: str, comparisons: list, in_bands: str) -> None:
+    """Turn comparison vectors of the trained model into those of its `stratified_model`:
+    there each comparison of L levels (besides null) has its L "found by a match key"
+    levels first, then the L "found only by a filter band" ones, so a level of gamma g
+    becomes L + g for a pair a key found and stays g otherwise (null stays -1); and the
+    `blocking` comparison is 1 for a key's pair, 0 for a band's."""
+    b, in_bands = vectors_table, in_bands.replace("b.match_key", "match_key")
+    sets = []
+    for cc in comparisons:
+        gamma, levels = cc._gamma_column_name, len(cc._comparison_levels_excluding_null)
+        sets.append(f"{gamma} = CASE WHEN {gamma} >= 0 AND NOT ({in_bands}) THEN {gamma} + {levels} "
+                    f"ELSE {gamma} END")
+    con.execute(f"UPDATE {b} SET {', '.join(sets)}")
+    con.execute(f"ALTER TABLE {b} ADD COLUMN gamma_blocking INTEGER")
+    con.execute(f"UPDATE {b} SET gamma_blocking = CASE WHEN {in_bands} THEN 0 ELSE 1 END")
 
 
 def _fit_stratum(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Levels, share0: float,

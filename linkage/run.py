@@ -168,7 +168,8 @@ def _run(
         trained_linker = linker
         linker, blocked_fit = blocked_em.fit(linker, con, blocked.physical_name, vectors.physical_name,
                                              train_m)
-        if linker is not trained_linker or spark_run is not None:
+        stratified_vectors = bool(blocked_fit.get("vectors_restratified"))
+        if (linker is not trained_linker and not stratified_vectors) or spark_run is not None:
             # A stratified model has other levels (and Spark scores its own pairs).
             vectors.drop_table_from_database_and_remove_from_cache()
             vectors = None
