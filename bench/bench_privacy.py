@@ -62,10 +62,11 @@ def _link_settings(scheme: str) -> dict:
 # ------------------------------------------------------------------ extraction speed
 
 
-def encode_throughput(src: Path, scheme: str, workers: int = 1) -> tuple[int, float]:
-    """(records, seconds) of the column-wise encode step alone (standardise + encode, what
-    `joinedup extract` runs per batch) over every source's batches, all read into memory
-    first; with `workers` > 1, through the extract's worker processes (connectors.parallel),
+def encode_throughput(src: Path, scheme: str, workers: int = 1) -> tuple[int, float, float]:
+    """(records, seconds, reading seconds) of the column-wise encode step alone (standardise
+    + encode, what `joinedup extract` runs per batch) over every source's batches, all read
+    into memory first (the reading step, timed on its own: the readers as the command runs
+    them); with `workers` > 1, through the extract's worker processes (connectors.parallel),
     one pool per source as in the command, pool start-up included."""
     from connectors.columnar import ColumnarEncoder
     from connectors.keys import KeyRing, new_master_secret
@@ -76,10 +77,12 @@ def encode_throughput(src: Path, scheme: str, workers: int = 1) -> tuple[int, fl
 
     keyring = KeyRing(new_master_secret(), "speed")
     sources = []
+    reading = time.perf_counter()
     for kind, name in INPUTS.items():
         mapping = effective_mapping(kind, None)
         sources.append((mapping, [(None, cols) for _rows, cols, _inds
                                   in read_batches(kind, str(src / name), mapping, 20_000, lambda _r: None)]))
+    reading = time.perf_counter() - reading
     n = sum(len(cols["local_id"]) for _m, batches in sources for _, cols in batches)
     settings = _settings(scheme)
     started = time.perf_counter()
@@ -90,13 +93,16 @@ def encode_throughput(src: Path, scheme: str, workers: int = 1) -> tuple[int, fl
             return ColumnarEncoder(IdentityEncoder(keyring, settings), mapping)
         for _ in encode_in_order(iter(batches), make, workers):
             pass
-    return n, time.perf_counter() - started
+    return n, time.perf_counter() - started, reading
 
 
-def cli_extract_all(src: Path, work: Path, scheme: str, workers: int | None = None) -> tuple[int, float, float]:
+def cli_extract_all(src: Path, work: Path, scheme: str, workers: int | None = None,
+                    at_once: int = 1) -> tuple[int, float, float]:
     """(records, seconds inside the command, process wall seconds) of `joinedup extract`, run
     as a user runs it (a new process per source, the home's default settings but `scheme`),
-    over the four sources one after the other."""
+    over the four sources: one after the other, or `at_once` commands at a time (as a user
+    with several cores starts them side by side; wall = the whole set, first start to last
+    end; inside = the sum of what each command reports)."""
     import json
     import re
 
@@ -107,19 +113,40 @@ def cli_extract_all(src: Path, work: Path, scheme: str, workers: int | None = No
         if scheme != "v2":  # v2 is the default: its home is left as `init` makes it
             with (home / "joinedup.toml").open("a") as fh:
                 fh.write(f'\n[encoding]\nscheme = "{scheme}"\n')
-    n, inside, wall = 0, 0.0, 0.0
+    n, inside = 0, 0.0
+    commands = []
     for kind, name in INPUTS.items():
         cmd = [str(JOINEDUP), "extract", "--home", str(home), "--kind", kind, "--source-name", kind,
                "--input", str(src / name), "--out", str(work / f"cli-{scheme}" / kind)]
         if workers is not None:
             cmd += ["--workers", str(workers)]
-        started = time.perf_counter()
-        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        wall += time.perf_counter() - started
-        inside += float(re.search(r" in ([0-9.]+) s$", done.stdout.strip()).group(1))
+        commands.append((kind, cmd))
+    # Largest input first, so that side-by-side runs end close together.
+    commands.sort(key=lambda kc: -_input_bytes(src / INPUTS[kc[0]]))
+    started = time.perf_counter()
+    running: list[tuple[str, subprocess.Popen]] = []
+    finished: list[tuple[str, str]] = []
+    while commands or running:
+        while commands and len(running) < at_once:
+            kind, cmd = commands.pop(0)
+            running.append((kind, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        kind, proc = running.pop(0)
+        out, err = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"joinedup extract {kind} failed: {err}")
+        finished.append((kind, out))
+    wall = time.perf_counter() - started
+    for kind, out in finished:
+        inside += float(re.search(r" in ([0-9.]+) s$", out.strip()).group(1))
         manifest = json.loads((work / f"cli-{scheme}" / kind / "manifest.json").read_text())
         n += manifest["counts"]["read"]
     return n, inside, wall
+
+
+def _input_bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir())
+    return path.stat().st_size
 
 
 def extract_all(src: Path, out: Path, scheme: str, master: bytes, project: str,
@@ -217,6 +244,13 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--speed-only", action="store_true", help="only the extraction speed section")
+    ap.add_argument("--src", type=Path, default=None,
+                    help="existing `joinedup synth` sources to use (default: WORK/src, made for --people)")
+    ap.add_argument("--rounds", type=int, default=2, help="speed rounds (the better run is kept)")
+    ap.add_argument("--no-encode-step", action="store_true",
+                    help="skip the encode-step-alone and `--workers 2` runs (shorter runs at ~1M records)")
+    ap.add_argument("--at-once", type=int, default=2,
+                    help="also run the four v2 extracts this many at a time (0: not)")
     args = ap.parse_args()
 
     from attacks import load_world, run_all
@@ -225,45 +259,74 @@ def main() -> None:
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-privacy-"))
     say(f"machine: {os.cpu_count()} cores; {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
-    src = work / "src"
+    src = args.src or work / "src"
     if not (src / "ground_truth.csv").exists():
         write_synthetic_sources(src, args.people, args.seed)
-    say(f"synthetic sources: {args.people} people (seed {args.seed}) in {src}")
+    say(f"synthetic sources: {src} ({'given' if args.src else f'{args.people} people, seed {args.seed}'})")
 
-    # ---- extraction speed (alternating, best of two)
+    # ---- extraction speed (alternating, best of --rounds)
     say("\n## Extraction speed\n")
     say(f"uptime before: {_uptime()}")
     enc_best: dict[str, tuple[int, float]] = {}
+    read_best = float("inf")  # the reading step alone (the same readers for every scheme)
     cli_best: dict[str, tuple[int, float, float]] = {}
-    for _round in range(2):
+
+    def keep(label: str, run: tuple[int, float, float]) -> None:
+        if label not in cli_best or run[2] < cli_best[label][2]:
+            cli_best[label] = run
+
+    for _round in range(args.rounds):
         for scheme in SCHEMES:
-            n, s = encode_throughput(src, scheme)
-            if scheme not in enc_best or s < enc_best[scheme][1]:
-                enc_best[scheme] = (n, s)
-            n, inside, wall = cli_extract_all(src, work, scheme)
-            if scheme not in cli_best or wall < cli_best[scheme][2]:
-                cli_best[scheme] = (n, inside, wall)
-        n, s = encode_throughput(src, "v2", workers=2)
-        if "v2-w2" not in enc_best or s < enc_best["v2-w2"][1]:
-            enc_best["v2-w2"] = (n, s)
-        # The default encoding again with two encoding processes (`--workers 2`).
-        n, inside, wall = cli_extract_all(src, work, "v2", workers=2)
-        if "v2-w2" not in cli_best or wall < cli_best["v2-w2"][2]:
-            cli_best["v2-w2"] = (n, inside, wall)
+            if not args.no_encode_step:
+                n, s, r = encode_throughput(src, scheme)
+                read_best = min(read_best, r)
+                if scheme not in enc_best or s < enc_best[scheme][1]:
+                    enc_best[scheme] = (n, s)
+            keep(scheme, cli_extract_all(src, work, scheme))
+        if not args.no_encode_step:
+            n, s, _r = encode_throughput(src, "v2", workers=2)
+            if "v2-w2" not in enc_best or s < enc_best["v2-w2"][1]:
+                enc_best["v2-w2"] = (n, s)
+            # The default encoding again with two encoding processes (`--workers 2`).
+            keep("v2-w2", cli_extract_all(src, work, "v2", workers=2))
+        if args.at_once > 1:
+            keep("v2-at-once", cli_extract_all(src, work, "v2", at_once=args.at_once))
+            keep("v1-at-once", cli_extract_all(src, work, "v1", at_once=args.at_once))
     say(f"uptime after: {_uptime()}\n")
     say("| scheme | records | `joinedup extract` wall s (4 processes) | records/s (wall) "
         "| inside the command s | records/s (inside) | encode step s | encode step records/s |")
     say("|---|---|---|---|---|---|---|---|")
+    def encode_cells(label: str) -> str:
+        if label not in enc_best:
+            return "— | —"
+        m, s = enc_best[label]
+        return f"{s:.2f} | {m / s:,.0f}"
+
     for scheme in SCHEMES:
-        (n, inside, wall), (m, s) = cli_best[scheme], enc_best[scheme]
-        say(f"| {scheme} | {n} | {wall:.2f} | {n / wall:,.0f} | {inside:.2f} | {n / inside:,.0f} | {s:.2f} | {m / s:,.0f} |")
-    n, inside, wall = cli_best["v2-w2"]
-    m, s = enc_best["v2-w2"]
-    say(f"| v2, `--workers 2` | {n} | {wall:.2f} | {n / wall:,.0f} | {inside:.2f} | {n / inside:,.0f} | {s:.2f} | {m / s:,.0f} |")
-    say(f"\n`--workers 2` / 1 (v2, wall): {cli_best['v2'][2] / wall:.2f}")
-    for label, v2, v1 in (("whole extract (wall)", cli_best["v2"][2], cli_best["v1"][2]),
-                          ("whole extract (inside)", cli_best["v2"][1], cli_best["v1"][1]),
-                          ("encode step", enc_best["v2"][1], enc_best["v1"][1])):
+        n, inside, wall = cli_best[scheme]
+        say(f"| {scheme} | {n} | {wall:.2f} | {n / wall:,.0f} | {inside:.2f} | {n / inside:,.0f} | {encode_cells(scheme)} |")
+    if "v2-w2" in cli_best:
+        n, inside, wall = cli_best["v2-w2"]
+        say(f"| v2, `--workers 2` | {n} | {wall:.2f} | {n / wall:,.0f} | {inside:.2f} | {n / inside:,.0f} "
+            f"| {encode_cells('v2-w2')} |")
+    for scheme in ("v1", "v2"):
+        if f"{scheme}-at-once" in cli_best:
+            n, inside, wall = cli_best[f"{scheme}-at-once"]
+            say(f"| {scheme}, {args.at_once} commands at a time | {n} | {wall:.2f} | {n / wall:,.0f} "
+                f"| {inside:.2f} | {n / inside:,.0f} | | |")
+    if enc_best:
+        n = cli_best["v2"][0]
+        say(f"\nreading step alone (the four readers, batches kept in memory, no encoding): "
+            f"{read_best:.2f} s, {n / read_best:,.0f} records/s")
+    if "v2-w2" in cli_best:
+        say(f"\n`--workers 2` / 1 (v2, wall): {cli_best['v2'][2] / cli_best['v2-w2'][2]:.2f}")
+    pairs = [("whole extract (wall)", cli_best["v2"][2], cli_best["v1"][2]),
+             ("whole extract (inside)", cli_best["v2"][1], cli_best["v1"][1])]
+    if enc_best:
+        pairs.append(("encode step", enc_best["v2"][1], enc_best["v1"][1]))
+    if "v2-at-once" in cli_best:
+        pairs.append((f"{args.at_once} at a time (wall)", cli_best["v2-at-once"][2], cli_best["v1-at-once"][2]))
+    for label, v2, v1 in pairs:
         say(f"{label}: v2 / v1 throughput {v1 / v2:.2f}")
     if args.speed_only:
         return

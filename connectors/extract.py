@@ -371,7 +371,9 @@ def _write_extract(
                 if n_accepted:
                     kept = None
                     if indicators is not None:
-                        kept = [indicators_json(indicators[i]) for i in np.flatnonzero(encoded.accepted)]
+                        # A reader gives each row's indicators, or their JSON already.
+                        kept = [ind if ind.__class__ is str else indicators_json(ind)
+                                for ind in map(indicators.__getitem__, np.flatnonzero(encoded.accepted).tolist())]
                     refs = refs_of(encoded.local_ids)
                     _write_batch(writers, content_key, extract_id, source_name, kind, encoded, kept, refs, classes)
                 if progress is not None:

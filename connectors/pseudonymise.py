@@ -131,6 +131,10 @@ SALTED_FILTERS: dict[str, tuple[str, tuple[str, ...], int]] = {
     "clk_given_pc": ("clk_given", ("pc",), 2),
     "clk_family_pc": ("clk_family", ("pc",), 2),
 }
+# The salted columns grouped by salt (columns sharing a salt share its permutation tables).
+_SALT_GROUPS: dict[tuple[str, ...], tuple[str, ...]] = {}
+for _column, (_source, _salt, _which) in SALTED_FILTERS.items():
+    _SALT_GROUPS[_salt] = _SALT_GROUPS.get(_salt, ()) + (_column,)
 _CLK_FIELD = {"clk_given": "given", "clk_family": "family", "clk_address": "address"}
 LINKAGE_COLUMNS = ("ref",) + tuple(c for c, _ in TOKEN_COLUMNS) + tuple(MATCH_KEYS) + CLK_COLUMNS
 EXTENDED_LINKAGE_COLUMNS = LINKAGE_COLUMNS + tuple(EXTRA_MATCH_KEYS)
@@ -598,27 +602,49 @@ class SaltedPermutation:
     def apply(self, filters: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Each filter (n, width) uint8 moved by the permutation of its salt row: byte
         stage 0, `transpose_words`, byte stage 1."""
-        n, width = filters.shape
-        out = np.empty_like(filters)
+        return self.apply_many([filters], rows)[0]
+
+    def apply_many(self, filters: Sequence[np.ndarray], rows: np.ndarray) -> list[np.ndarray]:
+        """`apply` of several filter columns whose rows share the salt rows `rows`: a row's
+        index tables are built once per stage and serve every column (filters salted
+        alike, e.g. the given, family and address filters salted by the date of birth)."""
+        outs = [np.empty_like(f) for f in filters]
+        if not outs:
+            return outs
+        n, width = outs[0].shape
         step = self._APPLY_ROWS
         offsets = (np.arange(step, dtype=np.intp) * width)[:, None]
         for start in range(0, n, step):
             stop = min(n, start + step)
             salt_rows = rows[start:stop]
-            moved = self._byte_stage(filters[start:stop], salt_rows, 0, offsets)
-            moved = transpose_words(moved)
-            out[start:stop] = self._byte_stage(moved, salt_rows, 1, offsets)
-        return out
+            current = [np.ascontiguousarray(f[start:stop]) for f in filters]
+            for stage in range(2):
+                source, lut = self._stage_index(salt_rows, stage, offsets)
+                current = [self._byte_stage_with(f, source, lut) for f in current]
+                if stage == 0:
+                    current = [transpose_words(f) for f in current]
+            for out, moved in zip(outs, current, strict=True):
+                out[start:stop] = moved
+        return outs
+
+    def _stage_index(self, salt_rows: np.ndarray, stage: int, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(flat source byte of each output byte, its LUT number << 8) for rows of one step."""
+        source = self.perm[stage][salt_rows].astype(np.intp)
+        source += offsets[: len(salt_rows)]
+        lut = self.lut[stage][salt_rows].astype(np.uint16)  # LUT j's bytes start at j * 256
+        lut <<= 8
+        return source, lut
+
+    def _byte_stage_with(self, filters: np.ndarray, source: np.ndarray, lut: np.ndarray) -> np.ndarray:
+        """Output byte q = LUT[lut[q]](input byte inv[q]), from `_stage_index`'s tables."""
+        moved = filters.ravel()[source]
+        moved = lut | moved
+        return self._luts_flat[moved]
 
     def _byte_stage(self, filters: np.ndarray, salt_rows: np.ndarray, stage: int, offsets: np.ndarray) -> np.ndarray:
-        """Output byte q = LUT[lut[q]](input byte inv[q]), with the salt's tables of `stage`."""
-        source = self.perm[stage][salt_rows].astype(np.intp)
-        source += offsets[: len(filters)]
-        moved = np.ascontiguousarray(filters).ravel()[source]
-        lut = self.lut[stage][salt_rows].astype(np.intp)
-        lut <<= 8
-        lut |= moved
-        return self._luts_flat[lut]
+        """One byte stage of `filters` (contiguous rows) with the salts' tables of `stage`."""
+        source, lut = self._stage_index(salt_rows, stage, offsets)
+        return self._byte_stage_with(np.ascontiguousarray(filters), source, lut)
 
 
 _TRANSPOSE_STEPS = tuple((np.uint64(shift), np.uint64(mask)) for shift, mask in
@@ -764,21 +790,26 @@ class IdentityEncoder:
             key = self._chain(a, values, n) ^ self._chain(b, values, n)
             columns[column] = pa.array(key.view(np.int64), pa.int64(), mask=~valid)
         # Name filters are salted by the date of birth and by the postcode, the address
-        # filter by the postcode (SALTED_FILTERS).
-        salt_rows: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
-        for column, (source, salt_parts, which) in SALTED_FILTERS.items():
-            if salt_parts not in salt_rows:
-                salts, salted = self.salts(p, salt_parts, which)
-                rows = np.full(n, -1, dtype=np.int64)
-                rows[salted] = self.salting.rows(salts[salted])
-                salt_rows[salt_parts] = rows, salted
-            rows, salted = salt_rows[salt_parts]
-            raw, present = filters[source]
-            present = present & salted
-            out = np.zeros_like(raw)
-            idx = np.flatnonzero(present)
+        # filter by the postcode (SALTED_FILTERS). The columns that share a salt are moved
+        # together (one set of index tables per step, `apply_many`).
+        salted_columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for salt_parts, group in _SALT_GROUPS.items():
+            salts, salted = self.salts(p, salt_parts, SALTED_FILTERS[group[0]][2])
+            idx = np.flatnonzero(salted)
+            presents = [filters[SALTED_FILTERS[c][0]][1] & salted for c in group]
+            outs = [np.zeros_like(filters[SALTED_FILTERS[c][0]][0]) for c in group]
             if idx.size:
-                out[idx] = self.salting.apply(raw[idx], rows[idx])
+                rows = self.salting.rows(salts[idx])
+                # A row without a filter is all zeros and stays all zeros (the LUTs are bit
+                # permutations), so every salted row is moved and absent ones masked after.
+                moved = self.salting.apply_many([filters[SALTED_FILTERS[c][0]][0][idx] for c in group], rows)
+                for out, m in zip(outs, moved, strict=True):
+                    out[idx] = m
+            for column, out, present in zip(group, outs, presents, strict=True):
+                out[~present] = 0
+                salted_columns[column] = (out, present)
+        for column in SALTED_FILTERS:
+            out, present = salted_columns[column]
             if self.settings.hardening == "blip":
                 blip(out, present, self.settings.blip_f, self._rng)
             columns[column] = _binary_column(out, present)

@@ -105,7 +105,9 @@ def _unique(records: Iterator[SourceRecord], ids: DuplicateIds) -> Iterator[Sour
             yield record
 
 
-Batch = tuple[list[int], dict[str, list[str | None]], list[list[Any]] | None]
+# (row numbers, identity columns, per row its indicators, or their content JSON as
+# `connectors.content.indicators_json` gives it, or None for a kind without indicators)
+Batch = tuple[list[int], dict[str, list[str | None]], list[list[Any]] | list[str] | None]
 
 
 def read_batches(kind: str, input: str, mapping: Mapping, size: int, rejects: RejectSink) -> Iterator[Batch]:
@@ -134,7 +136,7 @@ def read_batches(kind: str, input: str, mapping: Mapping, size: int, rejects: Re
 
 
 def _unique_batch(
-    numbers: list[int], columns: dict[str, list[str | None]], indicators: list[list[Any]] | None, ids: DuplicateIds
+    numbers: list[int], columns: dict[str, list[str | None]], indicators: list[Any] | None, ids: DuplicateIds
 ) -> Batch:
     local_ids = columns.get("local_id")
     if local_ids is None:

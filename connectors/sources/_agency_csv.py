@@ -22,6 +22,7 @@ from connectors.sources._strict_csv import (
 )
 
 RowIndicators = Callable[[dict[str, str]], list[Indicator]]
+_MEMO_LIMIT = 200_000  # distinct indicator tuples kept before the memo is cleared
 
 
 def identity_picker(mapping: Mapping) -> Callable[[dict], dict[str, str | None]]:
@@ -106,8 +107,9 @@ def read_csv_batches(
     kind: str,
     size: int,
     rejects: RejectSink,
-) -> Iterator[tuple[list[int], dict[str, list[str | None]], list[list[Indicator]]]]:
-    """The rows of `read_csv` as batches: (row numbers, identity columns, indicators per row).
+) -> Iterator[tuple[list[int], dict[str, list[str | None]], list[str]]]:
+    """The rows of `read_csv` as batches: (row numbers, identity columns, each row's
+    indicators as content JSON, what `connectors.content.indicators_json` gives).
 
     The extract's path: no record object and no full-row dict per row; each identity
     column is cut from the batch in one comprehension (the values `identity_picker` gives),
@@ -124,19 +126,35 @@ def read_csv_batches(
 
 def _batches(table: CsvTable, mapping: Mapping, columns: list[str], indicators: RowIndicators, size: int,
              rejects: RejectSink, column_picker: Callable) -> Iterator[
-                 tuple[list[int], dict[str, list[str | None]], list[list[Indicator]]]]:
+                 tuple[list[int], dict[str, list[str | None]], list[str]]]:
+    from connectors.content import indicators_json
+
     header = table.header
     at = [header.index(c) for c in columns]
     pickers = {name: column_picker(spec, header) for name, spec in mapping.identity.items()}
+    # A row's indicators depend only on its indicator columns, and whole rows of those
+    # repeat (measured on the synthetic 500,000 people: DWP 35% distinct, housing 14%): each
+    # distinct tuple is turned into its content JSON once (or its BadValue, kept as well).
+    done: dict[tuple[str, ...], str | BadValue] = {}
     with table.handle:
         for numbers, rows in data_chunks(table, rejects, size):
-            found: list[list[Indicator]] = []
+            found: list[str] = []
             bad: list[int] = []
+            if len(done) > _MEMO_LIMIT:
+                done.clear()
             for j, values in enumerate(rows):
-                try:
-                    found.append(indicators(dict(zip(columns, [values[i] for i in at], strict=True))))
-                except BadValue as exc:
-                    rejects(RowReject(numbers[j], exc.column, exc.reason))
+                key = tuple([values[i] for i in at])
+                result = done.get(key)
+                if result is None:
+                    try:
+                        result = indicators_json(indicators(dict(zip(columns, key, strict=True))))
+                    except BadValue as exc:
+                        result = exc
+                    done[key] = result
+                if result.__class__ is str:
+                    found.append(result)
+                else:
+                    rejects(RowReject(numbers[j], result.column, result.reason))
                     bad.append(j)
             if bad:
                 skip = set(bad)

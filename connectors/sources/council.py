@@ -112,6 +112,7 @@ DEFAULT_MAPPING: Mapping = mapping_from_dict(
 _BATCH = 5000
 # A byte that is not UTF-8, as the "surrogateescape" handler leaves it in decoded text.
 _UNDECODED = re.compile("[\udc80-\udcff]")
+_TEXT_OR_NULL = frozenset({str, type(None)})
 
 
 def _sqlite_text_leniently(dbapi_connection: Any, _record: Any) -> None:
@@ -334,13 +335,24 @@ def _stream(engine: sa.Engine, where: str, mapping: Mapping, rejects: RejectSink
             query = _query(mapping, sqlite)
             result = conn.execution_options(stream_results=True, yield_per=_BATCH).execute(query)
             names = [(k, key[4:]) for k, key in enumerate(result.keys()) if key.startswith("id__")]
+            # The query selects the identity columns first: a row's are row[:width].
+            width = len(names)
+            assert [k for k, _ in names] == list(range(width))
+            fields = [name for _, name in names]
             for row_number, row in enumerate(result, start=1):
-                native: dict[str, Any] = {}
+                values = row[:width]
                 problem = None
-                for k, name in names:
-                    native[name], reason = _identity_value(name, row[k])
-                    if reason and problem is None:
-                        problem = RowReject(row_number, f"residents.{name}", reason)
+                # The usual row, text or NULL throughout and all of it UTF-8, is taken as it
+                # is (what _identity_value gives it); any other is checked value by value.
+                if _TEXT_OR_NULL.issuperset(map(type, values)) and not _UNDECODED.search(
+                        "".join(filter(None, values))):
+                    native: dict[str, Any] = dict(zip(fields, values, strict=True))
+                else:
+                    native = {}
+                    for k, name in names:
+                        native[name], reason = _identity_value(name, row[k])
+                        if reason and problem is None:
+                            problem = RowReject(row_number, f"residents.{name}", reason)
                 person = native.get("person_ref")
                 if problem is None and person in bad:
                     problem = RowReject(row_number, *bad[person])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from connectors.mapping import Mapping, MappingError, mapping_from_dict
 from connectors.records import Indicator, RejectSink, RowReject, SourceRecord
 from connectors.sources import SourceError
-from connectors.sources._agency_csv import columns_picker, identity_picker
+from connectors.sources._agency_csv import identity_picker
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 SERVICE_TYPE_SYSTEM = "https://joinedup.example/fhir/CodeSystem/service-type"
@@ -214,6 +214,91 @@ def flatten_patient(patient: dict[str, Any]) -> dict[str, str | None]:
     return flat
 
 
+class _Irregular(Exception):
+    """An element not of its FHIR JSON type: `flatten_patient` names it."""
+
+
+def _s(value: Any) -> str | None:
+    if value.__class__ is str:
+        return value.strip() or None
+    if value is None:
+        return None
+    raise _Irregular
+
+
+def _ss(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if value.__class__ is not list:
+        raise _Irregular
+    return [v for v in map(_s, value) if v]
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if value.__class__ is not list or any(v.__class__ is not dict for v in value):
+        raise _Irregular
+    return value
+
+
+def flat_values(patient: dict[str, Any]) -> tuple[str | None, ...]:
+    """`flatten_patient`'s values in PATIENT_FIELDS order. The usual Patient, every element
+    of its JSON type, is read without naming each element for a message that is never
+    needed; any other goes through `flatten_patient` (which raises `Malformed`)."""
+    try:
+        get = patient.get
+        pid = _s(get("id"))
+        nhs = None
+        for ident in _dicts(get("identifier")):
+            system, value = _s(ident.get("system")), _s(ident.get("value"))
+            if system == NHS_NUMBER_SYSTEM and nhs is None:
+                nhs = value
+        first = chosen = None
+        for n in _dicts(get("name")):
+            name = (_s(n.get("use")), _ss(n.get("given")), _s(n.get("family")))
+            first = first or name
+            if chosen is None and name[0] == "official":
+                chosen = name
+        _use, given, family = chosen or first or (None, [], None)
+        birth, gender = _s(get("birthDate")), _s(get("gender"))
+        first = chosen = None
+        for a in _dicts(get("address")):
+            address = (_s(a.get("use")), _ss(a.get("line")), _s(a.get("city")), _s(a.get("postalCode")))
+            first = first or address
+            if chosen is None and address[0] == "home":
+                chosen = address
+        address = chosen or first
+    except _Irregular:
+        flat = flatten_patient(patient)
+        return tuple(flat[f] for f in PATIENT_FIELDS)
+    return (
+        pid, nhs, given[0] if given else None, " ".join(given[1:]) if len(given) > 1 else None, family,
+        birth, gender,
+        *((" ".join(address[1]) or None, address[2], address[3]) if address else (None, None, None)),
+    )
+
+
+def tuple_columns_picker(mapping: Mapping) -> Callable[[list[tuple]], dict[str, list[str | None]]]:
+    """`columns_picker` for rows given as `flat_values` tuples (the same values)."""
+    specs = [(name, [PATIENT_FIELDS.index(c) for c in spec.columns]) for name, spec in mapping.identity.items()]
+
+    def several(rows: list[tuple], at: list[int]) -> list[str | None]:
+        out = []
+        for row in rows:
+            parts = [str(row[j]).strip() for j in at if row[j] not in (None, "")]
+            out.append(" ".join(p for p in parts if p) or None)
+        return out
+
+    def pick(rows: list[tuple]) -> dict[str, list[str | None]]:
+        # `flat_values` gives None or stripped non-empty text, which `columns_picker` keeps
+        # as it is: a one-column field is the column itself (all transposed at once, in C).
+        by_field = list(zip(*rows, strict=True)) if rows else [()] * len(PATIENT_FIELDS)
+        return {name: list(by_field[at[0]]) if len(at) == 1 else several(rows, at) for name, at in specs}
+
+    return pick
+
+
 def _ref_id(reference: Any, field: str) -> str | None:
     ref = _string(_object(reference, field).get("reference"), f"{field}.reference") or ""
     for prefix in ("urn:uuid:", "Patient/"):
@@ -319,9 +404,9 @@ def read_batches(input: str, mapping: Mapping, size: int, rejects: RejectSink) -
 
 def _batches(files: list[Path], first: dict[str, Any], mapping: Mapping, size: int,
              rejects: RejectSink) -> Iterator[tuple]:
-    pick = columns_picker(mapping)
+    pick = tuple_columns_picker(mapping)
     numbers: list[int] = []
-    flats: list[dict[str, Any]] = []
+    flats: list[tuple[str | None, ...]] = []
     found: list[list[Indicator]] = []
     for row_number, flat, indicators in _stream(files, first, mapping, rejects, picked=False):
         numbers.append(row_number)
@@ -336,7 +421,7 @@ def _batches(files: list[Path], first: dict[str, Any], mapping: Mapping, size: i
 
 def _stream(files: list[Path], first: dict[str, Any], mapping: Mapping, rejects: RejectSink,
             picked: bool = True) -> Iterator[Any]:
-    """SourceRecords, or with `picked=False` (row number, flat Patient dict, indicators)."""
+    """SourceRecords, or with `picked=False` (row number, `flat_values` tuple, indicators)."""
     pick = identity_picker(mapping)
     row_number = 0
     for k, path in enumerate(files):
@@ -371,12 +456,16 @@ def _stream(files: list[Path], first: dict[str, Any], mapping: Mapping, rejects:
         for patient in patients:
             row_number += 1
             try:
-                flat = flatten_patient(patient)
+                flat = flat_values(patient)
             except Malformed as bad:
                 rejects(RowReject(row_number, bad.field, bad.reason))
                 continue
-            if (flat["id"] or "") in spoiled and flat["id"]:
-                rejects(RowReject(row_number, *spoiled[flat["id"]]))
+            pid = flat[0]
+            if pid and pid in spoiled:
+                rejects(RowReject(row_number, *spoiled[pid]))
                 continue
-            indicators = found.get(flat["id"] or "", [])
-            yield SourceRecord(row_number, pick(flat), indicators) if picked else (row_number, flat, indicators)
+            indicators = found.get(pid or "", [])
+            if picked:
+                yield SourceRecord(row_number, pick(dict(zip(PATIENT_FIELDS, flat, strict=True))), indicators)
+            else:
+                yield row_number, flat, indicators

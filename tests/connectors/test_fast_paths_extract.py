@@ -181,3 +181,99 @@ def test_the_pandas_probe_is_skipped_and_pandas_still_works_after():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "DataFrame"]
+
+
+def _patients(n: int, seed: int) -> list[dict]:
+    """Patients with every element sometimes absent, blank, padded, repeated or of a wrong
+    JSON type (which `flatten_patient` refuses)."""
+    rng = random.Random(seed)
+    odd = [None, "", "  ", 7, True, [], {}, ["x"], " a b "]
+
+    def text(word: str) -> object:
+        r = rng.random()
+        return rng.choice(odd) if r < 0.08 else f" {word} " if r < 0.2 else word
+
+    def several(make, k: int) -> object:
+        if rng.random() < 0.05:
+            return rng.choice([None, "x", {}, [1], [None], ["y"]])
+        return [make() for _ in range(rng.randint(0, k))]
+
+    out = []
+    for i in range(n):
+        p = {"resourceType": "Patient", "id": text(f"p{i}")}
+        p["identifier"] = several(lambda: {"system": rng.choice(
+            ["https://fhir.nhs.uk/Id/nhs-number", "other", None, 3]), "value": text(str(rng.randint(1, 99)))}, 3)
+        p["name"] = several(lambda: {"use": text(rng.choice(["official", "usual", "old"])),
+                                     "given": several(lambda: text(rng.choice(["ann", "bo", "cy"])), 3),
+                                     "family": text(rng.choice(["lee", "ng"]))}, 3)
+        p["birthDate"] = text("1990-01-02")
+        p["gender"] = text("female")
+        p["address"] = several(lambda: {"use": text(rng.choice(["home", "work"])),
+                                        "line": several(lambda: text("1 high st"), 2),
+                                        "city": text("ely"), "postalCode": text("CB1 1AA")}, 3)
+        for key in list(p):
+            if key != "resourceType" and rng.random() < 0.1:
+                del p[key]
+        out.append(p)
+    return out
+
+
+def test_nhs_flat_values_equal_flatten_patient():
+    from connectors.sources.nhs import PATIENT_FIELDS, Malformed, flat_values, flatten_patient
+
+    refused = 0
+    for patient in _patients(4000, seed=11):
+        try:
+            flat = flatten_patient(patient)
+        except Malformed as exc:
+            refused += 1
+            with pytest.raises(Malformed) as got:
+                flat_values(patient)
+            assert (got.value.field, got.value.reason) == (exc.field, exc.reason)
+            continue
+        assert flat_values(patient) == tuple(flat[f] for f in PATIENT_FIELDS)
+    assert 200 < refused < 3800  # both kinds of patient were tried
+
+
+def test_agency_csv_memo_gives_each_row_its_own_indicators_and_rejects(tmp_path):
+    """Rows sharing their indicator values share one memo entry: every such row still gets
+    the row path's content (its own ref) or its own reject line."""
+    import csv
+
+    import pyarrow.parquet as pq
+
+    from connectors.content import decrypt_rows
+    from connectors.extract import pseudonymise_extract
+    from connectors.sources import read_records
+    from connectors.sources.dwp import INDICATOR_COLUMNS
+    from connectors.synth import write_synthetic_sources
+
+    write_synthetic_sources(tmp_path / "src", 150, seed=5)
+    with (tmp_path / "src" / "dwp_claimants.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    for j in (3, 8, 13):  # three rows with the indicator values of row 1
+        rows[j].update({c: rows[1][c] for c in INDICATOR_COLUMNS})
+    for j in (20, 30):  # two rows with the same refused value
+        rows[j].update({c: rows[2][c] for c in INDICATOR_COLUMNS})
+        rows[j]["sanctions_12m"] = "several"
+    path = tmp_path / "dwp.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    manifest = pseudonymise_extract(keyring(), "dwp", "dwp", str(path), None, tmp_path / "out")
+    with (tmp_path / "out" / "rejects.csv").open() as fh:
+        rejected = [r for r in csv.DictReader(fh) if r["action"] == "rejected"]
+    assert [(r["row_number"], r["field"], r["reason"]) for r in rejected] == [
+        ("21", "sanctions_12m", "not a number"), ("31", "sanctions_12m", "not a number")]
+    keymap = {r["ref"]: r["local_id"] for r in pq.read_table(tmp_path / "out" / "keymap.parquet").to_pylist()}
+    content = pq.read_table(tmp_path / "out" / "content.parquet")
+    docs = decrypt_rows(keyring().content_key(), manifest["extract_id"], content)
+    expected = {rec.identity["local_id"]: [
+        {"code": i.code, "value": i.value, "date": i.date.isoformat() if i.date else None} for i in rec.indicators]
+        for rec in read_records("dwp", str(path), rejects=lambda _r: None)}
+    assert len(docs) == len(expected) == len(rows) - 2
+    for doc in docs:
+        assert doc["indicators"] == expected[keymap[doc["ref"]]]
+    shared = {rows[j]["claimant_id"] for j in (1, 3, 8, 13)}
+    assert len({json.dumps(expected[i]) for i in shared}) == 1 and expected[rows[1]["claimant_id"]]
