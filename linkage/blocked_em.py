@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from splink import DuckDBAPI, Linker
 
 from linkage.clk import band_columns
-from linkage.em import RECORDS_TABLE, pattern_counts
+from linkage.em import RECORDS_TABLE, pattern_counts, vector_pattern_counts
 from linkage.model import linker_for_trained_model
 from linkage.settings import equality_terms
 
@@ -49,11 +50,18 @@ PSEUDO_COUNT = 0.5
 MIN_CLASS_PAIRS = 25
 
 
-def fit(linker: Linker, con: Any, blocked_table: str) -> tuple[Linker, dict[str, Any]]:
+def fit(linker: Linker, con: Any, blocked_table: str, vectors_table: str | None = None,
+        train_m: Callable[[], None] | None = None) -> tuple[Linker, dict[str, Any]]:
     """Re-estimate every comparison level's m and u, and the prior, on the blocked pairs
     in `blocked_table` (join_key_l, join_key_r, match_key). Returns the linker to score
     with (this one updated in place, or a stratified one; see `stratified_model`) and what
-    was done, for summary.json.
+    was done, for summary.json. `vectors_table` (linkage.predict.comparison_vectors of
+    these pairs), when given, supplies the patterns without computing any level again.
+
+    `train_m`, when given, estimates the linker's m by the per-rule EM sessions
+    (linkage.model.train), which were not run: the fit then starts from the settings' m
+    (measured: the same fit as from the per-rule m, bench/RESULTS-linkage.md), and only if
+    it is refused are they run, and the fit made again from them, as without `train_m`.
 
     The pairs that only a filter band blocks (linkage.clk) are fitted apart from those a
     match key or an identifier blocks: they are mostly neighbours and household members
@@ -66,30 +74,46 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> tuple[Linker, dict[str,
     rules = [r.blocking_rule_sql for r in settings_obj._blocking_rules_to_generate_predictions]
     band_keys = [str(i) for i, rule in enumerate(rules) if band_columns([rule])]
     in_bands = f"b.match_key IN ({', '.join(repr(k) for k in band_keys)})" if band_keys else "false"
-    pairs = (f"{blocked_table} b JOIN {RECORDS_TABLE} l ON l.unique_id = b.join_key_l "
-             f"JOIN {RECORDS_TABLE} r ON r.unique_id = b.join_key_r")
-    patterns, counts = pattern_counts(con, comparisons, f"{pairs} WHERE NOT ({in_bands})")
+    def patterns_where(where: str) -> tuple[np.ndarray, np.ndarray]:
+        if vectors_table is not None:
+            return vector_pattern_counts(con, comparisons, f"{vectors_table} b WHERE {where}")
+        pairs = (f"{blocked_table} b JOIN {RECORDS_TABLE} l ON l.unique_id = b.join_key_l "
+                 f"JOIN {RECORDS_TABLE} r ON r.unique_id = b.join_key_r")
+        return pattern_counts(con, comparisons, f"{pairs} WHERE {where}")
+
+    tables = [blocked_table] + ([vectors_table] if vectors_table else [])
+    patterns, counts = patterns_where(f"NOT ({in_bands})")
     if not len(counts):
-        _drop_band_rules(linker, con, blocked_table, band_keys)
+        if train_m is not None:
+            train_m()
+        _drop_band_rules(linker, con, tables, band_keys)
         return linker, {"blocked_pairs": 0, "iterations": 0, "applied": False,
                         "rejected_because": "no blocked pair"}
     total = float(counts.sum())
 
     levels = [{lv.comparison_vector_value: lv for lv in cc._comparison_levels_excluding_null}
               for cc in comparisons]
-    m0 = [{g: _probability(lv.m_probability) for g, lv in lv_by_g.items()} for lv_by_g in levels]
-    u0 = [{g: _probability(lv.u_probability) for g, lv in lv_by_g.items()} for lv_by_g in levels]
     # The trained model's prior moved to the blocked pairs' scale.
     prior0 = float(settings_obj._probability_two_random_records_match)
     n = con.execute(f"SELECT count(*) FROM {RECORDS_TABLE}").fetchall()[0][0]
     share0 = min(max(prior0 * n * (n - 1) / 2.0 / total, 0.01), 0.99)
-    keyed = _fit_stratum(patterns, counts, m0, u0, share0, len(levels))
+
+    def fit_keyed() -> dict[str, Any]:
+        m0 = [{g: _probability(lv.m_probability) for g, lv in lv_by_g.items()} for lv_by_g in levels]
+        u0 = [{g: _probability(lv.u_probability) for g, lv in lv_by_g.items()} for lv_by_g in levels]
+        return _fit_stratum(patterns, counts, m0, u0, share0, len(levels))
+
+    keyed = fit_keyed()
+    start_m = "per-rule EM" if train_m is None else "settings"
+    if keyed["problem"] and train_m is not None:
+        train_m()
+        keyed, start_m = fit_keyed(), f"per-rule EM (from the settings' m: {keyed['problem']})"
     info = {"blocked_pairs": int(total), "patterns": len(counts), "iterations": keyed["iterations"],
-            "value": keyed["share"], "start": share0}
+            "value": keyed["share"], "start": share0, "start_m": start_m}
     if keyed["problem"]:
         # EM found another split of the blocked pairs (e.g. households against the rest):
         # keep the trained model, and say so in summary.json.
-        _drop_band_rules(linker, con, blocked_table, band_keys)
+        _drop_band_rules(linker, con, tables, band_keys)
         return linker, {**info, "applied": False, "rejected_because": keyed["problem"]}
 
     # Set, not appended to the trained values: Splink's median over training sessions
@@ -103,7 +127,7 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> tuple[Linker, dict[str,
     if not band_keys:
         return linker, info
 
-    band_patterns, band_counts = pattern_counts(con, comparisons, f"{pairs} WHERE {in_bands}")
+    band_patterns, band_counts = patterns_where(in_bands)
     bands: dict[str, Any] = {"rules": [rules[int(k)] for k in band_keys], "blocked_pairs": int(band_counts.sum())}
     if len(band_counts):
         # Start from the keyed fit's view of these pairs.
@@ -115,7 +139,7 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> tuple[Linker, dict[str,
     else:
         problem = "no pair blocked only by a band"
     if problem:
-        _drop_band_rules(linker, con, blocked_table, band_keys)
+        _drop_band_rules(linker, con, tables, band_keys)
         return linker, {**info, "filter_bands": {**bands, "applied": False, "rejected_because": problem,
                                                  "dropped": "band rules left out of this run"}}
     key_rules = [r for i, r in enumerate(rules) if str(i) not in band_keys]
@@ -124,9 +148,34 @@ def fit(linker: Linker, con: Any, blocked_table: str) -> tuple[Linker, dict[str,
     stratified = linker_for_trained_model(DuckDBAPI(connection=con), RECORDS_TABLE, model, "duckdb")
     # Predict scores the pairs blocked for this fit, not a second blocking.
     stratified._intermediate_table_cache = linker._intermediate_table_cache
+    restratified = False
+    if vectors_table is not None and max(int(k) for k in band_keys) < len(rules) and \
+            all(str(i) in band_keys for i in range(min(int(k) for k in band_keys), len(rules))):
+        # Bands after every key: a pair is "found by a match key" exactly when its
+        # match_key is not a band's, so its stratified levels follow from its levels.
+        restratify_vectors(con, vectors_table, comparisons, in_bands)
+        restratified = True
     return stratified, {**info, "value": model["probability_two_random_records_match"],
                         "value_keyed": keyed["share"],
-                        "filter_bands": {**bands, "applied": True}}
+                        "filter_bands": {**bands, "applied": True},
+                        "vectors_restratified": restratified}
+
+
+def restratify_vectors(con: Any, vectors_table: str, comparisons: list, in_bands: str) -> None:
+    """Turn comparison vectors of the trained model into those of its `stratified_model`:
+    there each comparison of L levels (besides null) has its L "found by a match key"
+    levels first, then the L "found only by a filter band" ones, so a level of gamma g
+    becomes L + g for a pair a key found and stays g otherwise (null stays -1); and the
+    `blocking` comparison is 1 for a key's pair, 0 for a band's."""
+    b, in_bands = vectors_table, in_bands.replace("b.match_key", "match_key")
+    sets = []
+    for cc in comparisons:
+        gamma, levels = cc._gamma_column_name, len(cc._comparison_levels_excluding_null)
+        sets.append(f"{gamma} = CASE WHEN {gamma} >= 0 AND NOT ({in_bands}) THEN {gamma} + {levels} "
+                    f"ELSE {gamma} END")
+    con.execute(f"UPDATE {b} SET {', '.join(sets)}")
+    con.execute(f"ALTER TABLE {b} ADD COLUMN gamma_blocking INTEGER")
+    con.execute(f"UPDATE {b} SET gamma_blocking = CASE WHEN {in_bands} THEN 0 ELSE 1 END")
 
 
 def _fit_stratum(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Levels, share0: float,
@@ -145,11 +194,13 @@ def _fit_stratum(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Level
     return {"m": m, "u": u, "share": share, "iterations": iterations, "problem": problem}
 
 
-def _drop_band_rules(linker: Linker, con: Any, blocked_table: str, band_keys: list[str]) -> None:
-    """Leave the band rules (the last rules) and their pairs out of this run."""
+def _drop_band_rules(linker: Linker, con: Any, tables: list[str], band_keys: list[str]) -> None:
+    """Leave the band rules (the last rules) and their pairs (in each of `tables`) out of
+    this run."""
     if not band_keys:
         return
-    con.execute(f"DELETE FROM {blocked_table} WHERE match_key IN ({', '.join(repr(k) for k in band_keys)})")
+    for table in tables:
+        con.execute(f"DELETE FROM {table} WHERE match_key IN ({', '.join(repr(k) for k in band_keys)})")
     brs = linker._settings_obj._blocking_rules_to_generate_predictions
     linker._settings_obj._blocking_rules_to_generate_predictions = [
         br for i, br in enumerate(brs) if str(i) not in band_keys]

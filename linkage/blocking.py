@@ -122,14 +122,33 @@ def _pair_condition(rule: str) -> str:
     return " AND ".join(f"l.{a} = r.{b}" for a, b in equality_terms(rule) or [])
 
 
-def count_new_pairs(con: duckdb.DuckDBPyConnection, table: str, rule: str, chosen: list[str]) -> int:
+def count_new_pairs(con: duckdb.DuckDBPyConnection, table: str, rule: str, chosen: list[str],
+                    into: str | None = None) -> int:
     """Pairs `rule` blocks that none of `chosen` does (as Splink's predict: each pair once,
-    l.unique_id < r.unique_id, the first rule that blocks it claims it)."""
+    l.unique_id < r.unique_id, the first rule that blocks it claims it). With `into`, the
+    pairs (join_key_l, join_key_r) are also kept in a new table of that name."""
     others = " OR ".join(f"({_pair_condition(r)})" for r in chosen)
     where = f" WHERE NOT coalesce({others}, false)" if others else ""
-    sql = (f"SELECT count(*) FROM {table} l JOIN {table} r ON {_pair_condition(rule)} "
-           f"AND l.unique_id < r.unique_id{where}")
-    return int(con.execute(sql).fetchall()[0][0])
+    pairs = (f"FROM {table} l JOIN {table} r ON {_pair_condition(rule)} "
+             f"AND l.unique_id < r.unique_id{where}")
+    if into is None:
+        return int(con.execute(f"SELECT count(*) {pairs}").fetchall()[0][0])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {into} AS "
+                f"SELECT l.unique_id AS join_key_l, r.unique_id AS join_key_r {pairs}")
+    return int(con.execute(f"SELECT count(*) FROM {into}").fetchall()[0][0])
+
+
+def blocked_pairs_table(con: duckdb.DuckDBPyConnection, table: str, pairs: str, rules: list[str],
+                        out: str) -> None:
+    """Splink's blocked pairs for `rules` (match_key: the index of the first rule, in this
+    order, that blocks the pair; join_key_l < join_key_r) as table `out`, from `pairs`
+    (join_key_l, join_key_r): the pairs those rules block, counted already."""
+    first = " ".join(f"WHEN coalesce({_pair_condition(r)}, false) THEN '{i}'" for i, r in enumerate(rules))
+    con.execute(
+        f"""CREATE OR REPLACE TABLE {out} AS
+            SELECT CASE {first} END AS match_key, p.join_key_l, p.join_key_r
+            FROM {pairs} p JOIN {table} l ON l.unique_id = p.join_key_l
+            JOIN {table} r ON r.unique_id = p.join_key_r""")
 
 
 def choose_rules(
@@ -139,10 +158,14 @@ def choose_rules(
     max_per_record: float,
     max_count_per_rule: float = 2.0,
     add_band_columns: Callable[[list[str]], object] | None = None,
+    pairs_out: str | None = None,
 ) -> tuple[list[str], list[RuleCount], int, int]:
     """The candidates admitted under the budget (in their settings order, so the match
     keys of a run are stable), every candidate's count and reason, the record count and
     the pairs the chosen rules block together.
+
+    With `pairs_out`, the pairs counted for the chosen rules are kept as Splink's blocked
+    pairs table of that name (`blocked_pairs_table`), so predict need not block again.
 
     Each candidate is counted from group sizes first; one whose count alone is over
     `max_count_per_rule` times the budget is left out without running it. The others are
@@ -192,7 +215,8 @@ def choose_rules(
                 reasons[i] = (f"{c / max(n, 1):.2f} comparisons per record on its own, over "
                               f"{max_count_per_rule:g} x the budget ({max_per_record} per record)")
                 continue
-            added = count_new_pairs(con, table, rule, [candidates[j] for j in chosen])
+            added = count_new_pairs(con, table, rule, [candidates[j] for j in chosen],
+                                    None if pairs_out is None else _CANDIDATE_PAIRS)
             if added == 0:
                 reasons[i] = "adds no pair the chosen rules do not block"
                 continue
@@ -200,6 +224,8 @@ def choose_rules(
                 reasons[i] = (f"{added / max(n, 1):.2f} new comparisons per record would take the "
                               f"total over the budget ({max_per_record} per record)")
                 continue
+            if pairs_out is not None:
+                con.execute(f"INSERT INTO {_CHOSEN_PAIRS} SELECT * FROM {_CANDIDATE_PAIRS}")
             for j in [j for j, t in chosen.items() if terms <= t]:
                 del chosen[j]
                 reasons[j] = f"dropped: the more general {rule!r} blocks every pair it did"
@@ -207,6 +233,8 @@ def choose_rules(
             total += added
             reasons[i] = f"adds {added} pairs (total {total / max(n, 1):.2f} per record)"
 
+    if pairs_out is not None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_CHOSEN_PAIRS} (join_key_l BIGINT, join_key_r BIGINT)")
     admit(keys)
     if bands and budget - total < BUDGET_FULL * budget:
         for i, _rule in bands:
@@ -222,16 +250,28 @@ def choose_rules(
             f"{max_per_record} comparisons per record on {n} records: "
             + "; ".join(f"{r}: {reasons.get(i, '')}" for i, r in enumerate(candidates)))
     report = [RuleCount(r, counts.get(i, 0.0), i in chosen, reasons.get(i, "")) for i, r in enumerate(candidates)]
-    return [r for i, r in enumerate(candidates) if i in chosen], report, n, total
+    rules = [r for i, r in enumerate(candidates) if i in chosen]
+    if pairs_out is not None:
+        # A rule dropped for a more general one leaves its pairs: the general one blocks them.
+        blocked_pairs_table(con, table, _CHOSEN_PAIRS, rules, pairs_out)
+        con.execute(f"DROP TABLE IF EXISTS {_CHOSEN_PAIRS}")
+        con.execute(f"DROP TABLE IF EXISTS {_CANDIDATE_PAIRS}")
+    return rules, report, n, total
+
+
+_CHOSEN_PAIRS = "__jup_chosen_pairs"
+_CANDIDATE_PAIRS = "__jup_candidate_pairs"
 
 
 def settings_with_chosen_rules(
     con: duckdb.DuckDBPyConnection, table: str, settings: dict[str, Any],
     add_band_columns: Callable[[list[str]], object] | None = None,
+    pairs_out: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The settings with `splink.blocking_rules_to_generate_predictions` chosen from
     `blocking.candidates` on these records (unchanged when the settings give fixed rules),
-    and what was counted (for the summary and report)."""
+    and what was counted (for the summary and report). With `pairs_out`, the chosen rules'
+    pairs as Splink's blocked pairs table of that name (`choose_rules`), when chosen here."""
     import copy
 
     blocking = settings.get("blocking")
@@ -239,7 +279,7 @@ def settings_with_chosen_rules(
         return settings, None
     chosen, report, n, pairs = choose_rules(
         con, table, blocking["candidates"], float(blocking["max_comparisons_per_record"]),
-        float(blocking.get("max_count_per_rule", 2.0)), add_band_columns)
+        float(blocking.get("max_count_per_rule", 2.0)), add_band_columns, pairs_out)
     out = copy.deepcopy(settings)
     out["splink"]["blocking_rules_to_generate_predictions"] = chosen
     return out, {"records": n, "budget_per_record": blocking["max_comparisons_per_record"],

@@ -140,6 +140,17 @@ def pattern_counts(con: Any, comparisons: list, pairs_from: str) -> tuple[np.nda
     return patterns, np.array([r[-1] for r in rows], dtype=np.float64)
 
 
+def vector_pattern_counts(con: Any, comparisons: list, vectors_from: str) -> tuple[np.ndarray, np.ndarray]:
+    """`pattern_counts` of comparison vectors already computed (`vectors_from`: SQL of a
+    table with one gamma column per comparison), in the same fixed order."""
+    names = [cc._gamma_column_name for cc in comparisons]
+    rows = con.execute(
+        f"SELECT {', '.join(names)}, count(*) FROM {vectors_from} GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    patterns = np.array([r[:-1] for r in rows], dtype=np.int64).reshape(len(rows), len(names))
+    return patterns, np.array([r[-1] for r in rows], dtype=np.float64)
+
+
 def estimate_m(
     linker: Linker,
     rule_sql: str,

@@ -80,8 +80,17 @@ def train(
     linker: Linker,
     settings_doc: dict[str, Any],
     step: Callable[[str], None] = lambda _name: None,
-) -> None:
-    """Estimate the prior, u and m in place on the linker."""
+    per_rule_em: bool = True,
+    blocked: tuple[str, list[str]] | None = None,
+) -> Callable[[], None] | None:
+    """Estimate the prior, u and m in place on the linker.
+
+    With `per_rule_em` False, m keeps the settings' starting values (floored) and the EM
+    sessions are not run: a run that re-fits m, u and the prior on its blocked pairs
+    (linkage.blocked_em) starts from there. Returns then the function that runs them as
+    `train` would have (from the same starting m), for when that fit is refused and the
+    trained model is scored instead; None when they ran here. `blocked`: see estimate_u.
+    """
     training = settings_doc["training"]
     step("prior")
     try:
@@ -92,7 +101,25 @@ def train(
         # Too few records for a deterministic match: keep the settings' prior.
         logging.getLogger(__name__).info("prior not estimated: %s", exc)
     step("u")
-    estimate_u(linker, training["u_max_pairs"], training.get("seed") or 0)
+    estimate_u(linker, training["u_max_pairs"], training.get("seed") or 0, blocked)
+    if per_rule_em:
+        _m_by_em(linker, settings_doc, step)
+        return None
+    levels = [lv for cc in linker._settings_obj.comparisons for lv in cc._comparison_levels_excluding_null]
+    start = [lv._m_probability for lv in levels]
+    floor_disagreement_m(linker, training.get("disagreement_m_floor", 0.0))
+
+    def m_by_em() -> None:
+        for lv, m in zip(levels, start, strict=True):
+            lv._m_probability = m
+        _m_by_em(linker, settings_doc, step)
+
+    return m_by_em
+
+
+def _m_by_em(linker: Linker, settings_doc: dict[str, Any], step: Callable[[str], None]) -> None:
+    """m by one EM session per training rule, then the disagreement floor."""
+    training = settings_doc["training"]
     for rule in training["em_blocking_rules"]:
         step(f"m: {rule}")
         # Splink's EM without term frequencies, its iterations run in numpy (linkage.em).
@@ -138,7 +165,8 @@ def _sample_size_for_pairs(pairs: float) -> int:
     return int(math.ceil(0.5 * (math.sqrt(8 * pairs + 1) + 1)))
 
 
-def estimate_u(linker: Linker, max_pairs: float, seed: int) -> dict[str, dict[int, int]]:
+def estimate_u(linker: Linker, max_pairs: float, seed: int,
+               blocked: tuple[str, list[str]] | None = None) -> dict[str, dict[int, int]]:
     """u by random sampling, in one pass over the sampled pairs.
 
     Splink's own estimator runs one chunked query per comparison (each re-joining the
@@ -154,6 +182,9 @@ def estimate_u(linker: Linker, max_pairs: float, seed: int) -> dict[str, dict[in
     and the pairs sharing those values are few enough to join, u is counted exactly over
     all of them (the share of all non-null pairs at that level); otherwise it is the
     sample's share, smoothed (Jeffreys: half a pair for an unseen level).
+    `blocked` (the blocked pairs' comparison vectors table, linkage.predict, and the
+    blocking rules): a level whose required equal columns include a rule's holds only
+    blocked pairs, so its exact count is read from their vectors instead of a join.
     """
     settings_obj = linker._settings_obj
     comparisons = settings_obj.comparisons
@@ -204,7 +235,7 @@ def estimate_u(linker: Linker, max_pairs: float, seed: int) -> dict[str, dict[in
             if n < MIN_OBSERVED_FOR_SAMPLED_U and total and not level._is_else_level:
                 # Rare in the sample: count this level over every pair that can reach it.
                 non_null_pairs = all_pairs * total / max(sample_pairs, 1)
-                exact = _exact_level_count(con, comp, level, n_records)
+                exact = _exact_level_count(con, comp, level, n_records, blocked)
                 if exact is not None:
                     u_of[g] = max(exact, 0.5) / max(non_null_pairs, 1.0)
             if g not in u_of and not total:
@@ -263,11 +294,14 @@ def level_equality_terms(sql: str) -> list[tuple[str, str]]:
     return terms
 
 
-def _exact_level_count(con: Any, comp: Any, level: Any, n_records: int) -> int | None:
+def _exact_level_count(con: Any, comp: Any, level: Any, n_records: int,
+                       blocked: tuple[str, list[str]] | None = None) -> int | None:
     """Pairs (l.unique_id < r.unique_id) whose comparison takes this level, counted over
     every pair that agrees on the level's required equal columns; None when the level
-    requires none or those pairs are too many to join."""
+    requires none or those pairs are too many to join. With `blocked` (see estimate_u),
+    from the blocked pairs' vectors when a blocking rule requires a subset of them."""
     from linkage.blocking import count_comparisons
+    from linkage.settings import equality_terms
 
     terms = level_equality_terms(level.sql_condition)
     if not terms:
@@ -275,6 +309,12 @@ def _exact_level_count(con: Any, comp: Any, level: Any, n_records: int) -> int |
     rule = " AND ".join(f"l.{a} = r.{b}" for a, b in terms)
     if count_comparisons(con, RECORDS_TABLE, rule) > EXACT_U_MAX_PAIRS_PER_RECORD * max(n_records, 1):
         return None
+    if blocked is not None:
+        vectors, rules = blocked
+        if any(set(equality_terms(r) or [None]) <= set(terms) for r in rules):
+            return int(con.execute(
+                f"SELECT count(*) FROM {vectors} WHERE {comp._gamma_column_name} = "
+                f"{int(level.comparison_vector_value)}").fetchall()[0][0])
     columns = [d[0] for d in con.execute(f"SELECT * FROM {RECORDS_TABLE} LIMIT 0").description
                if d[0] not in ("unique_id", "source", "ref")]
     pair_cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in columns)

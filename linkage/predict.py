@@ -24,7 +24,8 @@ from linkage.settings import equality_terms
 
 
 def predict_with_blocking_counts(
-    linker: Linker, threshold: float | None, records: int
+    linker: Linker, threshold: float | None, records: int,
+    vectors: SplinkDataFrame | None = None,
 ) -> tuple[SplinkDataFrame, list[dict[str, Any]]]:
     """`predict`, plus the pairs each blocking rule added, as the records of Splink's
     blocking-rule chart.
@@ -32,15 +33,24 @@ def predict_with_blocking_counts(
     Splink's chart counts by building every blocked pair again; predict has just built
     them (each tagged with the first rule that produced it, its match_key), so the
     counts are one GROUP BY over that table: exact, whatever the number of records.
+
+    `vectors` (from `comparison_vectors`, for this linker's comparisons) are scored as
+    they are, not computed again; they are dropped afterwards.
     """
     blocked = linker.inference.compute_blocked_pairs_for_predict()
     try:
-        predictions = score_blocked_pairs(linker, blocked, threshold)
+        if vectors is not None:
+            predictions = score_comparison_vectors(linker, vectors, threshold)
+        else:
+            predictions = score_blocked_pairs(linker, blocked, threshold)
         counts = dict(linker._db_api._con.execute(
             f"SELECT CAST(match_key AS INTEGER), count(*) FROM {blocked.physical_name} GROUP BY ALL"
         ).fetchall())
     finally:
-        blocked.drop_table_from_database_and_remove_from_cache()
+        # Ours when the run kept the pairs its rule choice counted (linkage.blocking).
+        blocked.drop_table_from_database_and_remove_from_cache(force_non_splink_table=True)
+        if vectors is not None:
+            vectors.drop_table_from_database_and_remove_from_cache()
     return predictions, blocking_count_records(linker, counts, records)
 
 
@@ -59,6 +69,36 @@ def score_blocked_pairs(linker: Linker, blocked: SplinkDataFrame, threshold: flo
     default; linkage.spark_engine gives Spark SQL built-ins).
     Same levels, same weights (tested equal to `linker.inference.predict`).
     """
+    pipeline = _comparison_vectors_pipeline(linker, blocked, dice)
+    pipeline.enqueue_list_of_sqls(
+        predict_from_comparison_vectors_sqls_using_settings(linker._settings_obj, threshold, None))
+    return linker._db_api.sql_pipeline_to_splink_dataframe(pipeline)
+
+
+def comparison_vectors(linker: Linker, blocked: SplinkDataFrame) -> SplinkDataFrame:
+    """The blocked pairs' comparison vectors (Splink's `__splink__df_comparison_vectors`:
+    ids, retained columns, one gamma per comparison, match_key), as a table.
+
+    Computing the levels (six Dice a pair) is most of scoring: a run that fits EM on the
+    blocked pairs (linkage.blocked_em) counts their patterns from this table and then
+    scores it (`score_comparison_vectors`), so each pair's levels are computed once.
+    Valid while the linker's comparison levels (their SQL, not m and u) are unchanged.
+    """
+    return linker._db_api.sql_pipeline_to_splink_dataframe(
+        _comparison_vectors_pipeline(linker, blocked, _duckdb_dice))
+
+
+def score_comparison_vectors(linker: Linker, vectors: SplinkDataFrame,
+                             threshold: float | None) -> SplinkDataFrame:
+    """Splink's predict over comparison vectors already computed (`comparison_vectors`)."""
+    pipeline = CTEPipeline([vectors])
+    pipeline.enqueue_list_of_sqls(
+        predict_from_comparison_vectors_sqls_using_settings(linker._settings_obj, threshold, None))
+    return linker._db_api.sql_pipeline_to_splink_dataframe(pipeline)
+
+
+def _comparison_vectors_pipeline(linker: Linker, blocked: SplinkDataFrame,
+                                 dice: Callable[[str], str]) -> CTEPipeline:
     settings = linker._settings_obj
     info = settings.column_info_settings
     cvv_columns, clks = share_dice(settings._columns_to_select_for_comparison_vector_values)
@@ -74,8 +114,7 @@ def score_blocked_pairs(linker: Linker, blocked: SplinkDataFrame, threshold: flo
         unique_id_input_column=info.unique_id_input_column,
         link_type=settings._link_type, sql_dialect_str=linker._sql_dialect_str,
     ))
-    pipeline.enqueue_list_of_sqls(predict_from_comparison_vectors_sqls_using_settings(settings, threshold, None))
-    return linker._db_api.sql_pipeline_to_splink_dataframe(pipeline)
+    return pipeline
 
 
 def blocking_count_records(

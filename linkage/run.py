@@ -28,13 +28,14 @@ from linkage.blocking import settings_with_chosen_rules
 from linkage.clk import add_band_columns, create_dice_macro, words_for_bits
 from linkage.clustering import assign_stable_ids, cluster_with_identifier_guard, fingerprint_sql
 from linkage.ingest import IngestedExtract, clk_bits_of, stack_sql
-from linkage.predict import predict_with_blocking_counts
+from linkage.predict import comparison_vectors, predict_with_blocking_counts
 from linkage.settings import default_settings, save_settings, validate_settings
 
 Progress = Callable[[str], None]
 
 
 ENGINES = ("duckdb", "spark")
+BLOCKED_PAIRS = "jup_blocked_pairs"
 
 
 class LinkError(Exception):
@@ -139,18 +140,39 @@ def _run(
 
     # Bands of the salted filters (linkage.clk) are derived here, not sent, and only when
     # the match keys leave room for them.
+    # The pairs counted while choosing the rules are the ones predict scores: kept, so
+    # they are not blocked a second time.
     settings, blocking_info = settings_with_chosen_rules(
-        con, "records", settings, lambda rules: add_band_columns(con, "records", rules, words))
+        con, "records", settings, lambda rules: add_band_columns(con, "records", rules, words),
+        pairs_out=BLOCKED_PAIRS)
     lap("blocking")
 
     linker = model.make_linker(con, settings)
-    model.train(linker, settings, lambda s: step(f"training: {s}"))
+    if blocking_info is not None:
+        linker.table_management.register_blocked_pairs_for_predict(linker._db_api.register(BLOCKED_PAIRS))
+    blocked_pairs_em = settings["training"].get("em_on_blocked_pairs", False)
     blocked_fit = None
-    if settings["training"].get("em_on_blocked_pairs", False):
-        step("training: m, u and prior on the blocked pairs")
+    vectors = None
+    train_m = None
+    if blocked_pairs_em:
+        step("training: the blocked pairs' levels")
         # Cached by Splink: predict scores these same pairs without blocking again.
         blocked = linker.inference.compute_blocked_pairs_for_predict()
-        linker, blocked_fit = blocked_em.fit(linker, con, blocked.physical_name)
+        # Their levels, computed once: u's exact counts and EM read them, predict scores them.
+        vectors = comparison_vectors(linker, blocked)
+        rules = settings["splink"]["blocking_rules_to_generate_predictions"]
+        # The per-rule EM runs only if the fit on the blocked pairs is refused.
+        train_m = model.train(linker, settings, lambda s: step(f"training: {s}"), per_rule_em=False,
+                              blocked=(vectors.physical_name, rules))
+        step("training: m, u and prior on the blocked pairs")
+        trained_linker = linker
+        linker, blocked_fit = blocked_em.fit(linker, con, blocked.physical_name, vectors.physical_name,
+                                             train_m)
+        stratified_vectors = bool(blocked_fit.get("vectors_restratified"))
+        if (linker is not trained_linker and not stratified_vectors) or spark_run is not None:
+            # A stratified model has other levels (and Spark scores its own pairs).
+            vectors.drop_table_from_database_and_remove_from_cache()
+            vectors = None
         # The run's settings and summary name the rules it scored with (person resolution
         # reads them): a refused band stratum drops the band rules.
         kept = blocked_em.kept_rules(linker)
@@ -161,6 +183,8 @@ def _run(
                 if candidate["chosen"] and candidate["rule"] not in kept:
                     candidate.update(chosen=False, reason=f"{candidate['reason']}; dropped after training: {why}")
             blocking_info["chosen"] = kept
+    else:
+        model.train(linker, settings, lambda s: step(f"training: {s}"))
     lap("train")
 
     step("scoring pairs")
@@ -168,7 +192,7 @@ def _run(
     # Every blocked pair is scored once; the prior is then re-estimated from them (m and
     # u fixed) and the weights shifted by the change, so no second scoring pass.
     if spark_run is None:
-        predictions, blocking_counts = predict_with_blocking_counts(linker, None, n_records)
+        predictions, blocking_counts = predict_with_blocking_counts(linker, None, n_records, vectors)
     else:
         predictions, blocking_counts = _predict_on_spark(con, linker, spark_run, words, n_records)
     pred_table = predictions.physical_name

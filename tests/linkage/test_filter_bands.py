@@ -144,3 +144,25 @@ def test_band_plausibility_judges_the_levels_the_band_pairs_show():
     assert implausible_in_bands(m, u, [1, 1]) is not None  # level 1 of names: 0.2 vs 0.2
     assert implausible_in_bands(m, u, [None, 1]) is not None
     assert implausible_in_bands(m, u, [None, None]) is not None
+
+
+def test_scores_from_restratified_vectors_are_splinks_on_the_stratified_model(febrl4):
+    """The run scores the band-stratified model from the comparison vectors it computed
+    for the fit (each level moved to its stratum's), not by computing the levels again:
+    the links it wrote are those Splink's own predict gives with the run's model."""
+    home, run = febrl4["home"], febrl4["run"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["prior"]["vectors_restratified"] is True
+    report_t = summary["thresholds"]["report_match_probability"]
+    linker, _trained = _linker_over_run(home, run)
+    theirs = linker.inference.predict(threshold_match_probability=report_t, warning_mode="never")
+
+    def pairs(sql: str) -> dict:
+        return {tuple(sorted([(sl, rl), (sr, rr)])): w
+                for sl, rl, sr, rr, w in duckdb.connect().execute(sql).fetchall()}
+
+    ours = pairs(f"SELECT source_l, ref_l, source_r, ref_r, match_weight FROM read_parquet('{run / 'links.parquet'}')")
+    frame = theirs.as_pandas_dataframe()[["source_l", "ref_l", "source_r", "ref_r", "match_weight"]]
+    splinks = {tuple(sorted([(a, b), (c, d)])): w for a, b, c, d, w in frame.itertuples(index=False)}
+    assert len(ours) > 1000 and ours.keys() == splinks.keys()
+    assert all(ours[k] == pytest.approx(splinks[k], abs=1e-9) for k in ours)

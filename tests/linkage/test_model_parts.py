@@ -15,7 +15,7 @@ from linkage import em, model
 from linkage.blocking import settings_with_chosen_rules
 from linkage.clk import clk_struct_sql, create_dice_macro, words_for_bits
 from linkage.ingest import clk_bits_of, extract_from_dir, stack_sql
-from linkage.predict import predict_with_blocking_counts
+from linkage.predict import comparison_vectors, predict_with_blocking_counts
 from linkage.settings import (
     SettingsError,
     default_settings,
@@ -223,6 +223,35 @@ def test_blocking_counts_from_predict_equal_splinks_chart_records(small):
         again.sort_values(key).reset_index(drop=True))
 
 
+def test_comparison_vectors_computed_once_give_the_same_patterns_and_scores(small):
+    """A run that fits EM on its blocked pairs computes their comparison vectors once:
+    their pattern counts are those computed from the pairs, and predict over them gives
+    the same scores and blocking counts as predict over the blocked pairs."""
+    settings = default_settings()
+    settings["splink"]["retain_intermediate_calculation_columns"] = True
+    con, linker = _linker(small, settings)
+    _prior_and_u(linker, settings)
+    n = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
+    direct, direct_counts = predict_with_blocking_counts(linker, 0.5, n)
+    blocked = linker.inference.compute_blocked_pairs_for_predict()
+    vectors = comparison_vectors(linker, blocked)
+    comparisons = list(linker._settings_obj.comparisons)
+    from_pairs = em.pattern_counts(
+        con, comparisons, f"{blocked.physical_name} b JOIN records l ON l.unique_id = b.join_key_l "
+        "JOIN records r ON r.unique_id = b.join_key_r")
+    from_vectors = em.vector_pattern_counts(con, comparisons, f"{vectors.physical_name} b")
+    assert from_pairs[1].sum() > 100 and len(from_pairs[1]) > 10
+    assert np.array_equal(from_pairs[0], from_vectors[0]) and np.array_equal(from_pairs[1], from_vectors[1])
+    reused, reused_counts = predict_with_blocking_counts(linker, 0.5, n, vectors)
+    assert reused_counts == direct_counts
+    key = ["unique_id_l", "unique_id_r"]
+    a, b = direct.as_pandas_dataframe(), reused.as_pandas_dataframe()
+    assert len(a) > 100 and list(a.columns) == list(b.columns)
+    assert a.sort_values(key).reset_index(drop=True).equals(b.sort_values(key).reset_index(drop=True))
+    # the vectors are dropped once scored
+    assert vectors.physical_name not in {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+
+
 def test_disagreement_m_is_floored_and_validated(small):
     settings = default_settings()
     settings["training"]["disagreement_m_floor"] = 0.002
@@ -375,3 +404,97 @@ def test_guarded_clusters_read_only_linked_records_and_equal_the_merge_over_all(
     expected, expected_refused = guarded_merge(records, above, False, 0.97, must, cannot)
     assert got == expected and refused == expected_refused
     assert refused > 0 and len(set(got.values())) < len(records) - 100
+
+
+def _m_of(linker) -> list:
+    return [lv._m_probability for cc in linker._settings_obj.comparisons
+            for lv in cc._comparison_levels_excluding_null]
+
+
+def test_per_rule_em_deferred_gives_the_m_train_gives(small):
+    """Without the per-rule EM, train leaves the settings' m (floored) and returns the
+    sessions to run later: run then, they give exactly the m `train` gives at once."""
+    settings = default_settings()
+    _con, at_once = _linker(small, settings)
+    assert model.train(at_once, settings) is None
+    _con, deferred = _linker(small, settings)
+    train_m = model.train(deferred, settings, per_rule_em=False)
+    assert callable(train_m)
+    assert _m_of(deferred) != _m_of(at_once)  # not estimated yet
+    train_m()
+    assert _m_of(deferred) == _m_of(at_once)
+
+
+def test_blocked_fit_runs_the_per_rule_em_only_when_refused(small, monkeypatch):
+    """The fit from the settings' m stands when accepted; when refused (150 people: too few
+    non-matches among the blocked pairs), the per-rule EM runs and the fit is made again
+    from its m, so the run falls back to the model `train` alone would have given."""
+    from linkage import blocked_em
+
+    settings = default_settings()
+    calls = []
+
+    def fit() -> tuple[dict, list]:
+        con, linker = _linker(small, settings)
+        train_m = model.train(linker, settings, per_rule_em=False)
+        blocked = linker.inference.compute_blocked_pairs_for_predict()
+        _linker_out, info = blocked_em.fit(linker, con, blocked.physical_name, None,
+                                           lambda: (calls.append(1), train_m()))
+        return info, _m_of(linker)
+
+    refused, m_after = fit()
+    assert calls == [1] and refused["applied"] is False
+    assert refused["start_m"].startswith("per-rule EM (from the settings' m: one class holds fewer")
+    _con, trained = _linker(small, settings)
+    model.train(trained, settings)
+    assert m_after == _m_of(trained)  # the fallback is the per-rule model, as before
+    real = blocked_em._fit_stratum
+    monkeypatch.setattr(blocked_em, "_fit_stratum", lambda *a, **k: {**real(*a, **k), "problem": None})
+    accepted, _m = fit()
+    assert calls == [1] and accepted["start_m"] == "settings" and accepted["applied"] is True
+
+
+def test_pairs_counted_when_choosing_rules_are_splinks_blocked_pairs(small):
+    """The pairs the rule choice counted, kept as the run's blocked pairs, are exactly
+    those Splink's predict blocks for the chosen rules, each with Splink's match_key."""
+    from linkage.clk import add_band_columns
+
+    settings = default_settings()
+    con = duckdb.connect()
+    words = words_for_bits(clk_bits_of(small))
+    create_dice_macro(con, words)
+    con.execute(f"CREATE TABLE records AS {stack_sql(small, words)}")
+    chosen, info = settings_with_chosen_rules(
+        con, "records", settings, lambda rules: add_band_columns(con, "records", rules, words),
+        pairs_out="kept_pairs")
+    rules = chosen["splink"]["blocking_rules_to_generate_predictions"]
+    assert any("band_" in r for r in rules) and len(rules) > 5  # keys and bands both chosen
+    ours = con.execute("SELECT match_key, join_key_l, join_key_r FROM kept_pairs ORDER BY ALL").fetchall()
+    assert len(ours) == info["comparisons"] > 100
+    linker = model.make_linker(con, chosen)
+    theirs = linker.inference.compute_blocked_pairs_for_predict()
+    assert ours == con.execute(
+        f"SELECT match_key, join_key_l, join_key_r FROM {theirs.physical_name} ORDER BY ALL").fetchall()
+    assert len({mk for mk, _l, _r in ours}) > 3
+
+
+def test_exact_u_counts_from_the_blocked_vectors_equal_the_joins(small):
+    """A rare level whose equal columns include a blocking rule's is counted from the
+    blocked pairs' vectors: the same u as counting it by a join over all pairs."""
+    settings = default_settings()
+    _con, joined = _linker(small, settings)
+    _prior_and_u(joined, settings)
+    con, linker = _linker(small, settings)
+    training = settings["training"]
+    linker.training.estimate_probability_two_random_records_match(
+        training["prior_rules"], recall=training["prior_recall"])
+    vectors = comparison_vectors(linker, linker.inference.compute_blocked_pairs_for_predict())
+    rules = [r.blocking_rule_sql for r in linker._settings_obj._blocking_rules_to_generate_predictions]
+    assert "l.tk_nhs = r.tk_nhs" in rules  # the NHS number level is read from the vectors
+    model.estimate_u(linker, training["u_max_pairs"], seed=1, blocked=(vectors.physical_name, rules))
+
+    def u_of(lk) -> list:
+        return [lv.u_probability for cc in lk._settings_obj.comparisons
+                for lv in cc._comparison_levels_excluding_null]
+
+    assert u_of(linker) == u_of(joined)
