@@ -51,7 +51,8 @@ MIN_CLASS_PAIRS = 25
 
 
 def fit(linker: Linker, con: Any, blocked_table: str, vectors_table: str | None = None,
-        train_m: Callable[[], None] | None = None) -> tuple[Linker, dict[str, Any]]:
+        train_m: Callable[[], None] | None = None,
+        band_m: str = "keyed") -> tuple[Linker, dict[str, Any]]:
     """Re-estimate every comparison level's m and u, and the prior, on the blocked pairs
     in `blocked_table` (join_key_l, join_key_r, match_key). Returns the linker to score
     with (this one updated in place, or a stratified one; see `stratified_model`) and what
@@ -133,7 +134,8 @@ def fit(linker: Linker, con: Any, blocked_table: str, vectors_table: str | None 
         # Start from the keyed fit's view of these pairs.
         start = fit_patterns(band_patterns, band_counts, keyed["m"], keyed["u"], 0.5, max_iterations=0)
         band = _fit_stratum(band_patterns, band_counts, keyed["m"], keyed["u"],
-                            min(max(start[2], 0.01), 0.5), len(levels), bands=True)
+                            min(max(start[2], 0.01), 0.5), len(levels), bands=True,
+                            fit_m=band_m == "fitted")
         bands.update({"iterations": band["iterations"], "value": band["share"]})
         problem = band["problem"]
     else:
@@ -179,9 +181,15 @@ def restratify_vectors(con: Any, vectors_table: str, comparisons: list, in_bands
 
 
 def _fit_stratum(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Levels, share0: float,
-                 comparisons: int, bands: bool = False) -> dict[str, Any]:
+                 comparisons: int, bands: bool = False, fit_m: bool = True) -> dict[str, Any]:
     """fit_patterns, with the reason (or None) the fit cannot be the match split."""
-    m, u, share, iterations = fit_patterns(patterns, counts, m0, u0, share0)
+    # The band stratum (`training.band_stratum_m`): by default m stays the keyed fit's and
+    # only u (these pairs' non-matches) and the share of matches are fitted. Free, EM there
+    # calls "match" whatever splits the band pairs best, e.g. the members of one household
+    # (300,000 synthetic people: 43% of 204,868 band-only pairs, within-source precision
+    # 0.84). FEBRL, with no households, gains from the free fit ("fitted": FEBRL4 F1 0.986
+    # against 0.967; bench/RESULTS-linkage.md).
+    m, u, share, iterations = fit_patterns(patterns, counts, m0, u0, share0, fit_m=fit_m)
     total = float(counts.sum())
     if bands:
         shown = [sorted({int(g) for g in patterns[:, j] if g >= 0}) for j in range(comparisons)]
@@ -264,11 +272,13 @@ Levels = list[dict[int, float]]
 
 
 def fit_patterns(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Levels,
-                 share0: float, max_iterations: int = MAX_ITERATIONS) -> tuple[Levels, Levels, float, int]:
+                 share0: float, max_iterations: int = MAX_ITERATIONS,
+                 fit_m: bool = True) -> tuple[Levels, Levels, float, int]:
     """Two-class EM over agreement patterns (rows of gamma values, -1 = null; `counts`
     pairs each), from m0, u0 and share0. Returns m, u (per comparison: gamma -> share among
     its non-null levels), the share of matches and the iterations run. With
-    `max_iterations` 0: m0, u0 and the expected share of matches under them."""
+    `max_iterations` 0: m0, u0 and the expected share of matches under them. With `fit_m`
+    False, m stays m0: only u and the share are fitted."""
     total = float(counts.sum())
     seen = [{g: patterns[:, j] == g for g in m0_j} for j, m0_j in enumerate(m0)]
     log_odds = np.full(len(counts), math.log(share0 / (1.0 - share0)))
@@ -282,7 +292,8 @@ def fit_patterns(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Level
         iterations += 1
         matched, unmatched = prob * counts, (1.0 - prob) * counts
         share = min(max(float(matched.sum() / total), 1e-9), 1.0 - 1e-9)
-        m_est = [_level_shares(seen_j, matched, m0[j]) for j, seen_j in enumerate(seen)]
+        if fit_m:
+            m_est = [_level_shares(seen_j, matched, m0[j]) for j, seen_j in enumerate(seen)]
         u_est = [_level_shares(seen_j, unmatched, u0[j]) for j, seen_j in enumerate(seen)]
         log_odds = np.full(len(counts), math.log(share / (1.0 - share)))
         for j, seen_j in enumerate(seen):

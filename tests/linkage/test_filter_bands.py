@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from splink.internals.waterfall_chart import records_to_waterfall_data
@@ -18,6 +19,7 @@ from linkage.blocked_em import BANDED, implausible_in_bands
 from linkage.clk import add_band_columns, band_columns, create_dice_macro, words_for_bits
 from linkage.ingest import clk_bits_of, extract_from_dir, stack_sql
 from linkage.score import explain_pair
+from linkage.settings import default_settings, validate_settings
 from tests.linkage.febrl import FEBRL_MAPPING
 
 pytestmark = pytest.mark.slow
@@ -45,7 +47,13 @@ def febrl4(tmp_path_factory):
              "--out", str(work / f"x-{name}"))
         dirs.append(str(work / f"x-{name}"))
     _cli("ingest", "--home", str(home), *dirs)
-    _cli("link", "--home", str(home), "--out", "run1")
+    # The band stratum's own m ("fitted"): FEBRL4 has no households, so its band-only pairs
+    # are fitted as matches and the stratified model is exercised (the default, "keyed",
+    # refuses them here: test_default_band_stratum_keeps_the_keyed_m).
+    settings = default_settings()
+    settings["training"]["band_stratum_m"] = "fitted"
+    (work / "settings.json").write_text(json.dumps(settings))
+    _cli("link", "--home", str(home), "--out", "run1", "--settings", str(work / "settings.json"))
     keymap = " UNION ALL ".join(
         f"SELECT '{Path(d).name[2:]}' AS source, local_id, ref FROM read_parquet('{d}/keymap.parquet')"
         for d in dirs)
@@ -166,3 +174,33 @@ def test_scores_from_restratified_vectors_are_splinks_on_the_stratified_model(fe
     splinks = {tuple(sorted([(a, b), (c, d)])): w for a, b, c, d, w in frame.itertuples(index=False)}
     assert len(ours) > 1000 and ours.keys() == splinks.keys()
     assert all(ours[k] == pytest.approx(splinks[k], abs=1e-9) for k in ours)
+
+
+def test_default_band_stratum_keeps_the_keyed_m():
+    """Band-only pairs: one household's members (same address, other names) and a few true
+    matches (same address, similar names). With the keyed pairs' m (the default) only u and
+    the share are fitted, and a household pair weighs against a match; fitted freely, m
+    moves to whatever splits these pairs."""
+    from linkage.blocked_em import _fit_stratum
+
+    # two comparisons: name (gamma 1 agree, 0 not), address (1 agree, 0 not)
+    patterns = np.array([[0, 1], [1, 1], [0, 0]])
+    counts = np.array([900.0, 60.0, 40.0])
+    m0 = [{0: 0.05, 1: 0.95}, {0: 0.2, 1: 0.8}]  # the keyed fit: matches agree on names
+    u0 = [{0: 0.9, 1: 0.1}, {0: 0.7, 1: 0.3}]
+    free = _fit_stratum(patterns, counts, m0, u0, 0.3, 2, bands=True, fit_m=True)
+    keyed = _fit_stratum(patterns, counts, m0, u0, 0.3, 2, bands=True, fit_m=False)
+    assert free["m"] != m0
+    assert keyed["m"] == m0 and keyed["u"] != u0
+    m, u = keyed["m"], keyed["u"]
+    household = m[0][0] * m[1][1] / (u[0][0] * u[1][1])
+    assert household < 1  # other names at one address: evidence against a match
+    assert keyed["share"] < free["share"]
+
+
+def test_band_stratum_m_setting_is_validated():
+    doc = default_settings()
+    assert doc["training"]["band_stratum_m"] == "keyed"
+    doc["training"]["band_stratum_m"] = "free"
+    with pytest.raises(Exception, match="band_stratum_m"):
+        validate_settings(doc)
