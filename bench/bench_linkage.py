@@ -179,11 +179,7 @@ def bench_splink_plaintext(a, b, truth, threshold: float) -> tuple[float, tuple]
     settings = SettingsCreator(
         link_type="link_only",
         comparisons=[
-            cl.NameComparison("given_name"),
-            cl.NameComparison("surname"),
-            cl.LevenshteinAtThresholds("dob", [1, 2]),
-            cl.LevenshteinAtThresholds("postcode", [1]),
-            cl.JaroWinklerAtThresholds("address", [0.9, 0.8]),
+            *_generic_comparisons(cl),
             cl.ExactMatch("suburb").configure(term_frequency_adjustments=True),
         ],
         blocking_rules_to_generate_predictions=[
@@ -314,6 +310,18 @@ def bench_ours_cli(frames: dict, work: Path, settings: dict | None = None,
     return seconds, _entity_pairs(rows), summary
 
 
+def _generic_comparisons(cl) -> list:
+    """The plaintext baselines' comparisons of the shared fields, written as a new Splink
+    user would (names, fuzzy date of birth and postcode, fuzzy address)."""
+    return [
+        cl.NameComparison("given_name"),
+        cl.NameComparison("surname"),
+        cl.LevenshteinAtThresholds("dob", [1, 2]),
+        cl.LevenshteinAtThresholds("postcode", [1]),
+        cl.JaroWinklerAtThresholds("address", [0.9, 0.8]),
+    ]
+
+
 def bench_splink_generic(frames: dict, threshold: float = 0.9) -> tuple[float, set]:
     """Plaintext Splink written generically: the standard comparisons on the same fields,
     blocking on single fields, the prior from an exact-match rule, u by sampling, EM on
@@ -333,11 +341,7 @@ def bench_splink_generic(frames: dict, threshold: float = 0.9) -> tuple[float, s
     settings = SettingsCreator(
         link_type="link_and_dedupe" if len(dfs) > 1 else "dedupe_only",
         comparisons=[
-            cl.NameComparison("given_name"),
-            cl.NameComparison("surname"),
-            cl.LevenshteinAtThresholds("dob", [1, 2]),
-            cl.LevenshteinAtThresholds("postcode", [1]),
-            cl.JaroWinklerAtThresholds("address", [0.9, 0.8]),
+            *_generic_comparisons(cl),
             cl.ExactMatch("suburb").configure(term_frequency_adjustments=True),
         ],
         blocking_rules_to_generate_predictions=[
@@ -567,11 +571,7 @@ def _splink_one(src: Path, threshold: float = 0.9) -> dict:
     settings = SettingsCreator(
         link_type="link_and_dedupe",
         comparisons=[
-            cl.NameComparison("given_name"),
-            cl.NameComparison("surname"),
-            cl.LevenshteinAtThresholds("dob", [1, 2]),
-            cl.LevenshteinAtThresholds("postcode", [1]),
-            cl.JaroWinklerAtThresholds("address", [0.9, 0.8]),
+            *_generic_comparisons(cl),
             cl.ExactMatch("nhs_number"),
             cl.ExactMatch("nino"),
         ],

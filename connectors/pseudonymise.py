@@ -811,8 +811,13 @@ class IdentityEncoder:
         # filter by the postcode (SALTED_FILTERS). The columns that share a salt are moved
         # together (one set of index tables per step, `apply_many`).
         salted_columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for salt_parts, group in _SALT_GROUPS.items():
-            salts, salted = self.salts(p, salt_parts, SALTED_FILTERS[group[0]][2])
+        for salt_parts, all_in_group in _SALT_GROUPS.items():
+            # Only the filters this deployment publishes are salted; the salt stays the
+            # group's, so a published filter is the same whatever else is published.
+            group = tuple(c for c in all_in_group if c in self.settings.filters)
+            if not group:
+                continue
+            salts, salted = self.salts(p, salt_parts, SALTED_FILTERS[all_in_group[0]][2])
             idx = np.flatnonzero(salted)
             presents = [filters[SALTED_FILTERS[c][0]][1] & salted for c in group]
             outs = [np.zeros_like(filters[SALTED_FILTERS[c][0]][0]) for c in group]
