@@ -137,11 +137,15 @@ def cluster_with_identifier_guard(
     join_groups_threshold: float | None = None,
     must_link: list[tuple[int, int]] = (),
     cannot_link: list[tuple[int, int]] = (),
+    identifiers_across_sources: bool = False,
 ) -> tuple[str, int]:
     """Connected components of the pairs at or above `threshold`, strongest pair first,
     refusing a merge that would join two records of one source holding different NHS
     numbers (or NINOs): one weak link must not chain two people together when a
-    source's own identifiers say they differ. Creates a table (unique_id, cluster_id)
+    source's own identifiers say they differ. With `identifiers_across_sources` two
+    records of any sources holding different NHS numbers (or NINOs) conflict too: the
+    tokens are keyed alike in every extract, so they name one person wherever held.
+    Creates a table (unique_id, cluster_id)
     covering every record; returns its name and the number of merges refused.
 
     `one_record_per_source` (for sources known to hold no duplicates, e.g. FEBRL's two
@@ -168,7 +172,8 @@ def cluster_with_identifier_guard(
     try:
         return _guarded_components(con, predictions_table, records_table, threshold,
                                    one_record_per_source, join_groups_threshold,
-                                   list(must_link), list(cannot_link))
+                                   list(must_link), list(cannot_link),
+                                   identifiers_across_sources)
     finally:
         if was_enabled:
             gc.enable()
@@ -183,6 +188,7 @@ def _guarded_components(
     join_groups_threshold: float | None = None,
     must_link: list[tuple[int, int]] | None = None,
     cannot_link: list[tuple[int, int]] | None = None,
+    identifiers_across_sources: bool = False,
 ) -> tuple[str, int]:
     import pyarrow as pa
 
@@ -207,7 +213,8 @@ def _guarded_components(
     finally:
         con.unregister("jup_touched")
     cluster_of, refused = guarded_merge(records, edges, one_record_per_source,
-                                        join_groups_threshold, must_link, cannot_link)
+                                        join_groups_threshold, must_link, cannot_link,
+                                        identifiers_across_sources)
     table = pa.table({"unique_id": pa.array([r[0] for r in records], pa.int64()),
                       "cluster_id": pa.array([cluster_of[r[0]] for r in records], pa.int64())})
     name = "guarded_clusters"
@@ -228,6 +235,7 @@ def guarded_merge(
     join_groups_threshold: float | None = None,
     must_link: list[tuple[int, int]] | None = None,
     cannot_link: list[tuple[int, int]] | None = None,
+    identifiers_across_sources: bool = False,
 ) -> tuple[dict[int, int], int]:
     """The guarded merge (`cluster_with_identifier_guard`) of `records` (unique_id,
     source, tk_nhs, tk_nino), sorted by unique_id, over `edges` (unique_id_l,
@@ -240,17 +248,19 @@ def guarded_merge(
     (the Spark engine merges one component per task)."""
     index = {uid: i for i, (uid, *_rest) in enumerate(records)}
     parent = list(range(len(records)))
-    # per root: {(source, "nhs" | "nino"): set of tokens}, only for records that have one;
+    # per root: {(source, "nhs" | "nino"): set of tokens}, only for records that have one
+    # (the source is "*" when identifiers are compared across sources);
     # with one_record_per_source also {(source, "record"): {record index}}
     ids: dict[int, dict[tuple[str, str], set]] = {}
     for i, (_uid, source, nhs, nino) in enumerate(records):
         held: dict[tuple[str, str], set] = {}
         if one_record_per_source:
             held[(source, "record")] = {i}
+        scope = "*" if identifiers_across_sources else source
         if nhs is not None:
-            held[(source, "nhs")] = {nhs}
+            held[(scope, "nhs")] = {nhs}
         if nino is not None:
-            held[(source, "nino")] = {nino}
+            held[(scope, "nino")] = {nino}
         if held:
             ids[i] = held
 

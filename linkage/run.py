@@ -221,6 +221,8 @@ def _run(
         one_record_per_source=settings.get("clustering", {}).get("one_record_per_source", False),
         join_groups_threshold=settings.get("clustering", {}).get("join_groups_match_probability"),
         must_link=must, cannot_link=cannot,
+        identifiers_across_sources=(settings.get("clustering", {}).get("identifier_guard")
+                                    == "across_sources"),
     )
     con.execute(
         f"""CREATE TABLE clustered AS

@@ -229,6 +229,7 @@ class SparkRun:
         join_groups_threshold: float | None = None,
         must_link: list[tuple[int, int]] = (),
         cannot_link: list[tuple[int, int]] = (),
+        identifiers_across_sources: bool = False,
     ) -> tuple[str, int]:
         """linkage.clustering.cluster_with_identifier_guard, on Spark: the same table
         (unique_id, cluster_id) over every record, and the merges refused.
@@ -265,7 +266,8 @@ class SparkRun:
             f"""SELECT pmod(c.component, {buckets}) AS bucket, e.unique_id_l, e.unique_id_r,
                        e.match_probability
                 FROM jup_cluster_edges e JOIN jup_components c ON c.unique_id = e.unique_id_l""")
-        merge = _bucket_merger(one_record_per_source, join_groups_threshold, must, cannot)
+        merge = _bucket_merger(one_record_per_source, join_groups_threshold, must, cannot,
+                               identifiers_across_sources)
         out_path = self.scratch / "clusters.parquet"
         (nodes.groupBy("bucket").cogroup(pair_edges.groupBy("bucket"))
          .applyInArrow(merge, "unique_id long, cluster_id long, refused long")
@@ -300,7 +302,8 @@ class SparkRun:
 
 
 def _bucket_merger(one_record_per_source: bool, join_groups_threshold: float | None,
-                   must: list[tuple[int, int]], cannot: list[tuple[int, int]]) -> Any:
+                   must: list[tuple[int, int]], cannot: list[tuple[int, int]],
+                   identifiers_across_sources: bool = False) -> Any:
     """The function each Spark task runs on one bucket of whole components: its records
     and pairs (Arrow tables) -> (unique_id, cluster_id, refused). The bucket's records
     are merged in one `guarded_merge` call: components are disjoint, so merging their
@@ -326,7 +329,8 @@ def _bucket_merger(one_record_per_source: bool, join_groups_threshold: float | N
         cluster_of, refused = guarded_merge(
             records, pairs, one_record_per_source, join_groups_threshold,
             [(a, b) for a, b in must if a in present and b in present],
-            [(a, b) for a, b in cannot if a in present and b in present])
+            [(a, b) for a, b in cannot if a in present and b in present],
+            identifiers_across_sources)
         uids = [r[0] for r in records]
         return pa.table({"unique_id": uids, "cluster_id": [cluster_of[u] for u in uids],
                          "refused": [refused] + [0] * (len(uids) - 1)}, schema=schema)

@@ -295,7 +295,7 @@ def test_default_blocking_rules_are_scoreable_conjunctions():
             assert terms[0][0].startswith(("tk_nhs", "tk_nino", "mk_")), rule
 
 
-def _guarded(records, edges, threshold=0.95):
+def _guarded(records, edges, threshold=0.95, across_sources=False):
     from linkage.clustering import cluster_with_identifier_guard
 
     con = duckdb.connect()
@@ -303,7 +303,8 @@ def _guarded(records, edges, threshold=0.95):
     con.executemany("INSERT INTO recs VALUES (?, ?, ?, ?)", records)
     con.execute("CREATE TABLE preds (unique_id_l BIGINT, unique_id_r BIGINT, match_probability DOUBLE)")
     con.executemany("INSERT INTO preds VALUES (?, ?, ?)", edges)
-    table, refused = cluster_with_identifier_guard(con, "preds", "recs", threshold)
+    table, refused = cluster_with_identifier_guard(con, "preds", "recs", threshold,
+                                                   identifiers_across_sources=across_sources)
     rows = con.execute(f"SELECT unique_id, cluster_id FROM {table}").fetchall()
     groups: dict = {}
     for uid, cid in rows:
@@ -334,6 +335,19 @@ def test_guard_allows_duplicates_with_the_same_identifier_and_other_sources():
     assert clusters == [[1, 2], [3]] and refused == 1
 
 
+def test_guard_across_sources_refuses_a_chain_joining_two_agencies_identifiers():
+    # Rachel's NHS record (NHS A) - a DWP record - Isaac's council record (NHS B): each
+    # link alone is plausible (date of birth + postcode), together they join two people
+    records = [(1, "nhs", 10, None), (2, "dwp", None, None), (3, "council", 20, None),
+               (4, "housing", 10, 5), (5, "dwp", None, 5)]
+    edges = [(1, 2, 0.99), (2, 3, 0.97), (1, 4, 0.98), (4, 5, 0.96)]
+    clusters, refused = _guarded(records, edges)
+    assert clusters == [[1, 2, 3, 4, 5]] and refused == 0  # within source: nothing conflicts
+    clusters, refused = _guarded(records, edges, across_sources=True)
+    # 1-2, 1-4 and 4-5 agree (NHS 10 twice, NINO 5 twice); 2-3 would add NHS 20
+    assert clusters == [[1, 2, 4, 5], [3]] and refused == 1
+
+
 def test_one_record_per_source_keeps_the_strongest_link_only():
     from linkage.clustering import cluster_with_identifier_guard
 
@@ -355,7 +369,12 @@ def test_one_record_per_source_keeps_the_strongest_link_only():
 
 def test_clustering_settings_are_validated():
     doc = default_settings()
-    assert doc["clustering"] == {"one_record_per_source": False, "join_groups_match_probability": 0.95}
+    assert doc["clustering"] == {"one_record_per_source": False, "join_groups_match_probability": 0.95,
+                                 "identifier_guard": "across_sources"}
+    validate_settings(doc)
+    doc["clustering"] = {"identifier_guard": "everywhere"}
+    with pytest.raises(SettingsError, match="identifier_guard must be one of"):
+        validate_settings(doc)
     doc["clustering"] = {"one_record_per_source": "yes"}
     with pytest.raises(SettingsError, match="clustering"):
         validate_settings(doc)
