@@ -49,6 +49,13 @@ PSEUDO_COUNT = 0.5
 # is nothing but the pseudo-counts, so the trained model is kept instead.
 MIN_CLASS_PAIRS = 25
 
+# A free fit of the band stratum is taken as the match split only when the average pair of
+# its match class carries at least this match weight (bits) over the comparisons these pairs
+# show: from even odds, probability 0.95 (log2 19). Records of one person differ from the
+# rest in several fields; a class set apart by one field is a household or a street
+# (300,000 synthetic people: 0.45 bits, set apart by the address alone; FEBRL4: 11 bits).
+MIN_MATCH_CLASS_BITS = math.log2(19.0)
+
 
 def fit(linker: Linker, con: Any, blocked_table: str, vectors_table: str | None = None,
         train_m: Callable[[], None] | None = None,
@@ -133,10 +140,9 @@ def fit(linker: Linker, con: Any, blocked_table: str, vectors_table: str | None 
     if len(band_counts):
         # Start from the keyed fit's view of these pairs.
         start = fit_patterns(band_patterns, band_counts, keyed["m"], keyed["u"], 0.5, max_iterations=0)
-        band = _fit_stratum(band_patterns, band_counts, keyed["m"], keyed["u"],
-                            min(max(start[2], 0.01), 0.5), len(levels), bands=True,
-                            fit_m=band_m == "fitted")
-        bands.update({"iterations": band["iterations"], "value": band["share"]})
+        band, how = fit_band_stratum(band_patterns, band_counts, keyed["m"], keyed["u"],
+                                     min(max(start[2], 0.01), 0.5), len(levels), band_m)
+        bands.update({**how, "iterations": band["iterations"], "value": band["share"]})
         problem = band["problem"]
     else:
         problem = "no pair blocked only by a band"
@@ -180,17 +186,37 @@ def restratify_vectors(con: Any, vectors_table: str, comparisons: list, in_bands
     con.execute(f"UPDATE {b} SET gamma_blocking = CASE WHEN {in_bands} THEN 0 ELSE 1 END")
 
 
+def fit_band_stratum(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Levels,
+                     share0: float, comparisons: int, band_m: str) -> tuple[dict[str, Any], dict]:
+    """The band stratum's fit (`_fit_stratum`) under `training.band_stratum_m`, and how it
+    was made, for summary.json. "auto": m fitted freely unless that fit is refused or its
+    match class is set apart by too little (`MIN_MATCH_CLASS_BITS`); then m stays the keyed
+    fit's (`m0`) and only u and the share are fitted."""
+    if band_m == "keyed":
+        return _fit_stratum(patterns, counts, m0, u0, share0, comparisons, bands=True,
+                            fit_m=False), {"m": "keyed"}
+    free = _fit_stratum(patterns, counts, m0, u0, share0, comparisons, bands=True, fit_m=True)
+    how = {"m": "fitted", "separation_bits": round(free["separation_bits"], 3)}
+    if band_m == "fitted" or not (free["problem"] or free["separation_bits"] < MIN_MATCH_CLASS_BITS):
+        return free, how
+    how["fitted_m_refused"] = free["problem"] or (
+        f"its match class carries {free['separation_bits']:.2f} bits, under {MIN_MATCH_CLASS_BITS:.2f}")
+    how["m"] = "keyed"
+    return _fit_stratum(patterns, counts, m0, u0, share0, comparisons, bands=True, fit_m=False), how
+
+
 def _fit_stratum(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Levels, share0: float,
                  comparisons: int, bands: bool = False, fit_m: bool = True) -> dict[str, Any]:
     """fit_patterns, with the reason (or None) the fit cannot be the match split."""
-    # The band stratum (`training.band_stratum_m`): by default m stays the keyed fit's and
-    # only u (these pairs' non-matches) and the share of matches are fitted. Free, EM there
-    # calls "match" whatever splits the band pairs best, e.g. the members of one household
-    # (300,000 synthetic people: 43% of 204,868 band-only pairs, within-source precision
-    # 0.84). FEBRL, with no households, gains from the free fit ("fitted": FEBRL4 F1 0.986
-    # against 0.967; bench/RESULTS-linkage.md).
+    # The band stratum (`training.band_stratum_m`, `fit_band_stratum`): with `fit_m` false m
+    # stays the keyed fit's and only u (these pairs' non-matches) and the share of matches
+    # are fitted. Free, EM there calls "match" whatever splits the band pairs best: the
+    # members of one household at 300,000 synthetic people (42% of 193,883 band-only pairs,
+    # set apart by the address alone, 0.46 bits; within-source precision 0.89), the true
+    # matches with typos in FEBRL (FEBRL4 F1 0.986 against 0.967 keyed, 11 bits).
     m, u, share, iterations = fit_patterns(patterns, counts, m0, u0, share0, fit_m=fit_m)
     total = float(counts.sum())
+    observed = [j for j in range(comparisons) if (patterns[:, j] >= 0).any()]
     if bands:
         shown = [sorted({int(g) for g in patterns[:, j] if g >= 0}) for j in range(comparisons)]
         problem = implausible_in_bands(m, u, [g[-1] if len(g) > 1 else None for g in shown])
@@ -199,7 +225,15 @@ def _fit_stratum(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Level
     if min(share, 1.0 - share) * total < MIN_CLASS_PAIRS:
         problem = (f"one class holds fewer than {MIN_CLASS_PAIRS} of the {int(total)} blocked pairs "
                    f"(share of matches {share:.6f})")
-    return {"m": m, "u": u, "share": share, "iterations": iterations, "problem": problem}
+    return {"m": m, "u": u, "share": share, "iterations": iterations, "problem": problem,
+            "separation_bits": separation_bits(m, u, observed)}
+
+
+def separation_bits(m: Levels, u: Levels, comparisons: list[int]) -> float:
+    """The match weight (bits) the average pair of the match class carries over the given
+    comparisons: the Kullback-Leibler divergence of m from u, summed."""
+    return sum(m[j][g] * math.log2(m[j][g] / u[j][g])
+               for j in comparisons for g in m[j] if m[j][g] > 0 and u[j][g] > 0)
 
 
 def _drop_band_rules(linker: Linker, con: Any, tables: list[str], band_keys: list[str]) -> None:

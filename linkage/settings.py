@@ -431,8 +431,10 @@ def default_settings() -> dict[str, Any]:
     # The v2 comparisons are not independent over random pairs (salted filters and match keys
     # join fields): m, u and the prior are re-fitted on the blocked pairs (linkage.blocked_em).
     doc["training"]["em_on_blocked_pairs"] = True
-    # Pairs only a filter band blocks are scored with the keyed pairs' m (see blocked_em).
-    doc["training"]["band_stratum_m"] = "keyed"
+    # Pairs only a filter band blocks get their own m when EM's match class there is set
+    # apart by several fields (FEBRL: true matches with typos), the keyed pairs' m when it is
+    # a household or a street (synthetic, 300,000 people); see blocked_em.fit_band_stratum.
+    doc["training"]["band_stratum_m"] = "auto"
     # Probabilities within the blocked pairs are sharper than under random-pair u: keep the
     # uncertain pairs below the cluster threshold too, for clerical review (they do not link).
     doc["thresholds"]["report_match_probability"] = 0.1
@@ -601,9 +603,10 @@ def validate_settings(doc: Any, where: str = "settings") -> dict[str, Any]:
              "training.prior_from_scored_pairs must be true or false")
     _require(isinstance(training.get("em_on_blocked_pairs", False), bool), where,
              "training.em_on_blocked_pairs must be true or false")
-    _require(training.get("band_stratum_m", "keyed") in ("keyed", "fitted"), where,
-             'training.band_stratum_m must be "keyed" (m of the pairs a match key blocks) or '
-             '"fitted" (m fitted on the band-only pairs too)')
+    _require(training.get("band_stratum_m", "keyed") in ("keyed", "fitted", "auto"), where,
+             'training.band_stratum_m must be "keyed" (m of the pairs a match key blocks), '
+             '"fitted" (m fitted on the band-only pairs too) or "auto" (fitted when its match '
+             'class is set apart by several fields, keyed otherwise)')
     floor = training.get("disagreement_m_floor", 0.0)
     _require(
         isinstance(floor, int | float) and 0 <= floor < 0.5,

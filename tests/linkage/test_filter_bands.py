@@ -47,13 +47,9 @@ def febrl4(tmp_path_factory):
              "--out", str(work / f"x-{name}"))
         dirs.append(str(work / f"x-{name}"))
     _cli("ingest", "--home", str(home), *dirs)
-    # The band stratum's own m ("fitted"): FEBRL4 has no households, so its band-only pairs
-    # are fitted as matches and the stratified model is exercised (the default, "keyed",
-    # refuses them here: test_default_band_stratum_keeps_the_keyed_m).
-    settings = default_settings()
-    settings["training"]["band_stratum_m"] = "fitted"
-    (work / "settings.json").write_text(json.dumps(settings))
-    _cli("link", "--home", str(home), "--out", "run1", "--settings", str(work / "settings.json"))
+    # The defaults: FEBRL4 has no households, so the band-only pairs' own fit is kept
+    # ("auto" takes the fitted m) and the stratified model is exercised.
+    _cli("link", "--home", str(home), "--out", "run1")
     keymap = " UNION ALL ".join(
         f"SELECT '{Path(d).name[2:]}' AS source, local_id, ref FROM read_parquet('{d}/keymap.parquet')"
         for d in dirs)
@@ -198,9 +194,33 @@ def test_default_band_stratum_keeps_the_keyed_m():
     assert keyed["share"] < free["share"]
 
 
+def test_auto_band_stratum_keeps_the_keyed_m_for_a_household_and_fits_true_matches():
+    """"auto": a free fit whose match class is set apart weakly (households and neighbours
+    with other names and birthdays, mostly at one address) is refused for the keyed m;
+    band-only true matches with typos, set apart by names and address together, keep their
+    fitted m."""
+    from linkage.blocked_em import MIN_MATCH_CLASS_BITS, fit_band_stratum
+
+    # three comparisons: name, date of birth, address (gamma 1 agree, 0 not)
+    m0 = [{0: 0.05, 1: 0.95}, {0: 0.1, 1: 0.9}, {0: 0.2, 1: 0.8}]
+    u0 = [{0: 0.99, 1: 0.01}, {0: 0.99, 1: 0.01}, {0: 0.7, 1: 0.3}]
+    household = (np.array([[0, 0, 1], [0, 0, 0], [1, 0, 1], [1, 0, 0], [0, 1, 0], [0, 1, 1]]),
+                 np.array([6970.0, 3030.0, 30.0, 20.0, 20.0, 30.0]))
+    free, _ = fit_band_stratum(*household, m0, u0, 0.3, 3, "fitted")
+    fit, how = fit_band_stratum(*household, m0, u0, 0.3, 3, "auto")
+    assert how["m"] == "keyed" and "bits" in how["fitted_m_refused"]
+    assert how["separation_bits"] < MIN_MATCH_CLASS_BITS and fit["m"] == m0 and free["m"] != m0
+    # 3 in 10 pairs are matches: names and address mostly agree; the rest mostly disagree
+    matches = (np.array([[1, 1], [0, 1], [1, 0], [0, 0]]), np.array([250.0, 30.0, 30.0, 690.0]))
+    fit, how = fit_band_stratum(*matches, m0[::2], u0[::2], 0.3, 2, "auto")
+    assert how["m"] == "fitted" and "fitted_m_refused" not in how and fit["m"] != m0[::2]
+    assert how["separation_bits"] >= MIN_MATCH_CLASS_BITS
+    assert fit_band_stratum(*matches, m0[::2], u0[::2], 0.3, 2, "keyed")[1] == {"m": "keyed"}
+
+
 def test_band_stratum_m_setting_is_validated():
     doc = default_settings()
-    assert doc["training"]["band_stratum_m"] == "keyed"
+    assert doc["training"]["band_stratum_m"] == "auto"
     doc["training"]["band_stratum_m"] = "free"
     with pytest.raises(Exception, match="band_stratum_m"):
         validate_settings(doc)
