@@ -490,6 +490,7 @@ def _scale_one(people: int, work: Path, extract_workers: int = 2, src: Path | No
             "extract_per_source_s": {k: round(v, 1) for k, v in per_source.items()},
             "link_s": round(t_link, 1), "extract_plus_link_s": round(t_extract + t_link, 1),
             "link_stages_s": summary["timings_s"],
+            "comparisons_per_record": round(summary.get("blocking", {}).get("comparisons_per_record", 0.0), 3),
             "peak_rss_mb": {"link_process": rss_self, "largest_extract_worker": rss_children},
             "quality": {k: {m: round(v, 5) if isinstance(v, float) else v for m, v in d.items()}
                         for k, d in q.items()}}
