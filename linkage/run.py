@@ -224,6 +224,7 @@ def _run(
         identifiers_across_sources=(settings.get("clustering", {}).get("identifier_guard")
                                     == "across_sources"),
     )
+    step("clustering: entity ids")
     con.execute(
         f"""CREATE TABLE clustered AS
             SELECT c.cluster_id, r.unique_id, r.source, r.ref, {fingerprint_sql('r')} AS fingerprint
@@ -237,6 +238,7 @@ def _run(
         f"COPY (SELECT entity_id, source, ref FROM entities ORDER BY entity_id, source, ref) "
         f"TO '{tmp / 'entities.parquet'}' (FORMAT parquet)"
     )
+    step("clustering: records.parquet")
     # records.parquet keeps the CLKs as the extracts' BLOBs: read them again rather than
     # carry both forms through the run.
     con.execute(
