@@ -30,6 +30,18 @@ def new_entity_id() -> str:
     return "E" + secrets.token_hex(8)
 
 
+def new_entity_ids(count: int) -> list[str]:
+    """`count` new entity ids at once, each as `new_entity_id` makes one ("E" and 16
+    random hex digits)."""
+    if count <= 0:
+        return []
+    digits = np.frombuffer(secrets.token_bytes(8 * count).hex().encode("ascii"), dtype=np.uint8)
+    ids = np.empty((count, 17), dtype=np.uint8)
+    ids[:, 0] = ord("E")
+    ids[:, 1:] = digits.reshape(count, 16)
+    return ids.view("S17").ravel().astype(str).tolist()
+
+
 def assign_stable_ids(
     con: duckdb.DuckDBPyConnection,
     clusters_table: str,
@@ -37,6 +49,8 @@ def assign_stable_ids(
 ) -> dict[str, Any]:
     """Create table `entities` (unique_id, source, ref, entity_id) from `clusters_table`
     (unique_id, source, ref, fingerprint, cluster_id); returns the change report."""
+    import pyarrow as pa
+
     if previous_records is not None and Path(previous_records).exists():
         con.execute(
             "CREATE TEMP TABLE prev AS SELECT source, ref, fingerprint, entity_id "
@@ -60,53 +74,71 @@ def assign_stable_ids(
                ON by_fp.source = c.source AND by_fp.fingerprint = c.fingerprint
         """
     )
+    # Greedy by overlap; ties to the smaller previous id, then the cluster id as text.
     overlaps = con.execute(
         """
-        SELECT cluster_id::VARCHAR AS cluster, prev_entity, count(*) AS n FROM carried
-        WHERE prev_entity IS NOT NULL GROUP BY ALL
-        ORDER BY n DESC, prev_entity, cluster
+        SELECT cluster_id, prev_entity, count(*) AS n, cluster_id::VARCHAR AS cluster_text
+        FROM carried WHERE prev_entity IS NOT NULL GROUP BY cluster_id, prev_entity
+        ORDER BY n DESC, prev_entity, cluster_text
         """
     ).fetchall()
-    assigned: dict[str, str] = {}
+    assigned: dict[Any, str] = {}
     taken: set[str] = set()
-    prev_clusters: dict[str, set[str]] = {}
-    cluster_prevs: dict[str, set[str]] = {}
-    for cluster, prev, _n in overlaps:
+    prev_clusters: dict[str, set] = {}
+    cluster_prevs: dict[Any, set[str]] = {}
+    for cluster, prev, _n, _text in overlaps:
         prev_clusters.setdefault(prev, set()).add(cluster)
         cluster_prevs.setdefault(cluster, set()).add(prev)
         if cluster not in assigned and prev not in taken:
             assigned[cluster] = prev
             taken.add(prev)
-    all_clusters = [
-        r[0] for r in con.execute(f"SELECT DISTINCT cluster_id::VARCHAR FROM {clusters_table}").fetchall()
-    ]
-    for cluster in all_clusters:
-        if cluster not in assigned:
-            assigned[cluster] = new_entity_id()
-    con.execute("CREATE TEMP TABLE id_map (cluster_id VARCHAR, entity_id VARCHAR)")
-    _bulk_insert(con, assigned)
-    con.execute(
-        f"""
-        CREATE TABLE entities AS
-        SELECT c.unique_id, c.source, c.ref, m.entity_id
-        FROM {clusters_table} c JOIN id_map m ON m.cluster_id = c.cluster_id::VARCHAR
-        """
-    )
-    previous_ids = {r[0] for r in con.execute("SELECT DISTINCT entity_id FROM prev").fetchall()}
-    kept = previous_ids & set(assigned.values())
+    del overlaps
+    # Every other cluster gets a new id; all made at once.
+    cluster_type = con.sql(f"SELECT cluster_id FROM {clusters_table} LIMIT 0").to_arrow_table().schema.field(0).type
+    carried_ids = pa.table({"cluster_id": pa.array(list(assigned), cluster_type),
+                            "entity_id": pa.array(list(assigned.values()), pa.string())})
+    con.register("jup_carried_ids", carried_ids)
+    try:
+        others = con.sql(
+            f"""SELECT DISTINCT cluster_id FROM {clusters_table}
+                WHERE cluster_id NOT IN (SELECT cluster_id FROM jup_carried_ids)"""
+        ).to_arrow_table().column("cluster_id").combine_chunks()
+    finally:
+        con.unregister("jup_carried_ids")
+    fresh = new_entity_ids(len(others))
+    id_map = pa.table({"cluster_id": pa.concat_arrays([carried_ids.column("cluster_id").combine_chunks(), others]),
+                       "entity_id": pa.concat_arrays([carried_ids.column("entity_id").combine_chunks(),
+                                                      pa.array(fresh, pa.string())])})
+    con.register("jup_id_map", id_map)
+    try:
+        con.execute(
+            f"""
+            CREATE TABLE entities AS
+            SELECT c.unique_id, c.source, c.ref, m.entity_id
+            FROM {clusters_table} c JOIN jup_id_map m ON m.cluster_id = c.cluster_id
+            """
+        )
+    finally:
+        con.unregister("jup_id_map")
     # Which entities changed, with ids (entity_changes.json of the run; `joinedup runs show`).
-    new_ids = sorted(assigned[c] for c in all_clusters if c not in cluster_prevs)
+    # A cluster none of whose records was in the previous run is new; one whose previous
+    # entities all went to other clusters has a new id but is not.
+    other_ids = others.to_pylist()
+    new_ids = sorted(eid for c, eid in zip(other_ids, fresh, strict=True) if c not in cluster_prevs)
+    id_of = {**{c: eid for c, eid in zip(other_ids, fresh, strict=True) if c in cluster_prevs}, **assigned}
+    previous_ids = {r[0] for r in con.execute("SELECT DISTINCT entity_id FROM prev").fetchall()}
+    kept = previous_ids & (set(assigned.values()) | (set(fresh) if previous_ids else set()))
     merged = sorted(
-        ({"entity_id": assigned[c], "from": sorted(prevs)} for c, prevs in cluster_prevs.items()
+        ({"entity_id": id_of[c], "from": sorted(prevs)} for c, prevs in cluster_prevs.items()
          if len(prevs) > 1), key=lambda x: x["entity_id"])
     split = sorted(
-        ({"entity_id": prev, "into": sorted(assigned[c] for c in clusters)}
+        ({"entity_id": prev, "into": sorted(id_of[c] for c in clusters)}
          for prev, clusters in prev_clusters.items() if len(clusters) > 1),
         key=lambda x: x["entity_id"])
     retired = sorted(previous_ids - kept)
     details = {"new": new_ids, "merged": merged, "split": split, "retired": retired}
     return {
-        "entities": len(all_clusters),
+        "entities": len(id_map),
         "previous_entities": len(previous_ids),
         "kept": len(kept),
         "new": len(new_ids),
@@ -115,15 +147,6 @@ def assign_stable_ids(
         "retired": len(retired),
         "details": details,
     }
-
-
-def _bulk_insert(con: duckdb.DuckDBPyConnection, assigned: dict[str, str]) -> None:
-    import pyarrow as pa
-
-    table = pa.table({"cluster_id": list(assigned.keys()), "entity_id": list(assigned.values())})
-    con.register("id_map_arrow", table)
-    con.execute("INSERT INTO id_map SELECT * FROM id_map_arrow")
-    con.unregister("id_map_arrow")
 
 
 def _q(value: str) -> str:
