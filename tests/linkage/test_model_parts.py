@@ -581,3 +581,26 @@ def test_merge_by_components_equals_the_one_pass_merge(seed: int, one_per_source
         assert dict(zip(touched, got.tolist(), strict=True)) == {u: expected[u] for u in touched}
         assert refused == expected_refused > 0
         assert stats["fast"] > 50 and stats["merged"] > 5, stats  # both paths taken
+
+
+@pytest.mark.parametrize("one_per_source", [False, True])
+def test_merge_by_components_with_more_identifier_keys_than_a_word_holds(one_per_source: bool) -> None:
+    """Forty sources, identifiers within source: 80-120 keys, past one uint64 of bits."""
+    import random
+
+    import pyarrow as pa
+
+    from linkage.clustering import guarded_merge, merge_by_components
+
+    records, edges, must, cannot = _people_graph(1)
+    rng = random.Random(1)
+    records = [(uid, f"s{rng.randrange(40)}", nhs, nino) for uid, _s, nhs, nino in records]
+    expected, expected_refused = guarded_merge(records, edges, one_per_source, 0.95, must, cannot)
+    touched = sorted({u for e in edges for u in e[:2]} | {u for p in (*must, *cannot) for u in p})
+    table = pa.table({name: [r[i] for r in records if r[0] in set(touched)] for i, name in
+                      enumerate(("unique_id", "source", "tk_nhs", "tk_nino"))})
+    stats: dict = {}
+    got, refused = merge_by_components(table, *(np.array([e[i] for e in edges]) for i in range(3)),
+                                       one_per_source, 0.95, must, cannot, stats=stats)
+    assert dict(zip(touched, got.tolist(), strict=True)) == {u: expected[u] for u in touched}
+    assert refused == expected_refused and stats["fast"] > 50
