@@ -119,16 +119,29 @@ class _ComparisonView:
         self.output_column_name = comparison.output_column_name
 
 
+def used_columns(con: Any, sqls: list[str], clks: list[str]) -> list[str]:
+    """The columns of the records that `sqls` (levels' SQL, over `c_l` / `c_r`) read, and
+    the CLKs whose Dice they read (`share_dice`)."""
+    text = " ".join(sqls)
+    return [
+        d[0] for d in con.execute(f"SELECT * FROM {RECORDS_TABLE} LIMIT 0").description
+        if d[0] not in ("unique_id", "source", "ref")
+        and (d[0] in clks or re.search(rf"\b{re.escape(d[0])}_[lr]\b", text))
+    ]
+
+
+def pair_columns(con: Any, sqls: list[str], clks: list[str]) -> str:
+    """`l.c AS c_l, r.c AS c_r` for the `used_columns`: pairs carry no other column (not
+    every CLK struct and key of both records)."""
+    return ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in used_columns(con, sqls, clks))
+
+
 def pattern_counts(con: Any, comparisons: list, pairs_from: str) -> tuple[np.ndarray, np.ndarray]:
     """Each agreement pattern (one gamma per comparison, -1 = null) of the pairs that
     `pairs_from` (SQL naming the two records `l` and `r`) gives, and how many pairs show
     it; in a fixed order, so sums over patterns are the same to the last bit every run."""
-    columns = [
-        d[0] for d in con.execute(f"SELECT * FROM {RECORDS_TABLE} LIMIT 0").description
-        if d[0] not in ("unique_id", "source", "ref")
-    ]
-    pair_cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in columns)
     cases, clks = share_dice([cc._case_statement.replace("\n", " ") for cc in comparisons])
+    pair_cols = pair_columns(con, cases, clks)
     pair_cols += "".join(f", {DICE_FUNCTION}(l.{c}, r.{c}) AS __jup_dice_{c}" for c in clks)
     names = [cc._gamma_column_name for cc in comparisons]
     rows = con.execute(

@@ -244,7 +244,8 @@ def _columns_of(scheme: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[st
     return TOKEN_COLUMNS, CLK_COLUMNS, FINGERPRINT_COLUMNS
 
 
-def stack_sql(extracts: list[IngestedExtract], clk_words: int | None = None, ids: bool = True) -> str:
+def stack_sql(extracts: list[IngestedExtract], clk_words: int | None = None, ids: bool = True,
+              identity_fp: bool = True) -> str:
     """SQL stacking every extract's linkage rows into one table.
 
     Each record gets an integer unique_id, its source and `identity_fp` (a digest of the
@@ -252,7 +253,9 @@ def stack_sql(extracts: list[IngestedExtract], clk_words: int | None = None, ids
     each CLK becomes the words struct the Dice macro reads (`linkage.clk`); without, the
     BLOBs are kept as they are (what records.parquet holds). The columns are the encoding
     scheme's (from the manifests; all extracts must share one). `ids=False` leaves out
-    unique_id and identity_fp (for a pass that joins on (source, ref) and needs neither).
+    unique_id and identity_fp (for a pass that joins on (source, ref) and needs neither);
+    `identity_fp=False` leaves out identity_fp only (records.parquet joins the run's
+    tables on unique_id).
     """
     tokens, clk_columns, fingerprint = _columns_of(encoding_scheme_of(extracts))
     plains = []
@@ -281,7 +284,8 @@ def stack_sql(extracts: list[IngestedExtract], clk_words: int | None = None, ids
         path = _sql_str(str(e.linkage_path))
         parts.append(
             f"SELECT file_row_number + {offset + 1} AS unique_id, '{_sql_str(e.source)}' AS source, ref, "
-            f"{plain}, {clks}, {fp} AS identity_fp FROM read_parquet('{path}', file_row_number = true)")
+            f"{plain}, {clks}{f', {fp} AS identity_fp' if identity_fp else ''} "
+            f"FROM read_parquet('{path}', file_row_number = true)")
         offset += pq.ParquetFile(e.linkage_path).metadata.num_rows
     return " UNION ALL ".join(parts)
 

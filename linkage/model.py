@@ -190,17 +190,14 @@ def estimate_u(linker: Linker, max_pairs: float, seed: int,
     comparisons = settings_obj.comparisons
     con = linker._db_api._con
     n_sample = _sample_size_for_pairs(max_pairs)
+    cases, clks = share_dice([c._case_statement.replace("\n", " ") for c in comparisons])
+    columns = em.used_columns(con, cases, clks)
+    pair_cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in columns)
     # A seeded hash order is a deterministic sample whatever the thread count.
     sample = (
-        f"SELECT * FROM {RECORDS_TABLE} "
+        f"SELECT {', '.join(['unique_id', *columns])} FROM {RECORDS_TABLE} "
         f"ORDER BY hash(unique_id + {int(seed)}), unique_id LIMIT {n_sample}"
     )
-    columns = [
-        d[0] for d in con.execute(f"SELECT * FROM {RECORDS_TABLE} LIMIT 0").description
-        if d[0] not in ("unique_id", "source", "ref")
-    ]
-    pair_cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in columns)
-    cases, clks = share_dice([c._case_statement.replace("\n", " ") for c in comparisons])
     dice = "".join(f", {DICE_FUNCTION}(l.{c}, r.{c}) AS __jup_dice_{c}" for c in clks)
     table = f"__jup_u_gammas_{secrets.token_hex(4)}"
     con.execute(
@@ -315,10 +312,8 @@ def _exact_level_count(con: Any, comp: Any, level: Any, n_records: int,
             return int(con.execute(
                 f"SELECT count(*) FROM {vectors} WHERE {comp._gamma_column_name} = "
                 f"{int(level.comparison_vector_value)}").fetchall()[0][0])
-    columns = [d[0] for d in con.execute(f"SELECT * FROM {RECORDS_TABLE} LIMIT 0").description
-               if d[0] not in ("unique_id", "source", "ref")]
-    pair_cols = ", ".join(f"l.{c} AS {c}_l, r.{c} AS {c}_r" for c in columns)
     cases, clks = share_dice([comp._case_statement.replace("\n", " ")])
+    pair_cols = em.pair_columns(con, cases, clks)
     dice = "".join(f", {DICE_FUNCTION}(l.{c}, r.{c}) AS __jup_dice_{c}" for c in clks)
     gamma = comp._gamma_column_name
     row = con.execute(

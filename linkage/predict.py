@@ -106,15 +106,28 @@ def _comparison_vectors_pipeline(linker: Linker, blocked: SplinkDataFrame,
         f"{dice(c)} AS __jup_dice_{c}" for c in clks
     ]
     pipeline = CTEPipeline([blocked])
-    enqueue_df_concat_with_tf(linker, pipeline)
+    records = _records_table(linker)
+    if records is None:
+        enqueue_df_concat_with_tf(linker, pipeline)
+        records = "__splink__df_concat_with_tf"
     pipeline.enqueue_list_of_sqls(compute_comparison_vector_values_from_id_pairs_sqls(
         blocking_columns, cvv_columns,
-        input_tablename_l="__splink__df_concat_with_tf", input_tablename_r="__splink__df_concat_with_tf",
+        input_tablename_l=records, input_tablename_r=records,
         source_dataset_input_column=info.source_dataset_input_column,
         unique_id_input_column=info.unique_id_input_column,
         link_type=settings._link_type, sql_dialect_str=linker._sql_dialect_str,
     ))
     return pipeline
+
+
+def _records_table(linker: Linker) -> str | None:
+    """The linker's one input table, when the pairs can join it as it is: no term
+    frequencies to add. (Splink's `__splink__df_concat_with_tf` is then every column of
+    it again, which DuckDB materialises to join twice: a copy of every record, CLKs
+    included, for the pairs to read a few columns of.)"""
+    if linker._settings_obj._term_frequency_columns or len(linker._input_tables_dict) != 1:
+        return None
+    return next(iter(linker._input_tables_dict.values())).physical_name
 
 
 def blocking_count_records(

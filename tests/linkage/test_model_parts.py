@@ -517,3 +517,90 @@ def test_exact_u_counts_from_the_blocked_vectors_equal_the_joins(small):
                 for lv in cc._comparison_levels_excluding_null]
 
     assert u_of(linker) == u_of(joined)
+
+
+def _people_graph(seed: int) -> tuple[list[tuple], list[tuple], list, list]:
+    """Records of people (one to six records each, NHS number and NINO mostly the
+    person's, sometimes missing or another's), pairs within a person and a few across:
+    most components can refuse nothing, some can."""
+    import random
+
+    rng = random.Random(seed)
+    records, people = [], []
+    for person in range(600):
+        nhs, nino = 1000 + person, 5000 + person
+        members = []
+        for _ in range(rng.choice([1, 2, 2, 3, 3, 4, 5, 6])):
+            uid = len(records) + 1
+            records.append((uid, rng.choice("abcd"),
+                            rng.choice([None, None, nhs, nhs, nhs, rng.randint(1000, 1600)]),
+                            rng.choice([None, nino, nino, rng.randint(5000, 5600)])))
+            members.append(uid)
+        people.append(members)
+    edges = set()
+    for members in people:
+        for i, a in enumerate(members):
+            for b in members[i + 1:]:
+                if rng.random() < 0.7:
+                    edges.add((min(a, b), max(a, b), round(rng.uniform(0.9, 1.0), 2)))  # ties
+    n = len(records)
+    for _ in range(60):
+        a, b = sorted(rng.sample(range(1, n + 1), 2))
+        edges.add((a, b, round(rng.uniform(0.9, 0.97), 2)))
+    ordered = sorted(edges, key=lambda e: (-e[2], e[0], e[1]))
+    must = [tuple(rng.sample(range(1, n + 1), 2)) for _ in range(5)]
+    cannot = [(e[0], e[1]) for e in rng.sample(ordered, 8)] + [tuple(rng.sample(range(1, n + 1), 2))]
+    return records, ordered, must, cannot
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("one_per_source", [False, True])
+@pytest.mark.parametrize("across_sources", [False, True])
+@pytest.mark.parametrize("join_groups", [None, 0.95])
+def test_merge_by_components_equals_the_one_pass_merge(seed: int, one_per_source: bool,
+                                                       across_sources: bool, join_groups) -> None:
+    """The component-wise clustering (plain unions where no merge can be refused,
+    `guarded_merge` elsewhere) gives `guarded_merge`'s clusters, ids and refusals."""
+    import pyarrow as pa
+
+    from linkage.clustering import guarded_merge, merge_by_components
+
+    records, edges, must, cannot = _people_graph(seed)
+    for labels in (([], []), (must, cannot)):
+        expected, expected_refused = guarded_merge(records, edges, one_per_source, join_groups,
+                                                   *labels, across_sources)
+        touched = sorted({u for e in edges for u in e[:2]} | {u for p in (*labels[0], *labels[1]) for u in p})
+        table = pa.table({name: [r[i] for r in records if r[0] in set(touched)] for i, name in
+                          enumerate(("unique_id", "source", "tk_nhs", "tk_nino"))},
+                         schema=pa.schema([("unique_id", pa.int64()), ("source", pa.string()),
+                                           ("tk_nhs", pa.int64()), ("tk_nino", pa.int64())]))
+        stats: dict = {}
+        got, refused = merge_by_components(
+            table, *(np.array([e[i] for e in edges]) for i in range(3)), one_per_source,
+            join_groups, *labels, across_sources, stats=stats)
+        assert dict(zip(touched, got.tolist(), strict=True)) == {u: expected[u] for u in touched}
+        assert refused == expected_refused > 0
+        assert stats["fast"] > 50 and stats["merged"] > 5, stats  # both paths taken
+
+
+@pytest.mark.parametrize("one_per_source", [False, True])
+def test_merge_by_components_with_more_identifier_keys_than_a_word_holds(one_per_source: bool) -> None:
+    """Forty sources, identifiers within source: 80-120 keys, past one uint64 of bits."""
+    import random
+
+    import pyarrow as pa
+
+    from linkage.clustering import guarded_merge, merge_by_components
+
+    records, edges, must, cannot = _people_graph(1)
+    rng = random.Random(1)
+    records = [(uid, f"s{rng.randrange(40)}", nhs, nino) for uid, _s, nhs, nino in records]
+    expected, expected_refused = guarded_merge(records, edges, one_per_source, 0.95, must, cannot)
+    touched = sorted({u for e in edges for u in e[:2]} | {u for p in (*must, *cannot) for u in p})
+    table = pa.table({name: [r[i] for r in records if r[0] in set(touched)] for i, name in
+                      enumerate(("unique_id", "source", "tk_nhs", "tk_nino"))})
+    stats: dict = {}
+    got, refused = merge_by_components(table, *(np.array([e[i] for e in edges]) for i in range(3)),
+                                       one_per_source, 0.95, must, cannot, stats=stats)
+    assert dict(zip(touched, got.tolist(), strict=True)) == {u: expected[u] for u in touched}
+    assert refused == expected_refused and stats["fast"] > 50
