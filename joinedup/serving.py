@@ -17,8 +17,8 @@ import multiprocessing
 import os
 import signal
 import socket
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,17 +67,12 @@ def _worker(home_root: str, host: str, port: int, workers: int, access_log: bool
     app.state.ctx.policy  # noqa: B018  (compiled now, not on the first request)
     _follow_ledger(app)
     sock = _listening_socket(host, port)
-    config = uvicorn.Config(_checkpoint_at_shutdown(app), host=host, port=port,
-                            access_log=access_log, log_level="info")
+    # Ready once the app's startup has run, in its lifespan, before any request is served:
+    # a worker killed after serving is then always replaced, never taken for one that
+    # could not start (a thread polling `server.started` could lag behind a fast kill).
+    config = uvicorn.Config(_checkpoint_at_shutdown(app, on_started=ready.set), host=host,
+                            port=port, access_log=access_log, log_level="info")
     server = uvicorn.Server(config)
-
-    def say_when_started() -> None:
-        while not server.started and not server.should_exit:
-            time.sleep(0.05)
-        if server.started:
-            ready.set()
-
-    threading.Thread(target=say_when_started, daemon=True).start()
     try:
         server.run(sockets=[sock])
     finally:
@@ -98,14 +93,17 @@ def _follow_ledger(app) -> None:
     follow_ledger(app.state.ctx)
 
 
-def _checkpoint_at_shutdown(app):
-    """Run _checkpoint_ledgers when the app shuts down. (After uvicorn returns is too late
-    on SIGTERM: uvicorn re-raises the signal once it has shut down, which ends the process.)"""
+def _checkpoint_at_shutdown(app, on_started: Callable[[], object] | None = None):
+    """Run _checkpoint_ledgers when the app shuts down (and `on_started` once it has
+    started). (After uvicorn returns is too late on SIGTERM: uvicorn re-raises the signal
+    once it has shut down, which ends the process.)"""
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(the_app):
         async with inner(the_app) as state:
+            if on_started is not None:
+                on_started()
             yield state
         _checkpoint_ledgers()
 
