@@ -127,7 +127,7 @@ def assign_stable_ids(
     new_ids = sorted(eid for c, eid in zip(other_ids, fresh, strict=True) if c not in cluster_prevs)
     id_of = {**{c: eid for c, eid in zip(other_ids, fresh, strict=True) if c in cluster_prevs}, **assigned}
     previous_ids = {r[0] for r in con.execute("SELECT DISTINCT entity_id FROM prev").fetchall()}
-    kept = previous_ids & (set(assigned.values()) | (set(fresh) if previous_ids else set()))
+    kept = previous_ids & set(assigned.values())  # fresh ids are random, never previous
     merged = sorted(
         ({"entity_id": id_of[c], "from": sorted(prevs)} for c, prevs in cluster_prevs.items()
          if len(prevs) > 1), key=lambda x: x["entity_id"])

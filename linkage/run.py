@@ -9,12 +9,13 @@ place, so a failed run leaves any previous run intact.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,16 @@ Progress = Callable[[str], None]
 
 ENGINES = ("duckdb", "spark")
 BLOCKED_PAIRS = "jup_blocked_pairs"
+
+
+@contextlib.contextmanager
+def _any_row_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB may produce rows in any order inside the block (it need not keep the scan's)."""
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        con.execute("RESET preserve_insertion_order")
 
 
 class LinkError(Exception):
@@ -136,11 +147,8 @@ def _run(
     create_dice_macro(con, words)
     # Rows in any order (every reader orders or joins on unique_id, which the load
     # computes from each file's row numbers): the scan need not keep the files' order.
-    con.execute("SET preserve_insertion_order = false")
-    try:
+    with _any_row_order(con):
         con.execute(f"CREATE TABLE records AS {stack_sql(extracts, words)}")
-    finally:
-        con.execute("RESET preserve_insertion_order")
     n_records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
     lap("load")
 
@@ -251,8 +259,7 @@ def _run(
     # (readers join on (source, ref)), so the write need not keep any; uncompressed: the
     # CLKs hardly compress (1,757 MB against Snappy's 1,650 MB at 2M records) and the
     # write is faster (bench: 9.9-10.0 s against 12.1-15.4 s).
-    con.execute("SET preserve_insertion_order = false")
-    try:
+    with _any_row_order(con):
         con.execute(
             f"""COPY (SELECT r.* EXCLUDE (unique_id), e.entity_id, c.fingerprint
                       FROM ({stack_sql(extracts, identity_fp=False)}) r
@@ -260,8 +267,6 @@ def _run(
                       JOIN clustered c ON c.unique_id = r.unique_id)
                 TO '{tmp / 'records.parquet'}' (FORMAT parquet, COMPRESSION uncompressed)"""
         )
-    finally:
-        con.execute("RESET preserve_insertion_order")
     lap("cluster")
 
     step("writing the model and report")
