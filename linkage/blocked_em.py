@@ -59,7 +59,8 @@ MIN_MATCH_CLASS_BITS = math.log2(19.0)
 
 def fit(linker: Linker, con: Any, blocked_table: str, vectors_table: str | None = None,
         train_m: Callable[[], None] | None = None,
-        band_m: str = "keyed") -> tuple[Linker, dict[str, Any]]:
+        band_m: str = "keyed",
+        identifiers: list[str] | None = None) -> tuple[Linker, dict[str, Any]]:
     """Re-estimate every comparison level's m and u, and the prior, on the blocked pairs
     in `blocked_table` (join_key_l, join_key_r, match_key). Returns the linker to score
     with (this one updated in place, or a stratified one; see `stratified_model`) and what
@@ -76,7 +77,10 @@ def fit(linker: Linker, con: Any, blocked_table: str, vectors_table: str | None 
     whose levels are unlike the keyed non-matches, and pooling them changes the keyed
     non-match class (measured: "same given name and birthday" pairs linked again). When
     their own fit is refused, the band rules are dropped from the run and their pairs are
-    not scored; the keyed fit then stands alone, as in a run without bands."""
+    not scored; the keyed fit then stands alone, as in a run without bands.
+
+    `identifiers` (`training.identifier_comparisons`) name the comparisons whose "all
+    other" level marks a pair as a non-match in every fit: see `differing_identifiers`."""
     settings_obj = linker._settings_obj
     comparisons = list(settings_obj.comparisons)
     rules = [r.blocking_rule_sql for r in settings_obj._blocking_rules_to_generate_predictions]
@@ -101,6 +105,7 @@ def fit(linker: Linker, con: Any, blocked_table: str, vectors_table: str | None 
 
     levels = [{lv.comparison_vector_value: lv for lv in cc._comparison_levels_excluding_null}
               for cc in comparisons]
+    differ = differing_identifiers(comparisons, identifiers or [])
     # The trained model's prior moved to the blocked pairs' scale.
     prior0 = float(settings_obj._probability_two_random_records_match)
     n = con.execute(f"SELECT count(*) FROM {RECORDS_TABLE}").fetchall()[0][0]
@@ -109,7 +114,7 @@ def fit(linker: Linker, con: Any, blocked_table: str, vectors_table: str | None 
     def fit_keyed() -> dict[str, Any]:
         m0 = [{g: _probability(lv.m_probability) for g, lv in lv_by_g.items()} for lv_by_g in levels]
         u0 = [{g: _probability(lv.u_probability) for g, lv in lv_by_g.items()} for lv_by_g in levels]
-        return _fit_stratum(patterns, counts, m0, u0, share0, len(levels))
+        return _fit_stratum(patterns, counts, m0, u0, share0, len(levels), nonmatch=differ)
 
     keyed = fit_keyed()
     start_m = "per-rule EM" if train_m is None else "settings"
@@ -141,7 +146,7 @@ def fit(linker: Linker, con: Any, blocked_table: str, vectors_table: str | None 
         # Start from the keyed fit's view of these pairs.
         start = fit_patterns(band_patterns, band_counts, keyed["m"], keyed["u"], 0.5, max_iterations=0)
         band, how = fit_band_stratum(band_patterns, band_counts, keyed["m"], keyed["u"],
-                                     min(max(start[2], 0.01), 0.5), len(levels), band_m)
+                                     min(max(start[2], 0.01), 0.5), len(levels), band_m, differ)
         bands.update({**how, "iterations": band["iterations"], "value": band["share"]})
         problem = band["problem"]
     else:
@@ -187,26 +192,30 @@ def restratify_vectors(con: Any, vectors_table: str, comparisons: list, in_bands
 
 
 def fit_band_stratum(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Levels,
-                     share0: float, comparisons: int, band_m: str) -> tuple[dict[str, Any], dict]:
+                     share0: float, comparisons: int, band_m: str,
+                     nonmatch: dict[int, int] | None = None) -> tuple[dict[str, Any], dict]:
     """The band stratum's fit (`_fit_stratum`) under `training.band_stratum_m`, and how it
     was made, for summary.json. "auto": m fitted freely unless that fit is refused or its
     match class is set apart by too little (`MIN_MATCH_CLASS_BITS`); then m stays the keyed
     fit's (`m0`) and only u and the share are fitted."""
     if band_m == "keyed":
         return _fit_stratum(patterns, counts, m0, u0, share0, comparisons, bands=True,
-                            fit_m=False), {"m": "keyed"}
-    free = _fit_stratum(patterns, counts, m0, u0, share0, comparisons, bands=True, fit_m=True)
+                            fit_m=False, nonmatch=nonmatch), {"m": "keyed"}
+    free = _fit_stratum(patterns, counts, m0, u0, share0, comparisons, bands=True, fit_m=True,
+                        nonmatch=nonmatch)
     how = {"m": "fitted", "separation_bits": round(free["separation_bits"], 3)}
     if band_m == "fitted" or not (free["problem"] or free["separation_bits"] < MIN_MATCH_CLASS_BITS):
         return free, how
     how["fitted_m_refused"] = free["problem"] or (
         f"its match class carries {free['separation_bits']:.2f} bits, under {MIN_MATCH_CLASS_BITS:.2f}")
     how["m"] = "keyed"
-    return _fit_stratum(patterns, counts, m0, u0, share0, comparisons, bands=True, fit_m=False), how
+    return _fit_stratum(patterns, counts, m0, u0, share0, comparisons, bands=True, fit_m=False,
+                        nonmatch=nonmatch), how
 
 
 def _fit_stratum(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Levels, share0: float,
-                 comparisons: int, bands: bool = False, fit_m: bool = True) -> dict[str, Any]:
+                 comparisons: int, bands: bool = False, fit_m: bool = True,
+                 nonmatch: dict[int, int] | None = None) -> dict[str, Any]:
     """fit_patterns, with the reason (or None) the fit cannot be the match split."""
     # The band stratum (`training.band_stratum_m`, `fit_band_stratum`): with `fit_m` false m
     # stays the keyed fit's and only u (these pairs' non-matches) and the share of matches
@@ -214,7 +223,8 @@ def _fit_stratum(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Level
     # members of one household at 300,000 synthetic people (42% of 193,883 band-only pairs,
     # set apart by the address alone, 0.46 bits; within-source precision 0.89), the true
     # matches with typos in FEBRL (FEBRL4 F1 0.986 against 0.967 keyed, 11 bits).
-    m, u, share, iterations = fit_patterns(patterns, counts, m0, u0, share0, fit_m=fit_m)
+    m, u, share, iterations = fit_patterns(patterns, counts, m0, u0, share0, fit_m=fit_m,
+                                           nonmatch=nonmatch)
     total = float(counts.sum())
     observed = [j for j in range(comparisons) if (patterns[:, j] >= 0).any()]
     if bands:
@@ -305,21 +315,45 @@ def stratified_model(trained: dict[str, Any], comparisons: list, key_rules: list
 Levels = list[dict[int, float]]
 
 
+def differing_identifiers(comparisons: list, names: list[str]) -> dict[int, int]:
+    """comparison index -> its "all other" gamma (both values present, different), for each
+    comparison named in `names`: a pattern showing one of these levels is held in the
+    non-match class while EM fits (`fit_patterns`).
+
+    Why: EM splits the blocked pairs along whatever divides them best. At 10M synthetic
+    records (7 rules under the budget, all on names) that was "same phonetic names but not
+    the same spelling" against the rest: namesakes fell in the match class, which then read
+    u("both names exact") = 0 and m("NHS numbers differ") = 0.068, and within-source
+    precision fell to 0.977. Two records of one person carry two NHS numbers (or NINOs)
+    only by a recording error, so pairs whose numbers differ are a sample of the blocked
+    non-matches: held there, they show the non-match class what namesakes look like."""
+    levels: dict[int, int] = {}
+    for j, cc in enumerate(comparisons):
+        other = [lv for lv in cc._comparison_levels_excluding_null if lv._is_else_level]
+        if cc.output_column_name in names and other:
+            levels[j] = other[0].comparison_vector_value
+    return levels
+
+
 def fit_patterns(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Levels,
                  share0: float, max_iterations: int = MAX_ITERATIONS,
-                 fit_m: bool = True) -> tuple[Levels, Levels, float, int]:
+                 fit_m: bool = True, nonmatch: dict[int, int] | None = None) -> tuple[Levels, Levels, float, int]:
     """Two-class EM over agreement patterns (rows of gamma values, -1 = null; `counts`
     pairs each), from m0, u0 and share0. Returns m, u (per comparison: gamma -> share among
     its non-null levels), the share of matches and the iterations run. With
     `max_iterations` 0: m0, u0 and the expected share of matches under them. With `fit_m`
-    False, m stays m0: only u and the share are fitted."""
+    False, m stays m0: only u and the share are fitted. A pattern at any level of `nonmatch`
+    (comparison index -> gamma; `differing_identifiers`) counts as a non-match throughout."""
     total = float(counts.sum())
     seen = [{g: patterns[:, j] == g for g in m0_j} for j, m0_j in enumerate(m0)]
     log_odds = np.full(len(counts), math.log(share0 / (1.0 - share0)))
     for j, m0_j in enumerate(m0):
         for g in m0_j:
             log_odds[seen[j][g]] += math.log(m0_j[g] / u0[j][g])
-    prob = _sigmoid(log_odds)
+    held = np.zeros(len(counts), dtype=bool)
+    for j, g in (nonmatch or {}).items():
+        held |= patterns[:, j] == g
+    prob = np.where(held, 0.0, _sigmoid(log_odds))
     share, iterations = float((prob * counts).sum() / total), 0
     m_est, u_est = m0, u0
     while iterations < max_iterations:
@@ -333,7 +367,7 @@ def fit_patterns(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Level
         for j, seen_j in enumerate(seen):
             for g in seen_j:
                 log_odds[seen_j[g]] += math.log(m_est[j][g] / u_est[j][g])
-        new_prob = _sigmoid(log_odds)
+        new_prob = np.where(held, 0.0, _sigmoid(log_odds))
         change = float(np.max(np.abs(new_prob - prob)))
         prob = new_prob
         if change < TOLERANCE:

@@ -181,7 +181,8 @@ def _run(
         step("training: m, u and prior on the blocked pairs")
         trained_linker = linker
         linker, blocked_fit = blocked_em.fit(linker, con, blocked.physical_name, vectors.physical_name,
-                                             train_m, settings["training"].get("band_stratum_m", "keyed"))
+                                             train_m, settings["training"].get("band_stratum_m", "keyed"),
+                                             settings["training"].get("identifier_comparisons", []))
         stratified_vectors = bool(blocked_fit.get("vectors_restratified"))
         if (linker is not trained_linker and not stratified_vectors) or spark_run is not None:
             # A stratified model has other levels (and Spark scores its own pairs).

@@ -435,6 +435,9 @@ def default_settings() -> dict[str, Any]:
     # apart by several fields (FEBRL: true matches with typos), the keyed pairs' m when it is
     # a household or a street (synthetic, 300,000 people); see blocked_em.fit_band_stratum.
     doc["training"]["band_stratum_m"] = "auto"
+    # Pairs whose NHS numbers (or NINOs) differ are held as non-matches while that fit runs,
+    # so its classes follow the person, not the name (10M records; blocked_em).
+    doc["training"]["identifier_comparisons"] = ["nhs_number", "nino"]
     # Probabilities within the blocked pairs are sharper than under random-pair u: keep the
     # uncertain pairs below the cluster threshold too, for clerical review (they do not link).
     doc["thresholds"]["report_match_probability"] = 0.1
@@ -607,6 +610,12 @@ def validate_settings(doc: Any, where: str = "settings") -> dict[str, Any]:
              'training.band_stratum_m must be "keyed" (m of the pairs a match key blocks), '
              '"fitted" (m fitted on the band-only pairs too) or "auto" (fitted when its match '
              'class is set apart by several fields, keyed otherwise)')
+    identifiers = training.get("identifier_comparisons", [])
+    names = {c.get("output_column_name") for c in (doc.get("splink") or {}).get("comparisons", [])
+             if isinstance(c, dict)}
+    _require(isinstance(identifiers, list) and all(isinstance(n, str) and n in names for n in identifiers),
+             where, "training.identifier_comparisons must be a list of comparison names "
+             f"(output_column_name: {', '.join(sorted(n for n in names if n))})")
     floor = training.get("disagreement_m_floor", 0.0)
     _require(
         isinstance(floor, int | float) and 0 <= floor < 0.5,

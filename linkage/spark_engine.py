@@ -37,6 +37,7 @@ from linkage.clk import WORD_BYTES
 
 SPARK_WORD_BITS = 64  # Spark has no 128-bit integer: a CLK is 64-bit words there
 DEFAULT_MASTER = "local[2]"
+DRIVER_MEMORY = "4g"
 
 
 class SparkEngineError(Exception):
@@ -81,7 +82,7 @@ def _local_cores(master: str) -> int | None:
     return None
 
 
-def start_session(master: str, scratch: Path, driver_memory: str = "4g") -> Any:
+def start_session(master: str, scratch: Path, driver_memory: str = DRIVER_MEMORY) -> Any:
     """A SparkSession for one run (pyspark and Java 17+ are needed: scripts/java.sh)."""
     try:
         from pyspark.sql import SparkSession
@@ -108,6 +109,23 @@ def start_session(master: str, scratch: Path, driver_memory: str = "4g") -> Any:
     spark.sparkContext.setLogLevel("ERROR")
     spark.sparkContext.setCheckpointDir(str(scratch / "checkpoints"))
     return spark
+
+
+def duckdb_memory_limit(master: str, driver_memory: str = DRIVER_MEMORY,
+                        total_bytes: int | None = None) -> int | None:
+    """DuckDB's memory limit (bytes) for a run whose Spark is local: DuckDB's own default
+    (80% of RAM) less the JVM's heap and a quarter more for its overheads, so the driver's
+    DuckDB spills before the two together exhaust the machine. None for a cluster master
+    (the JVM doing the work is elsewhere)."""
+    if not _local_cores(master):
+        return None
+    if total_bytes is None:
+        import os
+
+        total_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    heap = int(driver_memory[:-1]) * units[driver_memory[-1].lower()]
+    return max(1 << 30, int(0.8 * total_bytes - 1.25 * heap))
 
 
 def _java_home_java() -> bool:
@@ -166,6 +184,14 @@ class SparkRun:
     def __init__(self, master: str, scratch: Path) -> None:
         self.scratch = Path(scratch)
         self.spark = start_session(master, self.scratch)
+        self.duckdb_memory_limit = duckdb_memory_limit(master)
+
+    def share_memory(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Bound the driver's DuckDB so it and a local JVM fit the machine together; what
+        DuckDB cannot hold spills to the run's scratch directory."""
+        if self.duckdb_memory_limit is not None:
+            con.execute(f"SET memory_limit = '{self.duckdb_memory_limit // (1 << 20)}MB'")
+            con.execute(f"SET temp_directory = '{_q(str(self.scratch / 'duckdb-spill'))}'")
 
     def _splink_api(self) -> Any:
         """Splink's Spark backend on this session (none of Splink's Scala UDFs: the

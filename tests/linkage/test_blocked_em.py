@@ -45,3 +45,35 @@ def test_a_split_that_reverses_a_comparison_is_refused():
     assert "comparison 0" in implausible(m, u, [5, 5])
     # A comparison no pattern shows (all null, e.g. no NHS numbers) is not judged.
     assert implausible(m, u, [0, 5]) is None
+
+
+def test_pairs_whose_identifiers_differ_hold_the_split_to_the_person():
+    """Namesakes (same names, mostly born the same day, other addresses) among the blocked
+    pairs: free EM, started from random-pair u, takes them for matches and reads "NHS
+    numbers differ" as common among matches. Held as non-matches where their identifiers
+    differ, they teach the non-match class what namesakes look like."""
+    rows: dict[tuple, float] = {}
+
+    def people(share, ids, names, dob, address):
+        for (i, pi), (n, pn), (d, pd), (a, pa) in itertools.product(
+                ids.items(), names.items(), dob.items(), address.items()):
+            rows[(i, n, d, a)] = rows.get((i, n, d, a), 0.0) + 100_000 * share * pi * pn * pd * pa
+
+    # comparisons: identifier (1 same, 0 differ, -1 null), names, date of birth, address
+    people(0.5, {-1: 0.7, 1: 0.3}, {1: 0.9, 0: 0.1}, {1: 0.98, 0: 0.02}, {1: 0.8, 0: 0.2})  # one person
+    people(0.2, {-1: 0.7, 0: 0.3}, {1: 1.0}, {1: 0.9, 0: 0.1}, {1: 0.05, 0: 0.95})  # namesakes
+    people(0.3, {-1: 0.7, 0: 0.3}, {0: 1.0}, {1: 0.1, 0: 0.9}, {1: 0.3, 0: 0.7})  # neighbours
+    patterns, counts = np.array(list(rows), dtype=np.int64), np.array(list(rows.values()))
+    m0 = [{1: 0.99, 0: 0.01}, {1: 0.9, 0: 0.1}, {1: 0.95, 0: 0.05}, {1: 0.8, 0: 0.2}]
+    u0 = [{1: 1e-6, 0: 1 - 1e-6}, {1: 2e-6, 0: 1 - 2e-6}, {1: 3e-5, 0: 1 - 3e-5}, {1: 1e-4, 0: 1 - 1e-4}]
+
+    def namesake_odds(m, u, share):  # no identifier, same names and birthday, other address
+        return share / (1 - share) * np.prod([m[j][g] / u[j][g] for j, g in ((1, 1), (2, 1), (3, 0))])
+
+    m, u, share, _ = fit_patterns(patterns, counts, m0, u0, 0.5)
+    assert m[0][0] > 0.2 and share > 0.65  # the namesakes joined the match class
+    free_odds = namesake_odds(m, u, share)
+    m, u, share, _ = fit_patterns(patterns, counts, m0, u0, 0.5, nonmatch={0: 0})
+    assert m[0][0] < 1e-4 and abs(share - 0.5) < 0.1
+    assert u[1][1] > 0.2  # "same names" is no longer a near-certain sign of a match
+    assert namesake_odds(m, u, share) < free_odds / 20

@@ -204,3 +204,16 @@ def test_guarded_merge_component_by_component_equals_one_pass(seed: int, one_per
         refused_parts += r
     assert parts == whole
     assert refused_parts == refused
+
+
+def test_duckdb_leaves_room_for_a_local_spark_driver() -> None:
+    """With Spark local, the driver's DuckDB and the JVM share one machine: DuckDB's limit is
+    its default 80% of memory less the heap and its overheads; with a cluster master the
+    JVM doing the work is elsewhere, and DuckDB keeps its default."""
+    from linkage.spark_engine import duckdb_memory_limit
+
+    gib = 1 << 30
+    assert duckdb_memory_limit("local[2]", "4g", 24 * gib) == int(0.8 * 24 * gib - 5 * gib)
+    assert duckdb_memory_limit("local[*]", "512m", 8 * gib) == int(0.8 * 8 * gib - 640 * (1 << 20))
+    assert duckdb_memory_limit("local[2]", "4g", 4 * gib) == gib  # never below 1 GiB
+    assert duckdb_memory_limit("spark://cluster:7077", "4g", 24 * gib) is None
