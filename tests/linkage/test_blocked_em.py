@@ -77,3 +77,27 @@ def test_pairs_whose_identifiers_differ_hold_the_split_to_the_person():
     assert m[0][0] < 1e-4 and abs(share - 0.5) < 0.1
     assert u[1][1] > 0.2  # "same names" is no longer a near-certain sign of a match
     assert namesake_odds(m, u, share) < free_odds / 20
+
+
+def test_blocked_pairs_that_are_nearly_all_matches_are_fitted_not_refused():
+    """Deduplication data with tight keys (FEBRL2: 99.4% of the blocked pairs are matches):
+    the fit stands, with the share of matches the data show, and u near the starting
+    model's through the pseudo-counts. A fit whose match class is that small is refused:
+    m would be nothing but the pseudo-counts."""
+    from linkage.blocked_em import MIN_CLASS_PAIRS, _fit_stratum
+
+    m = [{1: 0.95, 0: 0.05}] * 3
+    u = [{1: 0.01, 0: 0.99}] * 3
+    m0, u0 = [{1: 0.9, 0: 0.1}] * 3, [{1: 0.001, 0: 0.999}] * 3
+    patterns, counts = _patterns(m, u, 0.99, 2_000)
+    assert (1 - 0.99) * 2_000 < MIN_CLASS_PAIRS  # the guard before this refused it
+    fit = _fit_stratum(patterns, counts, m0, u0, 0.5, 3)
+    assert fit["problem"] is None
+    assert fit["share"] == pytest.approx(0.99, abs=0.002)
+    assert fit["m"][0][1] == pytest.approx(0.95, abs=0.005)
+    assert fit["u"][0][1] < 0.01  # 20 non-matches and the pseudo-counts: between u0 and u
+
+    patterns, counts = _patterns(m, u, 0.005, 2_000)
+    refused = _fit_stratum(patterns, counts, m0, u0, 0.5, 3)
+    assert refused["share"] == pytest.approx(0.005, abs=0.001)
+    assert "match class holds fewer" in refused["problem"]

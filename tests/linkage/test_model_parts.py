@@ -445,9 +445,10 @@ def test_per_rule_em_deferred_gives_the_m_train_gives(small):
 
 
 def test_blocked_fit_runs_the_per_rule_em_only_when_refused(small, monkeypatch):
-    """The fit from the settings' m stands when accepted; when refused (150 people: too few
-    non-matches among the blocked pairs), the per-rule EM runs and the fit is made again
-    from its m, so the run falls back to the model `train` alone would have given."""
+    """The fit from the settings' m stands when accepted; when refused, the per-rule EM
+    runs and the fit is made again from its m, so the run falls back to the model `train`
+    alone would have given. (150 people: the blocked pairs are nearly all matches, which
+    is accepted; the refusal is forced here.)"""
     from linkage import blocked_em
 
     settings = default_settings()
@@ -461,16 +462,17 @@ def test_blocked_fit_runs_the_per_rule_em_only_when_refused(small, monkeypatch):
                                            lambda: (calls.append(1), train_m()))
         return info, _m_of(linker)
 
+    accepted, _m = fit()
+    assert calls == [] and accepted["start_m"] == "settings" and accepted["applied"] is True
+    assert accepted["value"] > 0.5  # nearly all the blocked pairs are one person's records
+    real = blocked_em._fit_stratum
+    monkeypatch.setattr(blocked_em, "_fit_stratum", lambda *a, **k: {**real(*a, **k), "problem": "forced"})
     refused, m_after = fit()
     assert calls == [1] and refused["applied"] is False
-    assert refused["start_m"].startswith("per-rule EM (from the settings' m: one class holds fewer")
+    assert refused["start_m"] == "per-rule EM (from the settings' m: forced)"
     _con, trained = _linker(small, settings)
     model.train(trained, settings)
     assert m_after == _m_of(trained)  # the fallback is the per-rule model, as before
-    real = blocked_em._fit_stratum
-    monkeypatch.setattr(blocked_em, "_fit_stratum", lambda *a, **k: {**real(*a, **k), "problem": None})
-    accepted, _m = fit()
-    assert calls == [1] and accepted["start_m"] == "settings" and accepted["applied"] is True
 
 
 def test_pairs_counted_when_choosing_rules_are_splinks_blocked_pairs(small):
