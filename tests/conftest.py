@@ -10,18 +10,30 @@ from pathlib import Path
 import pytest
 
 
+def _demo(tmp_path_factory, name: str, people: int) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp(name) / "joinedup-demo"
+    joinedup = Path(sys.executable).parent / "joinedup"
+    result = subprocess.run([str(joinedup), "demo", "--home", str(root), "--people", str(people)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-6000:]
+    return root, result.stdout
+
+
 @pytest.fixture(scope="session")
 def demo_home_as_made(tmp_path_factory) -> tuple[Path, str]:
     """ONE real demo home (synth → extract → ingest → link → ...), made by `joinedup demo` in
     its own process as a user would run it: (its root, the demo's console output). Nothing
     writes to it: a test takes a copy (shutil.copytree) instead of running the demo again."""
-    root = tmp_path_factory.mktemp("demo-as-made") / "joinedup-demo"
-    joinedup = Path(sys.executable).parent / "joinedup"
-    result = subprocess.run([str(joinedup), "demo", "--home", str(root), "--people", "300"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stdout[-6000:]
-    return root, result.stdout
+    return _demo(tmp_path_factory, "demo-as-made", 300)
+
+
+@pytest.fixture(scope="session")
+def review_demo_home(tmp_path_factory) -> tuple[Path, str]:
+    """A demo home whose run has links to review (as `demo_home_as_made`; take a copy). At
+    300 people every blocked pair is one person's, the fit on them is sure of each, and the
+    review queue is empty; at 600 the run holds ~126 links between 0.1 and 0.99."""
+    return _demo(tmp_path_factory, "review-demo", 600)
 
 
 @pytest.fixture(scope="session")

@@ -19,13 +19,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def world(demo_run, tmp_path_factory) -> Iterator[tuple]:
+def world(review_demo_home, tmp_path_factory) -> Iterator[tuple]:
     """A private copy of the shared demo home (labels change it), its context and users."""
     from joinedup.home import load_home
     from joinedup.users import open_user_store
 
     root = tmp_path_factory.mktemp("review") / "home"
-    shutil.copytree(demo_run[0], root)
+    shutil.copytree(review_demo_home[0], root)
     home = load_home(root)
     store = open_user_store(home)
     users = {}

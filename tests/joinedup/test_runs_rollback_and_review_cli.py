@@ -34,10 +34,10 @@ def _ok(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def home(demo_run, tmp_path_factory):
+def home(review_demo_home, tmp_path_factory):
     """A private copy of the demo home with a second run (run2, current) after demo-run."""
     root = tmp_path_factory.mktemp("rollback") / "home"
-    shutil.copytree(demo_run[0], root)
+    shutil.copytree(review_demo_home[0], root)
     _ok("link", "--home", str(root), "--out", "run2")
     h = load_home(root)
     assert _current(h) == "run2"
