@@ -347,7 +347,9 @@ def _default_comparisons() -> list[dict[str, Any]]:
                 _level(f"{_any_equal(*_DOB_KEYS, 'mk_name_dob', 'mk_dob_pc', 'mk_dob_locality', 'mk_dob_sector')}"
                        f" OR {_best_dice('clk_given', 'clk_family', 'clk_address_dob')} >= 0.4",
                        "exact (seen with a name or a place, or through the salted filters)"),
-                _level("mk_names_dobt_l = mk_names_dobt_r", "day and month swapped"),
+                # The key sorts day and month, so it cannot tell a swap from the same date;
+                # it is the only date evidence left when the names are swapped too.
+                _level("mk_names_dobt_l = mk_names_dobt_r", "same date or day and month swapped"),
                 _level(_any_equal("mk_names_ym", "mk_names_md", "mk_names_yd"), "two of year, month, day"),
                 _level("mk_names_yob_l = mk_names_yob_r", "same year"),
             ],
