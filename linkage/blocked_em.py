@@ -370,7 +370,9 @@ def fit_patterns(patterns: np.ndarray, counts: np.ndarray, m0: Levels, u0: Level
     while iterations < max_iterations:
         iterations += 1
         matched, unmatched = prob * counts, (1.0 - prob) * counts
-        share = min(max(float(matched.sum() / total), 1e-9), 1.0 - 1e-9)
+        # Smoothed like the levels: 5,000 blocked pairs all in one class say the share is
+        # near 1, not 1 - 1e-9 (a prior of 30 bits that no disagreement could outweigh).
+        share = (float(matched.sum()) + PSEUDO_COUNT) / (total + 2.0 * PSEUDO_COUNT)
         if fit_m:
             m_est = [_level_shares(seen_j, matched, m0[j]) for j, seen_j in enumerate(seen)]
         u_est = [_level_shares(seen_j, unmatched, u0[j]) for j, seen_j in enumerate(seen)]

@@ -30,7 +30,12 @@ from linkage.clk import add_band_columns, create_dice_macro, words_for_bits
 from linkage.clustering import assign_stable_ids, cluster_with_identifier_guard, fingerprint_sql
 from linkage.ingest import IngestedExtract, clk_bits_of, stack_sql
 from linkage.predict import comparison_vectors, predict_with_blocking_counts
-from linkage.settings import default_settings, save_settings, validate_settings
+from linkage.settings import (
+    default_settings,
+    save_settings,
+    validate_settings,
+    with_name_and_date_joined,
+)
 
 Progress = Callable[[str], None]
 
@@ -150,6 +155,7 @@ def _run(
     with _any_row_order(con):
         con.execute(f"CREATE TABLE records AS {stack_sql(extracts, words)}")
     n_records = con.execute("SELECT count(*) FROM records").fetchall()[0][0]
+    settings, joined = _join_name_and_date(con, settings, n_records)
     lap("load")
 
     # Bands of the salted filters (linkage.clk) are derived here, not sent, and only when
@@ -289,6 +295,8 @@ def _run(
     summary["timings_s"] = timings
     summary["engine"] = "duckdb" if spark_run is None else {"name": "spark", **spark_run.describe()}
     summary["merges_refused_conflicting_identifiers"] = refused
+    if joined is not None:
+        summary["name_and_date_joined"] = joined
     try:
         from linkage.report import write_report
 
@@ -315,6 +323,32 @@ def _predict_on_spark(con: duckdb.DuckDBPyConnection, linker: Any, spark_run: An
     con.execute(f"CREATE TABLE spark_predictions AS SELECT * FROM read_parquet('{path}/*.parquet')")
     return (predictions_frame(linker, "spark_predictions"),
             blocking_count_records(linker, counts, n_records))
+
+
+# "auto" joins the name and date-of-birth comparisons when fewer than this share of the
+# records carry a postcode-salted name filter: the names then compare only within one date
+# of birth (linkage.settings.name_and_date_comparison). With postcodes the two comparisons
+# are kept apart: joined there, FEBRL4 and FEBRL2 lost 0.005 and 0.004 F1 (FEBRL3 and
+# FEBRL1 gained 0.003 and 0.008, 50,000 synthetic people 0.0008 of recall), and the link
+# took 1.3x as long (bench/RESULTS-linkage.md, session 10).
+JOIN_WHEN_POSTCODE_SHARE_BELOW = 0.5
+
+
+def _join_name_and_date(con: duckdb.DuckDBPyConnection, settings: dict[str, Any],
+                        n_records: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The settings to link with, under `training.join_name_and_date`, and what was decided
+    (None when the settings have no such choice to make)."""
+    how = settings.get("training", {}).get("join_name_and_date", "never")
+    names = {c.get("output_column_name") for c in settings["splink"]["comparisons"]}
+    if how == "never" or not {"name", "date_of_birth"} <= names:
+        return settings, None
+    columns = {r[0] for r in con.execute("DESCRIBE records").fetchall()}
+    with_pc = (con.execute("SELECT count(*) FROM records WHERE clk_given_pc IS NOT NULL").fetchall()[0][0]
+               if "clk_given_pc" in columns else 0)
+    share = with_pc / n_records if n_records else 0.0
+    join = how == "always" or share < JOIN_WHEN_POSTCODE_SHARE_BELOW
+    decided = {"setting": how, "joined": join, "records_with_postcode_salted_names": round(share, 4)}
+    return (with_name_and_date_joined(settings) if join else settings), decided
 
 
 def _calibrate_prior(con: duckdb.DuckDBPyConnection, linker: Any, pred_table: str,
