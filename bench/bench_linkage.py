@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.linkage.febrl import FEBRL_MAPPING  # noqa: E402 (after the path insert)
+from tests.linkage.febrl import FEBRL_MAPPING, FEWER_FIELDS_MAPPING  # noqa: E402 (after the path insert)
 
 
 def _prf(found: set, truth: set) -> tuple[float, float, float]:
@@ -413,17 +413,6 @@ def febrl(args) -> None:
         print(f"  {name}: defaults F1 - plaintext Splink F1 = {f_ours - f_splink:+.4f} (v2 encoding), "
               f"{f_v1 - f_splink:+.4f} (v1 encoding); target >= -0.002; time ratio defaults / Splink "
               f"{s / s2:.2f}", flush=True)
-
-
-# A user's data with fewer fields: names, date of birth and town (no postcode, no address).
-FEWER_FIELDS_MAPPING = """
-[identity]
-local_id = "rec_id"
-given_name = "given_name"
-family_name = "surname"
-date_of_birth = { column = "date_of_birth", format = "%Y%m%d" }
-locality = "suburb"
-"""
 
 
 def febrl_fewer_fields(args) -> None:
