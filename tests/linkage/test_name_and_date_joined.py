@@ -73,3 +73,13 @@ def test_auto_joins_them_for_names_date_and_town_only(tmp_path: Path):
     assert "name_and_date" in {c["output_column_name"] for c in settings["splink"]["comparisons"]}
     # Measured 0.9024 joined, 0.8425 apart (plaintext Splink on the same fields 0.9295).
     assert 2 * len(found & truth) / (len(found) + len(truth)) >= 0.89
+
+
+def test_join_setting_is_validated_and_never_keeps_them_apart():
+    doc = default_settings()
+    assert doc["training"]["join_name_and_date"] == "auto"
+    doc["training"]["join_name_and_date"] = "sometimes"
+    with pytest.raises(Exception, match="join_name_and_date"):
+        validate_settings(doc)
+    names = [c["output_column_name"] for c in with_name_and_date_joined(default_settings())["splink"]["comparisons"]]
+    assert names == ["nhs_number", "nino", "name_and_date", "address"]
