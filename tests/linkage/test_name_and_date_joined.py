@@ -75,7 +75,7 @@ def test_auto_joins_them_for_names_date_and_town_only(tmp_path: Path):
     assert 2 * len(found & truth) / (len(found) + len(truth)) >= 0.89
 
 
-def test_join_setting_is_validated_and_never_keeps_them_apart():
+def test_join_setting_is_validated_and_the_joined_comparison_takes_their_place():
     doc = default_settings()
     assert doc["training"]["join_name_and_date"] == "auto"
     doc["training"]["join_name_and_date"] = "sometimes"
