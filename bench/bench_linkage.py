@@ -315,16 +315,16 @@ def bench_ours_cli(frames: dict, work: Path, settings: dict | None = None,
     return seconds, _entity_pairs(rows), summary
 
 
-def _generic_comparisons(cl) -> list:
+def _generic_comparisons(cl, place: bool = True) -> list:
     """The plaintext baselines' comparisons of the shared fields, written as a new Splink
-    user would (names, fuzzy date of birth and postcode, fuzzy address)."""
-    return [
-        cl.NameComparison("given_name"),
-        cl.NameComparison("surname"),
-        cl.LevenshteinAtThresholds("dob", [1, 2]),
-        cl.LevenshteinAtThresholds("postcode", [1]),
-        cl.JaroWinklerAtThresholds("address", [0.9, 0.8]),
-    ]
+    user would (names, fuzzy date of birth, and unless `place` is false fuzzy postcode and
+    address)."""
+    people = [cl.NameComparison("given_name"), cl.NameComparison("surname"),
+              cl.LevenshteinAtThresholds("dob", [1, 2])]
+    if not place:
+        return people
+    return people + [cl.LevenshteinAtThresholds("postcode", [1]),
+                     cl.JaroWinklerAtThresholds("address", [0.9, 0.8])]
 
 
 def bench_splink_generic(frames: dict, threshold: float = 0.9,
@@ -345,10 +345,9 @@ def bench_splink_generic(frames: dict, threshold: float = 0.9,
         d["dob"] = d.date_of_birth
         dfs.append(d[["unique_id", "given_name", "surname", "dob", "postcode", "address", "suburb"]])
     db_api = DuckDBAPI()
-    comparisons = _generic_comparisons(cl)
-    blocking = [block_on("given_name"), block_on("surname"), block_on("dob"), block_on("postcode")]
-    if names_dob_locality:
-        comparisons, blocking = comparisons[:3], blocking[:3]
+    comparisons = _generic_comparisons(cl, place=not names_dob_locality)
+    blocked_on = ["given_name", "surname", "dob"] + ([] if names_dob_locality else ["postcode"])
+    blocking = [block_on(field) for field in blocked_on]
     settings = SettingsCreator(
         link_type="link_and_dedupe" if len(dfs) > 1 else "dedupe_only",
         comparisons=[*comparisons, cl.ExactMatch("suburb").configure(term_frequency_adjustments=True)],
