@@ -20,6 +20,9 @@ candidates, the right one among them, counts 1/k).
 - `views`: the salted filters and their second views: salt-invariant fingerprints
   (known plaintext, frequency alignment), equal-value dictionaries, cross-project linkage
   by filter repeat counts, and a bound for aligning salt frames;
+- `salt_graph`: graph matching inside postcode salt groups: the Dice of two filters under
+  one salt is public, so each postcode's name-similarity graph is matched to the
+  register's (after Vidanage et al. 2020);
 - `suite.run_all`: every attack on a set of extracts, as rows for a report.
 """
 

@@ -10,6 +10,7 @@ from attacks.frequency import frequency_attacks
 from attacks.known_plaintext import known_plaintext
 from attacks.layout import ciphertext_length, cross_project, row_order
 from attacks.result import AttackResult
+from attacks.salt_graph import within_salt_graph
 from attacks.views import (
     cross_project_views,
     fingerprint_frequency,
@@ -39,6 +40,8 @@ def run_all(world: World, other_project: World | None = None, known_fraction: fl
         progress(f"{extract.name}: salted views (fingerprints, equal values)")
         results.append(fingerprint_known_plaintext(extract, world.register, known, project=world.extracts))
         results.append(fingerprint_frequency(extract, world.register, world.extracts))
+        progress(f"{extract.name}: graph matching inside postcode salt groups")
+        results.append(within_salt_graph(extract, world.register))
         progress(f"{extract.name}: layout")
         results.append(ciphertext_length(extract, known))
         results.append(row_order(extract))

@@ -26,10 +26,11 @@ from connectors.standardise import StandardIdentity, standardise_identity
 ATTRIBUTES = ("given", "family", "given_canon", "given_phon", "family_phon", "middle", "dob", "year",
               "month", "day", "dm", "sex", "postcode", "sector", "district", "locality", "address",
               "nhs", "nino", "names")
-# What the register lists for each person (a public register: names, date of birth, address).
+# What the register lists for each person (a public register: names, date of birth, address;
+# the address since session 11, as the UK's open electoral register lists it).
 REGISTER_ATTRIBUTES = ("given", "family", "given_canon", "given_phon", "family_phon", "dob", "year",
                        "month", "day", "dm", "sex", "postcode", "sector", "district", "locality", "names",
-                       "middle")
+                       "middle", "address")
 
 
 def attributes_of(ident: StandardIdentity) -> dict[str, str | None]:
