@@ -131,10 +131,24 @@ SALTED_FILTERS: dict[str, tuple[str, tuple[str, ...], int]] = {
     "clk_given_pc": ("clk_given", ("pc",), 2),
     "clk_family_pc": ("clk_family", ("pc",), 2),
 }
-# The salted columns grouped by salt (columns sharing a salt share its permutation tables).
-_SALT_GROUPS: dict[tuple[str, ...], tuple[str, ...]] = {}
-for _column, (_source, _salt, _which) in SALTED_FILTERS.items():
-    _SALT_GROUPS[_salt] = _SALT_GROUPS.get(_salt, ()) + (_column,)
+# `[encoding] name_postcode_salt = "postcode+other-name"`: the postcode views of the names
+# salted by the postcode and the *other* name's phonetic code, so that a salt group is a
+# household or one person, not everyone at a postcode. Graph matching inside postcode
+# groups (attacks/salt_graph.py) then re-identifies at most 0.02% instead of up to 2.9%, and
+# FEBRL4 loses 0.019 of F1 (bench/RESULTS-privacy.md, session 11). Off by default.
+NAME_POSTCODE_SALTS: dict[str, dict[str, tuple[str, tuple[str, ...], int]]] = {
+    "postcode": {},
+    "postcode+other-name": {"clk_given_pc": ("clk_given", ("pc", "f_phon"), 2),
+                            "clk_family_pc": ("clk_family", ("pc", "g_phon"), 3)},
+}
+
+
+def salt_groups(salted: dict[str, tuple[str, tuple[str, ...], int]]) -> dict[tuple[str, ...], tuple[str, ...]]:
+    """The salted columns grouped by salt (columns sharing a salt share its permutation tables)."""
+    groups: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for column, (_source, salt, _which) in salted.items():
+        groups[salt] = groups.get(salt, ()) + (column,)
+    return groups
 _CLK_FIELD = {"clk_given": "given", "clk_family": "family", "clk_address": "address"}
 LINKAGE_COLUMNS = ("ref",) + tuple(c for c, _ in TOKEN_COLUMNS) + tuple(MATCH_KEYS) + CLK_COLUMNS
 EXTENDED_LINKAGE_COLUMNS = LINKAGE_COLUMNS + tuple(EXTRA_MATCH_KEYS)
@@ -227,6 +241,7 @@ class EncodingSettings:
     # agreeing salt can be compared, and less for a curious linkage unit to count; the
     # privacy / quality frontier of the choices is measured in bench/RESULTS-privacy.md.
     filters: tuple[str, ...] = CLK_COLUMNS
+    name_postcode_salt: str = "postcode"  # or "postcode+other-name" (NAME_POSTCODE_SALTS)
 
     def __post_init__(self) -> None:
         if isinstance(self.filters, list):
@@ -258,6 +273,15 @@ class EncodingSettings:
             raise ValueError("blip_f must be in (0, 0.5)")
         if not isinstance(self.extra_match_keys, bool):
             raise ValueError("extra_match_keys must be true or false")
+        if self.name_postcode_salt not in NAME_POSTCODE_SALTS:
+            raise ValueError(f"name_postcode_salt must be one of {list(NAME_POSTCODE_SALTS)}")
+        if self.scheme != "v2" and self.name_postcode_salt != "postcode":
+            raise ValueError("name_postcode_salt applies to scheme v2 only")
+
+    @property
+    def salted_filters(self) -> dict[str, tuple[str, tuple[str, ...], int]]:
+        """Each published filter's source filter, salt parts and salt number."""
+        return {**SALTED_FILTERS, **NAME_POSTCODE_SALTS[self.name_postcode_salt]}
 
     @property
     def match_keys(self) -> dict[str, tuple[str, ...]]:
@@ -286,6 +310,8 @@ class EncodingSettings:
             out["extra_match_keys"] = True
         if self.filters != CLK_COLUMNS:
             out["filters"] = list(self.filters)
+        if self.name_postcode_salt != "postcode":
+            out["name_postcode_salt"] = self.name_postcode_salt
         return out
 
     @classmethod
@@ -293,7 +319,7 @@ class EncodingSettings:
         if not doc:
             return cls()
         allowed = {"clk_bits", "clk_k", "clk_k_fields", "hardening", "blip_f", "scheme", "extra_match_keys",
-                   "filters"}
+                   "filters", "name_postcode_salt"}
         unknown = set(doc) - allowed - {"token_bytes"}
         if unknown:
             raise ValueError(f"encoding settings: unknown key(s) {sorted(unknown)}")
@@ -734,7 +760,7 @@ class IdentityEncoder:
         self.match_keys = self.settings.match_keys
         self._mk_seeds = {c: (_seed(mk_key, f"A|{c}"), _seed(mk_key, f"B|{c}")) for c in self.match_keys}
         salt_key = keyring.key("clk-salt")
-        self._salt_seeds = [(_seed(salt_key, f"salt{i}|A"), _seed(salt_key, f"salt{i}|B")) for i in (0, 1, 2)]
+        self._salt_seeds = [(_seed(salt_key, f"salt{i}|A"), _seed(salt_key, f"salt{i}|B")) for i in (0, 1, 2, 3)]
         bits = self.settings.clk_bits
         self.salting = SaltedPermutation(salt_key, bits // 8)
         # Length-hiding: about (k x typical bigram count) bits per filter, whatever the value.
@@ -811,21 +837,22 @@ class IdentityEncoder:
         # filter by the postcode (SALTED_FILTERS). The columns that share a salt are moved
         # together (one set of index tables per step, `apply_many`).
         salted_columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for salt_parts, all_in_group in _SALT_GROUPS.items():
+        salted_filters = self.settings.salted_filters
+        for salt_parts, all_in_group in salt_groups(salted_filters).items():
             # Only the filters this deployment publishes are salted; the salt stays the
             # group's, so a published filter is the same whatever else is published.
             group = tuple(c for c in all_in_group if c in self.settings.filters)
             if not group:
                 continue
-            salts, salted = self.salts(p, salt_parts, SALTED_FILTERS[all_in_group[0]][2])
+            salts, salted = self.salts(p, salt_parts, salted_filters[all_in_group[0]][2])
             idx = np.flatnonzero(salted)
-            presents = [filters[SALTED_FILTERS[c][0]][1] & salted for c in group]
-            outs = [np.zeros_like(filters[SALTED_FILTERS[c][0]][0]) for c in group]
+            presents = [filters[salted_filters[c][0]][1] & salted for c in group]
+            outs = [np.zeros_like(filters[salted_filters[c][0]][0]) for c in group]
             if idx.size:
                 rows = self.salting.rows(salts[idx])
                 # A row without a filter is all zeros and stays all zeros (the LUTs are bit
                 # permutations), so every salted row is moved and absent ones masked after.
-                moved = self.salting.apply_many([filters[SALTED_FILTERS[c][0]][0][idx] for c in group], rows)
+                moved = self.salting.apply_many([filters[salted_filters[c][0]][0][idx] for c in group], rows)
                 for out, m in zip(outs, moved, strict=True):
                     out[idx] = m
             for column, out, present in zip(group, outs, presents, strict=True):
