@@ -227,13 +227,19 @@ def clk_bits_of(extracts: list[IngestedExtract]) -> int:
 
 
 def encoding_scheme_of(extracts: list[IngestedExtract]) -> str:
-    """The encoding scheme the extracts share ("v2", or "v1" for the previous one)."""
-    schemes = {}
+    """The encoding scheme the extracts share ("v2", or "v1" for the previous one). They
+    must also share the salt of the names' postcode views: under two salts those filters
+    would not compare, and the run would quietly lose every pair that needs them."""
+    schemes, salts = {}, {}
     for e in extracts:
         encoding = read_manifest(e.path).get("encoding") or {}
         schemes[e.source] = encoding.get("scheme", "v1")
+        salts[e.source] = encoding.get("name_postcode_salt", "postcode")
     if len(set(schemes.values())) > 1:
         raise IngestError(f"extracts use different encodings, which cannot be compared: {schemes}")
+    if len(set(salts.values())) > 1:
+        raise IngestError("extracts use different [encoding] name_postcode_salt settings, whose postcode views "
+                          f"of the names cannot be compared: {salts}; every connector of a project must use one")
     return next(iter(schemes.values()), "v2")
 
 

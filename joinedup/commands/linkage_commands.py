@@ -110,7 +110,7 @@ def link_command(
                 progress=lambda stage: bar.update(task, description=stage),
                 engine=engine, spark_master=spark_master,
             )
-        except (LinkError, SettingsError) as exc:
+        except (LinkError, SettingsError, IngestError) as exc:
             raise click.ClickException(f"link failed (previous run untouched): {exc}") from exc
     _commit_run(h, out_dir, summary)
     changes = summary["entity_changes"]
