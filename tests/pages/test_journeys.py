@@ -171,7 +171,9 @@ def test_withdrawal_in_one_browser_stops_the_summary_in_another(browser, world: 
     other.goto("/adviser/consent/history")
     while other.locator("button:has-text('Withdraw')").count():
         other.locator("button:has-text('Withdraw')").first.click()
-        assert "Consent withdrawn" in other.content()
+        # The click posts a form; wait for the page it leads to (fails after the timeout),
+        # rather than reading whichever page is there when the click returns.
+        other.get_by_text("Consent withdrawn").first.wait_for()
     response = seer.reload()
     assert response.status == 403
     assert "Current barriers" not in seer.content()
