@@ -35,9 +35,11 @@ import itertools
 from collections import defaultdict
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from attacks.result import AttackResult
-from attacks.views import packed_filters
+from attacks.views import dice_blocks, packed_filters
 from attacks.world import Extract, Register
 
 GROUP_DICE = 0.4  # address filters at least this similar are taken to share a postcode
@@ -45,7 +47,6 @@ DICE_TOLERANCE = 0.06  # two Dice values this close are taken to be the same pai
 CELL = 0.03  # about the difference between one pair's Dice under two keys (collisions)
 SMOOTHING_PAIRS = 10.0  # pseudo-pairs, spread as the population's, added to each postcode's
 DISTINCTIVE_DICE = 0.5  # a pair of rows this similar in a name (a shared family name, a duplicate)
-_BLOCK = 2048
 
 
 def _dice_matrix(bits: np.ndarray) -> np.ndarray:
@@ -54,39 +55,22 @@ def _dice_matrix(bits: np.ndarray) -> np.ndarray:
     return 2 * (bits @ bits.T) / (pops[:, None] + pops[None, :] + 1e-9)
 
 
-def _components(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in edges:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[ra] = rb
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i in range(n):
-        groups[find(i)].append(i)
-    return list(groups.values())
-
-
 def address_groups(extract: Extract) -> list[list[int]]:
     """Connected components of rows whose address filters have Dice >= GROUP_DICE."""
     packed, present = packed_filters(extract, "clk_address")
-    x = np.unpackbits(packed, axis=1).astype(np.float32)
-    x[~present] = 0
-    pops = x.sum(axis=1)
-    edges = []
-    for start in range(0, len(x), _BLOCK):
-        block = x[start : start + _BLOCK]
-        dice = 2 * (block @ x.T) / (pops[start : start + _BLOCK, None] + pops[None, :] + 1e-9)
-        rows, cols = np.nonzero(dice >= GROUP_DICE)
-        edges += [(start + r, c) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)
-                  if start + r < c and present[c]]
-    return [g for g in _components(len(x), edges) if present[g[0]]]
+    rows, cols = [], []
+    for start, dice in dice_blocks(packed, present):
+        r, c = np.nonzero(dice >= GROUP_DICE)
+        rows.append(r + start)
+        cols.append(c)
+    n = len(packed)
+    graph = coo_matrix((np.ones(sum(len(r) for r in rows)), (np.concatenate(rows), np.concatenate(cols))),
+                       shape=(n, n))
+    _count, label = connected_components(graph, directed=False)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in np.flatnonzero(present).tolist():
+        groups[int(label[i])].append(i)
+    return list(groups.values())
 
 
 def _register_names(register: Register) -> tuple[dict[str, list[int]], np.ndarray, np.ndarray, np.ndarray | None,
@@ -186,7 +170,7 @@ def within_salt_graph(extract: Extract, register: Register, grouping: str = "add
         g = _dice_matrix(np.unpackbits(g_packed[rows], axis=1).astype(np.float32))
         f = _dice_matrix(np.unpackbits(f_packed[rows], axis=1).astype(np.float32))
         # Naive Bayes over the group's row pairs: how likely each pair's cell of Dice values
-        # Dice cell is among a postcode's pairs (smoothed towards the population's), over
+        # is among a postcode's pairs (smoothed towards the population's), over
         # how likely it is in the population. Rare cells (two people sharing a family name)
         # weigh most, and a large postcode gains nothing by its size.
         if use_address:

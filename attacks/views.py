@@ -33,6 +33,7 @@ already knows them).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -150,19 +151,25 @@ def fingerprint_frequency(extract: Extract, register: Register, project: list[Ex
                   [True] * n, {})
 
 
+def dice_blocks(packed: np.ndarray, present: np.ndarray, block: int = 2048) -> Iterator[tuple[int, np.ndarray]]:
+    """All-pairs Dice of a filter column, a block of rows at a time: (first row, Dice of
+    those rows against every row). Absent filters are all zeros. Blocked float32 products:
+    all pairs, as an attacker would compute them."""
+    x = np.unpackbits(packed, axis=1).astype(np.float32)
+    x[~present] = 0
+    pops = x.sum(axis=1)
+    for start in range(0, len(x), block):
+        yield start, 2 * (x[start : start + block] @ x.T) / (pops[start : start + block, None] + pops[None, :] + 1e-9)
+
+
 def near_duplicate_counts(packed: np.ndarray, present: np.ndarray, threshold: float) -> list[int]:
     """Per filter: how many filters of the column (itself included) have Dice >= threshold
     with it (0 when absent). Counts similar values under the same salt (typo variants,
     similar names of one household) as well as equal ones; noise on the bits would not
-    hide them. Blocked float32 products: all pairs, as an attacker would compute them."""
-    x = np.unpackbits(packed, axis=1).astype(np.float32)
-    x[~present] = 0
-    pops = x.sum(axis=1)
-    counts = np.zeros(len(x), dtype=np.int64)
-    for start in range(0, len(x), 2048):
-        block = x[start : start + 2048]
-        dice = 2 * (block @ x.T) / (pops[start : start + 2048, None] + pops[None, :] + 1e-9)
-        counts[start : start + 2048] = (dice >= threshold).sum(axis=1)
+    hide them."""
+    counts = np.zeros(len(packed), dtype=np.int64)
+    for start, dice in dice_blocks(packed, present):
+        counts[start : start + len(dice)] = (dice >= threshold).sum(axis=1)
     counts[~present] = 0
     return counts.tolist()
 

@@ -761,6 +761,8 @@ class IdentityEncoder:
         self._mk_seeds = {c: (_seed(mk_key, f"A|{c}"), _seed(mk_key, f"B|{c}")) for c in self.match_keys}
         salt_key = keyring.key("clk-salt")
         self._salt_seeds = [(_seed(salt_key, f"salt{i}|A"), _seed(salt_key, f"salt{i}|B")) for i in (0, 1, 2, 3)]
+        self._salted_filters = self.settings.salted_filters
+        self._salt_groups = salt_groups(self._salted_filters)
         bits = self.settings.clk_bits
         self.salting = SaltedPermutation(salt_key, bits // 8)
         # Length-hiding: about (k x typical bigram count) bits per filter, whatever the value.
@@ -837,8 +839,8 @@ class IdentityEncoder:
         # filter by the postcode (SALTED_FILTERS). The columns that share a salt are moved
         # together (one set of index tables per step, `apply_many`).
         salted_columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        salted_filters = self.settings.salted_filters
-        for salt_parts, all_in_group in salt_groups(salted_filters).items():
+        salted_filters = self._salted_filters
+        for salt_parts, all_in_group in self._salt_groups.items():
             # Only the filters this deployment publishes are salted; the salt stays the
             # group's, so a published filter is the same whatever else is published.
             group = tuple(c for c in all_in_group if c in self.settings.filters)
