@@ -1,0 +1,3 @@
+module joinedup/native
+
+go 1.26
