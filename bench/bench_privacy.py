@@ -23,6 +23,7 @@ Prints markdown tables (paste into bench/RESULTS-privacy.md) and a summary of th
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -97,15 +98,16 @@ def encode_throughput(src: Path, scheme: str, workers: int = 1) -> tuple[int, fl
 
 
 def cli_extract_all(src: Path, work: Path, scheme: str, workers: int | None = None,
-                    at_once: int = 1) -> tuple[int, float, float]:
+                    at_once: int = 1, engine: str | None = None) -> tuple[int, float, float]:
     """(records, seconds inside the command, process wall seconds) of `joinedup extract`, run
     as a user runs it (a new process per source, the home's default settings but `scheme`),
     over the four sources: one after the other, or `at_once` commands at a time (as a user
     with several cores starts them side by side; wall = the whole set, first start to last
-    end; inside = the sum of what each command reports)."""
-    import json
+    end; inside = the sum of what each command reports). `engine`: the `--engine` option
+    (None: the command's default, auto, which is the native engine when it is built)."""
     import re
 
+    out_name = f"cli-{scheme}" + (f"-{engine}" if engine else "")
     home = work / f"home-{scheme}"
     if not home.exists():
         subprocess.run([str(JOINEDUP), "init", "--home", str(home), "--project-id", "speed"],
@@ -117,9 +119,11 @@ def cli_extract_all(src: Path, work: Path, scheme: str, workers: int | None = No
     commands = []
     for kind, name in INPUTS.items():
         cmd = [str(JOINEDUP), "extract", "--home", str(home), "--kind", kind, "--source-name", kind,
-               "--input", str(src / name), "--out", str(work / f"cli-{scheme}" / kind)]
+               "--input", str(src / name), "--out", str(work / out_name / kind)]
         if workers is not None:
             cmd += ["--workers", str(workers)]
+        if engine is not None:
+            cmd += ["--engine", engine]
         commands.append((kind, cmd))
     # Largest input first, so that side-by-side runs end close together.
     commands.sort(key=lambda kc: -_input_bytes(src / INPUTS[kc[0]]))
@@ -138,7 +142,7 @@ def cli_extract_all(src: Path, work: Path, scheme: str, workers: int | None = No
     wall = time.perf_counter() - started
     for kind, out in finished:
         inside += float(re.search(r" in ([0-9.]+) s$", out.strip()).group(1))
-        manifest = json.loads((work / f"cli-{scheme}" / kind / "manifest.json").read_text())
+        manifest = json.loads((work / out_name / kind / "manifest.json").read_text())
         n += manifest["counts"]["read"]
     return n, inside, wall
 
@@ -283,14 +287,17 @@ def main() -> None:
                 if scheme not in enc_best or s < enc_best[scheme][1]:
                     enc_best[scheme] = (n, s)
             keep(scheme, cli_extract_all(src, work, scheme))
+        # The default encoding on the Python engine (the default engine is native when built).
+        keep("v2-python", cli_extract_all(src, work, "v2", engine="python"))
         if not args.no_encode_step:
             n, s, _r = encode_throughput(src, "v2", workers=2)
             if "v2-w2" not in enc_best or s < enc_best["v2-w2"][1]:
                 enc_best["v2-w2"] = (n, s)
             # The default encoding again with two encoding processes (`--workers 2`).
-            keep("v2-w2", cli_extract_all(src, work, "v2", workers=2))
+            keep("v2-w2", cli_extract_all(src, work, "v2", workers=2, engine="python"))
         if args.at_once > 1:
             keep("v2-at-once", cli_extract_all(src, work, "v2", at_once=args.at_once))
+            keep("v2-python-at-once", cli_extract_all(src, work, "v2", at_once=args.at_once, engine="python"))
             keep("v1-at-once", cli_extract_all(src, work, "v1", at_once=args.at_once))
     say(f"uptime after: {_uptime()}\n")
     say("| scheme | records | `joinedup extract` wall s (4 processes) | records/s (wall) "
@@ -302,26 +309,28 @@ def main() -> None:
         m, s = enc_best[label]
         return f"{s:.2f} | {m / s:,.0f}"
 
-    for scheme in SCHEMES:
-        n, inside, wall = cli_best[scheme]
-        say(f"| {scheme} | {n} | {wall:.2f} | {n / wall:,.0f} | {inside:.2f} | {n / inside:,.0f} | {encode_cells(scheme)} |")
-    if "v2-w2" in cli_best:
-        n, inside, wall = cli_best["v2-w2"]
-        say(f"| v2, `--workers 2` | {n} | {wall:.2f} | {n / wall:,.0f} | {inside:.2f} | {n / inside:,.0f} "
-            f"| {encode_cells('v2-w2')} |")
-    for scheme in ("v1", "v2"):
-        if f"{scheme}-at-once" in cli_best:
-            n, inside, wall = cli_best[f"{scheme}-at-once"]
-            say(f"| {scheme}, {args.at_once} commands at a time | {n} | {wall:.2f} | {n / wall:,.0f} "
-                f"| {inside:.2f} | {n / inside:,.0f} | | |")
+    engine_v2 = json.loads((work / "cli-v2" / "dwp" / "source.json").read_text()).get("engine", "python")
+    labels = {"v1": "v1 (Python engine)", "v2": f"v2, default engine ({engine_v2})", "v2-python": "v2, Python engine",
+              "v2-w2": "v2, Python engine, `--workers 2`",
+              "v1-at-once": f"v1, {args.at_once} commands at a time",
+              "v2-at-once": f"v2, default engine ({engine_v2}), {args.at_once} commands at a time",
+              "v2-python-at-once": f"v2, Python engine, {args.at_once} commands at a time"}
+    encode_of = {"v1": "v1", "v2-python": "v2", "v2-w2": "v2-w2"}
+    for label, text in labels.items():
+        if label in cli_best:
+            n, inside, wall = cli_best[label]
+            cells = encode_cells(encode_of[label]) if label in encode_of else "| "
+            say(f"| {text} | {n} | {wall:.2f} | {n / wall:,.0f} | {inside:.2f} | {n / inside:,.0f} | {cells} |")
     if enc_best:
         n = cli_best["v2"][0]
         say(f"\nreading step alone (the four readers, batches kept in memory, no encoding): "
             f"{read_best:.2f} s, {n / read_best:,.0f} records/s")
     if "v2-w2" in cli_best:
-        say(f"\n`--workers 2` / 1 (v2, wall): {cli_best['v2'][2] / cli_best['v2-w2'][2]:.2f}")
-    pairs = [("whole extract (wall)", cli_best["v2"][2], cli_best["v1"][2]),
-             ("whole extract (inside)", cli_best["v2"][1], cli_best["v1"][1])]
+        say(f"\n`--workers 2` / 1 (v2, Python engine, wall): {cli_best['v2-python'][2] / cli_best['v2-w2'][2]:.2f}")
+    say(f"default ({engine_v2}) / Python engine (v2, wall): throughput {cli_best['v2-python'][2] / cli_best['v2'][2]:.2f}")
+    pairs = [("whole extract (wall), default engine", cli_best["v2"][2], cli_best["v1"][2]),
+             ("whole extract (wall), Python engine", cli_best["v2-python"][2], cli_best["v1"][2]),
+             ("whole extract (inside), default engine", cli_best["v2"][1], cli_best["v1"][1])]
     if enc_best:
         pairs.append(("encode step", enc_best["v2"][1], enc_best["v1"][1]))
     if "v2-at-once" in cli_best:

@@ -54,7 +54,11 @@ from connectors.files import (
 from connectors.keys import KeyRing
 from connectors.legacy_v1 import LINKAGE_COLUMNS as V1_LINKAGE_COLUMNS
 from connectors.legacy_v1 import V1ColumnarEncoder, V1IdentityEncoder
-from connectors.mapping import Mapping
+from connectors.mapping import Mapping, MappingError
+from connectors.native import ENGINES, NativeFailed, NativeSourceError, NativeUnavailable
+from connectors.native import program as native_program
+from connectors.native import run_extract as run_native
+from connectors.native import unsupported_reason as native_unsupported
 from connectors.parallel import encode_in_order
 from connectors.pseudonymise import (
     LINKAGE_COLUMNS,
@@ -63,7 +67,7 @@ from connectors.pseudonymise import (
     KeyedHash,
 )
 from connectors.records import RowReject
-from connectors.sources import effective_mapping, read_batches
+from connectors.sources import SourceError, effective_mapping, read_batches
 
 SCHEMA_VERSION = 1
 BATCH_SIZE = 20_000
@@ -283,11 +287,16 @@ def pseudonymise_extract(
     settings: EncodingSettings | dict | None = None,
     progress: Callable[[int], None] | None = None,
     batch_size: int = BATCH_SIZE,
-    workers: int = 1,
+    workers: int | None = None,
+    engine: str = "auto",
 ) -> dict[str, Any]:
     """Read, standardise, pseudonymise and write one split extract; returns the manifest.
 
-    `workers` > 1 encodes batches in that many forked worker processes (connectors.parallel).
+    `workers` > 1 encodes batches in that many forked worker processes (connectors.parallel),
+    or threads with the native engine (default: 1 process; one thread per core). `engine`: "python", "native" (the Go program,
+    connectors.native; ExtractError when it cannot run this extract) or "auto" (native
+    when it is built and supports the kind and settings, else python). Both write the same
+    extract; the manifest's local companion, source.json, records which one ran.
 
     Raises SourceError / MappingError (input unreadable, wrong schema, mapped column
     missing) or ExtractError, with nothing written to `out_dir`.
@@ -299,13 +308,14 @@ def pseudonymise_extract(
     out = Path(out_dir).absolute()
     _check_replaceable(out)
     mapping = effective_mapping(kind, mapping_override)
+    native = _use_native(engine, kind, str(input), settings)
 
     # The staging directory is owner-only; leftovers of killed runs are removed first.
     try:
         with staging_dir(out) as tmp:
             manifest = _write_extract(
                 tmp, keyring, kind, source_name, str(input), mapping, settings, progress, batch_size,
-                workers,
+                workers, native,
             )
             make_tree_private(tmp)  # files 0600 (pyarrow and csv write with the umask's modes)
             replace_dir_atomically(tmp, out)
@@ -324,9 +334,61 @@ def _write_extract(
     settings: EncodingSettings,
     progress: Callable[[int], None] | None,
     batch_size: int,
-    workers: int,
+    workers: int | None,
+    native: bool = False,
 ) -> dict[str, Any]:
     extract_id = uuid.uuid4().hex
+    if native:
+        try:
+            counts = run_native(kind=kind, input=input, out_dir=tmp, source_name=source_name,
+                                extract_id=extract_id, mapping=mapping, settings=settings, keyring=keyring,
+                                batch_size=batch_size, workers=workers or os.cpu_count() or 1,
+                                size_classes=SIZE_CLASSES).counts
+        except NativeSourceError as exc:
+            error = {"mapping": MappingError, "source": SourceError}.get(exc.category, ExtractError)
+            raise error(str(exc)) from None
+        except NativeFailed as exc:
+            raise ExtractError(str(exc)) from None
+        if progress is not None:
+            progress(counts["read"])
+    else:
+        counts = _encode_and_write(tmp, keyring, kind, source_name, input, mapping, settings, progress,
+                                   batch_size, workers or 1, extract_id)
+    return _finish_extract(tmp, keyring, kind, source_name, settings, extract_id, counts,
+                           "native" if native else "python")
+
+
+def _use_native(engine: str, kind: str, input: str, settings: EncodingSettings) -> bool:
+    """Whether this extract runs on the native engine (see pseudonymise_extract)."""
+    if engine not in ENGINES:
+        raise ExtractError(f"engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if engine == "python":
+        return False
+    reason = native_unsupported(kind, input, settings)
+    if reason is None:
+        try:
+            native_program()
+        except NativeUnavailable as exc:
+            reason = str(exc)
+    if reason is not None and engine == "native":
+        raise ExtractError(f"the native engine cannot run this extract: {reason}")
+    return reason is None
+
+
+def _encode_and_write(
+    tmp: Path,
+    keyring: KeyRing,
+    kind: str,
+    source_name: str,
+    input: str,
+    mapping: Mapping,
+    settings: EncodingSettings,
+    progress: Callable[[int], None] | None,
+    batch_size: int,
+    workers: int,
+    extract_id: str,
+) -> dict[str, int]:
+    """The Python engine: read, encode and write the files; returns the counts."""
     content_key = keyring.content_key()
     counts = {"read": 0, "accepted": 0, "rejected": 0, "fields_dropped": 0}
     v1 = settings.scheme == "v1"
@@ -381,7 +443,21 @@ def _write_extract(
             writers.finish()
         finally:
             writers.close()
+    return counts
 
+
+def _finish_extract(
+    tmp: Path,
+    keyring: KeyRing,
+    kind: str,
+    source_name: str,
+    settings: EncodingSettings,
+    extract_id: str,
+    counts: dict[str, int],
+    engine: str,
+) -> dict[str, Any]:
+    """Hashes, the manifest and (v2) the local source.json, all fsynced."""
+    v1 = settings.scheme == "v1"
     files = {}
     for name in FILES:
         _fsync(tmp / name)
@@ -408,7 +484,8 @@ def _write_extract(
     if not v1:
         # What stays at the source: the hashes of the keymap and rejects (they would confirm
         # a guess at the keymap if they travelled).
-        local = {"extract_id": extract_id, "files": {k: files[k] for k in FILES if k not in TRAVELLING_FILES}}
+        local = {"extract_id": extract_id, "engine": engine,
+                 "files": {k: files[k] for k in FILES if k not in TRAVELLING_FILES}}
         (tmp / "source.json").write_text(json.dumps(local, indent=2) + "\n")
         _fsync(tmp / "source.json")
     return manifest

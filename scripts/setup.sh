@@ -2,7 +2,8 @@
 # Installs joinedup into ./.venv. With --test, also the system packages the tests use
 # (PostgreSQL server for the council connector, Chromium for page tests, Java for the
 # Spark engine), from Debian,
-# and OPA built from the Go module proxy into ./.tools/bin (scripts/opa.sh).
+# and OPA built from the Go module proxy into ./.tools/bin (scripts/opa.sh). The native
+# connector is built from native/ into ./.tools/bin when Go is installed (scripts/native.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -25,6 +26,11 @@ if [ "${1:-}" = "--test" ]; then
   bash scripts/system-deps.sh
   bash scripts/java.sh  # Debian's OpenJDK for the Spark engine's tests (pyspark, local mode)
   bash scripts/opa.sh   # OPA itself, pinned, into ./.tools/bin (the tests' reference engine)
+fi
+if [ "${1:-}" = "--test" ]; then
+  bash scripts/native.sh --require  # the native connector (tests compare it with the Python engine)
+else
+  bash scripts/native.sh            # the native connector, when Go is installed
 fi
 bash scripts/frontend.sh   # GOV.UK Frontend (served by the pages) and axe-core (page tests)
 .venv/bin/joinedup --version

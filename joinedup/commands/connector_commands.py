@@ -25,8 +25,12 @@ from connectors.sources import KINDS, SourceError
               help="Output directory of the split extract (replaced atomically).")
 @click.option("--hardening", type=click.Choice(["none", "blip"]), default=None,
               help="Bloom-filter hardening (default: the home's [encoding] setting, else none).")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Processes that encode batches (2 on a 2-core machine roughly doubles speed).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Processes (Python engine, default 1) or threads (native engine, default one per "
+                   "core) that encode batches.")
+@click.option("--engine", type=click.Choice(["auto", "python", "native"]), default="auto", show_default=True,
+              help="native: the Go program (scripts/native.sh builds it), several times faster, same "
+                   "extract; auto: native when it is built and reads this kind, else python.")
 def extract_command(
     home: Path | None,
     kind: str,
@@ -35,7 +39,8 @@ def extract_command(
     mapping_file: Path | None,
     out_dir: Path,
     hardening: str | None,
-    workers: int,
+    workers: int | None,
+    engine: str,
 ) -> None:
     """Pseudonymise a source into a split extract (linkage, content, keymap, rejects, manifest)."""
     from connectors.extract import (
@@ -66,7 +71,7 @@ def extract_command(
         try:
             manifest = pseudonymise_extract(
                 keyring, kind, source_name, input_, override, out_dir, settings, progress=advance,
-                workers=workers,
+                workers=workers, engine=engine,
             )
         except (SourceError, MappingError, ExtractError) as exc:
             raise click.ClickException(str(exc)) from exc
