@@ -343,14 +343,12 @@ def _write_extract(
             counts = run_native(kind=kind, input=input, out_dir=tmp, source_name=source_name,
                                 extract_id=extract_id, mapping=mapping, settings=settings, keyring=keyring,
                                 batch_size=batch_size, workers=workers or os.cpu_count() or 1,
-                                size_classes=SIZE_CLASSES).counts
+                                size_classes=SIZE_CLASSES, progress=progress).counts
         except NativeSourceError as exc:
             error = {"mapping": MappingError, "source": SourceError}.get(exc.category, ExtractError)
             raise error(str(exc)) from None
         except NativeFailed as exc:
             raise ExtractError(str(exc)) from None
-        if progress is not None:
-            progress(counts["read"])
     else:
         counts = _encode_and_write(tmp, keyring, kind, source_name, input, mapping, settings, progress,
                                    batch_size, workers or 1, extract_id)

@@ -18,6 +18,8 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -113,6 +115,7 @@ def run_extract(
     workers: int,
     size_classes: tuple[int, ...],
     today: date | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> NativeResult:
     """Run the program on one source, writing linkage, content, keymap and rejects into
     `out_dir` (an empty staging directory). Raises NativeSourceError for an input the
@@ -144,15 +147,32 @@ def run_extract(
         "today": (today or date.today()).isoformat(),
         "size_classes": list(size_classes),
     }
-    # The keys go through a pipe, never the command line or the environment.
-    proc = subprocess.run([str(exe), "extract"], input=json.dumps(job), capture_output=True, text=True)
-    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    if proc.returncode == 2:
+    # The keys go through a pipe, never the command line or the environment. Stdout carries
+    # a {"progress": rows read} line per batch, then the counts (or the error) line.
+    last = ""
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen([str(exe), "extract"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=errors, text=True)
+        try:
+            proc.stdin.write(json.dumps(job))
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it stopped before reading the job: its status and stderr say why
+        for line in proc.stdout:
+            if line.startswith('{"progress"'):
+                if progress is not None:
+                    progress(json.loads(line)["progress"])
+            elif line.strip():
+                last = line.strip()
+        status = proc.wait()
+        errors.seek(0)
+        stderr = errors.read()
+    if status == 2:
         try:
             doc = json.loads(last)
         except ValueError:
-            doc = {"error": "extract", "message": proc.stderr.strip() or "the native connector failed"}
+            doc = {"error": "extract", "message": stderr.strip() or "the native connector failed"}
         raise NativeSourceError(doc.get("error", "extract"), doc.get("message", ""))
-    if proc.returncode != 0:
-        raise NativeFailed(f"the native connector failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    if status != 0:
+        raise NativeFailed(f"the native connector failed (exit {status}): {stderr.strip()[-2000:]}")
     return NativeResult(counts=json.loads(last)["counts"])

@@ -131,10 +131,10 @@ def test_batches_do_not_change_counts(source, tmp_path):
 
 def test_progress_is_reported(source, tmp_path):
     csv_path, mapping, _ = source
-    seen = []
-    # Per batch on the Python engine (the native engine reports once, at the end).
-    run(csv_path, mapping, tmp_path / "out", batch_size=10, progress=seen.append, engine="python")
-    assert seen == [10, 20, 30, 40]
+    for engine in ("python", "native"):
+        seen = []
+        run(csv_path, mapping, tmp_path / engine, batch_size=10, progress=seen.append, engine=engine)
+        assert seen == [10, 20, 30, 40], engine
 
 
 def test_failure_mid_write_leaves_old_output_intact(source, tmp_path, monkeypatch):

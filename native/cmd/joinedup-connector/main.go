@@ -190,11 +190,23 @@ func extract(stdin io.Reader) (counts output.Counts, err error) {
 	}
 	// Rejects in the order Python writes them with one worker, whatever the workers here
 	// (Python's own order shifts with its worker count).
-	if err := pipeline(reader, rejectsOf, encoders, 0, w); err != nil {
+	if err := pipeline(reader, rejectsOf, encoders, 0, progressSink{w}); err != nil {
 		return counts, err
 	}
 	if err := w.Close(); err != nil {
 		return counts, err
 	}
 	return w.Counts(), nil
+}
+
+// progressSink prints a {"progress": rows read} line after each batch, which the Python
+// command shows on an interactive terminal (a national extract runs for minutes).
+type progressSink struct{ *output.Writer }
+
+func (p progressSink) WriteBatch(rowNumbers []int, indicators []string, enc *record.Encoded) error {
+	if err := p.Writer.WriteBatch(rowNumbers, indicators, enc); err != nil {
+		return err
+	}
+	fmt.Printf("{\"progress\": %d}\n", p.Counts().Read)
+	return nil
 }
