@@ -116,7 +116,9 @@ def test_private_umask_covers_files_libraries_create(tmp_path, open_umask):
 
 
 def _killed_run(source, out: Path, tmp_path: Path) -> None:
-    """An extract process that dies (no cleanup at all) half-way through writing."""
+    """An extract process that dies (no cleanup at all) half-way through writing (the Python
+    engine's writer; the native engine's staging is the same directory, tested in
+    test_native_engine.py)."""
     csv_path, _ = source
     script = f"""
 import os, connectors.extract as m
@@ -131,7 +133,7 @@ def dying(*a, **k):
     return real(*a, **k)
 m._write_batch = dying
 m.pseudonymise_extract(keyring(), "csv", "src", {str(csv_path)!r},
-    load_mapping({str(tmp_path / 'map.toml')!r}), {str(out)!r}, batch_size=10)
+    load_mapping({str(tmp_path / 'map.toml')!r}), {str(out)!r}, batch_size=10, engine="python")
 """
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO)
     assert proc.returncode == 3
