@@ -3,6 +3,8 @@ package encode
 import (
 	"encoding/binary"
 	"unicode/utf8"
+
+	"joinedup/native/pystr"
 )
 
 // maxK is _ClkField._MAX_K: positions drawn per bigram in length-hiding mode.
@@ -123,7 +125,7 @@ func (c *clkField) words(f []byte, text string) {
 	c.grams = c.grams[:0]
 	start := -1
 	for i, r := range text {
-		if isPySpace(r) {
+		if pystr.IsSpace(r) {
 			if start >= 0 {
 				c.grams = addGrams(c.grams, text[start:i])
 				start = -1

@@ -3,6 +3,7 @@ package encode
 import (
 	"strings"
 
+	"joinedup/native/pystr"
 	"joinedup/native/record"
 	"joinedup/native/standardise"
 )
@@ -325,7 +326,7 @@ func (e *Encoder) EncodeBatch(b *record.Batch) record.Encoded {
 			return "", false
 		}
 		v := *col[i]
-		if pyStrip(v) == "" {
+		if pystr.Strip(v) == "" {
 			return "", false
 		}
 		return v, true
@@ -345,7 +346,7 @@ func (e *Encoder) EncodeBatch(b *record.Batch) record.Encoded {
 		var problems [nProblemFields]string
 		localID := ""
 		if v := localC; v != nil && v[i] != nil {
-			localID = pyStrip(*v[i])
+			localID = pystr.Strip(*v[i])
 		}
 		if v, ok := value(givenC, i); ok {
 			g := c.givenOf(v)

@@ -5,17 +5,9 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"joinedup/native/pystr"
 )
-
-// isPySpace is Python's str.isspace for one character: Go's unicode.IsSpace plus the
-// four separators U+001C..U+001F, which Python's str.split and str.strip also treat as
-// whitespace.
-func isPySpace(r rune) bool {
-	return unicode.IsSpace(r) || (r >= 0x1c && r <= 0x1f)
-}
-
-// pyStrip is Python's str.strip().
-func pyStrip(s string) string { return strings.TrimFunc(s, isPySpace) }
 
 // pyCompactUpper is "".join(v.split()).upper(): an unvalidated identifier kept as given.
 // Python's upper is the full case mapping (ß -> SS), hence pyUpperSpecial.
@@ -23,7 +15,7 @@ func pyCompactUpper(v string) string {
 	var b strings.Builder
 	b.Grow(len(v))
 	for _, r := range v {
-		if isPySpace(r) {
+		if pystr.IsSpace(r) {
 			continue
 		}
 		if r < utf8.RuneSelf {

@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
+	"joinedup/native/pystr"
 	"joinedup/native/record"
 )
 
@@ -135,7 +135,7 @@ func (s *agencyState) indicators(c *csvChunk, rejects record.RejectSink) ([]stri
 
 // isoDate is _agency_csv.iso_date: nil when empty, a badValue when not a date.
 func isoDate(vals []string, k int, column string) (*time.Time, *badValue) {
-	v := pyStrip(vals[k])
+	v := pystr.Strip(vals[k])
 	if v == "" {
 		return nil, nil
 	}
@@ -148,7 +148,7 @@ func isoDate(vals []string, k int, column string) (*time.Time, *badValue) {
 
 // number is _agency_csv.number: int(text), else float(text) (finite); nil when empty.
 func number(vals []string, k int, column string) (any, *badValue) {
-	text := pyStrip(vals[k])
+	text := pystr.Strip(vals[k])
 	if text == "" {
 		return nil, nil
 	}
@@ -173,7 +173,7 @@ func number(vals []string, k int, column string) (any, *badValue) {
 
 // yes is _agency_csv.yes: Y/YES/TRUE/1 (any case) or N/NO/FALSE/0/empty.
 func yes(vals []string, k int, column string) (bool, *badValue) {
-	switch pyUpper(pyStrip(vals[k])) {
+	switch pyUpper(pystr.Strip(vals[k])) {
 	case "Y", "YES", "TRUE", "1":
 		return true, nil
 	case "", "N", "NO", "FALSE", "0":
@@ -244,40 +244,17 @@ func pyNumericASCII(s string) (string, bool) {
 		switch {
 		case r < utf8.RuneSelf:
 			b = append(b, byte(r))
-		case pyIsSpace(r):
+		case pystr.IsSpace(r):
 			b = append(b, ' ')
 		default:
-			d, ok := pyDecimal(r)
-			if !ok {
+			d := pystr.Decimal(r)
+			if d < 0 {
 				return "", false
 			}
 			b = append(b, '0'+byte(d))
 		}
 	}
 	return string(b), true
-}
-
-// pyDecimal is unicodedata.decimal for a non-ASCII code point: Go's Nd ranges each run
-// from a zero, so the value is the offset mod 10. Go's tables are Unicode 15; Python
-// 3.11's are 14, without the Kawi and Nag Mundari digits.
-func pyDecimal(r rune) (int, bool) {
-	if (r >= 0x11f50 && r <= 0x11f59) || (r >= 0x1e4f0 && r <= 0x1e4f9) {
-		return 0, false
-	}
-	if !unicode.Is(unicode.Nd, r) {
-		return 0, false
-	}
-	for _, rg := range unicode.Nd.R16 {
-		if rune(rg.Lo) <= r && r <= rune(rg.Hi) {
-			return int(r-rune(rg.Lo)) % 10, true
-		}
-	}
-	for _, rg := range unicode.Nd.R32 {
-		if rune(rg.Lo) <= r && r <= rune(rg.Hi) {
-			return int(r-rune(rg.Lo)) % 10, true
-		}
-	}
-	return 0, false
 }
 
 // maxStrDigits is sys.get_int_max_str_digits(): int() refuses longer decimal text (and

@@ -20,6 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"joinedup/native/pystr"
 	"joinedup/native/record"
 	"modernc.org/sqlite"
 )
@@ -332,7 +333,7 @@ func (r *councilReader) start() error {
 	for c := range set {
 		if !residents[c] {
 			// SQLAlchemy's residents.c[name] raises KeyError for a column the SCHEMA lacks.
-			return fmt.Errorf("KeyError: %s", cnStrRepr(c))
+			return fmt.Errorf("KeyError: %s", pystr.Repr(c, pystr.WTF8))
 		}
 		r.names = append(r.names, c)
 	}
@@ -395,7 +396,7 @@ func councilFromISO(v any) (*time.Time, string) {
 	if !ok {
 		return nil, "fromisoformat: argument must be str"
 	}
-	bad := "Invalid isoformat string: " + cnStrRepr(s)
+	bad := "Invalid isoformat string: " + pystr.Repr(s, pystr.WTF8)
 	var y, m, d string
 	switch {
 	case len(s) == 10 && s[4] == '-' && s[7] == '-':
@@ -610,7 +611,7 @@ func (r *councilReader) batch(numbers []int, natives [][]*string, inds []string)
 		for i, native := range natives {
 			if len(at) == 1 {
 				if v := native[at[0]]; v != nil && *v != "" {
-					if s := cnStrip(*v); s == *v {
+					if s := pystr.Strip(*v); s == *v {
 						col[i] = v // already stripped: shared, not copied
 					} else if s != "" {
 						col[i] = &s
@@ -621,7 +622,7 @@ func (r *councilReader) batch(numbers []int, natives [][]*string, inds []string)
 			var parts []string
 			for _, j := range at {
 				if v := native[j]; v != nil && *v != "" {
-					if s := cnStrip(*v); s != "" {
+					if s := pystr.Strip(*v); s != "" {
 						parts = append(parts, s)
 					}
 				}

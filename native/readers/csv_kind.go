@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"joinedup/native/pystr"
 	"joinedup/native/record"
 )
 
@@ -92,7 +93,7 @@ func (cp *columnPicker) pick(c *csvChunk, rows []int) []*string {
 		}
 		var v string
 		if len(cp.idx) == 1 {
-			v = pyStrip(c.value(i, cp.idx[0]))
+			v = pystr.Strip(c.value(i, cp.idx[0]))
 		} else {
 			v = cp.joined(c, i)
 		}
@@ -109,7 +110,7 @@ func (cp *columnPicker) joined(c *csvChunk, i int) string {
 	p := parts[:0]
 	size := 0
 	for _, j := range cp.idx {
-		if v := pyStrip(c.value(i, j)); v != "" {
+		if v := pystr.Strip(c.value(i, j)); v != "" {
 			p = append(p, v)
 			size += len(v) + 1
 		}

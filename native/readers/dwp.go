@@ -3,6 +3,7 @@ package readers
 import (
 	"strings"
 
+	"joinedup/native/pystr"
 	"joinedup/native/record"
 )
 
@@ -45,14 +46,14 @@ func dwpIndicators(v []string) ([]Indicator, *badValue) {
 	}
 	var out []Indicator
 	for _, b := range strings.Split(v[0], ";") {
-		if b = pyStrip(b); b != "" {
+		if b = pystr.Strip(b); b != "" {
 			out = append(out, Indicator{"dwp.benefit", b, claimStart})
 		}
 	}
-	if s := pyStrip(v[2]); s != "" {
+	if s := pystr.Strip(v[2]); s != "" {
 		out = append(out, Indicator{"dwp.wca_outcome", s, wcaDate})
 	}
-	if s := pyStrip(v[3]); s != "" {
+	if s := pystr.Strip(v[3]); s != "" {
 		out = append(out, Indicator{"dwp.wca_condition", s, wcaDate})
 	}
 	for _, c := range [...]struct {
@@ -78,7 +79,7 @@ func dwpIndicators(v []string) ([]Indicator, *badValue) {
 	if lone {
 		out = append(out, Indicator{"dwp.lone_parent", true, asAt})
 	}
-	if s := pyStrip(v[9]); s != "" {
+	if s := pystr.Strip(v[9]); s != "" {
 		out = append(out, Indicator{"dwp.skills_need", s, asAt})
 	}
 	return out, nil

@@ -1,6 +1,10 @@
 package readers
 
-import "joinedup/native/record"
+import (
+	"joinedup/native/record"
+
+	"joinedup/native/pystr"
+)
 
 // The `housing` kind (connectors/sources/housing.py): a tenancy export.
 
@@ -38,10 +42,10 @@ func housingIndicators(v []string) ([]Indicator, *badValue) {
 	if temporary {
 		out = append(out, Indicator{"housing.temporary_accommodation", true, asAt})
 	}
-	if s := pyStrip(v[2]); s != "" {
+	if s := pystr.Strip(v[2]); s != "" {
 		out = append(out, Indicator{"housing.homelessness_application", s, asAt})
 	}
-	if s := pyStrip(v[3]); s != "" {
+	if s := pystr.Strip(v[3]); s != "" {
 		out = append(out, Indicator{"housing.eviction_notice", s, asAt})
 	}
 	return out, nil

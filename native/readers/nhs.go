@@ -19,8 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode"
 
+	"joinedup/native/pystr"
 	"joinedup/native/record"
 )
 
@@ -176,7 +176,7 @@ func nhsLoad(path string, nodes []fhirNode) (*fhirDoc, error) {
 	}
 	root := &doc.nodes[0]
 	if root.kind != fjObj {
-		return nil, nhsSourceErr("%s: not a FHIR Bundle (resourceType is %s)", path, cnStrRepr(doc.pyTypeName(0)))
+		return nil, nhsSourceErr("%s: not a FHIR Bundle (resourceType is %s)", path, pystr.Repr(doc.pyTypeName(0), pystr.WTF8))
 	}
 	rt := doc.get(0, "resourceType")
 	if rt < 0 || doc.nodes[rt].kind != fjStr || doc.text(rt) != "Bundle" {
@@ -242,7 +242,7 @@ func (doc *fhirDoc) repr(n int32) string {
 	case fjTrue:
 		return "True"
 	case fjStr:
-		return cnStrRepr(doc.text(n))
+		return pystr.Repr(doc.text(n), pystr.WTF8)
 	case fjNum:
 		node := &doc.nodes[n]
 		return nhsNumberRepr(string(doc.data[node.s:node.e]))
@@ -258,7 +258,7 @@ func (doc *fhirDoc) repr(n int32) string {
 	for c := doc.nodes[n].first; c >= 0; c = doc.nodes[c].next {
 		node := &doc.nodes[c]
 		k := doc.str(node.ks, node.ke, node.kesc)
-		item := cnStrRepr(k) + ": " + doc.repr(c)
+		item := pystr.Repr(k, pystr.WTF8) + ": " + doc.repr(c)
 		if at, ok := seen[k]; ok {
 			parts[at] = item // a repeated key keeps its first place, its last value
 			continue
@@ -316,9 +316,9 @@ func (doc *fhirDoc) pyString(n int32, field func() string) (string, bool, error)
 		node := &doc.nodes[n]
 		var t string
 		if node.esc {
-			t = cnStrip(doc.str(node.s, node.e, true))
+			t = pystr.Strip(doc.str(node.s, node.e, true))
 		} else {
-			t = cnStrip(string(doc.data[node.s:node.e]))
+			t = pystr.Strip(string(doc.data[node.s:node.e]))
 		}
 		return t, t != "", nil
 	}
@@ -569,8 +569,8 @@ func nhsParseDate(text string) (time.Time, bool) {
 		}
 		v := 0
 		for _, r := range rs[at : at+n] {
-			d, ok := nhsDigit(r)
-			if !ok {
+			d := pystr.Decimal(r)
+			if d < 0 {
 				return 0, false
 			}
 			v = v*10 + d
@@ -610,27 +610,6 @@ func nhsParseDate(text string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return t, true
-}
-
-// nhsDigit is the value of a Unicode decimal digit (category Nd runs of ten from zero).
-func nhsDigit(r rune) (int, bool) {
-	if r >= '0' && r <= '9' {
-		return int(r - '0'), true
-	}
-	if r < 0x80 || !unicode.IsDigit(r) {
-		return 0, false
-	}
-	for _, rg := range unicode.Nd.R16 {
-		if rune(rg.Lo) <= r && r <= rune(rg.Hi) {
-			return int(r-rune(rg.Lo)) % 10, true
-		}
-	}
-	for _, rg := range unicode.Nd.R32 {
-		if rune(rg.Lo) <= r && r <= rune(rg.Hi) {
-			return int(r-rune(rg.Lo)) % 10, true
-		}
-	}
-	return 0, false
 }
 
 // codes is _codes: the non-blank codes of a CodeableConcept (all checked).
@@ -973,7 +952,7 @@ func (r *nhsReader) batch(numbers []int, flats []nhsFlat, inds [][]Indicator) *r
 			var parts []string
 			for _, j := range spec.at {
 				if f.ok[j] {
-					if p := cnStrip(f.v[j]); p != "" {
+					if p := pystr.Strip(f.v[j]); p != "" {
 						parts = append(parts, p)
 					}
 				}

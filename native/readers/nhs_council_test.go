@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"joinedup/native/pystr"
 	"joinedup/native/record"
 )
 
@@ -196,11 +197,11 @@ func (u *dbUnique) Next() (*record.Batch, error) {
 	var keep []int
 	for i, id := range ids {
 		n := b.RowNumbers[i]
-		if id == nil || cnStrip(*id) == "" {
+		if id == nil || pystr.Strip(*id) == "" {
 			keep = append(keep, i)
 			continue
 		}
-		key := cnStrip(*id)
+		key := pystr.Strip(*id)
 		if first, seen := u.first[key]; seen && first != n {
 			u.rejects(record.Reject{Row: n, Field: "local_id", Reason: fmt.Sprintf("duplicate local id (first at row %d)", first)})
 			continue

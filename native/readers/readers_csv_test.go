@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"joinedup/native/pystr"
 	"joinedup/native/record"
 )
 
@@ -332,11 +333,11 @@ func TestPyHelpers(t *testing.T) {
 	for in, want := range map[string]string{
 		"it's": `"it's"`, `a"b'c`: `'a"b\'c'`, "a\tb\x01\u00a0\u200b\U0001F600é\\": `'a\tb\x01\xa0\u200b` + "\U0001F600é" + `\\'`,
 	} {
-		if got := pyRepr(in); got != want {
-			t.Errorf("pyRepr(%q) = %s, want %s", in, got, want)
+		if got := pystr.Repr(in, pystr.SurrogateEscape); got != want {
+			t.Errorf("pystr.Repr(%q, pystr.SurrogateEscape) = %s, want %s", in, got, want)
 		}
 	}
-	if got := pyStrip("\x1c\u3000 a b\u00a0\u0085\t"); got != "a b" {
+	if got := pystr.Strip("\x1c\u3000 a b\u00a0\u0085\t"); got != "a b" {
 		t.Errorf("pyStrip: %q", got)
 	}
 }

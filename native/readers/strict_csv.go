@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"unicode/utf8"
 
+	"joinedup/native/pystr"
 	"joinedup/native/record"
 )
 
@@ -395,7 +396,7 @@ func readHeader(f *os.File, path string, check func(header []string) error) (*cs
 	anyName := false
 	for j := range raw {
 		raw[j] = string(p.field(j))
-		if pyStrip(raw[j]) != "" {
+		if pystr.Strip(raw[j]) != "" {
 			anyName = true
 		}
 	}
@@ -411,7 +412,7 @@ func readHeader(f *os.File, path string, check func(header []string) error) (*cs
 	header := make([]string, len(raw))
 	var unnamed []string
 	for j, h := range raw {
-		header[j] = pyStrip(h)
+		header[j] = pystr.Strip(h)
 		if header[j] == "" {
 			unnamed = append(unnamed, strconv.Itoa(j+1))
 		}
@@ -423,7 +424,7 @@ func readHeader(f *os.File, path string, check func(header []string) error) (*cs
 	var duplicated []string
 	for k, name := range header {
 		if first, dup := seen[name]; dup {
-			duplicated = append(duplicated, fmt.Sprintf("%s (columns %d and %d)", pyRepr(name), first, k+1))
+			duplicated = append(duplicated, fmt.Sprintf("%s (columns %d and %d)", pystr.Repr(name, pystr.SurrogateEscape), first, k+1))
 			continue
 		}
 		seen[name] = k + 1
@@ -529,7 +530,7 @@ func (t *csvTable) nextChunk(size int, rejects record.RejectSink, c *csvChunk) (
 		}
 		first, spanned := t.last+1, p.lineNum-t.last
 		t.last = p.lineNum
-		if n == 0 || (n == 1 && pyStrip(string(p.field(0))) == "") {
+		if n == 0 || (n == 1 && pystr.Strip(string(p.field(0))) == "") {
 			continue // a blank line is not a row
 		}
 		t.rowNumber++
@@ -567,7 +568,7 @@ func (t *csvTable) notUTF8(c *csvChunk, i, line int) string {
 			r, size := utf8.DecodeRuneInString(v[k:])
 			if r == utf8.RuneError && size == 1 {
 				return fmt.Sprintf("%s: row %d (line %d), column %s: not UTF-8 text (byte 0x%02X); is the file in another encoding, e.g. Latin-1? Convert it to UTF-8",
-					t.path, c.numbers[i], line, pyRepr(name), v[k])
+					t.path, c.numbers[i], line, pystr.Repr(name, pystr.SurrogateEscape), v[k])
 			}
 			k += size
 		}

@@ -3,6 +3,7 @@ package readers
 import (
 	"strings"
 
+	"joinedup/native/pystr"
 	"joinedup/native/record"
 )
 
@@ -23,7 +24,7 @@ func (d *duplicateIDs) fresh(row int, localID *string) bool {
 	if localID == nil {
 		return true
 	}
-	key := pyStrip(*localID)
+	key := pystr.Strip(*localID)
 	if key == "" {
 		return true
 	}

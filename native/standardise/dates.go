@@ -6,6 +6,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"joinedup/native/pystr"
 )
 
 // The date rules of standardise.parse_date: the mapping's strptime format, else ISO
@@ -105,7 +107,7 @@ func digitsAt(s string, i, width int) (int, int, bool) {
 			dv, n = int(c-'0'), 1
 		} else {
 			r, size := utf8.DecodeRuneInString(s[i:])
-			if dv = decimalValue(r); dv < 0 {
+			if dv = pystr.Decimal(r); dv < 0 {
 				return 0, 0, false
 			}
 			n = size
@@ -192,7 +194,7 @@ func endOrFinalNewline(s string, i int) bool {
 
 // parseDate is parse_date(raw, fmt).
 func (s *Standardiser) parseDate(raw, format string) (pyDate, error) {
-	text := pyStrip(raw)
+	text := pystr.Strip(raw)
 	if format != "" {
 		f, err := s.compiledFormat(format)
 		if err == nil {
@@ -391,8 +393,8 @@ func (f *strptimeFormat) add(format string) error {
 	for i := 0; i < len(rs); i++ {
 		r := rs[i]
 		switch {
-		case isPySpace(r):
-			for i+1 < len(rs) && isPySpace(rs[i+1]) {
+		case pystr.IsSpace(r):
+			for i+1 < len(rs) && pystr.IsSpace(rs[i+1]) {
 				i++
 			}
 			f.elems = append(f.elems, elem{kind: elSpaces})
@@ -487,7 +489,7 @@ func matchAtom(s string, i int, atom string) (int, int) {
 	}
 	if atom[0] == 'D' {
 		r, n := utf8.DecodeRuneInString(s[i:])
-		if decimalValue(r) >= 0 {
+		if pystr.Decimal(r) >= 0 {
 			return i + n, 1
 		}
 		return -1, 1
@@ -555,7 +557,7 @@ func zCandidates(dst []int, s string, i int) []int {
 			return -1
 		}
 		r, n := utf8.DecodeRuneInString(s[j:])
-		if decimalValue(r) >= 0 {
+		if pystr.Decimal(r) >= 0 {
 			return j + n
 		}
 		return -1
@@ -637,7 +639,7 @@ func (f *strptimeFormat) match(s string, k, i int, caps [][2]int) (int, bool) {
 		var ends []int
 		for j := i; j < len(s); {
 			r, n := utf8.DecodeRuneInString(s[j:])
-			if !isPySpace(r) {
+			if !pystr.IsSpace(r) {
 				break
 			}
 			j += n
@@ -665,7 +667,7 @@ func (f *strptimeFormat) match(s string, k, i int, caps [][2]int) (int, bool) {
 func intOf(s string) int {
 	v := 0
 	for _, r := range s {
-		v = v*10 + decimalValue(r)
+		v = v*10 + pystr.Decimal(r)
 	}
 	return v
 }
@@ -879,7 +881,7 @@ func parseZ(z string) (int64, bool) {
 		}
 		var v int64
 		for _, r := range part {
-			dv := decimalValue(r)
+			dv := pystr.Decimal(r)
 			if dv < 0 {
 				return 0, false
 			}

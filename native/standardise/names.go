@@ -5,6 +5,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"joinedup/native/pystr"
 )
 
 var titles = map[string]bool{}
@@ -76,7 +78,7 @@ func nameWords(raw string) []string {
 				buf = append(buf, c)
 			case c >= 'A' && c <= 'Z':
 				buf = append(buf, c+('a'-'A'))
-			case c == '-' || asciiSpace[c]:
+			case c == '-' || pystr.IsSpaceByte(c):
 				buf = append(buf, ' ')
 			}
 			continue

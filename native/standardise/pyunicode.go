@@ -4,11 +4,15 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"joinedup/native/pystr"
 )
 
-// Python's notion of Unicode (whitespace, upper case, isalnum, isdigit, \d), from the
-// tables in pytables.go, because Go's unicode package differs in places (its IsSpace
-// lacks \x1c-\x1f, ToUpper has no multi-rune mappings such as ß -> SS) and in version.
+// Python's notion of Unicode (upper case, isalnum, isdigit), from the tables in
+// pytables.go, because Go's unicode package differs in places (ToUpper has no multi-rune
+// mappings such as ß -> SS) and in version. Whitespace, str.strip() and \d are
+// joinedup/native/pystr's (IsSpace, Strip, IsBlank, Decimal), shared with the readers;
+// pyunicode_test.go checks pystr.Decimal against this file's decimalZeros.
 
 type foldRun struct {
 	lo, hi rune
@@ -16,79 +20,6 @@ type foldRun struct {
 }
 
 type runeRange struct{ lo, hi rune }
-
-// isPySpace is Python's str.isspace() for one code point (str.split, str.strip, re \s).
-func isPySpace(r rune) bool {
-	if r < 0x80 {
-		return r == ' ' || (r >= '\t' && r <= '\r') || (r >= 0x1c && r <= 0x1f)
-	}
-	switch r {
-	case 0x85, 0xA0, 0x1680, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000:
-		return true
-	}
-	return r >= 0x2000 && r <= 0x200A
-}
-
-// asciiSpace marks the ASCII bytes Python counts as whitespace.
-var asciiSpace = [128]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true,
-	0x1c: true, 0x1d: true, 0x1e: true, 0x1f: true}
-
-// pyStrip is Python's str.strip() (no arguments).
-func pyStrip(s string) string {
-	start := 0
-	for start < len(s) {
-		c := s[start]
-		if c < utf8.RuneSelf {
-			if !asciiSpace[c] {
-				break
-			}
-			start++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[start:])
-		if !isPySpace(r) {
-			break
-		}
-		start += n
-	}
-	end := len(s)
-	for end > start {
-		c := s[end-1]
-		if c < utf8.RuneSelf {
-			if !asciiSpace[c] {
-				break
-			}
-			end--
-			continue
-		}
-		r, n := utf8.DecodeLastRuneInString(s[start:end])
-		if !isPySpace(r) {
-			break
-		}
-		end -= n
-	}
-	return s[start:end]
-}
-
-// isBlank is `not s.strip()`.
-func isBlank(s string) bool {
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if !asciiSpace[c] {
-				return false
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if !isPySpace(r) {
-			return false
-		}
-		i += n
-	}
-	return true
-}
 
 // upperRune appends Python's str.upper() of one code point.
 func upperRune(b []byte, r rune) []byte {
@@ -110,7 +41,7 @@ func compactUpper(raw string) string {
 	ascii := true
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
-		if c >= utf8.RuneSelf || asciiSpace[c] || (c >= 'a' && c <= 'z') {
+		if c >= utf8.RuneSelf || pystr.IsSpaceByte(c) || (c >= 'a' && c <= 'z') {
 			ascii = false
 			break
 		}
@@ -120,7 +51,7 @@ func compactUpper(raw string) string {
 	}
 	b := make([]byte, 0, len(raw)+4)
 	for _, r := range raw {
-		if isPySpace(r) {
+		if pystr.IsSpace(r) {
 			continue
 		}
 		b = upperRune(b, r)
@@ -165,21 +96,6 @@ func isPyDigitRune(r rune) bool {
 		return r >= '0' && r <= '9'
 	}
 	return inRanges(digitRanges, r)
-}
-
-// decimalValue is the value of a decimal digit (re's \d, int()), or -1.
-func decimalValue(r rune) int {
-	if r < 0x80 {
-		if r >= '0' && r <= '9' {
-			return int(r - '0')
-		}
-		return -1
-	}
-	i := sort.Search(len(decimalZeros), func(i int) bool { return decimalZeros[i] > r })
-	if i > 0 && r-decimalZeros[i-1] <= 9 {
-		return int(r - decimalZeros[i-1])
-	}
-	return -1
 }
 
 // foldValue is the reduced folded, lower-cased form of a non-ASCII code point (see

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"joinedup/native/pystr"
 	"joinedup/native/record"
 )
 
@@ -130,14 +131,14 @@ func (s *Standardiser) Identity(raw map[string]*string, mapping record.Mapping) 
 	}
 	get := func(name string) (string, bool) { // the raw value, and whether it is not blank
 		v := raw[name]
-		if v == nil || isBlank(*v) {
+		if v == nil || pystr.IsBlank(*v) {
 			return "", false
 		}
 		return *v, true
 	}
 
 	if v, ok := get("local_id"); ok {
-		vals.localID = pyStrip(v)
+		vals.localID = pystr.Strip(v)
 		out.LocalID = &vals.localID
 	}
 
@@ -344,10 +345,10 @@ func (s *Standardiser) parseDateCached(raw string, format *string) (pyDate, erro
 		f = *format
 	}
 	if f == "" { // the numeric patterns are cheaper to run than to cache
-		if d, err, ok := parseNumericDate(pyStrip(raw)); ok {
+		if d, err, ok := parseNumericDate(pystr.Strip(raw)); ok {
 			return d, err
 		}
-	} else if d, valid, ok := parseCleanDate(pyStrip(raw), f); ok {
+	} else if d, valid, ok := parseCleanDate(pystr.Strip(raw), f); ok {
 		if !valid {
 			return pyDate{}, formatError(f)
 		}
@@ -420,7 +421,7 @@ func standardPostcode(raw string, validate bool) (pc, sector, district string, a
 		b := buf[:0]
 		for i := 0; i < len(raw); i++ {
 			c := raw[i]
-			if asciiSpace[c] {
+			if pystr.IsSpaceByte(c) {
 				continue
 			}
 			if c >= 'a' && c <= 'z' {
@@ -582,7 +583,7 @@ func nhsCheck[T string | []byte](digits T) error {
 // StandardSex mirrors standard_sex (nil = unknown). Only ASCII letters and the KELVIN
 // SIGN lower-case to ASCII in Python, and every code is ASCII.
 func StandardSex(raw string) (*string, error) {
-	key := pyStrip(raw)
+	key := pystr.Strip(raw)
 	if !isASCII(key) {
 		key = strings.ReplaceAll(key, "\u212a", "k")
 		if !isASCII(key) {
@@ -597,7 +598,7 @@ func StandardSex(raw string) (*string, error) {
 }
 
 // Blank mirrors _blank: nil, or only whitespace (Python's str.strip whitespace).
-func Blank(v *string) bool { return v == nil || isBlank(*v) }
+func Blank(v *string) bool { return v == nil || pystr.IsBlank(*v) }
 
 // UnusableReason mirrors unusable_reason.
 func UnusableReason(id *record.Identity) *record.Problem {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"joinedup/native/pystr"
 	"joinedup/native/record"
 )
 
@@ -232,7 +233,7 @@ func TestAgainstPython(t *testing.T) {
 
 	c = &checker{t: t, kind: "str.strip"}
 	for _, tc := range v.Strips {
-		c.check(pyStrip(tc[0]) == tc[1], "%q: got %q want %q", tc[0], pyStrip(tc[0]), tc[1])
+		c.check(pystr.Strip(tc[0]) == tc[1], "%q: got %q want %q", tc[0], pystr.Strip(tc[0]), tc[1])
 	}
 	total += c.done()
 

@@ -218,6 +218,7 @@ def nhs_cases(clean: Path) -> list[tuple[str, dict]]:
     (fuzz / ".json").write_text("hidden: not read")
     (fuzz / "upper.JSON").write_text("not read")
     (fuzz / "dir.json").mkdir()
+    (fuzz / "dir.json" / ".gitkeep").touch()  # git keeps no empty directory; not a *.json bundle
     add("nhs-fuzz-size5", fuzz, size=5)
     add("nhs-fuzz-size64", fuzz, size=64)
     add("nhs-fuzz-joined", fuzz, {"local_id": ["id", "gender"], "postcode": ["postalCode", "city"]}, size=16)
@@ -259,6 +260,10 @@ def nhs_cases(clean: Path) -> list[tuple[str, dict]]:
     edit("nhs-root-type-dict", lambda d: (d.__setitem__("resourceType", {"k": 2, "k2": "it's"}),
                                           d.__setitem__("meta", {"resourceType": "Bundle"})))
     edit("nhs-root-type-list", lambda d: d.__setitem__("resourceType", ["Bundle", {"a": None, "b": True}, 1.5e300, -0.0]))
+    # \d is Python 3.11's (Unicode 14) decimal digits: the Arabic-Indic ones are (see DATES),
+    # the Kawi ones Unicode 15 added are not, so this timestamp is malformed.
+    edit("nhs-timestamp-kawi-digits", lambda d: d.__setitem__("timestamp", "\U00011f52\U00011f50\U00011f52\U00011f54-05-01"))
+    edit("nhs-timestamp-arabic-digits", lambda d: d.__setitem__("timestamp", "\u0662\u0660\u0662\u0664-05-01"))
     edit("nhs-keys-escaped", lambda d: [p.__setitem__("i\u0064", " esc-" + str(k)) for k, p in enumerate(pats(d))])
 
     def raw(name, text: str | bytes, size=3, extra: list | None = None):
@@ -308,6 +313,8 @@ def nhs_cases(clean: Path) -> list[tuple[str, dict]]:
     raw("nhs-json-float-root", '{"resourceType": "Bundle"}'[0:0] + '1.5e3 ' + '"resourceType": "Bundle"')
     raw("nhs-json-repr-types", '{"resourceType": ["x\\u00e9\\n\\u0000\\ud800\\"\'", 1e400, -0, 10, true, null, {}],'
         ' "m": {"resourceType": "Bundle"}}')
+    # A character Unicode 15 added is unassigned to Python 3.11: repr() escapes it.
+    raw("nhs-json-repr-unicode15", '{"resourceType": "Bund\\ud807\\udf04le \\u0cf3 \\u00e9", "meta": {"resourceType": "Bundle"}}')
     raw("nhs-json-string-root", '"\\"resourceType\\": \\"Bundle\\""')
     raw("nhs-json-null-root", 'null  \n', extra=['{"resourceType": "Bundle"}'])
     raw("nhs-no-head", '{"entry": []}')
@@ -328,6 +335,7 @@ def nhs_cases(clean: Path) -> list[tuple[str, dict]]:
     raw("nhs-later-file-broken", doc(), size=4, extra=[doc(), '{"resourceType": "Bundle", "entry": [}'])
 
     (base / "empty").mkdir()
+    (base / "empty" / ".gitkeep").touch()  # git keeps no empty directory; still no *.json bundle
     add("nhs-empty-dir", base / "empty")
     add("nhs-missing-path", base / "no-such-dir")
     (base / "only-txt").mkdir()
