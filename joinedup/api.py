@@ -257,6 +257,25 @@ class ReviewLabelIn(BaseModel):
     purpose: str = Field(default="queue", pattern=r"^(queue|sample-links|sample-band|request)$")
 
 
+class RecordRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(min_length=1, max_length=100)
+    ref: str = Field(min_length=1, max_length=200)
+
+
+class RecordsPairIn(BaseModel):
+    """Any two records of a run (linked or not), for "why did these two (not) link?"."""
+    model_config = ConfigDict(extra="forbid")
+    left: RecordRef
+    right: RecordRef
+    run: str | None = Field(default=None, max_length=100)
+
+
+class RecordsPairLabelIn(ReviewLabelIn):
+    left: RecordRef
+    right: RecordRef
+
+
 class RollbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     to: str | None = Field(default=None, max_length=100,
@@ -476,6 +495,21 @@ def create_app(home: Home | Path | str, context: ServiceContext | None = None,
     def linkage_review_label(user: Caller, pair_id: str, body: ReviewLabelIn) -> dict:
         """Label a pair (recorded, then stored; the next link run uses it)."""
         return review_ops.label_pair(ctx, user, review_ops.LabelPair(pair_id, body.label, body.purpose))
+
+    @app.post("/v1/linkage/review/compare", tags=["linkage"], responses=ERRORS)
+    def linkage_review_compare(user: Caller, body: RecordsPairIn) -> dict:
+        """Any two records of a run, linked or not: the waterfall, and the blocking rules
+        that brought them together (none: the run never compared them)."""
+        return review_ops.show_pair(ctx, user, review_ops.RecordsPairRequest(
+            (body.left.source, body.left.ref), (body.right.source, body.right.ref), run=body.run))
+
+    @app.post("/v1/linkage/review/compare/label", tags=["linkage"], responses=ERRORS)
+    def linkage_review_compare_label(user: Caller, body: RecordsPairLabelIn) -> dict:
+        """Label two records as a pair, e.g. confirm a link the run missed (recorded, then
+        stored; the next link run uses it)."""
+        return review_ops.label_pair(ctx, user, review_ops.LabelPair(
+            "", body.label, body.purpose, (body.left.source, body.left.ref),
+            (body.right.source, body.right.ref)))
 
     # -- audit --------------------------------------------------------------------------
     @app.get("/v1/audit/verify", tags=["audit"], response_model=Open, responses=ERRORS)

@@ -300,6 +300,69 @@ def find_pair(run_dir: Path, review_dir: Path | None, pid: str) -> dict[str, Any
     raise ReviewError(f"no pair {pid} in the run's links, the review requests or the labels")
 
 
+def pair_of_records(run_dir: Path, left: Record, right: Record) -> dict[str, Any]:
+    """Any two records of a run as a pair, linked or not: its id, and the run's match
+    probability where links.parquet kept the pair (None: the run did not score it, or
+    scored it under the links floor). ReviewError when a record is not in the run."""
+    run_dir = Path(run_dir)
+    left, right = (str(left[0]), str(left[1])), (str(right[0]), str(right[1]))
+    if left == right:
+        raise ReviewError("a pair is two different records")
+    con = duckdb.connect()
+    for source, ref in (left, right):
+        found = con.execute(f"SELECT count(*) FROM read_parquet('{_q(run_dir / 'records.parquet')}') "
+                            "WHERE source = ? AND ref = ?", [source, ref]).fetchone()[0]
+        if not found:
+            raise ReviewError(f"no record {source}/{ref} in run {run_dir.name}")
+    got = con.execute(
+        f"SELECT match_probability FROM read_parquet('{_q(run_dir / 'links.parquet')}') "
+        "WHERE (source_l = ? AND ref_l = ? AND source_r = ? AND ref_r = ?) "
+        "OR (source_l = ? AND ref_l = ? AND source_r = ? AND ref_r = ?)",
+        [*left, *right, *right, *left]).fetchall()
+    return {"pair_id": pair_id(left, right), "left": list(left), "right": list(right),
+            "match_probability": got[0][0] if got else None}
+
+
+def blocking_rules_of_pair(run_dir: Path, left: Record, right: Record) -> list[str]:
+    """The run's blocking rules that bring the two records together. An empty list means
+    the run never compared them: no match key or filter band of the two is equal, so
+    however alike they are, only a "match" label can join them."""
+    from linkage.clk import band_select, clk_struct_sql, create_dice_macro, words_for_bits
+
+    run_dir = Path(run_dir)
+    settings = json.loads((run_dir / "settings.json").read_text())
+    rules = [r["blocking_rule"] if isinstance(r, dict) else str(r)
+             for r in settings["splink"]["blocking_rules_to_generate_predictions"]]
+    con = duckdb.connect()
+    # The two records, with their CLKs as the link run holds them (word structs) and the
+    # filter bands the rules name, so each rule is tested as the run's SQL tested it.
+    con.execute(f"""CREATE TEMP TABLE raw AS
+        SELECT *, CASE WHEN source = ? AND ref = ? THEN 0 ELSE 1 END AS __side
+        FROM read_parquet('{_q(run_dir / 'records.parquet')}')
+        WHERE (source = ? AND ref = ?) OR (source = ? AND ref = ?)""",
+                [left[0], left[1], *left, *right])
+    described = con.execute("SELECT * FROM raw LIMIT 0").description
+    blobs = [d[0] for d in described if str(d[1]).upper() in ("BLOB", "BYTES")]
+    longest = con.execute("SELECT greatest(" + ", ".join(
+        f"coalesce(max(octet_length({c})), 0)" for c in blobs) + ") FROM raw").fetchone()[0] if blobs else 0
+    words = words_for_bits(8 * max(int(longest or 0), 1))
+    structs = ", ".join(f"{clk_struct_sql(c, words)} AS {c}" for c in blobs)
+    con.execute(f"CREATE TEMP TABLE t AS SELECT * REPLACE ({structs}) FROM raw" if blobs
+                else "CREATE TEMP TABLE t AS SELECT * FROM raw")
+    have = {d[0] for d in con.execute("SELECT * FROM t LIMIT 0").description}
+    bands = band_select(have, rules, words)
+    if bands:
+        extra = ", ".join(f"{sql} AS {c}" for c, sql in bands.items())
+        con.execute(f"CREATE OR REPLACE TEMP TABLE t AS SELECT *, {extra} FROM t")
+    create_dice_macro(con, words)
+    together = []
+    for rule in rules:
+        hits = con.execute(f"SELECT count(*) FROM t AS l, t AS r WHERE l.__side <> r.__side AND ({rule})").fetchone()[0]
+        if hits:
+            together.append(rule)
+    return together
+
+
 def why_in_entity(run_dir: Path, source: str, ref: str) -> dict[str, Any]:
     """Why a record is in its entity: the entity's records, and the links at or above the
     run's cluster threshold among them (the ones that hold it together), strongest first;

@@ -4,7 +4,7 @@
     joinedup link --home H [--extracts DIR...] [--settings FILE.json] --out RUN_DIR [--replace]
                   [--engine duckdb|spark [--spark-master local[2]]]
     joinedup runs list | show [RUN] | rollback [--to RUN]
-    joinedup review next [--sample links|band] | label PAIR --as LABEL | explain PAIR|SOURCE/REF | stats
+    joinedup review next [--sample links|band] | label PAIR|REC REC --as LABEL | explain PAIR|REC [REC] | stats
 """
 
 from __future__ import annotations
@@ -316,15 +316,25 @@ def review_next(home: Path | None, sample: str | None, count: int, as_json: bool
                    + (f" --purpose {item['purpose']}" if item.get("purpose") else ""))
 
 
+def _record(text: str) -> tuple[str, str]:
+    source, slash, ref = text.partition("/")
+    if not (slash and source and ref):
+        raise click.BadParameter(f"{text!r}: a record is SOURCE/REF")
+    return source, ref
+
+
 @review_group.command("label")
 @click.option("--home", "home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
 @click.option("--as", "label", type=click.Choice(["match", "non-match", "unsure"]), required=True)
 @click.option("--by", "by", default=None, help="Who decided (default: $USER).")
 @click.option("--purpose", type=click.Choice(["queue", "sample-links", "sample-band", "request"]),
               default="queue", show_default=True)
-@click.argument("pair_id")
-def review_label(home: Path | None, label: str, by: str | None, purpose: str, pair_id: str) -> None:
-    """Record a decision on a pair; the next link run uses it."""
+@click.argument("pair_or_record")
+@click.argument("other_record", required=False)
+def review_label(home: Path | None, label: str, by: str | None, purpose: str,
+                 pair_or_record: str, other_record: str | None) -> None:
+    """Record a decision on a pair (PAIR_ID, or two records SOURCE/REF SOURCE/REF, e.g. a
+    missed link the run never compared); the next link run uses it."""
     # The service's action (joinedup.operations.review): decided as `linkage.review`,
     # `linkage.review_label` recorded, then the label stored.
     from joinedup.errors import OperationError
@@ -332,17 +342,21 @@ def review_label(home: Path | None, label: str, by: str | None, purpose: str, pa
     from joinedup.service_context import HomeContext
     from joinedup.users import User
 
+    if other_record is not None:
+        request = review_ops.LabelPair("", label, purpose, _record(pair_or_record), _record(other_record))
+    else:
+        request = review_ops.LabelPair(pair_or_record, label, purpose)
     h = _load_home(home)
     by = by or os.environ.get("USER") or "data-officer"
     ctx = HomeContext(h)
     try:
-        review_ops.label_pair(ctx, User(**{**DATA_OFFICER, "id": by}),
-                              review_ops.LabelPair(pair_id, label, purpose))
+        stored = review_ops.label_pair(ctx, User(**{**DATA_OFFICER, "id": by}), request)
     except OperationError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         ctx.close()
-    click.echo(f"labelled {pair_id} {label} (applies from the next link run)")
+    click.echo(f"labelled {stored['pair_id'] if stored else pair_or_record} {label} "
+               "(applies from the next link run)")
 
 
 @review_group.command("explain")
@@ -350,8 +364,12 @@ def review_label(home: Path | None, label: str, by: str | None, purpose: str, pa
 @click.option("--run", "run", default=None, help="Run (default: the current one).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.argument("pair_or_record")
-def review_explain(home: Path | None, run: str | None, as_json: bool, pair_or_record: str) -> None:
-    """A pair's waterfall (PAIR_ID), or why a record is in its entity (SOURCE/REF).
+@click.argument("other_record", required=False)
+def review_explain(home: Path | None, run: str | None, as_json: bool, pair_or_record: str,
+                   other_record: str | None) -> None:
+    """Why two records did or did not link: a pair's waterfall and the blocking rules that
+    compared it (PAIR_ID, or any two records SOURCE/REF SOURCE/REF); or why a record is in
+    its entity (one SOURCE/REF).
 
     The `linkage.review` operations of the API and the review page (decided, recorded)."""
     import json as _json
@@ -359,17 +377,30 @@ def review_explain(home: Path | None, run: str | None, as_json: bool, pair_or_re
     from joinedup.operations import review as review_ops
 
     with _Officer(home) as officer:
-        if "/" in pair_or_record:
-            source, ref = pair_or_record.split("/", 1)
+        if other_record is not None:
+            doc = review_ops.show_pair(officer.ctx, officer.caller, review_ops.RecordsPairRequest(
+                _record(pair_or_record), _record(other_record), run=run))
+        elif "/" in pair_or_record:
+            source, ref = _record(pair_or_record)
             doc = review_ops.why_in_entity(officer.ctx, officer.caller,
                                            review_ops.WhyRequest(source, ref, run=run))
         else:
             doc = review_ops.show_pair(officer.ctx, officer.caller,
                                        review_ops.PairRequest(pair_or_record, run=run))
-    if as_json or "/" in pair_or_record:
+    if as_json or "waterfall" not in doc:
         click.echo(_json.dumps(doc, indent=2, default=str))
+        return
+    click.echo(f"pair {doc['pair_id']}: {doc['left']['source']}/{doc['left']['ref']} - "
+               f"{doc['right']['source']}/{doc['right']['ref']}")
+    if doc["blocked_by"]:
+        click.echo(f"  compared: {len(doc['blocked_by'])} blocking rule(s) bring them together, "
+                   f"first {doc['blocked_by'][0]}")
     else:
-        _echo_waterfall(doc)
+        click.echo("  never compared: no blocking rule brings these two records together "
+                   "(no equal match key or filter band); a 'match' label would join them")
+    _echo_waterfall(doc)
+    click.echo(f"  cluster threshold {doc['threshold']:.4f}; same entity: "
+               f"{'yes' if doc['left']['entity_id'] == doc['right']['entity_id'] else 'no'}")
 
 
 @review_group.command("stats")

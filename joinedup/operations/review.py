@@ -40,10 +40,22 @@ class PairRequest:
 
 
 @dataclass(frozen=True)
+class RecordsPairRequest:
+    """Any two records of a run, linked or not: "why did these two (not) link?"."""
+    left: tuple[str, str]  # (source, ref)
+    right: tuple[str, str]
+    run: str | None = None
+
+
+@dataclass(frozen=True)
 class LabelPair:
-    pair_id: str
+    pair_id: str  # "" when `left` and `right` name the pair
     label: str
     purpose: str = "queue"
+    # Or the pair as two records of the current run, so that a pair the run never compared
+    # (a missed link) can be confirmed; its id is then computed.
+    left: tuple[str, str] | None = None
+    right: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,21 @@ def _find(run: Path, pair_id: str) -> dict[str, Any]:
         raise NotFound(f"no pair {pair_id} in the current run or the review") from exc
 
 
+def _records_pair(run: Path, left: tuple[str, str], right: tuple[str, str]) -> dict[str, Any]:
+    try:
+        return lr.pair_of_records(run, left, right)
+    except lr.ReviewError as exc:
+        raise NotFound(f"{exc}") from exc
+
+
+def _check_records(act: Action, left: Any, right: Any) -> None:
+    problems = [(side, "a record is (source, ref)") for side, rec in (("left", left), ("right", right))
+                if not (isinstance(rec, tuple | list) and len(rec) == 2 and all(isinstance(x, str) and x for x in rec))]
+    if problems:
+        raise InvalidInput("; ".join(f"{f}: {r}" for f, r in problems), problems)
+    act.check_text({"left": "/".join(left), "right": "/".join(right)})
+
+
 def review_dir_of_run(run: Path) -> Path:
     """HOME/review for a run under HOME/runs (find_pair also looks at requests and labels)."""
     return run.parent.parent / "review"
@@ -136,30 +163,41 @@ def accuracy(ctx: HomeContext | ServiceContext, caller: Caller) -> dict[str, Any
 
 
 def show_pair(ctx: HomeContext | ServiceContext, caller: Caller,
-              request: PairRequest) -> dict[str, Any]:
-    """One pair: its waterfall (each comparison's level and weight), match probability, the
-    two records' entities and sizes, its current label, and what each label would change."""
+              request: PairRequest | RecordsPairRequest) -> dict[str, Any]:
+    """One pair, by id or as any two records of the run: its waterfall (each comparison's
+    level and weight), match probability, the blocking rules that brought the two together
+    (none: the run never compared them), the two records' entities and sizes, its current
+    label, and what each label would change."""
     from linkage.score import ScoringError, explain_pair
 
     with Action(ctx, caller, ACTION, purpose=PURPOSE) as act:
-        _check_pair_id(request.pair_id)  # invalid: recorded as request.invalid on exit
+        # invalid: recorded as request.invalid on exit
+        if isinstance(request, RecordsPairRequest):
+            _check_records(act, request.left, request.right)
+        else:
+            _check_pair_id(request.pair_id)
         if request.run is not None:
             check_run_name(request.run)
         act.decide({})  # before looking anything up
         run = chosen_run(ctx, request.run)
-        pair = _find(run, request.pair_id)
+        if isinstance(request, RecordsPairRequest):
+            pair = _records_pair(run, tuple(request.left), tuple(request.right))
+        else:
+            pair = _find(run, request.pair_id)
+        pid = pair["pair_id"]
         try:
             explained = explain_pair(run, tuple(pair["left"]), tuple(pair["right"]))
         except ScoringError as exc:
-            raise NotFound(f"pair {request.pair_id} cannot be scored in this run") from exc
+            raise NotFound(f"pair {pid} cannot be scored in this run") from exc
         sizes = _entity_sizes(run, [explained["left"]["entity_id"],
                                     explained["right"]["entity_id"]])
         threshold = lr._threshold(run)
-        label = lr.labels(review_dir(ctx)).get(request.pair_id)
-        return {"run": run.name, "pair_id": request.pair_id, "left": explained["left"],
+        label = lr.labels(review_dir(ctx)).get(pid)
+        return {"run": run.name, "pair_id": pid, "left": explained["left"],
                 "right": explained["right"], "match_weight": explained["match_weight"],
                 "match_probability": explained["match_probability"],
                 "run_match_probability": pair.get("match_probability"),
+                "blocked_by": lr.blocking_rules_of_pair(run, tuple(pair["left"]), tuple(pair["right"])),
                 "threshold": threshold, "waterfall": explained["waterfall"],
                 "label": label, "entity_sizes": sizes,
                 "effects": label_effects(explained, sizes, threshold)}
@@ -230,18 +268,28 @@ def label_pair(ctx: HomeContext | ServiceContext, caller: Caller,
         with Action(ctx, caller, ACTION, purpose=PURPOSE):
             raise InvalidInput("; ".join(f"{f}: {r}" for f, r in problems), problems)
     with Action(ctx, caller, ACTION, purpose=PURPOSE) as act:
-        _check_pair_id(request.pair_id)
+        by_records = request.left is not None or request.right is not None
+        if by_records:
+            _check_records(act, request.left, request.right)
+        else:
+            _check_pair_id(request.pair_id)
         act.decide({})
         run = current_run(ctx)
-        pair = _find(run, request.pair_id)
-        event_id = act.record({
-            "type": LABEL_EVENT, "pair_id": request.pair_id, "label": request.label,
-            "purpose": request.purpose, "run": run.name,
-            "match_probability": pair.get("match_probability")})
-        return apply_label(ctx, {"event_id": event_id, "pair_id": request.pair_id,
-                                 "label": request.label, "purpose": request.purpose,
-                                 "run": run.name, "actor": caller.subject(),
-                                 "match_probability": pair.get("match_probability")}, pair)
+        if by_records:
+            pair = _records_pair(run, tuple(request.left), tuple(request.right))
+            if request.pair_id and request.pair_id != pair["pair_id"]:
+                raise InvalidInput("pair: the id is not these two records' pair",
+                                   [("pair", "not these two records' pair")])
+        else:
+            pair = _find(run, request.pair_id)
+        event = {"type": LABEL_EVENT, "pair_id": pair["pair_id"], "label": request.label,
+                 "purpose": request.purpose, "run": run.name,
+                 "match_probability": pair.get("match_probability")}
+        if by_records:
+            # A pair the run may not hold: recovery finds its records here.
+            event["records"] = [pair["left"], pair["right"]]
+        event_id = act.record(event)
+        return apply_label(ctx, {**event, "event_id": event_id, "actor": caller.subject()}, pair)
 
 
 def apply_label(ctx: HomeContext | ServiceContext, event: dict[str, Any],
@@ -257,7 +305,10 @@ def apply_label(ctx: HomeContext | ServiceContext, event: dict[str, Any],
         if not (run / "links.parquet").exists():
             return None
         try:
-            pair = lr.find_pair(run, folder, event["pair_id"])
+            if event.get("records"):
+                pair = lr.pair_of_records(run, *(tuple(r) for r in event["records"]))
+            else:
+                pair = lr.find_pair(run, folder, event["pair_id"])
         except lr.ReviewError:
             return None
     by = (event.get("actor") or {}).get("id") or "data-officer"

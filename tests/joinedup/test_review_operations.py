@@ -169,3 +169,121 @@ def test_cli_label_goes_through_the_operation(world):
     bad = CliRunner().invoke(cli, ["review", "label", "P" + "f" * 16, "--as", "match",
                                    "--home", str(home.root)])
     assert bad.exit_code != 0 and "no pair" in bad.output
+
+
+def _run_records(home) -> list[tuple[str, str]]:
+    import pyarrow.parquet as pq
+
+    from linkage.runs import current_run_name
+
+    run = home.runs_dir / current_run_name(home.runs_dir)
+    table = pq.read_table(run / "records.parquet", columns=["source", "ref"]).to_pylist()
+    return [(r["source"], r["ref"]) for r in table]
+
+
+def _unlinked_pair(home, ctx, officer) -> tuple[tuple[str, str], tuple[str, str]]:
+    """Two records of different entities that the run never compared (no blocking rule
+    brings them together)."""
+    import random
+
+    records = _run_records(home)
+    rng = random.Random(5)
+    for _ in range(200):
+        left, right = rng.sample(records, 2)
+        shown = ops_review.show_pair(ctx, officer, ops_review.RecordsPairRequest(left, right))
+        if not shown["blocked_by"] and shown["left"]["entity_id"] != shown["right"]["entity_id"]:
+            return left, right
+    raise AssertionError("no uncompared pair among 200 random ones")
+
+
+def test_any_two_records_explained_with_the_rules_that_compared_them(world):
+    """"Why did these two (not) link?": any two records of the run, linked or not, get
+    their waterfall and the blocking rules that brought them together."""
+    home, ctx, users = world
+    officer = users["data_officer"]
+    linked = ops_review.review_queue(ctx, officer)["items"][0]
+    by_id = ops_review.show_pair(ctx, officer, ops_review.PairRequest(linked["pair_id"]))
+    by_records = ops_review.show_pair(ctx, officer, ops_review.RecordsPairRequest(
+        tuple(linked["left"]), tuple(linked["right"])))
+    # The same pair either way; a pair the run scored was brought together by some rule.
+    assert by_records["pair_id"] == linked["pair_id"]
+    assert by_records["match_weight"] == pytest.approx(by_id["match_weight"])
+    assert by_records["run_match_probability"] == pytest.approx(linked["match_probability"])
+    assert by_records["blocked_by"] and by_records["blocked_by"] == by_id["blocked_by"]
+
+    left, right = _unlinked_pair(home, ctx, officer)
+    shown = ops_review.show_pair(ctx, officer, ops_review.RecordsPairRequest(left, right))
+    assert shown["run_match_probability"] is None and shown["blocked_by"] == []
+    bars = [b for b in shown["waterfall"] if b["column_name"] != "Final score"]
+    assert sum(b["log2_bayes_factor"] for b in bars) == pytest.approx(shown["match_weight"], abs=1e-6)
+
+    n = len(_events(ctx))
+    with pytest.raises(NotFound):
+        ops_review.show_pair(ctx, officer, ops_review.RecordsPairRequest(left, ("dwp", "0" * 24)))
+    with pytest.raises(InvalidInput):
+        ops_review.show_pair(ctx, officer, ops_review.RecordsPairRequest(left, ("dwp",)))
+    with pytest.raises(Refused):
+        ops_review.show_pair(ctx, users["adviser"], ops_review.RecordsPairRequest(left, right))
+    assert len(_events(ctx)) == n + 3  # each request recorded, the refusal as a refusal
+
+
+def test_every_scored_pair_has_a_rule_that_compared_it(world):
+    """blocking_rules_of_pair against the run itself: each pair links.parquet holds was
+    blocked by at least one of the run's rules, and a pair sharing a match key names it."""
+    import pyarrow.parquet as pq
+
+    from linkage.runs import current_run_name
+
+    home, ctx, users = world
+    run = home.runs_dir / current_run_name(home.runs_dir)
+    links = pq.read_table(run / "links.parquet").to_pylist()[:40]
+    records = {(r["source"], r["ref"]): r for r in pq.read_table(run / "records.parquet").to_pylist()}
+    for link in links:
+        left, right = (link["source_l"], link["ref_l"]), (link["source_r"], link["ref_r"])
+        rules = lr.blocking_rules_of_pair(run, left, right)
+        assert rules, f"{left} {right} was scored but no rule brings it together"
+        for rule in rules:
+            column = rule.split(" = ")[0].removeprefix("l.")
+            if column.startswith("mk_"):
+                assert records[left][column] is not None and records[left][column] == records[right][column]
+
+
+def test_a_missed_pair_labelled_by_its_records_and_recovered_after_a_crash(world, monkeypatch):
+    home, ctx, users = world
+    officer = users["data_officer"]
+    left, right = _unlinked_pair(home, ctx, officer)
+    stored = ops_review.label_pair(ctx, officer, ops_review.LabelPair("", "unsure", left=left, right=right))
+    event = _events(ctx, "linkage.review_label")[-1]
+    assert event["records"] == [list(left), list(right)] and event["pair_id"] == stored["pair_id"]
+    assert lr.labels(home.root / "review")[stored["pair_id"]]["label"] == "unsure"
+    with pytest.raises(InvalidInput):  # an id that is not these records' pair
+        ops_review.label_pair(ctx, officer, ops_review.LabelPair("P" + "0" * 16, "match", left=left, right=right))
+
+    def crash(*args, **kwargs):
+        raise SystemExit("killed after the ledger write")
+
+    with monkeypatch.context() as m:
+        m.setattr(lr, "add_label", crash)
+        with pytest.raises(SystemExit):
+            ops_review.label_pair(ctx, officer, ops_review.LabelPair("", "match", left=left, right=right))
+    assert lr.labels(home.root / "review")[stored["pair_id"]]["label"] == "unsure"  # not applied
+    assert recover(ctx).reapplied.get("linkage.review_label") == 1
+    assert lr.labels(home.root / "review")[stored["pair_id"]]["label"] == "match"
+
+
+def test_cli_explains_and_labels_two_records(world):
+    from click.testing import CliRunner
+
+    from joinedup.cli import cli
+
+    home, ctx, users = world
+    left, right = _unlinked_pair(home, ctx, users["data_officer"])
+    args = ["/".join(left), "/".join(right), "--home", str(home.root)]
+    shown = CliRunner().invoke(cli, ["review", "explain", *args])
+    assert shown.exit_code == 0, shown.output
+    assert "never compared" in shown.output and "match probability" in shown.output
+    labelled = CliRunner().invoke(cli, ["review", "label", *args, "--as", "non-match"])
+    assert labelled.exit_code == 0, labelled.output
+    assert lr.labels(home.root / "review")[lr.pair_id(left, right)]["label"] == "non-match"
+    bad = CliRunner().invoke(cli, ["review", "explain", "/".join(left), "dwp-no-slash", "--home", str(home.root)])
+    assert bad.exit_code != 0 and "SOURCE/REF" in bad.output

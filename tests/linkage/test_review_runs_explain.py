@@ -278,6 +278,19 @@ def test_review_api_gives_the_queue_and_a_pairs_waterfall_to_a_data_officer_only
         refused = client.post(f"/v1/linkage/review/pairs/{pid}/label", headers=adviser,
                               json={"label": "match"})
         assert refused.status_code == 403
+        # Any two records, linked or not: the pair's waterfall and the rules that compared it.
+        two = {"left": dict(zip(("source", "ref"), items[1]["left"], strict=True)),
+               "right": dict(zip(("source", "ref"), items[1]["right"], strict=True))}
+        compared = client.post("/v1/linkage/review/compare", headers=officer, json=two)
+        assert compared.status_code == 200, compared.text
+        assert compared.json()["pair_id"] == items[1]["pair_id"] and compared.json()["blocked_by"]
+        unknown = {**two, "right": {"source": two["right"]["source"], "ref": "f" * 24}}
+        assert client.post("/v1/linkage/review/compare", headers=officer, json=unknown).status_code == 404
+        assert client.post("/v1/linkage/review/compare", headers=adviser, json=two).status_code == 403
+        by_records = client.post("/v1/linkage/review/compare/label", headers=officer,
+                                 json={**two, "label": "match"})
+        assert by_records.status_code == 200, by_records.text
     from linkage.review import labels
 
     assert labels(home.root / "review")[pid]["label"] == "unsure"
+    assert labels(home.root / "review")[items[1]["pair_id"]]["label"] == "match"

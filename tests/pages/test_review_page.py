@@ -116,3 +116,59 @@ def test_other_roles_are_refused(browser, world, role):
     assert "Review queue" not in page.locator("#navigation").inner_text()
     assert _labels(world) == labels_before
     page.context.close()
+
+
+def _uncompared_pair(world: World) -> tuple[tuple[str, str], tuple[str, str]]:
+    import random
+
+    import pyarrow.parquet as pq
+
+    from linkage.runs import current_run_name
+
+    run = world.home.runs_dir / current_run_name(world.home.runs_dir)
+    rows = pq.read_table(run / "entities.parquet", columns=["source", "ref", "entity_id"]).to_pylist()
+    rng = random.Random(11)
+    for _ in range(200):
+        a, b = rng.sample(rows, 2)
+        left, right = (a["source"], a["ref"]), (b["source"], b["ref"])
+        if a["entity_id"] != b["entity_id"] and not lr.blocking_rules_of_pair(run, left, right):
+            return left, right
+    raise AssertionError("no uncompared pair among 200 random ones")
+
+
+def test_data_officer_compares_two_records_and_confirms_a_missed_link(browser, world):
+    page = new_page(browser, world, "data_officer")
+    page.goto("/data/review")
+    with page.expect_navigation():
+        page.click("a[href='/data/review/compare']")
+    assert page.locator("h1").inner_text() == "Compare two records"
+    assert axe_violations(page) == []
+    with page.expect_navigation():
+        page.click("button:has-text('Compare')")  # nothing entered
+    assert "There is a problem" in page.locator(".govuk-error-summary").inner_text()
+    assert "Enter the first record's source" in page.content()
+    assert axe_violations(page) == []
+    screenshot(page, "data_officer-review-compare-error")
+
+    left, right = _uncompared_pair(world)
+    for name, value in zip(("left_source", "left_ref", "right_source", "right_ref"), (*left, *right), strict=True):
+        page.fill(f"#{name}", value)
+    with page.expect_navigation():
+        page.click("button:has-text('Compare')")
+    pair_id = lr.pair_id(left, right)
+    assert page.locator("h1").inner_text() == f"Review pair {pair_id}"
+    assert page.locator("#blocked-by").inner_text().startswith("Never compared")
+    assert page.locator("#waterfall tbody tr").count() >= 3
+    assert axe_violations(page) == []
+    screenshot(page, "data_officer-review-compare")
+
+    before = world.ledger_size()
+    page.check("input[name='label'][value='match']")
+    press_button(page, "Save label")
+    assert page.url.endswith("/data/review")
+    assert f"Pair {pair_id} labelled match" in page.locator(".govuk-notification-banner").inner_text()
+    label = _labels(world)[pair_id]
+    assert label["label"] == "match" and [label["source_l"], label["ref_l"]] in ([*left], [*right])
+    events = [e for e in world.events(before) if e.get("type") == "linkage.review_label"]
+    assert len(events) == 1 and events[0]["records"] == [[*left], [*right]]
+    page.context.close()

@@ -200,6 +200,21 @@ def label_pair(ctx: ServiceContext, caller: User, pair_id: str, label: str,
     return review.label_pair(ctx, caller, review.LabelPair(pair_id, label, purpose))
 
 
+def compare_records(ctx: ServiceContext, caller: User, left: tuple[str, str],
+                    right: tuple[str, str]) -> dict:
+    """Any two records of the current run, linked or not (review.show_pair)."""
+    from joinedup.operations import review
+
+    return review.show_pair(ctx, caller, review.RecordsPairRequest(left, right))
+
+
+def label_records(ctx: ServiceContext, caller: User, left: tuple[str, str],
+                  right: tuple[str, str], label: str) -> dict:
+    from joinedup.operations import review
+
+    return review.label_pair(ctx, caller, review.LabelPair("", label, "queue", left, right))
+
+
 def next_review_pair(ctx: ServiceContext, caller: User) -> str | None:
     from joinedup.operations import review
 

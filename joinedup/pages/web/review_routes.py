@@ -1,7 +1,8 @@
 """The data officer's clerical review pages: the queue with the accuracy estimate, one pair
 with its match-weight waterfall and a label form (match / non-match / unsure, CSRF-protected,
 no JavaScript needed) that goes on to the next pair, a random sample for the accuracy
-estimate, and why a record is in its entity. Each calls one `adapter` function (the
+estimate, why a record is in its entity, and any two records compared ("why did these two
+not link?", with a label form that can confirm a link the run missed). Each calls one `adapter` function (the
 `linkage.review` operations); only a role granted `linkage.review` (the data officer) gets
 them, anyone else a recorded refusal."""
 
@@ -19,6 +20,8 @@ LABEL_OPTIONS = [("match", "Match: the same person"),
                  ("non-match", "Not a match: different people"),
                  ("unsure", "Unsure")]
 PURPOSES = ("queue", "sample-links", "sample-band", "request")
+COMPARE_FIELDS = [("left_source", "First record's source"), ("left_ref", "First record's reference"),
+                  ("right_source", "Second record's source"), ("right_ref", "Second record's reference")]
 
 
 def waterfall_rows(waterfall: list[dict]) -> list[dict]:
@@ -63,7 +66,8 @@ def register(router: APIRouter) -> None:
         pair = p.call(adapter.review_pair, pair_id)
         return p.render("data_review_pair.html", status, title=f"Review pair {pair_id}",
                         pair=pair, rows=waterfall_rows(pair["waterfall"]), purpose=purpose,
-                        options=LABEL_OPTIONS, errors=errors)
+                        options=LABEL_OPTIONS, errors=errors,
+                        form_action=f"/data/review/pair/{pair_id}", hidden={"purpose": purpose})
 
     @page(router, "/data/review/pair/{pair_id}", ACTION, ROLES, methods=("GET", "POST"))
     def pair(p: Page):
@@ -97,3 +101,31 @@ def register(router: APIRouter) -> None:
         why = p.call(adapter.why_in_entity, source, ref)
         return p.render("data_review_record.html", title="Why this record is in its entity",
                         source=source, ref=ref, why=why)
+
+    @page(router, "/data/review/compare", ACTION, ROLES, methods=("GET", "POST"))
+    def compare(p: Page):
+        read = p.value if p.request.method == "POST" else p.query
+        values = {name: (read(name) or "").strip() for name, _ in COMPARE_FIELDS}
+        # First arrival (no field and not the form's own submit): the empty form.
+        if p.request.method == "GET" and not any(values.values()) and not p.query("compare"):
+            return p.render("data_review_compare.html", title="Compare two records",
+                            fields=COMPARE_FIELDS, values=values, errors=None)
+        errors = [(name, f"Enter the {text.lower()}") for name, text in COMPARE_FIELDS if not values[name]]
+        if errors:
+            return p.render("data_review_compare.html", 400, title="Compare two records",
+                            fields=COMPARE_FIELDS, values=values, errors=errors)
+        left = (values["left_source"], values["left_ref"])
+        right = (values["right_source"], values["right_ref"])
+        if p.request.method == "POST":
+            label = p.value("label")
+            if label in dict(LABEL_OPTIONS):
+                stored = p.call(adapter.label_records, left, right, label)
+                return p.redirect("/data/review", f"Pair {stored['pair_id']} labelled {label}. "
+                                  "It applies from the next link run.")
+            errors = [("label", "Choose match, not a match or unsure")]
+        pair = p.call(adapter.compare_records, left, right)
+        return p.render("data_review_pair.html", 400 if errors else 200,
+                        title=f"Review pair {pair['pair_id']}", pair=pair,
+                        rows=waterfall_rows(pair["waterfall"]), purpose="queue",
+                        options=LABEL_OPTIONS, errors=errors or None,
+                        form_action="/data/review/compare", hidden=values, submit_text="Save label")
