@@ -106,11 +106,19 @@ def labels(review_dir: Path | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def add_request(review_dir: Path, left: Record, right: Record, reason: str, by: str) -> dict[str, Any]:
-    """Ask a data officer to review a pair (e.g. an identity that scored as two entities)."""
+def add_request(review_dir: Path, left: Record, right: Record, reason: str, by: str,
+                event_id: str | None = None) -> dict[str, Any] | None:
+    """Ask a data officer to review a pair (e.g. an identity that scored as two entities).
+    With `event_id` (the ledger event that recorded the request) it is stored once: None
+    when a request of that event is already there."""
+    if event_id is not None and any(doc.get("event_id") == event_id
+                                    for doc in _read(Path(review_dir) / "requests.jsonl")):
+        return None
     doc = {"pair_id": pair_id(left, right), "source_l": left[0], "ref_l": left[1],
            "source_r": right[0], "ref_r": right[1], "reason": reason, "by": by,
            "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    if event_id is not None:
+        doc["event_id"] = event_id
     _append(Path(review_dir) / "requests.jsonl", doc)
     return doc
 

@@ -13,6 +13,7 @@ store); each effect is applied idempotently, keyed by the event's ids:
 | linkage.run         | runs/CURRENT names the last recorded run        |
 | linkage.rollback    | (the same: the run rolled back to)              |
 | linkage.review_label| the label in HOME/review (keyed by the event id)|
+| a needs_review outcome with a `review_request` | the request in HOME/review (keyed by the event id) |
 
 A run is found by the event's `run` (its directory name), else by its `run_id` (a directory
 of that name, or the run whose summary.json has that run_id).
@@ -27,7 +28,7 @@ from pathlib import Path
 from consent import ConsentRecord
 from joinedup.operations.linkage import switch_current
 from joinedup.operations.referrals import insert_referral, referral_from_event
-from joinedup.operations.review import apply_label
+from joinedup.operations.review import apply_label, apply_review_request
 from joinedup.service_context import ServiceContext
 
 WATERMARK_DDL = "CREATE TABLE IF NOT EXISTS ops_recovered (ledger_size BIGINT NOT NULL)"
@@ -64,6 +65,9 @@ def recover(ctx: ServiceContext) -> Recovered:
         elif kind == "linkage.review_label" and event.get("pair_id"):
             if apply_label(ctx, event):
                 done.reapplied[kind] = done.reapplied.get(kind, 0) + 1
+        elif isinstance(event.get("review_request"), dict):
+            if apply_review_request(ctx, event):
+                done.reapplied["review_request"] = done.reapplied.get("review_request", 0) + 1
         elif kind in ("linkage.run", "linkage.rollback"):
             last_run_event = event
     last_run = recorded_run(ctx.home.runs_dir, last_run_event) if last_run_event else None

@@ -254,6 +254,34 @@ def why_in_entity(ctx: HomeContext | ServiceContext, caller: Caller,
             raise NotFound(f"no such record in run {run.name}") from exc
 
 
+# -- requests from the service ---------------------------------------------------------
+REVIEW_QUEUED = " It has been sent to the data officers' review queue."
+
+
+def review_request_for(index: Any, resolution: Any) -> dict[str, Any] | None:
+    """The review request a "needs review" resolution between two linked people makes: a
+    record of each of the two entities (the first by source and ref), for the ledger event
+    that records the outcome. None when the doubt is about the identifiers given, not about
+    two linked people."""
+    entities = getattr(resolution, "review_entities", ())
+    if len(entities) != 2:
+        return None
+    records = [sorted(index.refs_of(e)) for e in entities]
+    if not all(records):
+        return None
+    left, right = records[0][0], records[1][0]
+    return {"pair_id": lr.pair_id(left, right), "left": list(left), "right": list(right),
+            "reason": resolution.reason}
+
+
+def apply_review_request(ctx: HomeContext | ServiceContext, event: dict[str, Any]) -> dict[str, Any] | None:
+    """Store the review request an event recorded, once (keyed by the event id)."""
+    request = event["review_request"]
+    by = (event.get("actor") or {}).get("id") or "service"
+    return lr.add_request(review_dir(ctx), tuple(request["left"]), tuple(request["right"]),
+                          request["reason"], by, event_id=event["event_id"])
+
+
 # -- labelling ---------------------------------------------------------------------------
 def label_pair(ctx: HomeContext | ServiceContext, caller: Caller,
                request: LabelPair) -> dict[str, Any]:

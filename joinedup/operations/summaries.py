@@ -16,6 +16,7 @@ from typing import Any
 from joinedup import collate
 from joinedup.errors import InvalidInput
 from joinedup.operations.protocol import Action, Caller
+from joinedup.operations.review import REVIEW_QUEUED, apply_review_request, review_request_for
 from joinedup.service_context import ServiceContext, now_iso, standardise_identifiers
 from linkage.collation import build_barrier_summary
 from linkage.collation.resolve import MATCHED, Scorer
@@ -76,9 +77,18 @@ def request_summary(ctx: ServiceContext, caller: Caller, request: SummaryRequest
         resolution = collate.resolve_identifiers(ctx, identity, scorer=request.scorer)
         index = collate.current_run_index(ctx)
         if resolution.outcome != MATCHED:
-            act.record(act.decision_event(outcome=resolution.outcome, disclosed=False))
-            return SummaryResult(resolution.outcome, decision.decision_id,
-                                 reason=resolution.public().get("reason"))
+            # Two linked people both match: the pair goes to the data officers' review
+            # queue, recorded in the outcome's event first (recovery finishes it).
+            review = review_request_for(index, resolution)
+            event = act.decision_event(outcome=resolution.outcome, disclosed=False)
+            if review:
+                event["review_request"] = review
+            event_id = act.record(event)
+            reason = resolution.public().get("reason")
+            if review:
+                apply_review_request(ctx, {**event, "event_id": event_id, "actor": caller.subject()})
+                reason += REVIEW_QUEUED
+            return SummaryResult(resolution.outcome, decision.decision_id, reason=reason)
         refs = index.refs_of(resolution.entity_id)
         return disclose_summary(ctx, act, index, person_key, resolution.entity_id, refs,
                                 decision, consent, request.purpose, request.adjustment_gbp,

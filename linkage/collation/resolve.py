@@ -50,6 +50,9 @@ class Resolution:
     plausible: int = 0  # how many distinct entities were plausible
     reason: str = ""
     candidates: tuple[tuple[str, float], ...] = field(default=(), repr=False)  # never shown
+    # needs_review between two linked people: the two entities a data officer should
+    # compare (are they one person?); empty when the doubt is about the identifiers given.
+    review_entities: tuple[str, ...] = field(default=(), repr=False)  # never shown
 
     def public(self) -> dict[str, Any]:
         """What the adviser is told (no other entity's id)."""
@@ -86,7 +89,8 @@ def decide_resolution(
     )
     if not plausible:
         if sharing:
-            return Resolution(NEEDS_REVIEW, None, top, 0, conflict, tuple(ranked))
+            return Resolution(NEEDS_REVIEW, None, top, 0, conflict, tuple(ranked),
+                              tuple(sorted(sharing))[:2] if len(sharing) > 1 else ())
         return Resolution(NO_MATCH, None, top, 0, "no linked record matches these identifiers",
                           tuple(ranked))
     if len(plausible) > 1:
@@ -94,7 +98,7 @@ def decide_resolution(
             NEEDS_REVIEW, None, top, len(plausible),
             f"{len(plausible)} different people match these identifiers; a data officer must "
             "review them (no summary is given, and no data are combined)",
-            tuple(ranked),
+            tuple(ranked), (plausible[0][0], plausible[1][0]),
         )
     entity, prob = plausible[0]
     if prob < settings.match_probability:
@@ -105,7 +109,7 @@ def decide_resolution(
         )
     if sharing - {entity}:
         return Resolution(NEEDS_REVIEW, None, prob, 1 + len(sharing - {entity}), conflict,
-                          tuple(ranked))
+                          tuple(ranked), (entity, min(sharing - {entity})))
     return Resolution(MATCHED, entity, prob, 1, "one linked person matches", tuple(ranked))
 
 

@@ -67,3 +67,55 @@ def test_real_resolution_no_match_and_ambiguity(real):
     result = collate.request_summary(ctx, ADVISER, mixed, as_of=AS_OF)
     assert result["outcome"] == NEEDS_REVIEW, result
     assert content.decrypted_row_count() == before
+
+
+def test_needs_review_between_two_people_goes_to_the_review_queue(real, monkeypatch):
+    """An adviser told "needs review" no longer has to pass it on by hand: the two linked
+    people go to the data officers' queue as a request, recorded in the outcome's ledger
+    event first, and recovery stores a request a crash left recorded only."""
+    from joinedup.operations import review as review_ops
+    from joinedup.operations.recovery import recover
+    from joinedup.users import User
+    from linkage import review as lr
+
+    home, built, entities, ctx = real
+    a, b = pick_people(built, 10)[8:10]
+    ids_a, ids_b = identifiers_of(built, a), identifiers_of(built, b)
+    mixed = {**ids_b, "nino": ids_a["nino"], "postcode": ids_a["postcode"]}
+    grant(ctx, mixed)
+    result = collate.request_summary(ctx, ADVISER, mixed, as_of=AS_OF)
+    assert result["outcome"] == NEEDS_REVIEW and "review queue" in result["reason"]
+    event = [e for e in ctx.ledger.events() if e.get("review_request")][-1]
+    request = event["review_request"]
+    entity_of = {(r.source, r.ref): r.entity_id for r in entities.itertuples()}
+    person_of = {(r.source, r.ref): r.person_id for r in built["entities"].itertuples()}
+    left, right = tuple(request["left"]), tuple(request["right"])
+    assert entity_of[left] != entity_of[right]  # two linked people ...
+    assert {person_of[left], person_of[right]} == {a, b}  # ... the two the identifiers mixed
+    stored = [d for d in lr._read(home.root / "review" / "requests.jsonl") if d.get("event_id") == event["event_id"]]
+    assert len(stored) == 1 and stored[0]["pair_id"] == request["pair_id"]
+
+    officer = User(id="officer-1", role="data_officer", organisation="linkage-unit")
+    first = review_ops.review_queue(ctx, officer)["items"][0]
+    assert first["pair_id"] == request["pair_id"]  # requests come first
+    assert "NI or NHS" in first["reason"] or "different people match" in first["reason"]
+    shown = review_ops.show_pair(ctx, officer, review_ops.PairRequest(request["pair_id"]))
+    assert shown["waterfall"]
+
+    def crash(*args, **kwargs):
+        raise SystemExit("killed after the ledger write")
+
+    c, d = pick_people(built, 12)[10:12]
+    ids_c, ids_d = identifiers_of(built, c), identifiers_of(built, d)
+    other = {**ids_d, "nino": ids_c["nino"], "postcode": ids_c["postcode"]}
+    grant(ctx, other)
+    with monkeypatch.context() as m:
+        m.setattr(lr, "add_request", crash)
+        with pytest.raises(SystemExit):
+            collate.request_summary(ctx, ADVISER, other, as_of=AS_OF)
+    crashed = [e for e in ctx.ledger.events() if e.get("review_request")][-1]
+    assert crashed["event_id"] != event["event_id"]
+    assert recover(ctx).reapplied.get("review_request") == 1
+    assert any(doc.get("event_id") == crashed["event_id"]
+               for doc in lr._read(home.root / "review" / "requests.jsonl"))
+    assert recover(ctx).reapplied.get("review_request") is None  # once only

@@ -84,3 +84,15 @@ def test_resolution_thresholds_come_from_the_home_settings():
         resolution_settings({"resolution": {"match": 0.9}})
     with pytest.raises(CollationInputError, match=r"\[resolution\]"):
         resolution_settings({"resolution": {"match_probability": 0.3}})
+
+
+def test_review_names_the_two_linked_people_to_compare_only_when_there_are_two():
+    two = decide_resolution([("E1", 0.999), ("E2", 0.6), ("E3", 0.55)])
+    assert two.review_entities == ("E1", "E2")  # the two strongest
+    conflict = decide_resolution([("E1", 0.9999)], sharing_strong_identifier={"E1", "E7"})
+    assert conflict.review_entities == ("E1", "E7")
+    # The doubt is about the identifiers given, not about two people: nothing to compare.
+    assert decide_resolution([("E1", 0.8)]).review_entities == ()
+    assert decide_resolution([("E2", 0.01)], sharing_strong_identifier={"E7"}).review_entities == ()
+    assert decide_resolution([("E1", 0.99)]).review_entities == ()
+    assert "E2" not in str(two.public())  # never shown to the adviser
