@@ -151,6 +151,14 @@ def test_data_officer_compares_two_records_and_confirms_a_missed_link(browser, w
     screenshot(page, "data_officer-review-compare-error")
 
     left, right = _uncompared_pair(world)
+    # A reference the run does not hold: said on the form, against its field.
+    for name, value in zip(("left_source", "left_ref", "right_source", "right_ref"),
+                           (*left, right[0], "f" * 24), strict=True):
+        page.fill(f"#{name}", value)
+    with page.expect_navigation():
+        page.click("button:has-text('Compare')")
+    assert "There is no record with this source and reference" in page.locator(".govuk-error-summary").inner_text()
+    assert page.locator("#right_ref-error").count() == 1
     for name, value in zip(("left_source", "left_ref", "right_source", "right_ref"), (*left, *right), strict=True):
         page.fill(f"#{name}", value)
     with page.expect_navigation():

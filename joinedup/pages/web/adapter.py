@@ -202,10 +202,17 @@ def label_pair(ctx: ServiceContext, caller: User, pair_id: str, label: str,
 
 def compare_records(ctx: ServiceContext, caller: User, left: tuple[str, str],
                     right: tuple[str, str]) -> dict:
-    """Any two records of the current run, linked or not (review.show_pair)."""
+    """Any two records of the current run, linked or not (review.show_pair). A record the
+    run does not hold is a problem of the form's field, not a missing page."""
+    from joinedup.errors import InvalidInput, NotFound
     from joinedup.operations import review
 
-    return review.show_pair(ctx, caller, review.RecordsPairRequest(left, right))
+    try:
+        return review.show_pair(ctx, caller, review.RecordsPairRequest(left, right))
+    except NotFound as exc:
+        field = "left_ref" if f"{left[0]}/{left[1]}" in str(exc) else "right_ref"
+        raise InvalidInput(str(exc), [(field, "There is no record with this source and reference "
+                                              "in the current run")]) from exc
 
 
 def label_records(ctx: ServiceContext, caller: User, left: tuple[str, str],

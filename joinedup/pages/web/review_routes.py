@@ -123,7 +123,12 @@ def register(router: APIRouter) -> None:
                 return p.redirect("/data/review", f"Pair {stored['pair_id']} labelled {label}. "
                                   "It applies from the next link run.")
             errors = [("label", "Choose match, not a match or unsure")]
-        pair = p.call(adapter.compare_records, left, right)
+        try:
+            pair = p.call(adapter.compare_records, left, right)
+        except InvalidInput as exc:
+            return p.render("data_review_compare.html", 400, title="Compare two records",
+                            fields=COMPARE_FIELDS, values=values,
+                            errors=input_errors(exc, {name: name for name, _ in COMPARE_FIELDS}))
         return p.render("data_review_pair.html", 400 if errors else 200,
                         title=f"Review pair {pair['pair_id']}", pair=pair,
                         rows=waterfall_rows(pair["waterfall"]), purpose="queue",
