@@ -80,13 +80,17 @@ def random_pair_dice(records: dict, truth_refs: set, seed: int = 0) -> np.ndarra
         by_source.setdefault(key[0], []).append(key)
     sides = list(by_source.values())
     left_side, right_side = (sides[0], sides[1]) if len(sides) > 1 else (sides[0], sides[0])
-    out = []
-    while len(out) < RANDOM_PAIRS:
+    out: list[float] = []
+    for _ in range(50 * RANDOM_PAIRS):  # bounded: a tiny or all-keyed set gives up
+        if len(out) == RANDOM_PAIRS:
+            break
         a = left_side[rng.integers(len(left_side))]
         b = right_side[rng.integers(len(right_side))]
         if a == b or frozenset([a, b]) in truth_refs or _shared_keys(records[a], records[b]):
             continue
         out.append(_best_dice(records[a], records[b]))
+    if not out:
+        raise SystemExit("no random pair without a shared key: no chance level to compare with")
     return np.sort(np.array(out))
 
 
@@ -99,6 +103,7 @@ def classify(work: Path, truth: set, found: set) -> tuple[Counter, list[dict]]:
     keymap = _keymap(work)
     truth_refs = {frozenset([keymap[a], keymap[b]]) for a, b in truth if a in keymap and b in keymap}
     chance = random_pair_dice(records, truth_refs)
+    threshold = json.loads((run / "summary.json").read_text())["thresholds"]["cluster_match_probability"]
     classes, rows = Counter(), []
     for a, b in sorted(truth - found):
         if a not in keymap or b not in keymap:
@@ -116,8 +121,10 @@ def classify(work: Path, truth: set, found: set) -> tuple[Counter, list[dict]]:
                     else "never compared, filters more alike than random pairs")
         elif probability is None:
             what = "compared, scored under the links floor"
-        else:
+        elif probability < threshold:
             what = "compared, scored under the threshold"
+        else:
+            what = "compared, scored above the threshold, kept apart by clustering"
         classes[what] += 1
         rows.append({"pair": [a, b], "class": what, "keys": keys, "blocked_by": rules, "probability": probability,
                      "best_filter_dice": round(best, 4), "random_pairs_as_alike": as_alike})

@@ -308,6 +308,14 @@ def find_pair(run_dir: Path, review_dir: Path | None, pid: str) -> dict[str, Any
     raise ReviewError(f"no pair {pid} in the run's links, the review requests or the labels")
 
 
+def record_in_run(run_dir: Path, record: Record) -> bool:
+    """Whether the run's records.parquet holds this (source, ref)."""
+    found = duckdb.connect().execute(
+        f"SELECT count(*) FROM read_parquet('{_q(Path(run_dir) / 'records.parquet')}') "
+        "WHERE source = ? AND ref = ?", [str(record[0]), str(record[1])]).fetchone()[0]
+    return bool(found)
+
+
 def pair_of_records(run_dir: Path, left: Record, right: Record) -> dict[str, Any]:
     """Any two records of a run as a pair, linked or not: its id, and the run's match
     probability where links.parquet kept the pair (None: the run did not score it, or
@@ -316,13 +324,10 @@ def pair_of_records(run_dir: Path, left: Record, right: Record) -> dict[str, Any
     left, right = (str(left[0]), str(left[1])), (str(right[0]), str(right[1]))
     if left == right:
         raise ReviewError("a pair is two different records")
-    con = duckdb.connect()
     for source, ref in (left, right):
-        found = con.execute(f"SELECT count(*) FROM read_parquet('{_q(run_dir / 'records.parquet')}') "
-                            "WHERE source = ? AND ref = ?", [source, ref]).fetchone()[0]
-        if not found:
+        if not record_in_run(run_dir, (source, ref)):
             raise ReviewError(f"no record {source}/{ref} in run {run_dir.name}")
-    got = con.execute(
+    got = duckdb.connect().execute(
         f"SELECT match_probability FROM read_parquet('{_q(run_dir / 'links.parquet')}') "
         "WHERE (source_l = ? AND ref_l = ? AND source_r = ? AND ref_r = ?) "
         "OR (source_l = ? AND ref_l = ? AND source_r = ? AND ref_r = ?)",
@@ -335,7 +340,13 @@ def blocking_rules_of_pair(run_dir: Path, left: Record, right: Record) -> list[s
     """The run's blocking rules that bring the two records together. An empty list means
     the run never compared them: no match key or filter band of the two is equal, so
     however alike they are, only a "match" label can join them."""
-    from linkage.clk import band_select, clk_struct_sql, create_dice_macro, words_for_bits
+    from linkage.clk import (
+        band_columns,
+        band_select,
+        clk_struct_sql,
+        create_dice_macro,
+        words_for_bits,
+    )
 
     run_dir = Path(run_dir)
     settings = json.loads((run_dir / "settings.json").read_text())
@@ -359,6 +370,8 @@ def blocking_rules_of_pair(run_dir: Path, left: Record, right: Record) -> list[s
                 else "CREATE TEMP TABLE t AS SELECT * FROM raw")
     have = {d[0] for d in con.execute("SELECT * FROM t LIMIT 0").description}
     bands = band_select(have, rules, words)
+    # A band of a word neither record's filters reach (or of a filter they lack) is null.
+    bands.update({c: "NULL::BIGINT" for c in band_columns(rules) if c not in bands and c not in have})
     if bands:
         extra = ", ".join(f"{sql} AS {c}" for c, sql in bands.items())
         con.execute(f"CREATE OR REPLACE TEMP TABLE t AS SELECT *, {extra} FROM t")

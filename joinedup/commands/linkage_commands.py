@@ -396,8 +396,10 @@ def review_explain(home: Path | None, run: str | None, as_json: bool, pair_or_re
         click.echo(f"  compared: {len(doc['blocked_by'])} blocking rule(s) bring them together, "
                    f"first {doc['blocked_by'][0]}")
     else:
+        same = doc["left"]["entity_id"] == doc["right"]["entity_id"]
         click.echo("  never compared: no blocking rule brings these two records together "
-                   "(no equal match key or filter band); a 'match' label would join them")
+                   "(no equal match key or filter band); "
+                   + ("other links hold them in one entity" if same else "a 'match' label would join them"))
     _echo_waterfall(doc)
     click.echo(f"  cluster threshold {doc['threshold']:.4f}; same entity: "
                f"{'yes' if doc['left']['entity_id'] == doc['right']['entity_id'] else 'no'}")

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from joinedup.errors import InvalidInput, NotFound
 from joinedup.operations.linkage import check_run_name
 from joinedup.operations.protocol import Action, Caller
 from joinedup.service_context import HomeContext, ServiceContext
 from linkage import review as lr
+from linkage.collation.resolve import Resolution
+
+if TYPE_CHECKING:
+    from joinedup.collate import RunIndex
 
 ACTION = "linkage.review"
 PURPOSE = "linkage_operations"
@@ -109,19 +113,30 @@ def _find(run: Path, pair_id: str) -> dict[str, Any]:
         raise NotFound(f"no pair {pair_id} in the current run or the review") from exc
 
 
+class RecordNotInRun(NotFound):
+    """A record a request names is not in the run; `side` says which ("left" or "right")."""
+
+    def __init__(self, message: str, side: str) -> None:
+        super().__init__(message)
+        self.side = side
+
+
 def _records_pair(run: Path, left: tuple[str, str], right: tuple[str, str]) -> dict[str, Any]:
-    try:
-        return lr.pair_of_records(run, left, right)
-    except lr.ReviewError as exc:
-        raise NotFound(f"{exc}") from exc
+    for side, record in (("left", left), ("right", right)):
+        if not lr.record_in_run(run, record):
+            raise RecordNotInRun(f"no record {record[0]}/{record[1]} in run {run.name}", side)
+    return lr.pair_of_records(run, left, right)
 
 
 def _check_records(act: Action, left: Any, right: Any) -> None:
     problems = [(side, "a record is (source, ref)") for side, rec in (("left", left), ("right", right))
                 if not (isinstance(rec, tuple | list) and len(rec) == 2 and all(isinstance(x, str) and x for x in rec))]
+    if not problems and tuple(left) == tuple(right):
+        problems = [("right", "the same record twice: a pair is two different records")]
     if problems:
         raise InvalidInput("; ".join(f"{f}: {r}" for f, r in problems), problems)
-    act.check_text({"left": "/".join(left), "right": "/".join(right)})
+    # Refs are keyed hashes (ids); the sources are names a person typed.
+    act.check_text({"left_source": left[0], "right_source": right[0]})
 
 
 def review_dir_of_run(run: Path) -> Path:
@@ -258,7 +273,7 @@ def why_in_entity(ctx: HomeContext | ServiceContext, caller: Caller,
 REVIEW_QUEUED = " It has been sent to the data officers' review queue."
 
 
-def review_request_for(index: Any, resolution: Any) -> dict[str, Any] | None:
+def review_request_for(index: RunIndex, resolution: Resolution) -> dict[str, Any] | None:
     """The review request a "needs review" resolution between two linked people makes: a
     record of each of the two entities (the first by source and ref), for the ledger event
     that records the outcome. None when the doubt is about the identifiers given, not about
@@ -270,16 +285,24 @@ def review_request_for(index: Any, resolution: Any) -> dict[str, Any] | None:
     if not all(records):
         return None
     left, right = records[0][0], records[1][0]
-    return {"pair_id": lr.pair_id(left, right), "left": list(left), "right": list(right),
-            "reason": resolution.reason}
+    return {"pair_id": lr.pair_id(left, right), **_records_fields(left, right), "reason": resolution.reason}
+
+
+def _records_fields(left: Any, right: Any) -> dict[str, str]:
+    """Two records as ledger-event fields (refs under `*_ref` keys: ids, not text)."""
+    return {"left_source": left[0], "left_ref": left[1], "right_source": right[0], "right_ref": right[1]}
+
+
+def _records_of(doc: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
+    return (doc["left_source"], doc["left_ref"]), (doc["right_source"], doc["right_ref"])
 
 
 def apply_review_request(ctx: HomeContext | ServiceContext, event: dict[str, Any]) -> dict[str, Any] | None:
     """Store the review request an event recorded, once (keyed by the event id)."""
     request = event["review_request"]
     by = (event.get("actor") or {}).get("id") or "service"
-    return lr.add_request(review_dir(ctx), tuple(request["left"]), tuple(request["right"]),
-                          request["reason"], by, event_id=event["event_id"])
+    left, right = _records_of(request)
+    return lr.add_request(review_dir(ctx), left, right, request["reason"], by, event_id=event["event_id"])
 
 
 # -- labelling ---------------------------------------------------------------------------
@@ -315,7 +338,7 @@ def label_pair(ctx: HomeContext | ServiceContext, caller: Caller,
                  "match_probability": pair.get("match_probability")}
         if by_records:
             # A pair the run may not hold: recovery finds its records here.
-            event["records"] = [pair["left"], pair["right"]]
+            event.update(_records_fields(pair["left"], pair["right"]))
         event_id = act.record(event)
         return apply_label(ctx, {**event, "event_id": event_id, "actor": caller.subject()}, pair)
 
@@ -333,8 +356,8 @@ def apply_label(ctx: HomeContext | ServiceContext, event: dict[str, Any],
         if not (run / "links.parquet").exists():
             return None
         try:
-            if event.get("records"):
-                pair = lr.pair_of_records(run, *(tuple(r) for r in event["records"]))
+            if event.get("left_ref"):
+                pair = lr.pair_of_records(run, *_records_of(event))
             else:
                 pair = lr.find_pair(run, folder, event["pair_id"])
         except lr.ReviewError:

@@ -9,6 +9,7 @@ caller's memory for the length of the request: never logged, stored or put in an
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -19,7 +20,10 @@ from joinedup.operations.protocol import Action, Caller
 from joinedup.operations.review import REVIEW_QUEUED, apply_review_request, review_request_for
 from joinedup.service_context import ServiceContext, now_iso, standardise_identifiers
 from linkage.collation import build_barrier_summary
-from linkage.collation.resolve import MATCHED, Scorer
+from linkage.collation.resolve import MATCHED, SEVERAL_PEOPLE, Scorer
+from linkage.review import ReviewError
+
+log = logging.getLogger(__name__)
 
 SUMMARY_PURPOSE = "employment_support"
 
@@ -86,7 +90,14 @@ def request_summary(ctx: ServiceContext, caller: Caller, request: SummaryRequest
             event_id = act.record(event)
             reason = resolution.public().get("reason")
             if review:
-                apply_review_request(ctx, {**event, "event_id": event_id, "actor": caller.subject()})
+                try:
+                    apply_review_request(ctx, {**event, "event_id": event_id, "actor": caller.subject()})
+                except (OSError, ValueError, ReviewError) as exc:
+                    # Recorded: recovery stores it; the adviser still gets the answer.
+                    log.warning("review request of %s not stored yet: %s", event_id, exc)
+            if resolution.cause == SEVERAL_PEOPLE:
+                # Said only where it always happens (two people match), so the words tell
+                # the adviser nothing the reason does not.
                 reason += REVIEW_QUEUED
             return SummaryResult(resolution.outcome, decision.decision_id, reason=reason)
         refs = index.refs_of(resolution.entity_id)

@@ -22,6 +22,9 @@ from typing import Any
 MATCHED = "matched"
 NO_MATCH = "no_match"
 NEEDS_REVIEW = "needs_review"
+SEVERAL_PEOPLE = "several_people"  # two or more linked people match
+IDENTIFIER_OF_ANOTHER = "identifier_of_another"  # an NI/NHS number given is another's
+WEAK_MATCH = "weak_match"  # one candidate, not certain enough
 
 # (run_dir, encoded identity row) -> scored candidates, each with entity_id (or source and
 # ref) and match_probability. The linkage package provides the real one.
@@ -53,6 +56,8 @@ class Resolution:
     # needs_review between two linked people: the two entities a data officer should
     # compare (are they one person?); empty when the doubt is about the identifiers given.
     review_entities: tuple[str, ...] = field(default=(), repr=False)  # never shown
+    # Why review is needed: SEVERAL_PEOPLE, IDENTIFIER_OF_ANOTHER or WEAK_MATCH ("" otherwise).
+    cause: str = ""
 
     def public(self) -> dict[str, Any]:
         """What the adviser is told (no other entity's id)."""
@@ -90,7 +95,7 @@ def decide_resolution(
     if not plausible:
         if sharing:
             return Resolution(NEEDS_REVIEW, None, top, 0, conflict, tuple(ranked),
-                              tuple(sorted(sharing))[:2] if len(sharing) > 1 else ())
+                              tuple(sorted(sharing))[:2] if len(sharing) > 1 else (), IDENTIFIER_OF_ANOTHER)
         return Resolution(NO_MATCH, None, top, 0, "no linked record matches these identifiers",
                           tuple(ranked))
     if len(plausible) > 1:
@@ -98,18 +103,18 @@ def decide_resolution(
             NEEDS_REVIEW, None, top, len(plausible),
             f"{len(plausible)} different people match these identifiers; a data officer must "
             "review them (no summary is given, and no data are combined)",
-            tuple(ranked), (plausible[0][0], plausible[1][0]),
+            tuple(ranked), (plausible[0][0], plausible[1][0]), SEVERAL_PEOPLE,
         )
     entity, prob = plausible[0]
     if prob < settings.match_probability:
         return Resolution(
             NEEDS_REVIEW, None, prob, 1,
             "the best match is not certain enough; check the identifiers or ask for review",
-            tuple(ranked),
+            tuple(ranked), (), WEAK_MATCH,
         )
     if sharing - {entity}:
         return Resolution(NEEDS_REVIEW, None, prob, 1 + len(sharing - {entity}), conflict,
-                          tuple(ranked), (entity, min(sharing - {entity})))
+                          tuple(ranked), (entity, min(sharing - {entity})), IDENTIFIER_OF_ANOTHER)
     return Resolution(MATCHED, entity, prob, 1, "one linked person matches", tuple(ranked))
 
 

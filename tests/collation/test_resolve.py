@@ -96,3 +96,5 @@ def test_review_names_the_two_linked_people_to_compare_only_when_there_are_two()
     assert decide_resolution([("E2", 0.01)], sharing_strong_identifier={"E7"}).review_entities == ()
     assert decide_resolution([("E1", 0.99)]).review_entities == ()
     assert "E2" not in str(two.public())  # never shown to the adviser
+    assert two.cause == "several_people" and conflict.cause == "identifier_of_another"
+    assert decide_resolution([("E1", 0.8)]).cause == "weak_match"

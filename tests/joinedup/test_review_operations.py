@@ -254,7 +254,8 @@ def test_a_missed_pair_labelled_by_its_records_and_recovered_after_a_crash(world
     left, right = _unlinked_pair(home, ctx, officer)
     stored = ops_review.label_pair(ctx, officer, ops_review.LabelPair("", "unsure", left=left, right=right))
     event = _events(ctx, "linkage.review_label")[-1]
-    assert event["records"] == [list(left), list(right)] and event["pair_id"] == stored["pair_id"]
+    assert (event["left_source"], event["left_ref"], event["right_source"], event["right_ref"]) == (*left, *right)
+    assert event["pair_id"] == stored["pair_id"]
     assert lr.labels(home.root / "review")[stored["pair_id"]]["label"] == "unsure"
     with pytest.raises(InvalidInput):  # an id that is not these records' pair
         ops_review.label_pair(ctx, officer, ops_review.LabelPair("P" + "0" * 16, "match", left=left, right=right))
@@ -286,4 +287,10 @@ def test_cli_explains_and_labels_two_records(world):
     assert labelled.exit_code == 0, labelled.output
     assert lr.labels(home.root / "review")[lr.pair_id(left, right)]["label"] == "non-match"
     bad = CliRunner().invoke(cli, ["review", "explain", "/".join(left), "dwp-no-slash", "--home", str(home.root)])
-    assert bad.exit_code != 0 and "SOURCE/REF" in bad.output
+    assert bad.exit_code == 2 and "SOURCE/REF" in bad.output  # a usage error
+    unknown = CliRunner().invoke(cli, ["review", "explain", "/".join(left), f"{right[0]}/{'f' * 24}",
+                                       "--home", str(home.root)])
+    assert unknown.exit_code == 1 and "no record" in unknown.output
+    twice = CliRunner().invoke(cli, ["review", "label", "/".join(left), "/".join(left), "--as", "match",
+                                     "--home", str(home.root)])
+    assert twice.exit_code == 1 and "two different records" in twice.output

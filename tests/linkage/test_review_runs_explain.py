@@ -287,6 +287,11 @@ def test_review_api_gives_the_queue_and_a_pairs_waterfall_to_a_data_officer_only
         unknown = {**two, "right": {"source": two["right"]["source"], "ref": "f" * 24}}
         assert client.post("/v1/linkage/review/compare", headers=officer, json=unknown).status_code == 404
         assert client.post("/v1/linkage/review/compare", headers=adviser, json=two).status_code == 403
+        twice = {"left": two["left"], "right": two["left"]}
+        same = client.post("/v1/linkage/review/compare", headers=officer, json=twice)
+        assert same.status_code == 422 and "two different records" in same.text
+        assert client.post("/v1/linkage/review/compare/label", headers=adviser,
+                           json={**two, "label": "match"}).status_code == 403
         by_records = client.post("/v1/linkage/review/compare/label", headers=officer,
                                  json={**two, "label": "match"})
         assert by_records.status_code == 200, by_records.text

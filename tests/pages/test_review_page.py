@@ -178,5 +178,5 @@ def test_data_officer_compares_two_records_and_confirms_a_missed_link(browser, w
     label = _labels(world)[pair_id]
     assert label["label"] == "match" and [label["source_l"], label["ref_l"]] in ([*left], [*right])
     events = [e for e in world.events(before) if e.get("type") == "linkage.review_label"]
-    assert len(events) == 1 and events[0]["records"] == [[*left], [*right]]
+    assert len(events) == 1 and (events[0]["left_ref"], events[0]["right_ref"]) == (left[1], right[1])
     page.context.close()

@@ -204,19 +204,19 @@ def compare_records(ctx: ServiceContext, caller: User, left: tuple[str, str],
                     right: tuple[str, str]) -> dict:
     """Any two records of the current run, linked or not (review.show_pair). A record the
     run does not hold is a problem of the form's field, not a missing page."""
-    from joinedup.errors import InvalidInput, NotFound
+    from joinedup.errors import InvalidInput
     from joinedup.operations import review
 
     try:
         return review.show_pair(ctx, caller, review.RecordsPairRequest(left, right))
-    except NotFound as exc:
-        field = "left_ref" if f"{left[0]}/{left[1]}" in str(exc) else "right_ref"
-        raise InvalidInput(str(exc), [(field, "There is no record with this source and reference "
-                                              "in the current run")]) from exc
+    except review.RecordNotInRun as exc:
+        raise InvalidInput(str(exc), [(f"{exc.side}_ref", "There is no record with this source and "
+                                                          "reference in the current run")]) from exc
 
 
 def label_records(ctx: ServiceContext, caller: User, left: tuple[str, str],
                   right: tuple[str, str], label: str) -> dict:
+    """Label two records of the current run as a pair (review.label_pair by records)."""
     from joinedup.operations import review
 
     return review.label_pair(ctx, caller, review.LabelPair("", label, "queue", left, right))

@@ -119,10 +119,14 @@ def register(router: APIRouter) -> None:
         if p.request.method == "POST":
             label = p.value("label")
             if label in dict(LABEL_OPTIONS):
-                stored = p.call(adapter.label_records, left, right, label)
-                return p.redirect("/data/review", f"Pair {stored['pair_id']} labelled {label}. "
-                                  "It applies from the next link run.")
-            errors = [("label", "Choose match, not a match or unsure")]
+                try:
+                    stored = p.call(adapter.label_records, left, right, label)
+                    return p.redirect("/data/review", f"Pair {stored['pair_id']} labelled {label}. "
+                                      "It applies from the next link run.")
+                except InvalidInput as exc:
+                    errors = input_errors(exc, {"label": "label"})
+            else:
+                errors = [("label", "Choose match, not a match or unsure")]
         try:
             pair = p.call(adapter.compare_records, left, right)
         except InvalidInput as exc:
