@@ -144,8 +144,15 @@ def fit(linker: Linker, con: Any, blocked_table: str, vectors_table: str | None 
     if not band_keys:
         return linker, info
 
-    band_patterns, band_counts = patterns_where(in_bands)
+    # The stratum is fitted on the pairs a whole 128-bit band finds; the pairs only a 64-bit
+    # band finds are scored with that fit (fitted with them, EM flips modes on FEBRL3).
+    fit_keys = [k for k in band_keys if "band64_" not in rules[int(k)]]
+    in_fit = f"b.match_key IN ({', '.join(repr(k) for k in fit_keys)})" if fit_keys else in_bands
+    band_patterns, band_counts = patterns_where(in_fit)
     bands: dict[str, Any] = {"rules": [rules[int(k)] for k in band_keys], "blocked_pairs": int(band_counts.sum())}
+    if in_fit != in_bands:
+        bands["blocked_pairs_64_bit_only"] = int(patterns_where(
+            f"({in_bands}) AND NOT ({in_fit})")[1].sum())
     if 0 < band_counts.sum() < MIN_CLASS_PAIRS:
         # Too few to fit on their own: scored with the keyed fit (both strata then weigh a
         # level alike). FEBRL1: 14 such pairs, same address and postcode, names or date

@@ -87,15 +87,26 @@ def share_dice(sqls: list[str]) -> tuple[list[str], list[str]]:
 # The linkage unit derives bands from the filters it holds, so blocking on them publishes
 # nothing new: it reaches pairs with one agreeing salt and fuzzy names or addresses that no
 # match key groups (FEBRL4 blocking recall 0.945 -> 0.983 with 0.06 more pairs per record).
-_BAND = re.compile(r"\bband_(clk_\w+?)_(\d+)\b")
+# `band64_<clk>_<h>`: half h of those words (word h // 2), for filters under one salt that
+# are alike but differ somewhere in every 128-bit word (FEBRL4: 41 true pairs never compared
+# with a filter Dice of 0.44-0.95; bench/RESULTS-linkage.md, session 13).
+_BAND = re.compile(r"\bband(64)?_(clk_\w+?)_(\d+)\b")
 _LOW64 = "CAST(18446744073709551615 AS HUGEINT)"
 _2_63 = "CAST(9223372036854775808 AS HUGEINT)"
 _2_64 = "CAST(18446744073709551616 AS HUGEINT)"
 
 
 def band_columns(rules: list[str]) -> dict[str, tuple[str, int]]:
-    """The band columns the rules name: column -> (CLK column, word index)."""
-    return {m.group(0): (m.group(1), int(m.group(2))) for rule in rules for m in _BAND.finditer(rule)}
+    """The band columns the rules name: column -> (CLK column, band index). A `band64_`
+    column's index counts 64-bit halves (index // 2 is the word, index % 2 the half)."""
+    return {m.group(0): (m.group(2), int(m.group(3))) for rule in rules for m in _BAND.finditer(rule)}
+
+
+def _half_sql(clk: str, half: int) -> str:
+    w = f"struct_extract({clk}, 'w{half // 2}')"
+    part = f"(({w} >> {64 * (half % 2)}) & {_LOW64})"
+    return (f"CASE WHEN {part} <> 0 THEN CAST({part} - CASE WHEN {part} >= {_2_63} "
+            f"THEN {_2_64} ELSE 0 END AS BIGINT) END")
 
 
 def band_sql(clk: str, word: int) -> str:
@@ -110,8 +121,9 @@ def band_select(have: set[str], rules: list[str], words: int) -> dict[str, str]:
     """The band columns the rules name whose CLK is among `have` (columns of CLKs as word
     structs) and which `have` lacks: column -> its SQL."""
     wanted = {c: (clk, i) for c, (clk, i) in band_columns(rules).items()
-              if clk in have and i < words and c not in have}
-    return {c: band_sql(clk, i) for c, (clk, i) in sorted(wanted.items())}
+              if clk in have and (i // 2 if c.startswith("band64_") else i) < words and c not in have}
+    return {c: _half_sql(clk, i) if c.startswith("band64_") else band_sql(clk, i)
+            for c, (clk, i) in sorted(wanted.items())}
 
 
 def add_band_columns(con: duckdb.DuckDBPyConnection, table: str, rules: list[str], words: int) -> list[str]:

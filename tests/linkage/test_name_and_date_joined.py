@@ -13,7 +13,7 @@ import pytest
 
 from connectors.keys import KeyRing, new_master_secret
 from linkage import model
-from linkage.clk import create_dice_macro, words_for_bits
+from linkage.clk import band_columns, create_dice_macro, words_for_bits
 from linkage.ingest import clk_bits_of, extract_from_dir, stack_sql
 from linkage.predict import comparison_vectors
 from linkage.settings import default_settings, validate_settings, with_name_and_date_joined
@@ -29,7 +29,7 @@ def _levels(extracts, settings) -> dict[tuple[int, int], dict[str, str]]:
     create_dice_macro(con, words_for_bits(clk_bits_of(extracts)))
     con.execute(f"CREATE TABLE records AS {stack_sql(extracts, words_for_bits(clk_bits_of(extracts)))}")
     settings["splink"]["blocking_rules_to_generate_predictions"] = [
-        r for r in settings["blocking"]["candidates"] if "band_" not in r]
+        r for r in settings["blocking"]["candidates"] if not band_columns([r])]
     linker = model.make_linker(con, settings)
     vectors = comparison_vectors(linker, linker.inference.compute_blocked_pairs_for_predict())
     labels = {c["output_column_name"]: {i: lv["label_for_charts"] for i, lv in enumerate(
