@@ -19,6 +19,7 @@ from linkage.blocking import (
     group_size_stats,
 )
 from linkage.calibrate import estimate_prior, expected_f1_threshold
+from linkage.clk import band_columns
 from linkage.settings import SettingsError, default_settings, validate_settings
 
 
@@ -196,3 +197,35 @@ def test_filter_bands_come_after_the_keys_and_only_when_the_keys_leave_room():
     chosen, report, *_ = choose_rules(con2, "t", [band, "l.a = r.a"], tight, 2.0, add_bands)
     assert chosen == ["l.a = r.a"] and derived == []
     assert "not counted" in {r.rule: r.reason for r in report}[band]
+
+
+def test_64_bit_bands_are_counted_only_when_the_keys_and_bands_leave_room():
+    """Half bands (band64_<clk>_<i>) come after the whole bands and are derived and counted
+    only when the keys and the whole bands leave at least BUDGET_FULL of the budget."""
+    from linkage.blocking import BUDGET_FULL
+
+    derived: list[list[str]] = []
+
+    def hook(con):
+        def add(rules):
+            derived.append(rules)
+            for column in sorted({c for r in rules for c in band_columns([r])}):
+                con.execute(f"ALTER TABLE t ADD COLUMN {column} BIGINT")
+                # whole band: pairs 0-1, 2-3, ...; half band: also 1-2, 3-4, ...
+                step = "unique_id // 2" if column.startswith("band_") else "(unique_id + 1) // 2"
+                con.execute(f"UPDATE t SET {column} = {step}")
+        return add
+
+    band, half = "l.band_clk_x_0 = r.band_clk_x_0", "l.band64_clk_x_0 = r.band64_clk_x_0"
+    rules = ["l.a = r.a", band, half]
+    con = _table(400)
+    with_bands = choose_rules(con, "t", rules[:2], 100.0, 2.0, hook(con))[3]
+    con, derived[:] = _table(400), []
+    chosen, report, n, total = choose_rules(con, "t", rules, 100.0, 2.0, hook(con))
+    assert derived == [[band], [half]] and chosen == rules and total > with_bands
+    # The whole band fills all but a little of the budget: the half band is not counted.
+    con, derived[:] = _table(400), []
+    tight = with_bands * (1 + BUDGET_FULL / 2) / 400
+    chosen, report, *_ = choose_rules(con, "t", rules, tight, 2.0, hook(con))
+    assert derived == [[band]] and chosen == rules[:2]
+    assert "not counted: the match keys and 128-bit bands" in {r.rule: r.reason for r in report}[half]
