@@ -308,6 +308,14 @@ def find_pair(run_dir: Path, review_dir: Path | None, pid: str) -> dict[str, Any
     raise ReviewError(f"no pair {pid} in the run's links, the review requests or the labels")
 
 
+class RecordNotInRun(ReviewError):
+    """A record named is not in the run; `side` says which ("left" or "right")."""
+
+    def __init__(self, message: str, side: str) -> None:
+        super().__init__(message)
+        self.side = side
+
+
 def record_in_run(run_dir: Path, record: Record) -> bool:
     """Whether the run's records.parquet holds this (source, ref)."""
     found = duckdb.connect().execute(
@@ -324,9 +332,9 @@ def pair_of_records(run_dir: Path, left: Record, right: Record) -> dict[str, Any
     left, right = (str(left[0]), str(left[1])), (str(right[0]), str(right[1]))
     if left == right:
         raise ReviewError("a pair is two different records")
-    for source, ref in (left, right):
-        if not record_in_run(run_dir, (source, ref)):
-            raise ReviewError(f"no record {source}/{ref} in run {run_dir.name}")
+    for side, record in (("left", left), ("right", right)):
+        if not record_in_run(run_dir, record):
+            raise RecordNotInRun(f"no record {record[0]}/{record[1]} in run {run_dir.name}", side)
     got = duckdb.connect().execute(
         f"SELECT match_probability FROM read_parquet('{_q(run_dir / 'links.parquet')}') "
         "WHERE (source_l = ? AND ref_l = ? AND source_r = ? AND ref_r = ?) "

@@ -122,10 +122,10 @@ class RecordNotInRun(NotFound):
 
 
 def _records_pair(run: Path, left: tuple[str, str], right: tuple[str, str]) -> dict[str, Any]:
-    for side, record in (("left", left), ("right", right)):
-        if not lr.record_in_run(run, record):
-            raise RecordNotInRun(f"no record {record[0]}/{record[1]} in run {run.name}", side)
-    return lr.pair_of_records(run, left, right)
+    try:
+        return lr.pair_of_records(run, left, right)  # checks each record once
+    except lr.RecordNotInRun as exc:
+        raise RecordNotInRun(str(exc), exc.side) from exc
 
 
 def _check_records(act: Action, left: Any, right: Any) -> None:
@@ -278,7 +278,7 @@ def review_request_for(index: RunIndex, resolution: Resolution) -> dict[str, Any
     record of each of the two entities (the first by source and ref), for the ledger event
     that records the outcome. None when the doubt is about the identifiers given, not about
     two linked people."""
-    entities = getattr(resolution, "review_entities", ())
+    entities = resolution.review_entities
     if len(entities) != 2:
         return None
     records = [sorted(index.refs_of(e)) for e in entities]
